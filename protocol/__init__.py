@@ -1,0 +1,5 @@
+"""liveprof's pure protocol layer: bytes in, typed values out, no I/O."""
+
+from .eventlog import DecodeError, Decoder, EndOfStream, Event, Header, event_json
+
+__all__ = ["DecodeError", "Decoder", "EndOfStream", "Event", "Header", "event_json"]

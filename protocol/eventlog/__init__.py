@@ -1,0 +1,12 @@
+"""GHC eventlog decoding, sans-IO: ``Decoder.feed(bytes) -> [Event]``."""
+
+from ._catalogue import CATALOGUE, EventSpec
+from ._decoder import DecodeError, Decoder
+from ._enums import CapsetType, HeapProfBreakdown, MsgTag, StopStatus
+from ._events import EndOfStream, Event, EventType, Header
+from ._json import event_json
+
+__all__ = [
+    "CATALOGUE", "CapsetType", "DecodeError", "Decoder", "EndOfStream", "Event", "EventSpec",
+    "EventType", "Header", "HeapProfBreakdown", "MsgTag", "StopStatus", "event_json",
+]

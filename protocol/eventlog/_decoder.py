@@ -1,0 +1,334 @@
+"""The incremental eventlog decoder: bytes in, events out, no I/O.
+
+``Decoder.feed(data)`` returns the events that ``data`` completed and keeps
+only the bytes of the one record (or header declaration) it is in the middle
+of.  ``Decoder.close()`` says how the stream ended.  Malformed input raises
+``DecodeError``, after which the decoder refuses more input.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterable
+
+from ._catalogue import BLOCK_MARKER, CATALOGUE, STOP_THREAD, select_layout
+from ._enums import STOP_STATUS_BY_CODE, lookup
+from ._events import UNKNOWN, EndOfStream, Event, EventType, Header
+
+HDRB = b"hdrb"
+HETB = b"hetb"
+ETB = b"etb\0"
+ETE = b"ete\0"
+HETE = b"hete"
+HDRE = b"hdre"
+DATB = b"datb"
+END_OF_DATA = 0xFFFF
+VARIABLE = 0xFFFF
+
+_RECORD = struct.Struct(">HQ")
+_LEN = struct.Struct(">H")
+_DECL = struct.Struct(">HHI")
+_U32 = struct.Struct(">I")
+
+# what the hot loop does with a record of each declared type
+K_STRUCT, K_VSTRUCT, K_EMPTY, K_READ, K_BLOCK, K_SKIP, K_UNKNOWN = range(7)
+
+# decoder states
+S_MAGIC, S_DECLS, S_HEADER_END, S_DATA, S_ENDED = range(5)
+
+# A header declaration longer than this is taken as corruption, not waited for.
+MAX_DECLARATION = 1 << 20
+
+
+class DecodeError(Exception):
+    """The stream is malformed.  ``offset`` is the byte offset in the stream,
+    ``event_id`` the event type concerned (if any), ``events`` the complete
+    events the failing ``feed`` call decoded before the error."""
+
+    def __init__(self, message: str, offset: int, event_id: int | None = None):
+        self.message = message
+        self.offset = offset
+        self.event_id = event_id
+        self.events: list[Event] = []
+        where = f"at byte offset {offset}"
+        if event_id is not None:
+            where += f", event type {event_id}"
+        super().__init__(f"{message} ({where})")
+
+
+class _NeedMore(Exception):
+    def __init__(self, upto: int):
+        self.upto = upto
+
+
+def _stop_782(f):
+    # GHC 7.8.2 numbered BlockedOnMVarRead 8 and shifted the later codes up by one
+    code = f[1]
+    if code == 8:
+        code = 20
+    elif 9 <= code <= 20:
+        code -= 1
+    return (f[0], lookup(STOP_STATUS_BY_CODE, code), f[2])
+
+
+class Decoder:
+    """Sans-IO decoder of one eventlog stream.
+
+    ``only``: if given, the event type ids to return; every other record is
+    skipped without decoding its payload (block markers still attribute
+    capabilities).  Block markers themselves are returned as ``EventBlock``
+    events (type 18) unless ``only`` leaves them out.
+    """
+
+    def __init__(self, only: Iterable[int] | None = None):
+        self._only = None if only is None else frozenset(only)
+        self._pending = bytearray()
+        self._base = 0  # stream offset of _pending[0]
+        self._need = 0  # bytes _pending must hold before parsing is worth trying
+        self._state = S_MAGIC
+        self._decls: list[EventType] = []
+        self._table: list | None = None
+        self._block_end = 0
+        self._block_cap: int | None = None
+        self._partial_id: int | None = None
+        self._failed: DecodeError | None = None
+        self.header: Header | None = None
+        self.trailing = bytearray()  # bytes after the end-of-data marker
+
+    # -- public API ------------------------------------------------------------
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the first byte not yet consumed."""
+        return self._base
+
+    @property
+    def ended(self) -> bool:
+        """True once the end-of-data marker has been read."""
+        return self._state == S_ENDED
+
+    def feed(self, data) -> list[Event]:
+        if self._failed is not None:
+            raise DecodeError("decoder has already failed: " + self._failed.message,
+                              self._failed.offset, self._failed.event_id)
+        if self._state == S_ENDED:
+            self.trailing += data
+            return []
+        pend = self._pending
+        pend += data
+        if len(pend) < self._need:
+            return []
+        events: list[Event] = []
+        pos = 0
+        try:
+            if self._state != S_DATA:
+                pos = self._header(pend)
+            if self._state == S_DATA:
+                pos = self._records(pend, pos, events)
+        except _NeedMore as more:
+            pos = more.upto
+        except DecodeError as err:
+            self._failed = err
+            err.events = events
+            raise
+        if self._state == S_ENDED:
+            self.trailing += pend[pos:]
+            pos = len(pend)
+        del pend[:pos]
+        self._base += pos
+        self._need -= pos
+        return events
+
+    def close(self) -> EndOfStream:
+        """End of input.  Returns whether the stream was complete and, if not,
+        where it was cut.  No events are lost: every complete one was already
+        returned by ``feed``."""
+        pending = len(self._pending)
+        if self._state == S_ENDED:
+            return EndOfStream(True, self._base, "complete")
+        if self._state != S_DATA:
+            return EndOfStream(False, self._base, "header", None, pending)
+        if pending:
+            return EndOfStream(False, self._base, "event", self._partial_id, pending)
+        return EndOfStream(False, self._base, "no end marker")
+
+    # -- header ----------------------------------------------------------------
+
+    def _header(self, buf: bytearray) -> int:
+        """Parse as much of the header as ``buf`` holds; returns the position
+        after it.  Raises _NeedMore(position of the last complete part)."""
+        pos = 0
+        n = len(buf)
+        if self._state == S_MAGIC:
+            self._require(buf, pos, 8, pos)
+            if buf[0:4] != HDRB:
+                raise DecodeError("not an eventlog: header begin marker 'hdrb' not found",
+                                  self._base)
+            if buf[4:8] != HETB:
+                raise DecodeError("event type list begin marker 'hetb' not found",
+                                  self._base + 4)
+            pos = 8
+            self._state = S_DECLS
+        while self._state == S_DECLS:
+            self._require(buf, pos, 4, pos)
+            marker = bytes(buf[pos:pos + 4])
+            if marker == HETE:
+                pos += 4
+                self._state = S_HEADER_END
+                break
+            if marker != ETB:
+                raise DecodeError(f"malformed header: expected 'etb' or 'hete', got {marker!r}",
+                                  self._base + pos)
+            pos = self._declaration(buf, pos, n)
+        if self._state == S_HEADER_END:
+            self._require(buf, pos, 8, pos)
+            if buf[pos:pos + 4] != HDRE:
+                raise DecodeError("header end marker 'hdre' not found", self._base + pos)
+            if buf[pos + 4:pos + 8] != DATB:
+                raise DecodeError("data begin marker 'datb' not found", self._base + pos + 4)
+            pos += 8
+            self.header = Header(tuple(self._decls))
+            self._table = self._build_table(self.header)
+            self._state = S_DATA
+        return pos
+
+    def _require(self, buf, pos: int, count: int, resume: int) -> None:
+        if pos + count > len(buf):
+            self._need = pos + count
+            raise _NeedMore(resume)
+
+    def _declaration(self, buf, start: int, n: int) -> int:
+        pos = start + 4
+        self._require(buf, pos, 8, start)
+        type_id, size, desc_len = _DECL.unpack_from(buf, pos)
+        if desc_len > MAX_DECLARATION:
+            raise DecodeError(f"event type {type_id}: description length {desc_len} is too large",
+                              self._base + pos + 4, type_id)
+        pos += 8
+        self._require(buf, pos, desc_len + 4, start)
+        description = bytes(buf[pos:pos + desc_len]).decode("utf-8", "replace")
+        pos += desc_len
+        (extra_len,) = _U32.unpack_from(buf, pos)
+        if extra_len > MAX_DECLARATION:
+            raise DecodeError(f"event type {type_id}: extra info length {extra_len} is too large",
+                              self._base + pos, type_id)
+        pos += 4 + extra_len
+        self._require(buf, pos, 4, start)
+        if buf[pos:pos + 4] != ETE:
+            raise DecodeError(f"event type {type_id}: declaration end marker 'ete' not found",
+                              self._base + pos, type_id)
+        self._decls.append(EventType(type_id, None if size == VARIABLE else size, description))
+        return pos + 4
+
+    def _build_table(self, header: Header) -> list:
+        declared = header.declared()
+        table: list = [None] * 0x10000
+        only = self._only
+        old_stop_codes = 58 in declared and 59 not in declared  # GHC 7.8.2
+        for type_id, et in declared.items():
+            if type_id == END_OF_DATA:
+                continue
+            size = et.size
+            spec = CATALOGUE.get(type_id)
+            wanted = only is None or type_id in only
+            layout = select_layout(spec, size) if spec is not None else None
+            if type_id == BLOCK_MARKER and layout is not None:
+                table[type_id] = (size, K_BLOCK, layout.struct, wanted, spec.name)
+                continue
+            if not wanted:
+                table[type_id] = (size, K_SKIP, None, None, None)
+            elif layout is None:
+                table[type_id] = (size, K_UNKNOWN, None, None, UNKNOWN)
+            elif layout.read is not None:
+                table[type_id] = (size, K_READ, layout.read, None, spec.name)
+            elif layout.size == 0:
+                table[type_id] = (size, K_EMPTY, None, None, spec.name)
+            else:
+                post = layout.post
+                if type_id == STOP_THREAD and old_stop_codes and layout.size == 10:
+                    post = _stop_782
+                kind = K_VSTRUCT if size is None else K_STRUCT
+                table[type_id] = (size, kind, layout.struct, post, spec.name)
+        return table
+
+    # -- records (the hot loop) -----------------------------------------------
+
+    def _records(self, buf: bytearray, pos: int, events: list) -> int:
+        n = len(buf)
+        table = self._table
+        record = _RECORD.unpack_from
+        length = _LEN.unpack_from
+        append = events.append
+        new = tuple.__new__
+        E = Event
+        base = self._base
+        block_end = self._block_end - base
+        block_cap = self._block_cap
+        self._partial_id = None
+        try:
+            while True:
+                if pos + 10 > n:
+                    if pos + 2 <= n and buf[pos] == 0xFF and buf[pos + 1] == 0xFF:
+                        self._state = S_ENDED
+                        return pos + 2
+                    self._need = pos + 10
+                    return pos
+                tid, t = record(buf, pos)
+                entry = table[tid]
+                if entry is None:
+                    if tid == END_OF_DATA:
+                        self._state = S_ENDED
+                        return pos + 2
+                    raise DecodeError(f"event type {tid} is not declared in the header",
+                                      base + pos, tid)
+                size, kind, st, post, name = entry
+                if size is None:
+                    if pos + 12 > n:
+                        self._need = pos + 12
+                        self._partial_id = tid
+                        return pos
+                    start = pos + 12
+                    end = start + length(buf, pos + 10)[0]
+                else:
+                    start = pos + 10
+                    end = start + size
+                if end > n:
+                    self._need = end
+                    self._partial_id = tid
+                    return pos
+                if kind == K_STRUCT:
+                    f = st.unpack_from(buf, start)
+                    if post is not None:
+                        f = post(f)
+                elif kind == K_EMPTY:
+                    f = ()
+                elif kind == K_READ:
+                    f = st(buf, start, end)
+                elif kind == K_SKIP:
+                    pos = end
+                    continue
+                elif kind == K_BLOCK:
+                    if end - start < st.size:
+                        raise DecodeError(f"block marker payload of {end - start} bytes is too short",
+                                          base + pos, tid)
+                    f = st.unpack_from(buf, start)
+                    block_end = pos + f[0]
+                    block_cap = None if f[2] == 0xFFFF else f[2]
+                    if post:  # the block marker is wanted
+                        append(new(E, (tid, name, t, block_cap, f)))
+                    pos = end
+                    continue
+                elif kind == K_VSTRUCT:
+                    if end - start >= st.size:
+                        f = st.unpack_from(buf, start)
+                        if post is not None:
+                            f = post(f)
+                    else:
+                        name, f = UNKNOWN, ()
+                else:  # K_UNKNOWN
+                    f = ()
+                append(new(E, (tid, name, t, block_cap if pos < block_end else None, f)))
+                pos = end
+        finally:
+            self._block_end = block_end + base
+            self._block_cap = block_cap
