@@ -268,9 +268,12 @@ class Decoder:
         try:
             while True:
                 if pos + 10 > n:
-                    if pos + 2 <= n and buf[pos] == 0xFF and buf[pos + 1] == 0xFF:
-                        self._state = S_ENDED
-                        return pos + 2
+                    if pos + 2 <= n:
+                        tid = buf[pos] << 8 | buf[pos + 1]
+                        if tid == END_OF_DATA:
+                            self._state = S_ENDED
+                            return pos + 2
+                        self._partial_id = tid
                     self._need = pos + 10
                     return pos
                 tid, t = record(buf, pos)

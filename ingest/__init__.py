@@ -1,0 +1,1 @@
+"""liveprof's service side: sources, derivers, sinks and the command line."""

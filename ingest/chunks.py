@@ -1,0 +1,40 @@
+"""Blocking byte readers for the command line: files, named pipes and stdin.
+
+The service uses asyncio sources; one-shot commands (``dump``, ``derive``) read
+with these.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterator
+
+from .errors import SourceError
+
+CHUNK = 1 << 20
+
+
+def read_chunks(path: str, chunk: int = CHUNK) -> Iterator[bytes]:
+    """Yield the bytes of ``path`` (``-`` for stdin; a named pipe is read until
+    its writer closes it)."""
+    if path == "-":
+        fd = sys.stdin.buffer.fileno()
+        yield from _read_fd(fd, chunk)
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+    try:
+        yield from _read_fd(fd, chunk)
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int, chunk: int) -> Iterator[bytes]:
+    while True:
+        data = os.read(fd, chunk)
+        if not data:
+            return
+        yield data

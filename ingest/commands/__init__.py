@@ -1,0 +1,5 @@
+"""Subcommands of ``liveprof``, one module each."""
+
+from . import dump
+
+COMMANDS = [dump]

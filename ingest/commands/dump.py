@@ -1,0 +1,70 @@
+"""``liveprof dump FILE|-``: decoded events as JSON lines, or totals per type."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+
+from protocol import DecodeError, Decoder, EndOfStream, event_json
+
+from ..chunks import read_chunks
+from ..errors import SourceError
+
+BLOCK_MARKER = 18
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("dump", help="print decoded events as JSON lines",
+                       description="Decode an eventlog (a file, a named pipe, or - for stdin) "
+                                   "and print one JSON object per event, in file order.")
+    p.add_argument("path", metavar="FILE|-")
+    p.add_argument("--summary", action="store_true",
+                   help="print totals per event type (one JSON object) instead of the events")
+    p.set_defaults(run=run)
+
+
+def describe_end(path: str, end: EndOfStream) -> str:
+    if end.reason == "header":
+        return f"{path}: stream ends inside the header at byte offset {end.offset}"
+    if end.reason == "event":
+        return (f"{path}: stream cut inside an event of type {end.event_id} at byte offset "
+                f"{end.offset} ({end.pending} bytes dropped)")
+    return f"{path}: stream ends at byte offset {end.offset} without the end-of-data marker"
+
+
+def run(args) -> int:
+    decoder = Decoder()
+    out = sys.stdout
+    counts: Counter = Counter()
+    status = 0
+    try:
+        for chunk in read_chunks(args.path):
+            events = decoder.feed(chunk)
+            if args.summary:
+                counts.update(ev.name for ev in events if ev.type != BLOCK_MARKER)
+            else:
+                out.write("".join([event_json(ev) + "\n" for ev in events
+                                   if ev.type != BLOCK_MARKER]))
+    except SourceError as exc:
+        print(f"liveprof: {exc}", file=sys.stderr)
+        return 2
+    except DecodeError as exc:
+        if not args.summary:
+            out.write("".join(event_json(ev) + "\n" for ev in exc.events
+                              if ev.type != BLOCK_MARKER))
+        counts.update(ev.name for ev in exc.events if ev.type != BLOCK_MARKER)
+        print(f"liveprof: {args.path}: {exc}", file=sys.stderr)
+        status = 1
+        end = None
+    else:
+        end = decoder.close()
+        if end.truncated:
+            print(f"liveprof: {describe_end(args.path, end)}", file=sys.stderr)
+    if args.summary:
+        summary = {"event_count": sum(counts.values()), "counts": dict(sorted(counts.items())),
+                   "complete": bool(end and end.complete),
+                   "end": None if end is None else end.reason}
+        out.write(json.dumps(summary) + "\n")
+    out.flush()
+    return status
