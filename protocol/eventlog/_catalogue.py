@@ -34,6 +34,10 @@ class Layout:
     post: Callable[[tuple], tuple] | None = None
     read: Reader | None = None
     names: tuple[str, ...] | None = None  # overrides the type's field names
+    # what the C loop does instead of calling ``post``/``read``: for a fixed
+    # layout (field index, enum table) to look one field up; for a reader 1
+    # (whole payload as text) or 2 (u32, then the rest as text)
+    native: object = None
 
 
 @dataclass(frozen=True)
@@ -48,13 +52,13 @@ class EventSpec:
 CATALOGUE: dict[int, EventSpec] = {}
 
 
-def fixed(fmt: str, post=None, names=None) -> Layout:
+def fixed(fmt: str, post=None, names=None, native=None) -> Layout:
     st = struct.Struct(">" + fmt)
-    return Layout(st.size, st, post, None, names)
+    return Layout(st.size, st, post, None, names, native)
 
 
-def variable(read: Reader) -> Layout:
-    return Layout(None, None, None, read)
+def variable(read: Reader, native=None) -> Layout:
+    return Layout(None, None, None, read, None, native)
 
 
 def define(id_: int, name: str, fields: str = "", *layouts: Layout, show: bool = False) -> None:
@@ -240,7 +244,8 @@ def _last_only(f):
 define(0, "CreateThread", "thread", fixed("I"))
 define(1, "RunThread", "thread", fixed("I"))
 define(2, "StopThread", "thread status blocked_on",
-       fixed("IHI", _stop10), fixed("IH", _stop6, names=("thread", "status")))
+       fixed("IHI", _stop10, native=(1, STOP_STATUS_BY_CODE)),
+       fixed("IH", _stop6, names=("thread", "status"), native=(1, STOP_STATUS_BY_CODE)))
 define(3, "ThreadRunnable", "thread", fixed("I"))
 define(4, "MigrateThread", "thread newCap", fixed("IH"))
 define(5, "SparkRun", "", fixed("I", _drop_all))            # RUN_SPARK, GHC 6.12/7.0
@@ -252,16 +257,17 @@ define(10, "EndGC")
 define(11, "RequestSeqGC")
 define(12, "RequestParGC")
 define(15, "CreateSparkThread", "sparkThread", fixed("I"))
-define(16, "Message", "msg", variable(read_text))
+define(16, "Message", "msg", variable(read_text, 1))
 define(17, "Startup", "n_caps", fixed("H"))
 define(18, "EventBlock", "block_size end_time cap", fixed("IQH"))
-define(19, "UserMessage", "msg", variable(read_text))
+define(19, "UserMessage", "msg", variable(read_text, 1))
 define(20, "GCIdle")
 define(21, "GCWork")
 define(22, "GCDone")
 define(23, "Version", "version", variable(read_text))
 define(24, "ProgramInvocation", "commandline", variable(read_text))
-define(25, "CapsetCreate", "capset capsetType", fixed("IH", _capset_create))
+define(25, "CapsetCreate", "capset capsetType",
+       fixed("IH", _capset_create, native=(1, CAPSET_TYPE_BY_CODE)))
 define(26, "CapsetDelete", "capset", fixed("I"))
 define(27, "CapsetAssignCap", "capset cap", fixed("IH"))
 define(28, "CapsetRemoveCap", "capset cap", fixed("IH"))
@@ -282,7 +288,7 @@ define(40, "SparkFizzle")
 define(41, "SparkGC")
 define(42, "InternString", "str sId", variable(read_intern_string))
 define(43, "WallClockTime", "capset sec nsec", fixed("IQI"))
-define(44, "ThreadLabel", "thread threadlabel", variable(read_thread_text))
+define(44, "ThreadLabel", "thread threadlabel", variable(read_thread_text, 2))
 define(45, "CapCreate", "cap", fixed("H"))
 define(46, "CapDelete", "cap", fixed("H"))
 define(47, "CapDisable", "cap", fixed("H"))
@@ -299,7 +305,7 @@ define(54, "GlobalSyncGC")
 define(55, "TaskCreate", "taskId cap tid", fixed("QHQ"))
 define(56, "TaskMigrate", "taskId cap new_cap", fixed("QHH"))
 define(57, "TaskDelete", "taskId", fixed("Q"))
-define(58, "UserMarker", "markername", variable(read_text))
+define(58, "UserMarker", "markername", variable(read_text, 1))
 # Eden parallel RTS
 define(60, "EdenStartReceive", show=True)
 define(61, "EdenEndReceive", show=True)

@@ -8,6 +8,8 @@ of.  ``Decoder.close()`` says how the stream ended.  Malformed input raises
 
 from __future__ import annotations
 
+import os
+import re
 import struct
 from typing import Iterable
 
@@ -38,6 +40,24 @@ S_MAGIC, S_DECLS, S_HEADER_END, S_DATA, S_ENDED = range(5)
 
 # A header declaration longer than this is taken as corruption, not waited for.
 MAX_DECLARATION = 1 << 20
+
+try:  # the C record loop, unless disabled or not compiled
+    if os.environ.get("LIVEPROF_PURE_PYTHON"):
+        raise ImportError
+    from . import _speedups
+except ImportError:
+    _speedups = None
+
+# status codes of _speedups.records
+_MORE, _ENDED, _UNDECLARED, _SHORT_BLOCK = range(4)
+
+
+def _codes(st: struct.Struct) -> bytes:
+    """'>7QH' -> b'QQQQQQQH': one letter per field, for the C loop."""
+    out = []
+    for count, code in re.findall(r"(\d*)([BHIQ])", st.format.lstrip(">")):
+        out.append(code * int(count or 1))
+    return "".join(out).encode()
 
 
 class DecodeError(Exception):
@@ -79,6 +99,8 @@ class Decoder:
     capabilities).  Block markers themselves are returned as ``EventBlock``
     events (type 18) unless ``only`` leaves them out.
     """
+
+    native = _speedups is not None  # use the C record loop
 
     def __init__(self, only: Iterable[int] | None = None):
         self._only = None if only is None else frozenset(only)
@@ -233,27 +255,48 @@ class Decoder:
             wanted = only is None or type_id in only
             layout = select_layout(spec, size) if spec is not None else None
             if type_id == BLOCK_MARKER and layout is not None:
-                table[type_id] = (size, K_BLOCK, layout.struct, wanted, spec.name)
+                table[type_id] = (size, K_BLOCK, layout.struct, wanted, spec.name,
+                                  _codes(layout.struct), None)
                 continue
             if not wanted:
-                table[type_id] = (size, K_SKIP, None, None, None)
+                table[type_id] = (size, K_SKIP, None, None, None, None, None)
             elif layout is None:
-                table[type_id] = (size, K_UNKNOWN, None, None, UNKNOWN)
+                table[type_id] = (size, K_UNKNOWN, None, None, UNKNOWN, None, None)
             elif layout.read is not None:
-                table[type_id] = (size, K_READ, layout.read, None, spec.name)
+                table[type_id] = (size, K_READ, layout.read, None, spec.name, None, layout.native)
             elif layout.size == 0:
-                table[type_id] = (size, K_EMPTY, None, None, spec.name)
+                table[type_id] = (size, K_EMPTY, None, None, spec.name, None, None)
             else:
-                post = layout.post
+                post, native = layout.post, layout.native
                 if type_id == STOP_THREAD and old_stop_codes and layout.size == 10:
-                    post = _stop_782
+                    post, native = _stop_782, None
                 kind = K_VSTRUCT if size is None else K_STRUCT
-                table[type_id] = (size, kind, layout.struct, post, spec.name)
+                table[type_id] = (size, kind, layout.struct, post, spec.name,
+                                  _codes(layout.struct), native)
         return table
 
     # -- records (the hot loop) -----------------------------------------------
 
     def _records(self, buf: bytearray, pos: int, events: list) -> int:
+        if not self.native:
+            return self._records_py(buf, pos, events)
+        base = self._base
+        pos, block_end, self._block_cap, status, need, partial = _speedups.records(
+            buf, pos, self._table, self._block_end - base, self._block_cap, events, Event, UNKNOWN)
+        self._block_end = block_end + base
+        self._partial_id = None if partial < 0 else partial
+        if status == _MORE:
+            self._need = need
+        elif status == _ENDED:
+            self._state = S_ENDED
+        elif status == _UNDECLARED:
+            raise DecodeError(f"event type {partial} is not declared in the header",
+                              base + pos, partial)
+        else:
+            raise DecodeError("block marker payload is too short", base + pos, partial)
+        return pos
+
+    def _records_py(self, buf: bytearray, pos: int, events: list) -> int:
         n = len(buf)
         table = self._table
         record = _RECORD.unpack_from
@@ -284,7 +327,7 @@ class Decoder:
                         return pos + 2
                     raise DecodeError(f"event type {tid} is not declared in the header",
                                       base + pos, tid)
-                size, kind, st, post, name = entry
+                size, kind, st, post, name, _, _ = entry
                 if size is None:
                     if pos + 12 > n:
                         self._need = pos + 12

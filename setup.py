@@ -1,0 +1,6 @@
+"""Only for the optional C extension; all metadata is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("protocol.eventlog._speedups", ["protocol/eventlog/_speedups.c"],
+                             optional=True)])
