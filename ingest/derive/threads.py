@@ -1,0 +1,198 @@
+"""``threads``: per window, thread runtime and run count by thread *label*, and
+counts of threads created, finished and blocked (by reason).
+
+A run is opened by ``RunThread`` on a capability and closed by the next
+``StopThread`` of the same thread on the same capability.  Its time is split
+across window boundaries: when a window closes, every run still open is
+credited up to the window end and carried on from there, so the runtime of a
+window is exactly the time threads ran inside it.  A run that a new
+``RunThread`` on the same capability replaces (its stop was never seen) is
+closed at that point; runs still open at ``flush(end)`` are closed at ``end``.
+
+Thread ids never become tags: a thread's time goes to its current label
+(``ThreadLabel``), or to ``unlabelled``.  Per window only the ``top_n``
+labels with the most runtime keep their name; the others are summed into
+``other_label``.  Run counts go to the window and label of the ``RunThread``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from protocol import Event
+from protocol.eventlog import StopStatus
+
+from .base import DeriveSettings
+from .point import Point
+
+CREATE_THREAD, RUN_THREAD, STOP_THREAD, THREAD_LABEL = 0, 1, 2, 44
+UNLABELLED = "unlabelled"
+
+# StopThread statuses that mean "blocked", as field names blocked_<reason>
+BLOCK_REASONS: dict[int, str] = {
+    StopStatus.ThreadBlocked: "blocked_other",
+    StopStatus.BlockedOnMVar: "blocked_mvar",
+    StopStatus.BlockedOnMVarRead: "blocked_mvar_read",
+    StopStatus.BlockedOnBlackHole: "blocked_black_hole",
+    StopStatus.BlockedOnRead: "blocked_read",
+    StopStatus.BlockedOnWrite: "blocked_write",
+    StopStatus.BlockedOnDelay: "blocked_delay",
+    StopStatus.BlockedOnSTM: "blocked_stm",
+    StopStatus.BlockedOnDoProc: "blocked_do_proc",
+    StopStatus.BlockedOnCCall: "blocked_ccall",
+    StopStatus.BlockedOnCCall_Interruptible: "blocked_ccall_interruptible",
+    StopStatus.BlockedOnMsgThrowTo: "blocked_throw_to",
+}
+FINISHED = int(StopStatus.ThreadFinished)
+
+
+def top_n_with_other(acc: dict[str, list[int]], n: int, other: str) -> list[tuple[str, list[int]]]:
+    """The ``n`` entries with the largest first value (ties by name), the rest
+    summed element-wise under ``other`` (merged with a real label of that name)."""
+    if len(acc) <= n:
+        return sorted(acc.items())
+    ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    kept = dict(ranked[:n])
+    rest = [0] * len(ranked[0][1])
+    for _, vals in ranked[n:]:
+        for i, v in enumerate(vals):
+            rest[i] += v
+    if other in kept:
+        rest = [a + b for a, b in zip(kept[other], rest)]
+    kept[other] = rest
+    return sorted(kept.items())
+
+
+class ThreadsDeriver:
+    measurement: ClassVar[str] = "threads"
+    wants: ClassVar[frozenset[int]] = frozenset({CREATE_THREAD, RUN_THREAD, STOP_THREAD, THREAD_LABEL})
+
+    def __init__(self, settings: DeriveSettings | None = None):
+        s = settings or DeriveSettings()
+        self._window = s.window_ns
+        self._top_n = s.top_n
+        self._other = s.other_label
+        self._ws: int | None = None  # current window [ws, we)
+        self._we = 0
+        self._labels: dict[int, str] = {}  # thread id -> label (dropped when it finishes)
+        self._running: dict[int | None, list] = {}  # cap -> [thread, start of uncredited time]
+        self._acc: dict[str, list[int]] = {}  # label -> [runtime_ns, runs] of this window
+        self._counts: dict[str, int] = {}  # created / finished / blocked* of this window
+        self.late = 0  # events older than the current window (folded in at its start)
+        self._handlers = {
+            CREATE_THREAD: self._create,
+            RUN_THREAD: self._run,
+            STOP_THREAD: self._stop,
+            THREAD_LABEL: self._label,
+        }
+
+    # --- feeding ------------------------------------------------------------
+
+    def feed(self, ev: Event, late: bool = False) -> list[Point]:
+        handler = self._handlers.get(ev.type)
+        if handler is None:
+            return []
+        t = ev.time
+        out: list[Point] = []
+        if self._ws is None:
+            self._ws = t - t % self._window
+            self._we = self._ws + self._window
+        elif t >= self._we:
+            out = self._advance(t)
+        elif t < self._ws:
+            self.late += 1
+            t = self._ws
+        handler(ev, t)
+        return out
+
+    def flush(self, end: int) -> list[Point]:
+        if self._ws is None:
+            return []
+        out = self._advance(end) if end >= self._we else []
+        end = max(end, self._ws)
+        for cap, run in self._running.items():
+            if end > run[1]:
+                self._credit(run[0], end - run[1])
+        self._running.clear()
+        out.extend(self._emit())
+        self._ws = None
+        return out
+
+    # --- event handlers -----------------------------------------------------
+
+    def _create(self, ev: Event, t: int) -> None:
+        self._counts["created"] = self._counts.get("created", 0) + 1
+
+    def _label(self, ev: Event, t: int) -> None:
+        self._labels[ev.fields[0]] = ev.fields[1]
+
+    def _run(self, ev: Event, t: int) -> None:
+        thread = ev.fields[0]
+        running = self._running
+        prev = running.get(ev.cap)
+        if prev is not None and t > prev[1]:
+            self._credit(prev[0], t - prev[1])
+        running[ev.cap] = [thread, t]
+        label = self._labels.get(thread, UNLABELLED)
+        acc = self._acc.get(label)
+        if acc is None:
+            self._acc[label] = [0, 1]
+        else:
+            acc[1] += 1
+
+    def _stop(self, ev: Event, t: int) -> None:
+        thread, status = ev.fields[0], ev.fields[1]
+        run = self._running.get(ev.cap)
+        if run is not None and run[0] == thread:
+            del self._running[ev.cap]
+            if t > run[1]:
+                self._credit(thread, t - run[1])
+        counts = self._counts
+        if status == FINISHED:
+            counts["finished"] = counts.get("finished", 0) + 1
+            self._labels.pop(thread, None)
+            return
+        reason = BLOCK_REASONS.get(status)
+        if reason is not None:
+            counts["blocked"] = counts.get("blocked", 0) + 1
+            counts[reason] = counts.get(reason, 0) + 1
+
+    # --- windows ------------------------------------------------------------
+
+    def _credit(self, thread: int, ns: int) -> None:
+        label = self._labels.get(thread, UNLABELLED)
+        acc = self._acc.get(label)
+        if acc is None:
+            self._acc[label] = [ns, 0]
+        else:
+            acc[0] += ns
+
+    def _advance(self, t: int) -> list[Point]:
+        """Close every window that ends at or before ``t``."""
+        out: list[Point] = []
+        while t >= self._we:
+            we = self._we
+            for run in self._running.values():
+                self._credit(run[0], we - run[1])
+                run[1] = we
+            out.extend(self._emit())
+            if self._running:
+                self._ws, self._we = we, we + self._window
+            else:  # nothing open: jump straight to the window of t
+                self._ws = t - t % self._window
+                self._we = self._ws + self._window
+        return out
+
+    def _emit(self) -> list[Point]:
+        ws = self._ws
+        out = [
+            Point("threads", {"label": label}, {"runtime_ns": vals[0], "runs": vals[1]}, ws)
+            for label, vals in top_n_with_other(self._acc, self._top_n, self._other)
+        ]
+        if self._counts:
+            fields = {"created": 0, "finished": 0, "blocked": 0}
+            fields.update(self._counts)
+            out.append(Point("threads", {}, fields, ws))
+        self._acc = {}
+        self._counts = {}
+        return out

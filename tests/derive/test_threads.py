@@ -1,0 +1,124 @@
+"""threads deriver on the corpus logs: runtime conservation, counts against
+the summaries, top-N folding, window splitting."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from ingest.derive.base import DeriveSettings
+from ingest.derive.threads import BLOCK_REASONS, FINISHED, ThreadsDeriver
+
+try:
+    from .corpus_logs import events, logs_with_summary, run, summary
+except ImportError:
+    from corpus_logs import events, logs_with_summary, run, summary
+
+LOGS = [n for n in logs_with_summary() if summary(n)["counts"].get("RunThread")]
+MS = 1_000_000
+
+
+def reference_runtime(evs) -> int:
+    """RunThread -> next StopThread of that thread on that cap, summed; a run
+    replaced by another RunThread on its cap ends there; runs open at the end
+    of the log end at its last event."""
+    open_: dict = {}
+    total = 0
+    for ev in evs:
+        if ev.type == 1:
+            prev = open_.get(ev.cap)
+            if prev is not None:
+                total += ev.time - prev[1]
+            open_[ev.cap] = (ev.fields[0], ev.time)
+        elif ev.type == 2:
+            prev = open_.get(ev.cap)
+            if prev is not None and prev[0] == ev.fields[0]:
+                total += ev.time - prev[1]
+                del open_[ev.cap]
+    end = evs[-1].time
+    return total + sum(end - t for _, t in open_.values())
+
+
+def label_points(points):
+    return [p for p in points if "label" in p.tags]
+
+
+def count_points(points):
+    return [p for p in points if "label" not in p.tags]
+
+
+@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("window_ms", [1000, 7])
+def test_runtime_equals_run_stop_time(name, window_ms):
+    evs = events(name, ThreadsDeriver.wants)
+    points = run(ThreadsDeriver(DeriveSettings(window_ns=window_ms * MS)), evs)
+    runtime = sum(p.fields["runtime_ns"] for p in label_points(points))
+    assert runtime == reference_runtime(evs)
+    assert sum(p.fields["runs"] for p in label_points(points)) == summary(name)["counts"]["RunThread"]
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_window_runtime_bounded_by_caps(name):
+    window = 5 * MS
+    evs = events(name, ThreadsDeriver.wants)
+    caps = {ev.cap for ev in evs if ev.type == 1}
+    per_window = collections.Counter()
+    for p in label_points(run(ThreadsDeriver(DeriveSettings(window_ns=window)), evs)):
+        assert p.time % window == 0
+        per_window[p.time] += p.fields["runtime_ns"]
+    assert per_window
+    assert max(per_window.values()) <= window * len(caps)
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_counts_against_summary(name):
+    evs = events(name, ThreadsDeriver.wants)
+    points = count_points(run(ThreadsDeriver(), evs))
+    s = summary(name)
+    assert sum(p.fields["created"] for p in points) == s["counts"].get("CreateThread", 0)
+    if s["counts"].get("CreateThread"):
+        assert s["threads"]["created"] == s["counts"]["CreateThread"]
+    stops = [ev.fields[1] for ev in evs if ev.type == 2]
+    assert sum(p.fields["finished"] for p in points) == sum(1 for st in stops if st == FINISHED)
+    blocked = collections.Counter(BLOCK_REASONS[st] for st in stops if st in BLOCK_REASONS)
+    assert sum(p.fields["blocked"] for p in points) == sum(blocked.values())
+    for reason, n in blocked.items():
+        assert sum(p.fields.get(reason, 0) for p in points) == n
+
+
+def test_blocking_reasons_seen_in_threads_mvar():
+    points = count_points(run(ThreadsDeriver(), events("eventlogs/threads-mvar.N2.l", ThreadsDeriver.wants)))
+    seen = {k for p in points for k in p.fields if k.startswith("blocked_")}
+    # the program blocks on an STM gate, a black hole, an MVar, readMVar and threadDelay
+    assert {"blocked_stm", "blocked_black_hole", "blocked_mvar", "blocked_mvar_read"} <= seen
+
+
+@pytest.mark.parametrize("name", ["eventlogs/threads-mvar.N2.l", "ghc-events-testdata/stop.hT"])
+def test_labels_not_thread_ids_and_top_n(name):
+    evs = events(name, ThreadsDeriver.wants)
+    labels = {ev.fields[1] for ev in evs if ev.type == 44}
+    full = label_points(run(ThreadsDeriver(DeriveSettings(top_n=1000)), evs))
+    top = label_points(run(ThreadsDeriver(DeriveSettings(top_n=3)), evs))
+    allowed = labels | {"unlabelled", "other"}
+    assert {p.tags["label"] for p in full} <= allowed
+    assert all(set(p.tags) == {"label"} for p in full)
+    per_window = collections.Counter(p.time for p in top)
+    assert max(per_window.values()) <= 4
+    for field in ("runtime_ns", "runs"):
+        assert sum(p.fields[field] for p in top) == sum(p.fields[field] for p in full)
+    # the kept labels are the busiest of their window
+    by_window = collections.defaultdict(dict)
+    for p in full:
+        by_window[p.time][p.tags["label"]] = p.fields["runtime_ns"]
+    for p in top:
+        if p.tags["label"] != "other":
+            rest = [v for k, v in by_window[p.time].items() if k not in {q.tags["label"] for q in top if q.time == p.time}]
+            assert all(p.fields["runtime_ns"] >= v for v in rest)
+
+
+def test_labelled_workers_get_their_labels():
+    evs = events("eventlogs/threads-mvar.N2.l", ThreadsDeriver.wants)
+    points = label_points(run(ThreadsDeriver(DeriveSettings(top_n=1000)), evs))
+    labelled = {p.tags["label"] for p in points} - {"unlabelled"}
+    assert len(labelled) >= 100
