@@ -1,0 +1,97 @@
+"""spans and markers derivers against the summaries' user.* figures."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from ingest.derive.base import DeriveSettings
+from ingest.derive.spans import MarkersDeriver, SpansDeriver
+
+try:
+    from .corpus_logs import events, logs_with_summary, run, summary
+except ImportError:
+    from corpus_logs import events, logs_with_summary, run, summary
+
+SPAN_LOGS = [n for n in logs_with_summary() if summary(n)["user"]["spans"]]
+USER_LOGS = [n for n in logs_with_summary()
+             if summary(n)["user"]["messages"] or summary(n)["user"]["markers"]]
+MS = 1_000_000
+
+
+def open_at_end(evs) -> dict[str, int]:
+    """Per label, the time from each START never stopped to the last span message."""
+    stacks = collections.defaultdict(list)
+    last = None
+    for ev in evs:
+        m = ev.fields[0]
+        if m.startswith("START "):
+            stacks[m[6:]].append(ev.time)
+            last = ev.time
+        elif m.startswith("STOP "):
+            if stacks[m[5:]]:
+                stacks[m[5:]].pop()
+            last = ev.time
+    return {k: sum(last - t for t in v) for k, v in stacks.items() if v}
+
+
+def totals(points):
+    out = collections.defaultdict(lambda: [0, 0, 0])
+    for p in points:
+        acc = out[p.tags["label"]]
+        acc[0] += p.fields["time_ns"]
+        acc[1] += p.fields["starts"]
+        acc[2] += p.fields["stops"]
+    return out
+
+
+@pytest.mark.parametrize("name", SPAN_LOGS)
+@pytest.mark.parametrize("window_ms", [1000, 3])
+def test_span_totals_match_summary(name, window_ms):
+    evs = [e for e in events(name, SpansDeriver.wants) if e.fields[0].startswith(("START ", "STOP "))]
+    points = run(SpansDeriver(DeriveSettings(window_ns=window_ms * MS)), evs)
+    got = totals(points)
+    spans = summary(name)["user"]["spans"]
+    still_open = open_at_end(evs)
+    assert set(got) == set(spans)
+    for label, ref in spans.items():
+        assert got[label][1] == ref["starts"]
+        assert got[label][2] == ref["stops"]
+        assert got[label][0] == ref["total_ns"] + still_open.get(label, 0)
+        assert (label in still_open) == bool(ref["unmatched_starts"])
+
+
+def test_killed_log_has_open_spans():
+    # the killed log ends inside 102 spans: their time up to the end is counted
+    name = "eventlogs/threads-mvar.N2.l.killed"
+    spans = summary(name)["user"]["spans"]
+    assert sum(s["unmatched_starts"] for s in spans.values()) > 0
+
+
+@pytest.mark.parametrize("name", SPAN_LOGS)
+def test_span_windows_are_aligned_and_nonnegative(name):
+    window = 2 * MS
+    points = run(SpansDeriver(DeriveSettings(window_ns=window)), events(name, SpansDeriver.wants))
+    assert points
+    for p in points:
+        assert p.time % window == 0
+        assert p.fields["time_ns"] >= 0
+    keys = [(p.time, p.tags["label"]) for p in points]
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("name", USER_LOGS)
+def test_markers_and_message_counts(name):
+    evs = events(name, MarkersDeriver.wants)
+    points = run(MarkersDeriver(), evs)
+    user = summary(name)["user"]
+    markers = [p for p in points if "text" in p.fields]
+    windows = [p for p in points if "text" not in p.fields]
+    assert len(markers) == user["markers"]
+    assert [(p.time, p.fields["text"]) for p in markers] == [
+        (e.time, e.fields[0]) for e in evs if e.type == 58]
+    assert sum(p.fields["messages"] for p in windows) == user["messages"]
+    assert sum(p.fields["markers"] for p in windows) == user["markers"]
+    assert all(p.time % 1_000_000_000 == 0 for p in windows)
+    assert len({p.time for p in windows}) == len(windows)
