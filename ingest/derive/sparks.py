@@ -1,0 +1,78 @@
+"""``sparks``: the per-capability spark counters (``SparkCounters``).
+
+The RTS posts cumulative counters per capability (at every GC, so up to one
+event per cap per collection).  To keep to a few points per window, each
+window keeps, per capability, the latest counters posted in it (by time; on
+equal times the later one wins) and writes them as one point tagged ``cap``,
+at the time of that post.  Besides the cumulative values as posted, each
+point carries ``*_delta`` fields: the increase since the previous point of the
+same capability (from zero for its first), so that summing the deltas of a
+cap gives its last cumulative value.  ``remaining`` is a gauge (the sparks in
+the pool), not cumulative, and has no delta.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from protocol import Event
+
+from .base import DeriveSettings
+from .point import Point
+
+SPARK_COUNTERS = 34
+# in the order of the decoded event's fields
+NAMES = ("created", "dud", "overflowed", "converted", "fizzled", "gcd", "remaining")
+CUMULATIVE = NAMES[:6]
+DELTAS = tuple(n + "_delta" for n in CUMULATIVE)
+
+
+class SparksDeriver:
+    measurement: ClassVar[str] = "sparks"
+    wants: ClassVar[frozenset[int]] = frozenset({SPARK_COUNTERS})
+
+    def __init__(self, settings: DeriveSettings | None = None):
+        s = settings or DeriveSettings()
+        self._window = s.window_ns
+        self._ws: int | None = None
+        self._latest: dict[int | None, Event] = {}  # cap -> latest SparkCounters of this window
+        self._prev: dict[int | None, tuple] = {}  # cap -> counters of its previous point
+        self.late = 0
+
+    def feed(self, ev: Event, late: bool = False) -> list[Point]:
+        if ev.type != SPARK_COUNTERS:
+            return []
+        t = ev.time
+        out: list[Point] = []
+        ws = self._ws
+        if ws is None:
+            self._ws = t - t % self._window
+        elif t >= ws + self._window:
+            out = self._emit()
+            self._ws = t - t % self._window
+        elif t < ws:
+            self.late += 1
+        cur = self._latest.get(ev.cap)
+        if cur is None or t >= cur.time:
+            self._latest[ev.cap] = ev
+        return out
+
+    def flush(self, end: int) -> list[Point]:
+        out = self._emit()
+        self._ws = None
+        return out
+
+    def _emit(self) -> list[Point]:
+        out = []
+        for cap in sorted(self._latest, key=lambda c: -1 if c is None else c):
+            ev = self._latest[cap]
+            vals = ev.fields
+            fields = dict(zip(NAMES, vals))
+            prev = self._prev.get(cap)
+            for i, name in enumerate(DELTAS):
+                fields[name] = vals[i] - (prev[i] if prev else 0)
+            self._prev[cap] = vals
+            tags = {"cap": str(cap)} if cap is not None else {}
+            out.append(Point("sparks", tags, fields, ev.time))
+        self._latest = {}
+        return out
