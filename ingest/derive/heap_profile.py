@@ -1,0 +1,163 @@
+"""``heap_profile``: per heap-profile census, the residency of each label.
+
+A census starts with ``HeapProfSampleBegin`` (or ``HeapBioProfSampleBegin``)
+and ends with ``HeapProfSampleEnd``, the next census begin, a new
+``HeapProfBegin`` or the end of the stream (GHC 8.2-8.4 write no
+``HeapProfSampleEnd``).  Its samples are ``HeapProfSampleString`` (closure
+type, description, type, module, retainer set, biography: the label as
+written) and ``HeapProfSampleCostCentre`` (a cost-centre stack, rendered from
+the ``HeapProfCostCentre`` definitions as labels joined by ``/``, outermost
+first, e.g. ``main/foo/bar``; the RTS leaves out the root ``MAIN``, so an empty
+stack is ``MAIN``; a CAF cost centre shows as ``Module.CAF`` and an undefined
+id as ``cc<id>``).  Samples
+of one label within a census are summed.
+
+One point per label per census, at the census begin time (for biographical
+censuses, the ``sample_time`` the RTS records, as their events are all written
+at the end of the run); only the ``top_n`` labels by residency keep their
+name, the rest is summed into ``other_label``.  Tag ``mode`` is the breakdown
+of the profile (``HeapProfBegin``); an empty census gives no point.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from protocol import Event
+from protocol.eventlog import HeapProfBreakdown
+
+from .base import DeriveSettings
+from .point import Point
+
+HEAP_PROF_BEGIN, COST_CENTRE, SAMPLE_BEGIN, SAMPLE_CC, SAMPLE_STRING, SAMPLE_END, BIO_BEGIN = (
+    160, 161, 162, 163, 164, 165, 166)
+
+MODES = {
+    HeapProfBreakdown.HeapProfBreakdownCostCentre: "cost_centre",
+    HeapProfBreakdown.HeapProfBreakdownModule: "module",
+    HeapProfBreakdown.HeapProfBreakdownClosureDescr: "closure_descr",
+    HeapProfBreakdown.HeapProfBreakdownTypeDescr: "type_descr",
+    HeapProfBreakdown.HeapProfBreakdownRetainer: "retainer",
+    HeapProfBreakdown.HeapProfBreakdownBiography: "biography",
+    HeapProfBreakdown.HeapProfBreakdownClosureType: "closure_type",
+    HeapProfBreakdown.HeapProfBreakdownInfoTable: "info_table",
+    HeapProfBreakdown.HeapProfBreakdownEra: "era",
+}
+UNKNOWN_MODE = "unknown"
+EMPTY_LABEL = "(empty)"
+ROOT_STACK = "MAIN"  # the RTS writes stacks without their MAIN root: an empty one is MAIN
+
+
+class HeapProfileDeriver:
+    measurement: ClassVar[str] = "heap_profile"
+    wants: ClassVar[frozenset[int]] = frozenset(
+        {HEAP_PROF_BEGIN, COST_CENTRE, SAMPLE_BEGIN, SAMPLE_CC, SAMPLE_STRING, SAMPLE_END, BIO_BEGIN})
+
+    def __init__(self, settings: DeriveSettings | None = None):
+        s = settings or DeriveSettings()
+        self._top_n = s.top_n
+        self._other = s.other_label
+        self._modes: dict[int, str] = {}  # heap profile id -> breakdown mode
+        self._cc_names: dict[int, str] = {}  # cost centre id -> label
+        self._stacks: dict[tuple, str] = {}  # rendered cost-centre stacks
+        self._time: int | None = None  # time of the open census, None when none is open
+        self._acc: dict[tuple[int, str], int] = {}  # (profile id, label) -> bytes
+        self.censuses = 0  # censuses closed, empty ones included
+        self.orphan_samples = 0  # samples outside any census
+        self._handlers = {
+            HEAP_PROF_BEGIN: self._begin_profile,
+            COST_CENTRE: self._cost_centre,
+            SAMPLE_BEGIN: self._begin,
+            BIO_BEGIN: self._begin,
+            SAMPLE_CC: self._sample_cc,
+            SAMPLE_STRING: self._sample_string,
+            SAMPLE_END: self._end,
+        }
+
+    def feed(self, ev: Event, late: bool = False) -> list[Point]:
+        handler = self._handlers.get(ev.type)
+        if handler is None:
+            return []
+        return handler(ev)
+
+    def flush(self, end: int) -> list[Point]:
+        return self._close()
+
+    # --- handlers -----------------------------------------------------------
+
+    def _begin_profile(self, ev: Event) -> list[Point]:
+        out = self._close()
+        breakdown = ev.fields[2]
+        self._modes[ev.fields[0]] = MODES.get(breakdown) or f"breakdown_{int(breakdown)}"
+        return out
+
+    def _cost_centre(self, ev: Event) -> list[Point]:
+        cc, label, module, _srcloc, flags = ev.fields
+        # a CAF cost centre is per module: "GHC.Conc.Signal.CAF", as the RTS prints it
+        self._cc_names[cc] = f"{module}.{label}" if flags and flags & 1 else label
+        return []
+
+    def _begin(self, ev: Event) -> list[Point]:
+        out = self._close()
+        # HeapBioProfSampleBegin: (era, sample_time); HeapProfSampleBegin: (era,)
+        self._time = ev.fields[1] if ev.type == BIO_BEGIN else ev.time
+        return out
+
+    def _end(self, ev: Event) -> list[Point]:
+        return self._close()
+
+    def _sample_string(self, ev: Event) -> list[Point]:
+        if self._time is None:
+            self.orphan_samples += 1
+            return []
+        key = (ev.fields[0], ev.fields[2] or EMPTY_LABEL)
+        self._acc[key] = self._acc.get(key, 0) + ev.fields[1]
+        return []
+
+    def _sample_cc(self, ev: Event) -> list[Point]:
+        if self._time is None:
+            self.orphan_samples += 1
+            return []
+        stack = tuple(ev.fields[3] or ())
+        label = self._stacks.get(stack)
+        if label is None:
+            label = self._render(stack)
+        key = (ev.fields[0], label)
+        self._acc[key] = self._acc.get(key, 0) + ev.fields[1]
+        return []
+
+    def _render(self, stack: tuple) -> str:
+        names = self._cc_names
+        parts = [names.get(cc) for cc in reversed(stack)]
+        if all(p is not None for p in parts):
+            label = "/".join(parts) or ROOT_STACK
+            self._stacks[stack] = label
+            return label
+        return "/".join(p if p is not None else f"cc{cc}" for p, cc in zip(parts, reversed(stack)))
+
+    # --- census -------------------------------------------------------------
+
+    def _close(self) -> list[Point]:
+        t = self._time
+        if t is None:
+            return []
+        self._time = None
+        self.censuses += 1
+        acc, self._acc = self._acc, {}
+        if not acc:
+            return []
+        per_profile: dict[int, dict[str, int]] = {}
+        for (pid, label), size in acc.items():
+            per_profile.setdefault(pid, {})[label] = size
+        out = []
+        for pid, sizes in per_profile.items():
+            mode = self._modes.get(pid, UNKNOWN_MODE)
+            ranked = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
+            kept = dict(ranked[: self._top_n])
+            rest = ranked[self._top_n:]
+            if rest:
+                kept[self._other] = kept.get(self._other, 0) + sum(v for _, v in rest)
+            for label, size in sorted(kept.items()):
+                out.append(Point("heap_profile", {"mode": mode, "label": label},
+                                 {"residency_bytes": size}, t))
+        return out
