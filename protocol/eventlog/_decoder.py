@@ -311,12 +311,14 @@ class Decoder:
         try:
             while True:
                 if pos + 10 > n:
-                    if pos + 2 <= n:
-                        tid = buf[pos] << 8 | buf[pos + 1]
-                        if tid == END_OF_DATA:
-                            self._state = S_ENDED
-                            return pos + 2
-                        self._partial_id = tid
+                    if pos + 2 > n:
+                        self._need = pos + 2  # the end marker needs only two bytes
+                        return pos
+                    tid = buf[pos] << 8 | buf[pos + 1]
+                    if tid == END_OF_DATA:
+                        self._state = S_ENDED
+                        return pos + 2
+                    self._partial_id = tid
                     self._need = pos + 10
                     return pos
                 tid, t = record(buf, pos)

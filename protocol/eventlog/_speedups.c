@@ -135,15 +135,17 @@ static PyObject *records(PyObject *self, PyObject *args)
 
     for (;;) {
         if (pos + 10 > n) {
-            if (pos + 2 <= n) {
-                long tid = (long)be(buf + pos, 2);
-                if (tid == 0xFFFF) {
-                    status = ST_ENDED;
-                    pos += 2;
-                    break;
-                }
-                partial = tid;
+            if (pos + 2 > n) {
+                need = pos + 2; /* the end marker needs only two bytes */
+                break;
             }
+            long tid = (long)be(buf + pos, 2);
+            if (tid == 0xFFFF) {
+                status = ST_ENDED;
+                pos += 2;
+                break;
+            }
+            partial = tid;
             need = pos + 10;
             break;
         }
