@@ -72,8 +72,8 @@ class ThreadsDeriver:
         self._window = s.window_ns
         self._top_n = s.top_n
         self._other = s.other_label
-        self._ws: int | None = None  # current window [ws, we)
-        self._we = 0
+        self._started = False
+        self._ws = self._we = -1  # current window [ws, we); -1 until the first event
         self._labels: dict[int, str] = {}  # thread id -> label (dropped when it finishes)
         self._running: dict[int | None, list] = {}  # cap -> [thread, start of uncredited time]
         self._acc: dict[str, list[int]] = {}  # label -> [runtime_ns, runs] of this window
@@ -88,45 +88,57 @@ class ThreadsDeriver:
 
     # --- feeding ------------------------------------------------------------
 
+    def handlers(self) -> dict:
+        """Type id -> ``handler(ev, late)`` returning points or ``None``, for a
+        pipeline that dispatches on the type itself."""
+        return dict(self._handlers)
+
     def feed(self, ev: Event, late: bool = False) -> list[Point]:
         handler = self._handlers.get(ev.type)
         if handler is None:
             return []
-        t = ev.time
-        out: list[Point] = []
-        if self._ws is None:
-            self._ws = t - t % self._window
-            self._we = self._ws + self._window
-        elif t >= self._we:
-            out = self._advance(t)
-        elif t < self._ws:
-            self.late += 1
-            t = self._ws
-        handler(ev, t)
-        return out
+        return handler(ev, late) or []
 
     def flush(self, end: int) -> list[Point]:
-        if self._ws is None:
+        if not self._started:
             return []
         out = self._advance(end) if end >= self._we else []
         end = max(end, self._ws)
-        for cap, run in self._running.items():
+        for run in self._running.values():
             if end > run[1]:
                 self._credit(run[0], end - run[1])
         self._running.clear()
         out.extend(self._emit())
-        self._ws = None
+        self._started = False
+        self._ws = self._we = -1
         return out
 
     # --- event handlers -----------------------------------------------------
+    # Each first closes the windows that end at or before the event, and folds
+    # an event older than the current window in at the window's start.
 
-    def _create(self, ev: Event, t: int) -> None:
+    def _create(self, ev: Event, late: bool) -> list[Point] | None:
+        t = ev.time
+        out = self._advance(t) if t >= self._we else None
+        if t < self._ws:
+            self.late += 1
         self._counts["created"] = self._counts.get("created", 0) + 1
+        return out
 
-    def _label(self, ev: Event, t: int) -> None:
+    def _label(self, ev: Event, late: bool) -> list[Point] | None:
+        t = ev.time
+        out = self._advance(t) if t >= self._we else None
+        if t < self._ws:
+            self.late += 1
         self._labels[ev.fields[0]] = ev.fields[1]
+        return out
 
-    def _run(self, ev: Event, t: int) -> None:
+    def _run(self, ev: Event, late: bool) -> list[Point] | None:
+        t = ev.time
+        out = self._advance(t) if t >= self._we else None
+        if t < self._ws:
+            self.late += 1
+            t = self._ws
         thread = ev.fields[0]
         running = self._running
         prev = running.get(ev.cap)
@@ -139,8 +151,14 @@ class ThreadsDeriver:
             self._acc[label] = [0, 1]
         else:
             acc[1] += 1
+        return out
 
-    def _stop(self, ev: Event, t: int) -> None:
+    def _stop(self, ev: Event, late: bool) -> list[Point] | None:
+        t = ev.time
+        out = self._advance(t) if t >= self._we else None
+        if t < self._ws:
+            self.late += 1
+            t = self._ws
         thread, status = ev.fields[0], ev.fields[1]
         run = self._running.get(ev.cap)
         if run is not None and run[0] == thread:
@@ -151,11 +169,12 @@ class ThreadsDeriver:
         if status == FINISHED:
             counts["finished"] = counts.get("finished", 0) + 1
             self._labels.pop(thread, None)
-            return
+            return out
         reason = BLOCK_REASONS.get(status)
         if reason is not None:
             counts["blocked"] = counts.get("blocked", 0) + 1
             counts[reason] = counts.get(reason, 0) + 1
+        return out
 
     # --- windows ------------------------------------------------------------
 
@@ -168,8 +187,14 @@ class ThreadsDeriver:
             acc[0] += ns
 
     def _advance(self, t: int) -> list[Point]:
-        """Close every window that ends at or before ``t``."""
+        """Close every window that ends at or before ``t`` (the first event
+        opens the first window)."""
         out: list[Point] = []
+        if not self._started:
+            self._started = True
+            self._ws = t - t % self._window
+            self._we = self._ws + self._window
+            return out
         while t >= self._we:
             we = self._we
             for run in self._running.values():
