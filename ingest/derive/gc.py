@@ -1,0 +1,189 @@
+"""``gc``: one point per garbage collection.
+
+A collection is a stop-the-world interval: it opens with a ``StartGC`` on any
+capability while no capability is in GC, and closes when the last capability
+in it posts its ``EndGC``; its pause is that interval's length, i.e. the wall
+time during which at least one capability was in that collection (the union of
+the caps' StartGC..EndGC intervals).  Summed over collections this is the
+union over the whole log (the summary's ``gc.pause_union_ns``).
+
+Its statistics come from the ``GCStatsGHC`` the GC leader posts (one per
+collection), which may carry a time a little after the leader's ``EndGC`` and
+so after the interval closed: a closed collection waits for its statistics
+until they come, the next collection opens, or the stream ends.  A collection
+whose statistics never came (a GHC 7.0 log has no ``GCStatsGHC``; a killed
+log may lose them) is written without them; a ``GCStatsGHC`` with no interval
+to go to is written with ``pause_ns`` 0.  ``HeapInfoGHC`` gives the number of
+generations (major: ``gen == gens - 1``).  ``RequestSeqGC``/``RequestParGC``
+(the request) and ``GlobalSyncGC`` (all capabilities stopped) give ``sync_ns``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from protocol import Event
+
+from .base import DeriveSettings
+from .point import Point
+
+REQUEST_SEQ_GC, REQUEST_PAR_GC = 11, 12
+START_GC, END_GC = 9, 10
+HEAP_INFO_GHC, GC_STATS_GHC, GLOBAL_SYNC_GC = 52, 53, 54
+_NONE: tuple = ()
+
+
+class _Collection:
+    __slots__ = ("start", "end", "caps", "stats", "request_t", "request", "sync_t")
+
+    def __init__(self, start: int, request):
+        self.start = start
+        self.end = None
+        self.caps = 0
+        self.stats = None
+        self.request_t, self.request = request if request is not None else (None, None)
+        self.sync_t = None
+
+
+class GcDeriver:
+    measurement: ClassVar[str] = "gc"
+    wants: ClassVar[frozenset[int]] = frozenset(
+        {START_GC, END_GC, REQUEST_SEQ_GC, REQUEST_PAR_GC, HEAP_INFO_GHC, GC_STATS_GHC,
+         GLOBAL_SYNC_GC})
+
+    def __init__(self, settings: DeriveSettings | None = None):
+        self._in_gc: dict = {}  # cap -> StartGC time, caps now in GC
+        self._cur: _Collection | None = None  # open collection
+        self._pending: _Collection | None = None  # closed, waiting for its GCStatsGHC
+        self._request = None  # (t, "par"|"seq") of the last request outside a collection
+        self._gens: int | None = None
+        self.late_events = 0
+        self.unmatched_end = 0
+        self.collections = 0
+
+    def handlers(self) -> dict:
+        return {START_GC: self._start, END_GC: self._end, GC_STATS_GHC: self._stats,
+                GLOBAL_SYNC_GC: self._sync, REQUEST_PAR_GC: self._request_par,
+                REQUEST_SEQ_GC: self._request_seq, HEAP_INFO_GHC: self._heap_info}
+
+    def feed(self, ev: Event, late: bool = False):
+        h = self.handlers().get(ev.type)
+        return h(ev, late) if h else _NONE
+
+    def flush(self, end: int) -> list[Point]:
+        out = []
+        if self._pending is not None:
+            out.append(self._point(self._pending))
+            self._pending = None
+        cur = self._cur
+        if cur is not None:  # still in GC at the end of the stream: close it there
+            cur.end = max(end, cur.start)
+            out.append(self._point(cur))
+            self._cur = None
+            self._in_gc.clear()
+        return out
+
+    # -- handlers --------------------------------------------------------------
+
+    def _start(self, ev: Event, late: bool):
+        if late:
+            self.late_events += 1
+            return _NONE
+        in_gc = self._in_gc
+        out = _NONE
+        if not in_gc:
+            if self._pending is not None:
+                out = [self._point(self._pending)]
+                self._pending = None
+            self._cur = _Collection(ev.time, self._request)
+            self._request = None
+        if ev.cap not in in_gc:
+            in_gc[ev.cap] = ev.time
+            self._cur.caps += 1
+        return out
+
+    def _end(self, ev: Event, late: bool):
+        if late:
+            self.late_events += 1
+            return _NONE
+        in_gc = self._in_gc
+        if in_gc.pop(ev.cap, None) is None:
+            self.unmatched_end += 1
+            return _NONE
+        if in_gc:
+            return _NONE
+        cur = self._cur
+        self._cur = None
+        cur.end = ev.time
+        if cur.stats is not None:
+            return [self._point(cur)]
+        self._pending = cur
+        return _NONE
+
+    def _stats(self, ev: Event, late: bool):
+        cur = self._cur
+        if cur is not None and cur.stats is None:
+            cur.stats = ev.fields
+            return _NONE
+        pending = self._pending
+        if pending is not None:
+            pending.stats = ev.fields
+            self._pending = None
+            return [self._point(pending)]
+        # statistics with no interval to go to (its StartGC/EndGC were lost or late)
+        lone = _Collection(ev.time, None)
+        lone.end = ev.time
+        lone.stats = ev.fields
+        return [self._point(lone)]
+
+    def _sync(self, ev: Event, late: bool):
+        cur = self._cur
+        if cur is not None and cur.sync_t is None and not late:
+            cur.sync_t = ev.time
+        return _NONE
+
+    def _request_par(self, ev: Event, late: bool):
+        if not late and self._cur is None:
+            self._request = (ev.time, "par")
+        return _NONE
+
+    def _request_seq(self, ev: Event, late: bool):
+        if not late and self._cur is None:
+            self._request = (ev.time, "seq")
+        return _NONE
+
+    def _heap_info(self, ev: Event, late: bool):
+        self._gens = ev.fields[1]
+        return _NONE
+
+    # -- output ----------------------------------------------------------------
+
+    def _point(self, c: _Collection) -> Point:
+        self.collections += 1
+        fields: dict = {"pause_ns": c.end - c.start, "caps": c.caps}
+        tags: dict = {}
+        if c.request_t is not None and c.sync_t is not None:
+            fields["sync_ns"] = c.sync_t - c.request_t
+        if c.request is not None:
+            fields["request"] = c.request
+        st = c.stats
+        if st is not None:
+            # heapCapset gen copied slop frag parNThreads parMaxCopied parTotCopied parBalancedCopied
+            gen = st[1]
+            tags["gen"] = str(gen)
+            if self._gens is not None:
+                tags["kind"] = "major" if gen == self._gens - 1 else "minor"
+            fields["copied_bytes"] = st[2]
+            fields["slop_bytes"] = st[3]
+            fields["frag_bytes"] = st[4]
+            n = st[5]
+            fields["par_threads"] = n
+            fields["par_max_copied_bytes"] = st[6]
+            tot = st[7]
+            fields["par_tot_copied_bytes"] = tot
+            balanced = st[8] if len(st) > 8 else None
+            if balanced is not None:
+                fields["par_balanced_copied_bytes"] = balanced
+                if n > 1 and tot > 0:
+                    fields["balance"] = balanced / tot
+        return Point("gc", tags, fields, c.start)

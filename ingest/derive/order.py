@@ -1,0 +1,244 @@
+"""Time order: merge the per-source streams of one session by timestamp.
+
+The RTS writes events per capability (and a global buffer) in blocks, so file
+order is not time order.  ``Merge`` takes events in arrival order and releases
+them in timestamp order; equal times keep arrival order (a stable sort).
+
+Streams: an event's stream is its ``cap`` (``None``, the global buffer, is a
+stream of its own).  A stream is *active* once it has shown an event or a block
+marker; its *latest* time is the largest event time it has shown, or the
+``end_time`` of its last block once the next block marker arrives (a new block
+means the previous one is complete).
+
+Two modes:
+
+- ``live=False`` (a whole file): nothing is released before ``flush()`` unless
+  the memory bound is hit, so a file comes out as exactly a stable sort by time.
+- ``live=True``: events are released up to a *frontier*, the largest value so
+  far of ``max(watermark, newest - max_lag_ns)``, where the watermark is the
+  oldest latest time among the active streams and ``newest`` the largest time
+  seen.  The lag bound is what lets a live stream move at all when a stream is
+  silent (GHC < 9.2 flushes the global buffer only at exit).
+
+An event that arrives older than the frontier is released at once, marked
+*late* (``late=True`` to the derivers), and counted in ``late_events``.
+
+Memory bound: every ``check_every`` arrivals, if more than ``max_held`` events
+are held, the oldest are released until ``max_held`` remain, and the frontier
+moves up to the last one released (later arrivals behind it are late).  At
+most ``max_held + check_every`` events are held at any time.
+
+Chunking does not change the result: releases and "late" decisions depend only
+on the sequence of events, never on how they were split across ``push`` calls.
+Each decision is made per event (late or not, frontier, memory checks);
+``push`` only defers the sorting to the end of the batch, which gives the same
+sequence as releasing after every event: a late event is placed right after
+everything at or before the frontier it missed (it is held under that frontier
+as its sort key).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Iterable
+
+from protocol import Event
+
+BLOCK_MARKER = 18
+_TIME = itemgetter(2)  # Event.time, and _Late's sort key
+_NEG_INF = -(1 << 63)
+
+
+@dataclass(frozen=True)
+class OrderSettings:
+    live: bool = False
+    max_lag_ns: int = 10_000_000_000  # live: never hold an event more than this behind the newest
+    max_held: int = 1_000_000  # memory bound (events held); about 150-250 MB of decoded events
+    check_every: int = 4096  # how often (in arrivals) the memory bound is checked
+
+
+class _Late(tuple):
+    """A late event waiting in the sort: (None, None, sort key, event)."""
+
+    __slots__ = ()
+
+
+class Merge:
+    """Per-stream timestamp merge.  ``push(events)`` returns the events that can
+    be released, in order; late ones come wrapped (see ``unwrap``)."""
+
+    def __init__(self, settings: OrderSettings | None = None):
+        s = settings or OrderSettings()
+        self.live = s.live
+        self.max_lag = s.max_lag_ns
+        self.max_held = s.max_held
+        self.check_every = s.check_every
+        self._held: list = []  # events (and _Late) in arrival order, sorted lazily
+        self._ready: list = []  # released by the memory bound, not yet returned
+        self._held_min = None  # smallest sort key in _held (None: empty)
+        self._latest: dict = {}  # stream -> latest time
+        self._block: dict = {}  # stream of the last block marker -> its end_time
+        self._last_block_stream = _NO_STREAM
+        self._min_stream = _NO_STREAM  # stream holding the watermark
+        self._watermark = _NEG_INF
+        self._newest = _NEG_INF
+        self._frontier = _NEG_INF
+        self._countdown = s.check_every
+        self.late_events = 0
+        self.evicted = 0  # events released early by the memory bound
+        self.newest = None  # largest event time seen (None before any)
+
+    @staticmethod
+    def unwrap(item) -> tuple[Event, bool]:
+        if item.__class__ is _Late:
+            return item[3], True
+        return item, False
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def push(self, events: Iterable[Event]) -> list:
+        held = self._held
+        append = held.append
+        live = self.live
+        latest = self._latest
+        frontier = self._frontier
+        newest = self._newest
+        held_min = self._held_min
+        for ev in events:
+            t = ev.time
+            if ev.type == BLOCK_MARKER:
+                if not live:
+                    continue
+                self._frontier = frontier
+                self._newest = newest
+                self._block_marker(ev)
+                frontier = self._frontier
+                continue
+            if t < frontier:
+                self.late_events += 1
+                append(_Late((None, None, frontier, ev)))
+                if held_min is None or frontier < held_min:
+                    held_min = frontier
+            else:
+                append(ev)
+                if held_min is None or t < held_min:
+                    held_min = t
+            if t > newest:
+                newest = t
+            if live:
+                cap = ev.cap
+                old = latest.get(cap, _NO_STREAM)
+                if old is _NO_STREAM:
+                    latest[cap] = t
+                    self._recompute_watermark()
+                elif t > old:
+                    latest[cap] = t
+                    if cap == self._min_stream:
+                        self._recompute_watermark()
+                f = self._watermark
+                lagged = newest - self.max_lag
+                if lagged > f:
+                    f = lagged
+                if f > frontier:
+                    frontier = f
+            self._countdown -= 1
+            if self._countdown <= 0:
+                self._countdown = self.check_every
+                if len(held) > self.max_held:
+                    self._frontier, self._newest, self._held_min = frontier, newest, held_min
+                    self._evict()
+                    held = self._held
+                    append = held.append
+                    frontier, held_min = self._frontier, self._held_min
+        self._frontier = frontier
+        self._newest = newest
+        self._held_min = held_min
+        if newest != _NEG_INF:
+            self.newest = newest
+        if held_min is not None and held_min <= frontier:
+            out = self._release_upto(frontier)
+        else:
+            out = []
+        if self._ready:
+            out = self._ready + out
+            self._ready = []
+        return out
+
+    def flush(self) -> list:
+        """End of stream: everything still held, in order."""
+        held = self._held
+        held.sort(key=_TIME)
+        out = self._ready + held if self._ready else held
+        self._held = []
+        self._ready = []
+        self._held_min = None
+        return out
+
+    # -- internals -----------------------------------------------------------------
+
+    def _block_marker(self, ev: Event) -> None:
+        # a new block means the stream's previous block is complete up to its end_time
+        prev = self._last_block_stream
+        if prev is not _NO_STREAM:
+            end = self._block.pop(prev, None)
+            if end is not None and end > self._latest.get(prev, _NEG_INF):
+                self._latest[prev] = end
+                if prev == self._min_stream:
+                    self._recompute_watermark()
+        cap = ev.cap
+        self._block[cap] = ev.fields[1]
+        self._last_block_stream = cap
+        if cap not in self._latest:
+            self._latest[cap] = ev.time
+            self._recompute_watermark()
+        f = self._watermark
+        if self._newest - self.max_lag > f:
+            f = self._newest - self.max_lag
+        if f > self._frontier:
+            self._frontier = f
+
+    def _recompute_watermark(self) -> None:
+        latest = self._latest
+        stream = min(latest, key=latest.__getitem__)
+        self._min_stream = stream
+        self._watermark = latest[stream]
+
+    def _release_upto(self, frontier: int) -> list:
+        held = self._held
+        held.sort(key=_TIME)
+        cut = bisect_right(held, frontier, key=_TIME)
+        out = held[:cut]
+        rest = held[cut:]
+        self._held = rest
+        self._held_min = _TIME(rest[0]) if rest else None
+        return out
+
+    def _evict(self) -> None:
+        """Memory bound hit: release the oldest until at most ``max_held`` are
+        held (all of equal time together) and raise the frontier to them."""
+        held = self._held
+        held.sort(key=_TIME)
+        excess = len(held) - self.max_held
+        cut_time = _TIME(held[excess - 1])
+        if cut_time > self._frontier:
+            self._frontier = cut_time
+        cut = bisect_right(held, self._frontier, key=_TIME)
+        self.evicted += cut
+        self._ready.extend(held[:cut])
+        rest = held[cut:]
+        self._held = rest
+        self._held_min = _TIME(rest[0]) if rest else None
+
+
+class _NoStream:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no stream>"
+
+
+_NO_STREAM = _NoStream()

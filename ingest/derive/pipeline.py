@@ -1,0 +1,235 @@
+"""One session's way from decoded events to anchored, tagged points:
+time order (``order.Merge``) -> derivers -> wall-clock time and identity tags.
+
+``Pipeline.feed(events)`` takes events in arrival (file) order, in batches of
+any size, and returns points; ``close()`` ends the stream.  The points are the
+same however the events are batched (the merge decides per event, the derivers
+see one sequence).  ``wants`` is every event type id the pipeline and its
+derivers use: build the decoder as ``Decoder(only=pipeline.wants)``.
+
+Identity (tags on every point, see docs/schema.md):
+
+- ``app``: the configured name, else the program name (basename of the first
+  ``ProgramArgs`` argument), else ``unknown``;
+- ``host``: as given (the peer or machine); left out when empty;
+- ``session``: the configured id, else a hash of the process id and the
+  ``WallClockTime`` sample (stable for a stream, the same on every replay of
+  it), else of app, host and the fallback start time.
+
+Points are held back until the identity and clock are settled: the
+``WallClockTime``, ``OsProcessPid`` and ``ProgramArgs`` events have all been
+seen, or the stream has gone ``identity_wait_ns`` of eventlog time past its
+first event, or ``max_held_points`` are waiting, or it ends.  Then the clock
+uses the WallClockTime sample or falls back to ``start_wall_ns`` (clock.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from protocol import Event
+
+from .base import DeriveSettings
+from .clock import WALL_CLOCK_TIME, Clock
+from .order import BLOCK_MARKER, Merge, OrderSettings, _Late
+from .point import Point
+from .registry import REGISTRY
+
+PROGRAM_ARGS, OS_PID = 30, 32
+_OWN = frozenset({BLOCK_MARKER, WALL_CLOCK_TIME, PROGRAM_ARGS, OS_PID})
+
+
+@dataclass(frozen=True)
+class Identity:
+    app: str | None = None  # None: from the stream
+    host: str = ""
+    session: str | None = None  # None: derived from the stream
+    start_wall_ns: int | None = None  # fallback Unix time of eventlog time 0
+
+
+@dataclass
+class PipelineStats:
+    events: int = 0
+    points: int = 0
+    late_events: int = 0
+    evicted_events: int = 0
+    clock: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, settings: DeriveSettings | None = None, identity: Identity | None = None,
+                 derivers: Sequence[str] | None = None, order: OrderSettings | None = None,
+                 identity_wait_ns: int = 1_000_000_000, max_held_points: int = 100_000):
+        self.settings = settings or DeriveSettings()
+        self.identity = identity or Identity()
+        names = list(REGISTRY) if derivers is None else list(derivers)
+        unknown = [n for n in names if n not in REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown measurement(s): {', '.join(unknown)}; "
+                             f"known: {', '.join(REGISTRY)}")
+        self.derivers = [REGISTRY[n](self.settings) for n in names]
+        self.merge = Merge(order)
+        self.clock = Clock(self.identity.start_wall_ns)
+        self._wait = identity_wait_ns
+        self._max_held = max_held_points
+        # type id -> handlers (ev, late) -> points
+        table: dict[int, list] = {}
+        for d in self.derivers:
+            hs = d.handlers() if hasattr(d, "handlers") else {t: d.feed for t in d.wants}
+            for ty, h in hs.items():
+                table.setdefault(ty, []).append(h)
+        own = {WALL_CLOCK_TIME: self._wall_clock, PROGRAM_ARGS: self._program_args,
+               OS_PID: self._on_pid}
+        for ty, h in own.items():
+            table.setdefault(ty, []).insert(0, h)
+        self._table = {ty: tuple(hs) for ty, hs in table.items()}
+        self.wants = frozenset(table) | _OWN
+        self._first: int | None = None
+        self._last: int | None = None
+        self._held: list[Point] | None = []  # None once identity is settled
+        self._tags: dict[str, str] | None = None
+        self._program: str | None = None
+        self._pid: int | None = None
+        self._events = 0
+        self._points = 0
+        self._closed = False
+
+    # -- public ------------------------------------------------------------------
+
+    def feed(self, events: Iterable[Event]) -> list[Point]:
+        return self._run(self.merge.push(events))
+
+    def close(self) -> list[Point]:
+        if self._closed:
+            return []
+        self._closed = True
+        points = self._run(self.merge.flush(), stamp=False)
+        end = self._last if self._last is not None else 0
+        for d in self.derivers:
+            points.extend(d.flush(end))
+        if self._held is not None:
+            self._held.extend(points)
+            points = self._held
+            self._settle()
+        return self._stamp(points)
+
+    @property
+    def stats(self) -> PipelineStats:
+        late = self.merge.late_events
+        return PipelineStats(self._events, self._points, late, self.merge.evicted,
+                             self.clock.source)
+
+    @property
+    def tags(self) -> dict[str, str] | None:
+        return self._tags
+
+    # -- internals -----------------------------------------------------------------
+
+    def _run(self, items: list, stamp: bool = True) -> list[Point]:
+        """Dispatch released events.  While the identity is not settled, points
+        are held and the settle condition is checked after every event (so the
+        batching cannot change when it settles).  ``stamp=False`` (at close)
+        leaves stamping and settling to the caller."""
+        if not items:
+            return []
+        self._events += len(items)
+        done: list[Point] = []
+        start = 0
+        if self._held is not None:
+            held = self._held
+            n = len(items)
+            while start < n:
+                self._dispatch(items, start, start + 1, held)
+                start += 1
+                if stamp and self._ready_to_settle():
+                    self._settle()
+                    done = self._stamp(held)
+                    break
+            else:
+                return []
+        if start >= len(items):
+            return done
+        points: list[Point] = []
+        self._dispatch(items, start, len(items), points)
+        if not stamp:
+            return points
+        points = self._stamp(points)
+        return done + points if done else points
+
+    def _dispatch(self, items: list, start: int, stop: int, points: list) -> None:
+        table = self._table
+        extend = points.extend
+        last = self._last
+        for j in range(start, stop):
+            ev = items[j]
+            if ev.__class__ is _Late:
+                ev = ev[3]
+                late = True
+            else:
+                late = False
+                t = ev.time
+                if last is None or t > last:
+                    last = t
+            hs = table.get(ev.type)
+            if hs is not None:
+                for h in hs:
+                    out = h(ev, late)
+                    if out:
+                        extend(out)
+        if self._first is None and last is not None:
+            self._first = last
+        self._last = last
+
+    def _ready_to_settle(self) -> bool:
+        if self.clock.anchored and self._pid is not None and self._program is not None:
+            return True
+        if self._last is not None and self._first is not None and \
+                self._last - self._first >= self._wait:
+            return True
+        return len(self._held) >= self._max_held
+
+    def _settle(self) -> None:
+        self._held = None
+        self.clock.fall_back()
+        ident = self.identity
+        app = ident.app or self._program or "unknown"
+        session = ident.session
+        if not session:
+            wc = self.clock.wall_clock
+            if wc is not None:
+                key = f"{self._pid}:{wc[1]}:{wc[2]}"
+            else:
+                key = f"{app}:{ident.host}:{self.clock.offset}"
+            session = hashlib.sha1(key.encode()).hexdigest()[:16]
+        self._tags = {"app": app, "host": ident.host, "session": session}
+
+    def _stamp(self, points: list[Point]) -> list[Point]:
+        offset = self.clock.offset
+        tags = self._tags
+        for p in points:
+            p.time += offset
+            p.tags.update(tags)
+        self._points += len(points)
+        return points
+
+    # the pipeline's own handlers (identity)
+
+    def _wall_clock(self, ev: Event, late: bool):
+        if self._held is not None:
+            self.clock.observe(ev)
+        return None
+
+    def _program_args(self, ev: Event, late: bool):
+        if self._program is None:
+            args = ev.fields[1]
+            if args and args[0]:
+                self._program = args[0].replace("\\", "/").rsplit("/", 1)[-1]
+        return None
+
+    def _on_pid(self, ev: Event, late: bool):
+        if self._pid is None:
+            self._pid = ev.fields[1]
+        return None

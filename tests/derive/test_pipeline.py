@@ -1,0 +1,107 @@
+"""The pipeline on real logs: the same points whole, per byte and in random
+chunks; capability time adds up per window; identity and clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.derive.base import DeriveSettings
+from ingest.derive.order import OrderSettings
+from ingest.derive.pipeline import Identity
+
+from pipeline_logs import all_logs, log_id, reference, run, sibling, summary, whole
+
+LOGS = all_logs()
+SMALL = [p for p in LOGS if p.stat().st_size <= 300_000]
+
+
+def lines(points):
+    return [p.to_line() for p in points]
+
+
+@pytest.mark.parametrize("log", SMALL, ids=log_id)
+def test_same_points_per_byte(log):
+    assert lines(run(log, 1)[0]) == lines(whole(log)[0])
+
+
+@pytest.mark.parametrize("log", LOGS, ids=log_id)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_same_points_random_chunks(log, seed):
+    assert lines(run(log, seed)[0]) == lines(whole(log)[0])
+
+
+@pytest.mark.parametrize("log", LOGS, ids=log_id)
+def test_same_points_live_mode_any_chunking(log):
+    order = OrderSettings(live=True, max_lag_ns=20_000_000)
+    a = lines(run(log, "whole", order=order)[0])
+    assert lines(run(log, 3, order=order)[0]) == a
+
+
+@pytest.mark.parametrize("log", LOGS, ids=log_id)
+@pytest.mark.parametrize("window", [1_000_000_000, 7_000_000])
+def test_capability_time_adds_up(log, window):
+    points, _ = run(log, settings=DeriveSettings(window_ns=window))
+    per_cap: dict = {}
+    for p in points:
+        if p.measurement == "capability":
+            f = p.fields
+            total = f["mutator_ns"] + f["gc_ns"] + f["idle_ns"]
+            assert min(f.values()) >= 0
+            assert 0 < total <= window
+            per_cap.setdefault(p.tags["cap"], []).append((p.time, total))
+    for cap, rows in per_cap.items():
+        times = [t for t, _ in rows]
+        assert times == sorted(times)
+        # a whole window in between first and last: exactly the window length
+        for t, total in rows[1:-1]:
+            assert total == window, (cap, t)
+        steps = {b - a for a, b in zip(times, times[1:])}
+        assert steps <= {window}, "a window of an existing capability is missing"
+
+
+@pytest.mark.parametrize("log", [p for p in LOGS if sibling(p, ".summary.json").exists()],
+                         ids=log_id)
+def test_capability_gc_time_matches_pairs(log):
+    """Per-cap GC time summed over windows = the summary's pause_total_ns (sum of
+    StartGC..EndGC pairs over all caps)."""
+    points, _ = run(log, settings=DeriveSettings(window_ns=5_000_000))
+    gc = sum(p.fields["gc_ns"] for p in points if p.measurement == "capability")
+    s = summary(log)["gc"]
+    assert gc == s["pause_total_ns"]
+
+
+@pytest.mark.parametrize("log", [p for p in LOGS if sibling(p, ".summary.json").exists()],
+                         ids=log_id)
+def test_clock_and_identity(log):
+    points, pipe = whole(log)
+    ref = reference(log)
+    wall = [e for e in ref if e["type"] == "WallClockTime"]
+    args = [e for e in ref if e["type"] == "ProgramArgs"]
+    if not points:
+        return
+    if wall:
+        w = wall[0]
+        offset = w["fields"]["sec"] * 10**9 + w["fields"]["nsec"] - w["t"]
+        assert pipe.clock.source == "wall_clock_event"
+        assert pipe.clock.offset == offset
+        session = [p for p in points if p.measurement == "session"]
+        if session:
+            assert session[0].time == offset  # eventlog time 0
+    else:
+        assert pipe.clock.source == "fallback"
+    expected_app = args[0]["fields"]["args"][0].rsplit("/", 1)[-1] if args else "unknown"
+    assert {p.tags["app"] for p in points} == {expected_app}
+    assert {p.tags["host"] for p in points} == {"test"}
+    # stable per stream: a second run gives the same session id
+    assert run(log)[1].tags["session"] == pipe.tags["session"]
+
+
+def test_identity_overrides_and_fallback():
+    log = next(p for p in LOGS if p.name.startswith("threads-mvar.N2.l.killed"))
+    points, pipe = run(log, identity=Identity(app="svc", host="h1", session="s1",
+                                              start_wall_ns=1_700_000_000_000_000_000))
+    assert pipe.clock.source == "fallback"
+    assert {(p.tags["app"], p.tags["host"], p.tags["session"]) for p in points} == \
+        {("svc", "h1", "s1")}
+    first_gc = min(p.time for p in points if p.measurement == "gc")
+    assert first_gc >= 1_700_000_000_000_000_000
