@@ -32,84 +32,101 @@ class SpansDeriver:
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
         self._window = s.window_ns
-        self._ws: int | None = None
-        self._we = 0
-        self._open: dict[str, list[int]] = {}  # label -> start times, most recent last
-        self._acc: dict[str, list[int]] = {}  # label -> [time_ns, starts, stops] of this window
+        self._started = False
+        self._ws = self._we = -1  # current window [ws, we); -1 until the first span message
+        # label -> [time_ns, starts, stops of this window, open start times (most recent last)];
+        # a label leaves when a window closes with none of its spans open
+        self._labels: dict[str, list] = {}
+        # whole message -> (state of its label, is START): one lookup per message
+        self._kinds: dict[str, tuple[list, bool]] = {}
         self.late = 0
         self.unmatched_stops = 0
+
+    def handlers(self) -> dict:
+        return {USER_MESSAGE: self._message}
 
     def feed(self, ev: Event, late: bool = False) -> list[Point]:
         if ev.type != USER_MESSAGE:
             return []
-        msg = ev.fields[0]
+        return self._message(ev, late) or []
+
+    def _message(self, ev: Event, late: bool) -> list[Point] | None:
+        kind = self._kinds.get(ev.fields[0])
+        if kind is None:
+            kind = self._classify(ev.fields[0])
+            if kind is None:
+                return None
+        t = ev.time
+        out = None
+        if t >= self._we:
+            out = self._advance(t)
+            kind = self._kinds.get(ev.fields[0]) or self._classify(ev.fields[0])
+        if t < self._ws:
+            self.late += 1
+            t = self._ws
+        st, start = kind
+        if start:
+            st[1] += 1
+            st[3].append(t)
+        else:
+            st[2] += 1
+            stack = st[3]
+            if stack:
+                begin = stack.pop()
+                if t > begin:  # (a late STOP may be older than its START)
+                    ws = self._ws
+                    st[0] += t - (begin if begin > ws else ws)
+            else:
+                self.unmatched_stops += 1
+        return out
+
+    def _classify(self, msg: str) -> tuple[list, bool] | None:
         if msg.startswith("START "):
             label, start = msg[6:], True
         elif msg.startswith("STOP "):
             label, start = msg[5:], False
         else:
-            return []
-        t = ev.time
-        out: list[Point] = []
-        if self._ws is None:
-            self._ws = t - t % self._window
-            self._we = self._ws + self._window
-        elif t >= self._we:
-            out = self._advance(t)
-        elif t < self._ws:
-            self.late += 1
-            t = self._ws
-        acc = self._acc.get(label)
-        if acc is None:
-            acc = self._acc[label] = [0, 0, 0]
-        if start:
-            acc[1] += 1
-            stack = self._open.get(label)
-            if stack is None:
-                self._open[label] = [t]
-            else:
-                stack.append(t)
-        else:
-            acc[2] += 1
-            stack = self._open.get(label)
-            if stack:
-                begin = stack.pop()
-                if not stack:
-                    del self._open[label]
-                acc[0] += t - (begin if begin > self._ws else self._ws)
-            else:
-                self.unmatched_stops += 1
-        return out
+            return None
+        st = self._labels.get(label)
+        if st is None:
+            st = self._labels[label] = [0, 0, 0, []]
+        kind = self._kinds[msg] = (st, start)
+        return kind
 
     def flush(self, end: int) -> list[Point]:
-        if self._ws is None:
+        if not self._started:
             return []
         out = self._advance(end) if end >= self._we else []
         self._credit_open(max(end, self._ws))
-        self._open.clear()
+        for st in self._labels.values():
+            st[3].clear()
         out.extend(self._emit())
-        self._ws = None
+        self._started = False
+        self._ws = self._we = -1
         return out
 
     def _credit_open(self, upto: int) -> None:
         ws = self._ws
-        for label, stack in self._open.items():
-            ns = 0
-            for begin in stack:
-                ns += upto - (begin if begin > ws else ws)
-            acc = self._acc.get(label)
-            if acc is None:
-                self._acc[label] = [ns, 0, 0]
-            else:
-                acc[0] += ns
+        for st in self._labels.values():
+            stack = st[3]
+            if stack:
+                ns = 0
+                for begin in stack:
+                    ns += upto - (begin if begin > ws else ws)
+                st[0] += ns
 
     def _advance(self, t: int) -> list[Point]:
         out: list[Point] = []
+        if not self._started:
+            self._started = True
+            self._ws = t - t % self._window
+            self._we = self._ws + self._window
+            return out
         while t >= self._we:
             we = self._we
             self._credit_open(we)
             out.extend(self._emit())
-            if self._open:
+            if self._labels:  # some spans are open
                 self._ws, self._we = we, we + self._window
             else:
                 self._ws = t - t % self._window
@@ -118,11 +135,20 @@ class SpansDeriver:
 
     def _emit(self) -> list[Point]:
         ws = self._ws
-        out = [
-            Point("spans", {"label": label}, {"time_ns": a[0], "starts": a[1], "stops": a[2]}, ws)
-            for label, a in self._acc.items()
-        ]
-        self._acc = {}
+        out = []
+        idle = []
+        for label, st in self._labels.items():
+            if st[0] or st[1] or st[2]:
+                out.append(Point("spans", {"label": label},
+                                 {"time_ns": st[0], "starts": st[1], "stops": st[2]}, ws))
+                st[0] = st[1] = st[2] = 0
+            if not st[3]:
+                idle.append(label)
+        for label in idle:
+            del self._labels[label]
+        if idle:
+            labels = self._labels
+            self._kinds = {m: k for m, k in self._kinds.items() if k[0] is labels.get(m[6:] if k[1] else m[5:])}
         return out
 
 
@@ -138,25 +164,42 @@ class MarkersDeriver:
         self._markers = 0
         self.late = 0
 
+    def handlers(self) -> dict:
+        return {USER_MESSAGE: self._message, USER_MARKER: self._marker}
+
     def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        typ = ev.type
-        if typ != USER_MESSAGE and typ != USER_MARKER:
-            return []
-        t = ev.time
-        out: list[Point] = []
+        if ev.type == USER_MESSAGE:
+            return self._message(ev, late) or []
+        if ev.type == USER_MARKER:
+            return self._marker(ev, late)
+        return []
+
+    def _window_of(self, t: int) -> list[Point] | None:
         ws = self._ws
         if ws is None:
             self._ws = t - t % self._window
         elif t >= ws + self._window:
             out = self._emit()
             self._ws = t - t % self._window
+            return out
         elif t < ws:
             self.late += 1
-        if typ == USER_MESSAGE:
+        return None
+
+    def _message(self, ev: Event, late: bool) -> list[Point] | None:
+        t = ev.time
+        ws = self._ws
+        if ws is not None and ws <= t < ws + self._window:
             self._messages += 1
-        else:
-            self._markers += 1
-            out.append(Point("markers", {}, {"text": ev.fields[0]}, ev.time))
+            return None
+        out = self._window_of(t)
+        self._messages += 1
+        return out
+
+    def _marker(self, ev: Event, late: bool) -> list[Point]:
+        out = self._window_of(ev.time) or []
+        self._markers += 1
+        out.append(Point("markers", {}, {"text": ev.fields[0]}, ev.time))
         return out
 
     def flush(self, end: int) -> list[Point]:

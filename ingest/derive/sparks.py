@@ -39,6 +39,9 @@ class SparksDeriver:
         self._prev: dict[int | None, tuple] = {}  # cap -> counters of its previous point
         self.late = 0
 
+    def handlers(self) -> dict:
+        return {SPARK_COUNTERS: self.feed}
+
     def feed(self, ev: Event, late: bool = False) -> list[Point]:
         if ev.type != SPARK_COUNTERS:
             return []

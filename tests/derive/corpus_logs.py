@@ -48,3 +48,30 @@ def run(deriver, evs) -> list:
         out.extend(deriver.feed(ev))
     out.extend(deriver.flush(evs[-1].time if evs else 0))
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _file_order(name: str, wants: frozenset[int]) -> tuple[Event, ...]:
+    dec = Decoder(only=wants)
+    events = dec.feed((CORPUS / f"{name}.eventlog").read_bytes())
+    dec.close()
+    return tuple(events)
+
+
+def file_order_events(name: str, wants) -> tuple[Event, ...]:
+    """Events in file order (per-cap blocks: not time order), to feed as late."""
+    return _file_order(name, frozenset(wants))
+
+
+def run_unordered(deriver, evs) -> list:
+    """Feed events as a live merge that gave up on order would: an event older
+    than the newest seen is passed with ``late=True``."""
+    out = []
+    newest = None
+    for ev in evs:
+        late = newest is not None and ev.time < newest
+        if not late:
+            newest = ev.time
+        out.extend(deriver.feed(ev, late=late))
+    out.extend(deriver.flush(newest if newest is not None else 0))
+    return out

@@ -10,9 +10,9 @@ from ingest.derive.base import DeriveSettings
 from ingest.derive.spans import MarkersDeriver, SpansDeriver
 
 try:
-    from .corpus_logs import events, logs_with_summary, run, summary
+    from .corpus_logs import events, file_order_events, logs_with_summary, run, run_unordered, summary
 except ImportError:
-    from corpus_logs import events, logs_with_summary, run, summary
+    from corpus_logs import events, file_order_events, logs_with_summary, run, run_unordered, summary
 
 SPAN_LOGS = [n for n in logs_with_summary() if summary(n)["user"]["spans"]]
 USER_LOGS = [n for n in logs_with_summary()
@@ -95,3 +95,16 @@ def test_markers_and_message_counts(name):
     assert sum(p.fields["markers"] for p in windows) == user["markers"]
     assert all(p.time % 1_000_000_000 == 0 for p in windows)
     assert len({p.time for p in windows}) == len(windows)
+
+
+@pytest.mark.parametrize("name", ["eventlogs/threads-mvar.N2.l", "eventlogs/gc-heap.N2.l"])
+def test_late_messages_are_folded_in(name):
+    d = SpansDeriver(DeriveSettings(window_ns=10 * MS))
+    points = run_unordered(d, file_order_events(name, SpansDeriver.wants))
+    got = totals(points)
+    for label, ref in summary(name)["user"]["spans"].items():
+        assert (got[label][1], got[label][2]) == (ref["starts"], ref["stops"])
+    assert all(p.fields["time_ns"] >= 0 for p in points)
+    m = MarkersDeriver()
+    points = run_unordered(m, file_order_events(name, MarkersDeriver.wants))
+    assert sum(p.fields.get("messages", 0) for p in points) == summary(name)["user"]["messages"]

@@ -11,9 +11,9 @@ from ingest.derive.base import DeriveSettings
 from ingest.derive.threads import BLOCK_REASONS, FINISHED, ThreadsDeriver
 
 try:
-    from .corpus_logs import events, logs_with_summary, run, summary
+    from .corpus_logs import events, file_order_events, logs_with_summary, run, run_unordered, summary
 except ImportError:
-    from corpus_logs import events, logs_with_summary, run, summary
+    from corpus_logs import events, file_order_events, logs_with_summary, run, run_unordered, summary
 
 LOGS = [n for n in logs_with_summary() if summary(n)["counts"].get("RunThread")]
 MS = 1_000_000
@@ -122,3 +122,14 @@ def test_labelled_workers_get_their_labels():
     points = label_points(run(ThreadsDeriver(DeriveSettings(top_n=1000)), evs))
     labelled = {p.tags["label"] for p in points} - {"unlabelled"}
     assert len(labelled) >= 100
+
+
+@pytest.mark.parametrize("name", ["eventlogs/threads-mvar.N2.l", "eventlogs/sparks.N2.la"])
+def test_late_events_are_folded_in(name):
+    evs = file_order_events(name, ThreadsDeriver.wants)
+    d = ThreadsDeriver(DeriveSettings(window_ns=10 * MS))
+    points = run_unordered(d, evs)
+    assert d.late > 0
+    assert sum(p.fields["runs"] for p in label_points(points)) == summary(name)["counts"]["RunThread"]
+    assert sum(p.fields["created"] for p in count_points(points)) == summary(name)["counts"]["CreateThread"]
+    assert all(p.fields["runtime_ns"] >= 0 for p in label_points(points))
