@@ -1,5 +1,5 @@
 """Subcommands of ``liveprof``, one module each."""
 
-from . import dump
+from . import derive, dump
 
-COMMANDS = [dump]
+COMMANDS = [dump, derive]

@@ -24,7 +24,7 @@ An event that arrives older than the frontier is released at once, marked
 *late* (``late=True`` to the derivers), and counted in ``late_events``.
 
 Memory bound: every ``check_every`` arrivals, if more than ``max_held`` events
-are held, the oldest are released until ``max_held`` remain, and the frontier
+are held, the oldest are released until ``max_held // 2`` remain, and the frontier
 moves up to the last one released (later arrivals behind it are late).  At
 most ``max_held + check_every`` events are held at any time.
 
@@ -55,7 +55,7 @@ _NEG_INF = -(1 << 63)
 class OrderSettings:
     live: bool = False
     max_lag_ns: int = 10_000_000_000  # live: never hold an event more than this behind the newest
-    max_held: int = 1_000_000  # memory bound (events held); about 150-250 MB of decoded events
+    max_held: int = 500_000  # memory bound (events held); roughly 100 MB of decoded events
     check_every: int = 4096  # how often (in arrivals) the memory bound is checked
 
 
@@ -218,11 +218,12 @@ class Merge:
         return out
 
     def _evict(self) -> None:
-        """Memory bound hit: release the oldest until at most ``max_held`` are
-        held (all of equal time together) and raise the frontier to them."""
+        """Memory bound hit: release the oldest until at most half of
+        ``max_held`` are held (all of equal time together; half, so that the
+        sorting this takes is amortised) and raise the frontier to them."""
         held = self._held
         held.sort(key=_TIME)
-        excess = len(held) - self.max_held
+        excess = len(held) - self.max_held // 2
         cut_time = _TIME(held[excess - 1])
         if cut_time > self._frontier:
             self._frontier = cut_time

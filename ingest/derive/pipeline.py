@@ -19,7 +19,7 @@ Identity (tags on every point, see docs/schema.md):
 Points are held back until the identity and clock are settled: the
 ``WallClockTime``, ``OsProcessPid`` and ``ProgramArgs`` events have all been
 seen, or the stream has gone ``identity_wait_ns`` of eventlog time past its
-first event, or ``max_held_points`` are waiting, or it ends.  Then the clock
+first event, or ``max_held_events`` events have been through, or it ends.  Then the clock
 uses the WallClockTime sample or falls back to ``start_wall_ns`` (clock.py).
 """
 
@@ -39,6 +39,7 @@ from .registry import REGISTRY
 
 PROGRAM_ARGS, OS_PID = 30, 32
 _OWN = frozenset({BLOCK_MARKER, WALL_CLOCK_TIME, PROGRAM_ARGS, OS_PID})
+_BIT = {WALL_CLOCK_TIME: 1, OS_PID: 2, PROGRAM_ARGS: 4}
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class PipelineStats:
 class Pipeline:
     def __init__(self, settings: DeriveSettings | None = None, identity: Identity | None = None,
                  derivers: Sequence[str] | None = None, order: OrderSettings | None = None,
-                 identity_wait_ns: int = 1_000_000_000, max_held_points: int = 100_000):
+                 identity_wait_ns: int = 1_000_000_000, max_held_events: int = 200_000):
         self.settings = settings or DeriveSettings()
         self.identity = identity or Identity()
         names = list(REGISTRY) if derivers is None else list(derivers)
@@ -74,7 +75,8 @@ class Pipeline:
         self.merge = Merge(order)
         self.clock = Clock(self.identity.start_wall_ns)
         self._wait = identity_wait_ns
-        self._max_held = max_held_points
+        self._max_held = max_held_events
+        self._scan: list = [0, None, 0]  # settle scan: seen bits, first time, events
         # type id -> handlers (ev, late) -> points
         table: dict[int, list] = {}
         for d in self.derivers:
@@ -87,7 +89,6 @@ class Pipeline:
             table.setdefault(ty, []).insert(0, h)
         self._table = {ty: tuple(hs) for ty, hs in table.items()}
         self.wants = frozenset(table) | _OWN
-        self._first: int | None = None
         self._last: int | None = None
         self._held: list[Point] | None = []  # None once identity is settled
         self._tags: dict[str, str] | None = None
@@ -130,34 +131,62 @@ class Pipeline:
 
     def _run(self, items: list, stamp: bool = True) -> list[Point]:
         """Dispatch released events.  While the identity is not settled, points
-        are held and the settle condition is checked after every event (so the
-        batching cannot change when it settles).  ``stamp=False`` (at close)
-        leaves stamping and settling to the caller."""
+        are held; the event after which it settles is found by a scan of the
+        events themselves (so the batching cannot change it).  ``stamp=False``
+        (at close) leaves stamping and settling to the caller."""
         if not items:
             return []
         self._events += len(items)
+        n = len(items)
         done: list[Point] = []
         start = 0
         if self._held is not None:
-            held = self._held
-            n = len(items)
-            while start < n:
-                self._dispatch(items, start, start + 1, held)
-                start += 1
-                if stamp and self._ready_to_settle():
-                    self._settle()
-                    done = self._stamp(held)
-                    break
-            else:
+            cut = self._settle_index(items) if stamp else None
+            if cut is None:
+                self._dispatch(items, 0, n, self._held)
                 return []
-        if start >= len(items):
+            self._dispatch(items, 0, cut, self._held)
+            held = self._held
+            self._settle()
+            done = self._stamp(held)
+            start = cut
+        if start >= n:
             return done
         points: list[Point] = []
-        self._dispatch(items, start, len(items), points)
+        self._dispatch(items, start, n, points)
         if not stamp:
             return points
         points = self._stamp(points)
         return done + points if done else points
+
+    def _settle_index(self, items: list) -> int | None:
+        """Scan for the event that settles the identity: the WallClockTime,
+        OsProcessPid and ProgramArgs all seen, or ``identity_wait_ns`` of
+        eventlog time since the first event, or ``max_held_events`` events.
+        Returns the index after it, or None if not in ``items``."""
+        scan = self._scan
+        seen, first, count = scan
+        wait, limit = self._wait, self._max_held
+        for i, ev in enumerate(items):
+            if ev.__class__ is _Late:
+                ev = ev[3]
+            else:
+                if first is None:
+                    first = ev.time
+                elif ev.time - first >= wait:
+                    scan[:] = seen, first, count + i + 1
+                    return i + 1
+            ty = ev.type
+            if ty == WALL_CLOCK_TIME or ty == OS_PID or ty == PROGRAM_ARGS:
+                seen |= _BIT[ty]
+                if seen == 7:
+                    scan[:] = seen, first, count + i + 1
+                    return i + 1
+            if count + i + 1 >= limit:
+                scan[:] = seen, first, count + i + 1
+                return i + 1
+        scan[:] = seen, first, count + len(items)
+        return None
 
     def _dispatch(self, items: list, start: int, stop: int, points: list) -> None:
         table = self._table
@@ -179,17 +208,7 @@ class Pipeline:
                     out = h(ev, late)
                     if out:
                         extend(out)
-        if self._first is None and last is not None:
-            self._first = last
         self._last = last
-
-    def _ready_to_settle(self) -> bool:
-        if self.clock.anchored and self._pid is not None and self._program is not None:
-            return True
-        if self._last is not None and self._first is not None and \
-                self._last - self._first >= self._wait:
-            return True
-        return len(self._held) >= self._max_held
 
     def _settle(self) -> None:
         self._held = None

@@ -1,0 +1,143 @@
+"""Throughput of ``liveprof derive`` on one file: eventlog bytes to line protocol.
+
+usage: python bench/derive.py FILE [--chunk BYTES] [--window SECONDS]
+                              [--measurements LIST] [--live] [--repeat N]
+
+Runs in a fresh Python subprocess per repeat (so peak RSS is its own): read
+FILE in chunks, ``Decoder(only=pipeline.wants).feed``, ``Pipeline.feed``,
+``Point.to_line`` for every point, written to /dev/null; then ``close()``.
+Prints MB/s (1 MB = 10**6 bytes of FILE), events decoded (those the pipeline
+wants), points, points per 100 events of the whole log (its total event count,
+counted separately, untimed), wall and CPU time, peak RSS, and a per-stage
+split (decode / derive / render) of the best run.
+
+Targets of issue 4: at least 25 MB/s and at most 5 points per 100 events at
+default settings on a real log of 20 MB or more; peak RSS flat in file size.
+This script only measures and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from protocol import Decoder  # noqa: E402
+from ingest.derive.base import DeriveSettings  # noqa: E402
+from ingest.derive.order import OrderSettings  # noqa: E402
+from ingest.derive.pipeline import Identity, Pipeline  # noqa: E402
+
+BLOCK_MARKER = 18
+
+
+def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> dict:
+    size = os.path.getsize(path)
+    pipe = Pipeline(DeriveSettings(window_ns=int(window * 1e9)),
+                    Identity(host="bench", start_wall_ns=0),
+                    derivers=measurements, order=OrderSettings(live=live))
+    dec = Decoder(only=pipe.wants)
+    t_dec = t_der = t_out = 0.0
+    n_points = n_events = 0
+    clock = time.perf_counter
+    c0 = time.process_time()
+    w0 = clock()
+    with open(path, "rb") as f, open(os.devnull, "w") as out:
+        while True:
+            a = clock()
+            data = f.read(chunk)
+            if not data:
+                break
+            events = dec.feed(data)
+            b = clock()
+            points = pipe.feed(events)
+            c = clock()
+            if points:
+                out.write("".join([p.to_line() + "\n" for p in points]))
+            d = clock()
+            t_dec += b - a
+            t_der += c - b
+            t_out += d - c
+            n_events += len(events)
+            n_points += len(points)
+        dec.close()
+        b = clock()
+        points = pipe.close()
+        c = clock()
+        out.write("".join([p.to_line() + "\n" for p in points]))
+        d = clock()
+        t_der += c - b
+        t_out += d - c
+        n_points += len(points)
+    wall = clock() - w0
+    cpu = time.process_time() - c0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"bytes": size, "wall_s": wall, "cpu_s": cpu, "events_decoded": n_events,
+            "points": n_points, "peak_rss": rss, "decode_s": t_dec, "derive_s": t_der,
+            "render_s": t_out, "late": pipe.stats.late_events,
+            "evicted": pipe.stats.evicted_events}
+
+
+def _total_events(path: str) -> int:
+    n = 0
+    dec = Decoder()
+    with open(path, "rb") as f:
+        while data := f.read(1 << 20):
+            n += sum(1 for ev in dec.feed(data) if ev.type != BLOCK_MARKER)
+    return n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("file")
+    ap.add_argument("--chunk", type=int, default=1 << 20)
+    ap.add_argument("--window", type=float, default=1.0)
+    ap.add_argument("--measurements", default=None)
+    ap.add_argument("--live", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    names = args.measurements.split(",") if args.measurements else None
+    if args.child:
+        print(json.dumps(_measure(args.file, args.chunk, args.window, names, args.live)))
+        return 0
+    runs = []
+    for _ in range(args.repeat):
+        cmd = [sys.executable, __file__, args.file, "--child", "--chunk", str(args.chunk),
+               "--window", str(args.window)]
+        if args.measurements:
+            cmd += ["--measurements", args.measurements]
+        if args.live:
+            cmd.append("--live")
+        runs.append(json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                              text=True).stdout))
+    best = min(runs, key=lambda r: r["wall_s"])
+    total = _total_events(args.file)
+    mb = best["bytes"] / 1e6
+    print(f"file              {args.file} ({mb:.1f} MB, {total:,} events)")
+    print(f"settings          window {args.window}s, measurements "
+          f"{args.measurements or 'all'}, {'live' if args.live else 'whole'} order, "
+          f"chunk {args.chunk} B")
+    print(f"throughput        {mb / best['wall_s']:.1f} MB/s wall (best of {len(runs)}), "
+          f"{mb / best['cpu_s']:.1f} MB/s cpu")
+    print(f"time split        decode {best['decode_s']:.2f}s, derive {best['derive_s']:.2f}s, "
+          f"render {best['render_s']:.2f}s (total {best['wall_s']:.2f}s)")
+    print(f"events decoded    {best['events_decoded']:,} (of {total:,}; the rest skipped)")
+    print(f"points            {best['points']:,} = {100 * best['points'] / max(total, 1):.2f} "
+          f"per 100 events")
+    print(f"late / evicted    {best['late']:,} / {best['evicted']:,}")
+    rss = ", ".join(f"{r['peak_rss'] / 1e6:.0f}" for r in runs)
+    print(f"peak RSS          {best['peak_rss'] / 1e6:.0f} MB (runs: {rss})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""``liveprof derive FILE|-``: the derived points as InfluxDB line protocol
+(nanosecond precision) on stdout; no server needed."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import sys
+import time
+
+from protocol import DecodeError, Decoder
+
+from ..chunks import read_chunks
+from ..derive.base import DeriveSettings
+from ..derive.order import OrderSettings
+from ..derive.pipeline import Identity, Pipeline
+from ..derive.registry import REGISTRY
+from ..errors import SourceError
+from .dump import describe_end
+
+BLOCK_MARKER, WALL_CLOCK_TIME = 18, 43
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "derive", help="print the derived time series as InfluxDB line protocol",
+        description="Decode an eventlog (a file, a named pipe, or - for stdin), derive the "
+                    "time series (gc, heap, capability, threads, ...) and print them as "
+                    "InfluxDB line protocol with nanosecond timestamps.")
+    p.add_argument("path", metavar="FILE|-")
+    p.add_argument("--window", type=float, default=1.0, metavar="SECONDS",
+                   help="aggregation window of the per-window measurements (default 1)")
+    p.add_argument("--top", type=int, default=10, metavar="N",
+                   help="busiest thread / heap-profile labels kept by name per window "
+                        "(default 10; the rest are summed as 'other')")
+    p.add_argument("--measurements", default=None, metavar="LIST",
+                   help="comma-separated measurements to derive (default all: "
+                        + ",".join(REGISTRY) + ")")
+    p.add_argument("--app", default=None, help="app tag (default: the program name)")
+    p.add_argument("--host", default=None, help="host tag (default: this machine's name)")
+    p.add_argument("--session", default=None,
+                   help="session tag (default: a hash of the pid and the log's wall clock)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--live", dest="live", action="store_true", default=None,
+                      help="merge with a watermark as events come (default for named pipes)")
+    mode.add_argument("--whole", dest="live", action="store_false",
+                      help="sort the whole stream by time, within a memory bound (default for "
+                           "files and stdin)")
+    p.add_argument("--max-lag", type=float, default=10.0, metavar="SECONDS",
+                   help="live: never hold an event longer than this behind the newest "
+                        "(eventlog time; default 10)")
+    p.add_argument("--stats", action="store_true", help="print counters to stderr at the end")
+    p.set_defaults(run=run)
+
+
+def file_start_wall_ns(path: str) -> int | None:
+    """Fallback clock for a regular file without a WallClockTime: its mtime
+    minus its last event time (the RTS wrote the file last at about then).
+    None if the file has a WallClockTime (no fallback needed)."""
+    dec = Decoder(only=(BLOCK_MARKER, WALL_CLOCK_TIME))
+    last = 0
+    try:
+        for chunk in read_chunks(path):
+            for ev in dec.feed(chunk):
+                if ev.type == WALL_CLOCK_TIME:
+                    return None
+                last = max(last, ev.time, ev.fields[1])
+    except DecodeError:
+        pass
+    return os.stat(path).st_mtime_ns - last
+
+
+def run(args) -> int:
+    names = None
+    if args.measurements:
+        names = [n.strip() for n in args.measurements.split(",") if n.strip()]
+        unknown = [n for n in names if n not in REGISTRY]
+        if unknown:
+            print(f"liveprof: unknown measurement(s) {', '.join(unknown)}; known: "
+                  f"{', '.join(REGISTRY)}", file=sys.stderr)
+            return 2
+    regular = fifo = False
+    if args.path != "-":
+        try:
+            mode = os.stat(args.path).st_mode
+        except OSError as exc:
+            print(f"liveprof: cannot open {args.path}: {exc.strerror}", file=sys.stderr)
+            return 2
+        regular, fifo = stat.S_ISREG(mode), stat.S_ISFIFO(mode)
+    # a named pipe is most likely a running program: merge live; a file or stdin
+    # (usually a file piped in) is sorted whole, within the memory bound
+    live = fifo if args.live is None else args.live
+    start_wall = file_start_wall_ns(args.path) if regular else time.time_ns()
+    settings = DeriveSettings(window_ns=max(1, int(args.window * 1e9)), top_n=args.top)
+    identity = Identity(app=args.app, host=socket.gethostname() if args.host is None else args.host,
+                        session=args.session, start_wall_ns=start_wall)
+    order = OrderSettings(live=live, max_lag_ns=int(args.max_lag * 1e9))
+    pipe = Pipeline(settings, identity, derivers=names, order=order)
+    decoder = Decoder(only=pipe.wants)
+    out = sys.stdout
+    status = 0
+
+    def write(points) -> None:
+        if points:
+            out.write("".join([p.to_line() + "\n" for p in points]))
+
+    try:
+        for chunk in read_chunks(args.path):
+            write(pipe.feed(decoder.feed(chunk)))
+    except SourceError as exc:
+        print(f"liveprof: {exc}", file=sys.stderr)
+        status = 2
+    except DecodeError as exc:
+        write(pipe.feed(exc.events))
+        print(f"liveprof: {args.path}: {exc}", file=sys.stderr)
+        status = 1
+    else:
+        end = decoder.close()
+        if end.truncated:
+            print(f"liveprof: {describe_end(args.path, end)}", file=sys.stderr)
+    write(pipe.close())
+    out.flush()
+    if args.stats:
+        s = pipe.stats
+        print(f"liveprof: {s.events} events, {s.points} points, {s.late_events} late, "
+              f"{s.evicted_events} released early (memory bound), clock: {s.clock}",
+              file=sys.stderr)
+    return status
