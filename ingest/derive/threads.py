@@ -44,6 +44,7 @@ BLOCK_REASONS: dict[int, str] = {
     StopStatus.BlockedOnMsgThrowTo: "blocked_throw_to",
 }
 FINISHED = int(StopStatus.ThreadFinished)
+N_STATUS = 64  # statuses counted (the RTS uses 0-20)
 
 
 def top_n_with_other(acc: dict[str, list[int]], n: int, other: str) -> list[tuple[str, list[int]]]:
@@ -77,7 +78,8 @@ class ThreadsDeriver:
         self._labels: dict[int, str] = {}  # thread id -> label (dropped when it finishes)
         self._running: dict[int | None, list] = {}  # cap -> [thread, start of uncredited time]
         self._acc: dict[str, list[int]] = {}  # label -> [runtime_ns, runs] of this window
-        self._counts: dict[str, int] = {}  # created / finished / blocked* of this window
+        self._created = 0  # CreateThread events of this window
+        self._stops = [0] * N_STATUS  # StopThread events of this window by status
         self.late = 0  # events older than the current window (folded in at its start)
         self._handlers = {
             CREATE_THREAD: self._create,
@@ -122,7 +124,7 @@ class ThreadsDeriver:
         out = self._advance(t) if t >= self._we else None
         if t < self._ws:
             self.late += 1
-        self._counts["created"] = self._counts.get("created", 0) + 1
+        self._created += 1
         return out
 
     def _label(self, ev: Event, late: bool) -> list[Point] | None:
@@ -140,11 +142,14 @@ class ThreadsDeriver:
             self.late += 1
             t = self._ws
         thread = ev.fields[0]
-        running = self._running
-        prev = running.get(ev.cap)
-        if prev is not None and t > prev[1]:
-            self._credit(prev[0], t - prev[1])
-        running[ev.cap] = [thread, t]
+        run = self._running.get(ev.cap)
+        if run is None:
+            self._running[ev.cap] = [thread, t]
+        else:  # the previous run on this cap lost its stop: it ends here
+            if t > run[1]:
+                self._credit(run[0], t - run[1])
+            run[0] = thread
+            run[1] = t
         label = self._labels.get(thread, UNLABELLED)
         acc = self._acc.get(label)
         if acc is None:
@@ -159,21 +164,23 @@ class ThreadsDeriver:
         if t < self._ws:
             self.late += 1
             t = self._ws
-        thread, status = ev.fields[0], ev.fields[1]
+        fields = ev.fields
+        thread = fields[0]
         run = self._running.get(ev.cap)
         if run is not None and run[0] == thread:
             del self._running[ev.cap]
             if t > run[1]:
-                self._credit(thread, t - run[1])
-        counts = self._counts
-        if status == FINISHED:
-            counts["finished"] = counts.get("finished", 0) + 1
-            self._labels.pop(thread, None)
-            return out
-        reason = BLOCK_REASONS.get(status)
-        if reason is not None:
-            counts["blocked"] = counts.get("blocked", 0) + 1
-            counts[reason] = counts.get(reason, 0) + 1
+                label = self._labels.get(thread, UNLABELLED)
+                acc = self._acc.get(label)
+                if acc is None:
+                    self._acc[label] = [t - run[1], 0]
+                else:
+                    acc[0] += t - run[1]
+        status = fields[1]
+        if 0 <= status < N_STATUS:
+            self._stops[status] += 1
+            if status == FINISHED:
+                self._labels.pop(thread, None)
         return out
 
     # --- windows ------------------------------------------------------------
@@ -214,10 +221,15 @@ class ThreadsDeriver:
             Point("threads", {"label": label}, {"runtime_ns": vals[0], "runs": vals[1]}, ws)
             for label, vals in top_n_with_other(self._acc, self._top_n, self._other)
         ]
-        if self._counts:
-            fields = {"created": 0, "finished": 0, "blocked": 0}
-            fields.update(self._counts)
+        stops = self._stops
+        if self._created or any(stops):
+            blocked = {BLOCK_REASONS[code]: n for code, n in enumerate(stops)
+                       if n and code in BLOCK_REASONS}
+            fields = {"created": self._created, "finished": stops[FINISHED],
+                      "blocked": sum(blocked.values())}
+            fields.update(blocked)
             out.append(Point("threads", {}, fields, ws))
+            self._created = 0
+            self._stops = [0] * N_STATUS
         self._acc = {}
-        self._counts = {}
         return out
