@@ -40,13 +40,16 @@ class CapabilityDeriver:
         self._gone: dict[int, list] = {}  # deleted during the current window
         self._tags: dict[int, str] = {}
         self.late_events = 0
+        self._handlers = {
+            RUN_THREAD: self._transition_to(MUT), STOP_THREAD: self._transition_to(IDLE),
+            START_GC: self._transition_to(GC), END_GC: self._transition_to(IDLE),
+            CAP_CREATE: self._create, CAP_DELETE: self._delete}
 
     def handlers(self) -> dict:
-        return {RUN_THREAD: self._run, STOP_THREAD: self._stop, START_GC: self._start_gc,
-                END_GC: self._end_gc, CAP_CREATE: self._create, CAP_DELETE: self._delete}
+        return self._handlers
 
     def feed(self, ev: Event, late: bool = False):
-        h = self.handlers().get(ev.type)
+        h = self._handlers.get(ev.type)
         return h(ev, late) if h else _NONE
 
     def flush(self, end: int) -> list[Point]:
@@ -109,31 +112,25 @@ class CapabilityDeriver:
 
     # -- handlers ----------------------------------------------------------------
 
-    def _transition(self, ev: Event, late: bool, state: int):
-        cap = ev.cap
-        if late or cap is None:
-            if late:
-                self.late_events += 1
-            return _NONE
-        t = ev.time
-        out = self._advance(t) if (self._ws is None or t >= self._we) else _NONE
-        rec = self._caps.get(cap) or self._rec(cap, t)
-        rec[2 + rec[0]] += t - rec[1]
-        rec[0] = state
-        rec[1] = t
-        return out
+    def _transition_to(self, state: int):
+        """The handler of an event that puts its capability in ``state``."""
+        caps = self._caps
 
-    def _run(self, ev: Event, late: bool):
-        return self._transition(ev, late, MUT)
+        def handler(ev: Event, late: bool):
+            cap = ev.cap
+            if late or cap is None:
+                if late:
+                    self.late_events += 1
+                return _NONE
+            t = ev.time
+            out = self._advance(t) if t >= self._we or self._ws is None else _NONE
+            rec = caps.get(cap) or self._rec(cap, t)
+            rec[2 + rec[0]] += t - rec[1]
+            rec[0] = state
+            rec[1] = t
+            return out
 
-    def _stop(self, ev: Event, late: bool):
-        return self._transition(ev, late, IDLE)
-
-    def _start_gc(self, ev: Event, late: bool):
-        return self._transition(ev, late, GC)
-
-    def _end_gc(self, ev: Event, late: bool):
-        return self._transition(ev, late, IDLE)
+        return handler
 
     def _create(self, ev: Event, late: bool):
         if late:

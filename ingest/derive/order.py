@@ -101,6 +101,10 @@ class Merge:
         return len(self._held)
 
     def push(self, events: Iterable[Event]) -> list:
+        if not self.live and self._frontier == _NEG_INF:
+            events = self._push_sorting(events)
+            if not events:
+                return self._take_ready()
         held = self._held
         append = held.append
         live = self.live
@@ -167,6 +171,41 @@ class Merge:
             out = self._ready + out
             self._ready = []
         return out
+
+    def _take_ready(self) -> list:
+        out = self._ready
+        if out:
+            self._ready = []
+        return out
+
+    def _push_sorting(self, events) -> list:
+        """Whole-file mode before any early release: nothing can be late and
+        nothing is released, so events are just kept (in bulk), with the
+        memory checks at the same arrivals as the general loop.  Returns the
+        events left once an early release made the general loop necessary."""
+        evs = [ev for ev in events if ev.type != BLOCK_MARKER]
+        if not evs:
+            return evs
+        times = list(map(_TIME, evs))
+        lo, hi = min(times), max(times)
+        if self._held_min is None or lo < self._held_min:
+            self._held_min = lo
+        if hi > self._newest:
+            self._newest = hi
+            self.newest = hi
+        pos, n = 0, len(evs)
+        while pos < n:
+            k = min(self._countdown, n - pos)
+            self._held.extend(evs[pos:pos + k] if (pos or k < n) else evs)
+            pos += k
+            self._countdown -= k
+            if self._countdown <= 0:
+                self._countdown = self.check_every
+                if len(self._held) > self.max_held:
+                    self._evict()
+                    if pos < n:
+                        return evs[pos:]
+        return []
 
     def flush(self) -> list:
         """End of stream: everything still held, in order."""

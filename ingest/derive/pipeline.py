@@ -60,6 +60,23 @@ class PipelineStats:
     extra: dict = field(default_factory=dict)
 
 
+def _fan_out(handlers: tuple):
+    """One handler calling several (event types more than one deriver wants)."""
+
+    def fan_out(ev, late):
+        out = None
+        for h in handlers:
+            got = h(ev, late)
+            if got:
+                if out is None:
+                    out = list(got)
+                else:
+                    out.extend(got)
+        return out
+
+    return fan_out
+
+
 class Pipeline:
     def __init__(self, settings: DeriveSettings | None = None, identity: Identity | None = None,
                  derivers: Sequence[str] | None = None, order: OrderSettings | None = None,
@@ -87,7 +104,8 @@ class Pipeline:
                OS_PID: self._on_pid}
         for ty, h in own.items():
             table.setdefault(ty, []).insert(0, h)
-        self._table = {ty: tuple(hs) for ty, hs in table.items()}
+        self._table = {ty: hs[0] if len(hs) == 1 else _fan_out(tuple(hs))
+                       for ty, hs in table.items()}
         self.wants = frozenset(table) | _OWN
         self._last: int | None = None
         self._held: list[Point] | None = []  # None once identity is settled
@@ -189,9 +207,8 @@ class Pipeline:
         return None
 
     def _dispatch(self, items: list, start: int, stop: int, points: list) -> None:
-        table = self._table
+        get = self._table.get
         extend = points.extend
-        last = self._last
         for j in range(start, stop):
             ev = items[j]
             if ev.__class__ is _Late:
@@ -199,16 +216,18 @@ class Pipeline:
                 late = True
             else:
                 late = False
-                t = ev.time
-                if last is None or t > last:
-                    last = t
-            hs = table.get(ev.type)
-            if hs is not None:
-                for h in hs:
-                    out = h(ev, late)
-                    if out:
-                        extend(out)
-        self._last = last
+            h = get(ev.type)
+            if h is not None:
+                out = h(ev, late)
+                if out:
+                    extend(out)
+        # released events that are not late come in time order: the last is the newest
+        for j in range(stop - 1, start - 1, -1):
+            ev = items[j]
+            if ev.__class__ is not _Late:
+                if self._last is None or ev.time > self._last:
+                    self._last = ev.time
+                break
 
     def _settle(self) -> None:
         self._held = None
