@@ -4,7 +4,8 @@ usage: python bench/derive.py FILE [--chunk BYTES] [--window SECONDS]
                               [--measurements LIST] [--live] [--repeat N]
 
 Runs in a fresh Python subprocess per repeat (so peak RSS is its own): read
-FILE in chunks, ``Decoder(only=pipeline.wants).feed``, ``Pipeline.feed``,
+FILE in chunks (after the CLI's quick pre-scan for the clock and start-up
+events), ``Decoder(only=pipeline.wants).feed``, ``Pipeline.feed``,
 ``Point.to_line`` for every point, written to /dev/null; then ``close()``.
 Prints MB/s (1 MB = 10**6 bytes of FILE), events decoded (those the pipeline
 wants), points, points per 100 events of the whole log (its total event count,
@@ -35,21 +36,24 @@ from protocol import Decoder  # noqa: E402
 from ingest.derive.base import DeriveSettings  # noqa: E402
 from ingest.derive.order import OrderSettings  # noqa: E402
 from ingest.derive.pipeline import Identity, Pipeline  # noqa: E402
+from ingest.commands.derive import prescan  # noqa: E402
 
 BLOCK_MARKER = 18
 
 
 def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> dict:
     size = os.path.getsize(path)
-    pipe = Pipeline(DeriveSettings(window_ns=int(window * 1e9)),
-                    Identity(host="bench", start_wall_ns=0),
-                    derivers=measurements, order=OrderSettings(live=live))
-    dec = Decoder(only=pipe.wants)
-    t_dec = t_der = t_out = 0.0
-    n_points = n_events = 0
     clock = time.perf_counter
     c0 = time.process_time()
     w0 = clock()
+    start_wall, preamble = prescan(path)  # as `liveprof derive FILE` does
+    t_pre = clock() - w0
+    pipe = Pipeline(DeriveSettings(window_ns=int(window * 1e9)),
+                    Identity(host="bench", start_wall_ns=start_wall),
+                    derivers=measurements, order=OrderSettings(live=live), preamble=preamble)
+    dec = Decoder(only=pipe.wants)
+    t_dec = t_der = t_out = 0.0
+    n_points = n_events = 0
     with open(path, "rb") as f, open(os.devnull, "w") as out:
         while True:
             a = clock()
@@ -82,7 +86,7 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"bytes": size, "wall_s": wall, "cpu_s": cpu, "events_decoded": n_events,
             "points": n_points, "peak_rss": rss, "decode_s": t_dec, "derive_s": t_der,
-            "render_s": t_out, "late": pipe.stats.late_events,
+            "render_s": t_out, "prescan_s": t_pre, "late": pipe.stats.late_events,
             "evicted": pipe.stats.evicted_events}
 
 
@@ -128,7 +132,8 @@ def main() -> int:
           f"chunk {args.chunk} B")
     print(f"throughput        {mb / best['wall_s']:.1f} MB/s wall (best of {len(runs)}), "
           f"{mb / best['cpu_s']:.1f} MB/s cpu")
-    print(f"time split        decode {best['decode_s']:.2f}s, derive {best['derive_s']:.2f}s, "
+    print(f"time split        prescan {best['prescan_s']:.2f}s, decode {best['decode_s']:.2f}s, "
+          f"derive {best['derive_s']:.2f}s, "
           f"render {best['render_s']:.2f}s (total {best['wall_s']:.2f}s)")
     print(f"events decoded    {best['events_decoded']:,} (of {total:,}; the rest skipped)")
     print(f"points            {best['points']:,} = {100 * best['points'] / max(total, 1):.2f} "

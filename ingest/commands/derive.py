@@ -19,7 +19,9 @@ from ..derive.registry import REGISTRY
 from ..errors import SourceError
 from .dump import describe_end
 
-BLOCK_MARKER, WALL_CLOCK_TIME = 18, 43
+BLOCK_MARKER = 18
+# WallClockTime, ProgramArgs, OsProcessPid, OsProcessParentPid, RtsIdentifier, HeapInfoGHC
+PREAMBLE = (43, 30, 32, 33, 29, 52)
 
 
 def add_parser(sub) -> None:
@@ -54,21 +56,25 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def file_start_wall_ns(path: str) -> int | None:
-    """Fallback clock for a regular file without a WallClockTime: its mtime
-    minus its last event time (the RTS wrote the file last at about then).
-    None if the file has a WallClockTime (no fallback needed)."""
-    dec = Decoder(only=(BLOCK_MARKER, WALL_CLOCK_TIME))
+def prescan(path: str) -> tuple[int | None, list]:
+    """A quick pass over a regular file (only block markers and start-up
+    events are decoded).  Returns the fallback clock, its mtime minus its last
+    event time (the RTS wrote the file last at about then), and the first
+    event of each PREAMBLE type (see ``Pipeline(preamble=...)``)."""
+    dec = Decoder(only=(BLOCK_MARKER, *PREAMBLE))
     last = 0
+    first: dict = {}
     try:
         for chunk in read_chunks(path):
             for ev in dec.feed(chunk):
-                if ev.type == WALL_CLOCK_TIME:
-                    return None
-                last = max(last, ev.time, ev.fields[1])
+                if ev.type == BLOCK_MARKER:
+                    last = max(last, ev.time, ev.fields[1])
+                else:
+                    last = max(last, ev.time)
+                    first.setdefault(ev.type, ev)
     except DecodeError:
         pass
-    return os.stat(path).st_mtime_ns - last
+    return os.stat(path).st_mtime_ns - last, list(first.values())
 
 
 def run(args) -> int:
@@ -91,12 +97,16 @@ def run(args) -> int:
     # a named pipe is most likely a running program: merge live; a file or stdin
     # (usually a file piped in) is sorted whole, within the memory bound
     live = fifo if args.live is None else args.live
-    start_wall = file_start_wall_ns(args.path) if regular else time.time_ns()
+    preamble: list = []
+    if regular:
+        start_wall, preamble = prescan(args.path)
+    else:
+        start_wall = time.time_ns()
     settings = DeriveSettings(window_ns=max(1, int(args.window * 1e9)), top_n=args.top)
     identity = Identity(app=args.app, host=socket.gethostname() if args.host is None else args.host,
                         session=args.session, start_wall_ns=start_wall)
     order = OrderSettings(live=live, max_lag_ns=int(args.max_lag * 1e9))
-    pipe = Pipeline(settings, identity, derivers=names, order=order)
+    pipe = Pipeline(settings, identity, derivers=names, order=order, preamble=preamble)
     decoder = Decoder(only=pipe.wants)
     out = sys.stdout
     status = 0

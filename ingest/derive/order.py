@@ -257,17 +257,23 @@ class Merge:
         return out
 
     def _evict(self) -> None:
-        """Memory bound hit: release the oldest until at most half of
-        ``max_held`` are held (all of equal time together; half, so that the
-        sorting this takes is amortised) and raise the frontier to them."""
+        """Memory check: the events held beyond the frontier (those at or before
+        it are released in any case; they are moved out first, so the count is
+        the same however the arrivals were batched).  If more than
+        ``max_held``, release the oldest until half of it remain (all of equal
+        time together; half, so that the sorting this takes is amortised) and
+        raise the frontier to them."""
         held = self._held
         held.sort(key=_TIME)
-        excess = len(held) - self.max_held // 2
-        cut_time = _TIME(held[excess - 1])
-        if cut_time > self._frontier:
-            self._frontier = cut_time
         cut = bisect_right(held, self._frontier, key=_TIME)
-        self.evicted += cut
+        if len(held) - cut > self.max_held:
+            excess = len(held) - cut - self.max_held // 2
+            cut_time = _TIME(held[cut + excess - 1])
+            if cut_time > self._frontier:
+                self._frontier = cut_time
+            early = bisect_right(held, self._frontier, key=_TIME)
+            self.evicted += early - cut
+            cut = early
         self._ready.extend(held[:cut])
         rest = held[cut:]
         self._held = rest

@@ -21,6 +21,14 @@ Points are held back until the identity and clock are settled: the
 seen, or the stream has gone ``identity_wait_ns`` of eventlog time past its
 first event, or ``max_held_events`` events have been through, or it ends.  Then the clock
 uses the WallClockTime sample or falls back to ``start_wall_ns`` (clock.py).
+
+``preamble``: start-up events found by a pre-scan of a file (the CLI passes the
+first ``WallClockTime``, ``ProgramArgs``, ``OsProcessPid``/``ParentPid``,
+``RtsIdentifier`` and ``HeapInfoGHC``).  GHC < 9.2 writes the global buffer
+holding them at exit, i.e. at the end of the file; a big file outgrows the
+merge's memory bound long before, so without the pre-scan they would arrive
+late (no clock, no program name, no major/minor).  They are merged first and
+their copies in the stream are dropped, so every event is seen once.
 """
 
 from __future__ import annotations
@@ -80,7 +88,8 @@ def _fan_out(handlers: tuple):
 class Pipeline:
     def __init__(self, settings: DeriveSettings | None = None, identity: Identity | None = None,
                  derivers: Sequence[str] | None = None, order: OrderSettings | None = None,
-                 identity_wait_ns: int = 1_000_000_000, max_held_events: int = 200_000):
+                 identity_wait_ns: int = 1_000_000_000, max_held_events: int = 200_000,
+                 preamble: Sequence[Event] = ()):
         self.settings = settings or DeriveSettings()
         self.identity = identity or Identity()
         names = list(REGISTRY) if derivers is None else list(derivers)
@@ -115,11 +124,31 @@ class Pipeline:
         self._events = 0
         self._points = 0
         self._closed = False
+        # events known ahead of the stream (a file's pre-scan): merged first; their
+        # copies in the stream, matched by (type, time, cap), are dropped
+        self._preamble = {(ev.type, ev.time, ev.cap) for ev in preamble}
+        self._preamble_types = frozenset(ev.type for ev in preamble)
+        if preamble:
+            self.merge.push([ev for ev in preamble if ev.type != BLOCK_MARKER])
 
     # -- public ------------------------------------------------------------------
 
     def feed(self, events: Iterable[Event]) -> list[Point]:
+        if self._preamble:
+            events = self._drop_preamble(events)
         return self._run(self.merge.push(events))
+
+    def _drop_preamble(self, events) -> list[Event]:
+        types, seen = self._preamble_types, self._preamble
+        keep = []
+        for ev in events:
+            if ev.type in types:
+                key = (ev.type, ev.time, ev.cap)
+                if key in seen:
+                    seen.discard(key)
+                    continue
+            keep.append(ev)
+        return keep
 
     def close(self) -> list[Point]:
         if self._closed:

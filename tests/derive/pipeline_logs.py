@@ -72,10 +72,11 @@ def chunks_of(data: bytes, how) -> list[bytes]:
 
 
 def run(log: Path, how="whole", derivers=MINE, settings: DeriveSettings | None = None,
-        order: OrderSettings | None = None, identity: Identity | None = None):
+        order: OrderSettings | None = None, identity: Identity | None = None,
+        preamble=()):
     """The points of ``log`` (and the pipeline) fed in the given chunking."""
     pipe = Pipeline(settings or DeriveSettings(), identity or Identity(host="test"),
-                    derivers=derivers, order=order)
+                    derivers=derivers, order=order, preamble=preamble)
     dec = Decoder(only=pipe.wants)
     points = []
     for chunk in chunks_of(data(log), how):

@@ -69,3 +69,10 @@ def test_memory_bound(log):
     assert len(events) == sum(1 for e in decoded(log) if e.type != 18)
     in_order = [Merge.unwrap(x)[0].time for x in out if not Merge.unwrap(x)[1]]
     assert in_order == sorted(in_order)
+
+
+@pytest.mark.parametrize("log", [p for p in LOGS if p.stat().st_size > 900_000], ids=log_id)
+@pytest.mark.parametrize("live", [False, True])
+def test_memory_bound_same_whatever_the_chunking(log, live):
+    settings = OrderSettings(live=live, max_held=3000, check_every=256, max_lag_ns=10**12)
+    assert merged(log, "whole", settings)[0] == merged(log, 5, settings)[0]
