@@ -60,7 +60,7 @@ static Py_ssize_t fixed_size(const char *fmt, Py_ssize_t count)
  * saves most of its work.  A tuple stays tracked if it holds a tracked object. */
 static void untrack_if_atomic(PyObject *t)
 {
-    if (!PyTuple_CheckExact(t) && !PyTuple_Check(t))
+    if (!PyTuple_Check(t))
         return;
     Py_ssize_t count = PyTuple_GET_SIZE(t);
     for (Py_ssize_t i = 0; i < count; i++) {
