@@ -1,0 +1,30 @@
+"""The 2016 live-profile-monitor protocol, sans-IO (spec: monitor-protocol.md).
+
+- ``FrameReader`` / ``frame``: TCP framing (4-byte big-endian length + body).
+- ``decode_message`` / ``encode_message``: CBOR ``ProfileMsg`` bodies, typed.
+- ``Reassembler``: split payloads, any order, bounded, expiring.
+- ``Session``: messages -> the eventlog ``Decoder`` -> ``Event`` (cap None),
+  keeping the latest ``EventlogState`` snapshot.
+"""
+
+from ._frames import MAX_FRAME, FrameError, FrameReader, frame
+from ._messages import (BlockHeader, BlockPart, EventMessage, Full, HeaderLength, HeaderType,
+                        Message, MessageError, Part, ServicePause, SplitHeader, StateMessage,
+                        decode_message, encode_message, split_payload)
+from ._reassembly import Budget, Reassembler, ReassemblyStats
+from ._session import (END_OF_DATA, HeaderChanged, Received, Session, SessionError,
+                       SessionStats, parse_type_record)
+from ._state import (CapsetState, CapState, EventlogState, StateError, TaskState, ThreadState,
+                     decode_state, encode_state)
+
+__all__ = [
+    "MAX_FRAME", "FrameError", "FrameReader", "frame",
+    "BlockHeader", "BlockPart", "EventMessage", "Full", "HeaderLength", "HeaderType", "Message",
+    "MessageError", "Part", "ServicePause", "SplitHeader", "StateMessage", "decode_message",
+    "encode_message", "split_payload",
+    "Budget", "Reassembler", "ReassemblyStats",
+    "END_OF_DATA", "HeaderChanged", "Received", "Session", "SessionError", "SessionStats",
+    "parse_type_record",
+    "CapsetState", "CapState", "EventlogState", "StateError", "TaskState", "ThreadState",
+    "decode_state", "encode_state",
+]

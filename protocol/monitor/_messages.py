@@ -1,0 +1,217 @@
+"""Typed ``ProfileMsg`` values and their CBOR codec (spec section 4).
+
+Every message body is one CBOR item built by the generic ``Serialise``
+instances of binary-serialise-cbor: ``[constructor, field, ...]`` arrays.
+``decode_message`` checks every shape and type strictly, so a peer can never
+make it return anything but one of the types below (or raise
+``MessageError``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import cbor2
+
+
+class MessageError(ValueError):
+    """A frame or datagram body that is not a valid ``ProfileMsg``."""
+
+
+# -- payloads that may be split (EventMsgPartial) ------------------------------------------
+
+class Full(NamedTuple):
+    """``EventMsgFull``: the whole payload in one message."""
+    data: bytes
+
+
+class SplitHeader(NamedTuple):
+    """``EventMsgPartial``: message ``msg_id`` follows in ``parts`` parts."""
+    msg_id: int
+    parts: int
+
+
+class Part(NamedTuple):
+    """``EventMsgPart``: part ``part_no`` (0-based) of message ``msg_id``."""
+    msg_id: int
+    part_no: int
+    data: bytes
+
+
+Payload = Union[Full, SplitHeader, Part]
+
+
+# -- top-level messages ----------------------------------------------------------------------
+
+class ServicePause(NamedTuple):
+    """``ProfileService (ServicePause b)``: defined upstream, never sent."""
+    pause: bool
+
+
+class HeaderLength(NamedTuple):
+    """``ProfileHeader (HeaderLength n)``: ``n`` event-type records follow."""
+    count: int
+
+
+class HeaderType(NamedTuple):
+    """``ProfileHeader (HeaderType record)``: one event-type record (spec 5.1)."""
+    record: bytes
+
+
+class EventMessage(NamedTuple):
+    """``ProfileEvent (EventMsg payload)``: one re-encoded event (spec 5.2)."""
+    payload: Payload
+
+
+class StateMessage(NamedTuple):
+    """``ProfileState payload``: a CBOR ``EventlogState`` snapshot (spec 6)."""
+    payload: Payload
+
+
+class BlockHeader(NamedTuple):
+    """``ProfileEvent (EventBlockMsg (EventBlockMsgHeader ...))``; ``cap`` is
+    ``None`` for the global block (0 on the wire), else the capability."""
+    block_id: int
+    begin: int
+    end: int
+    cap: int | None
+    size: int
+
+
+class BlockPart(NamedTuple):
+    """``ProfileEvent (EventBlockMsg (EventBlockMsgPart id payload))``."""
+    block_id: int
+    payload: Payload
+
+
+Message = Union[ServicePause, HeaderLength, HeaderType, EventMessage, StateMessage,
+                BlockHeader, BlockPart]
+
+U64 = (1 << 64) - 1
+U32 = (1 << 32) - 1
+
+
+# -- decoding ------------------------------------------------------------------------------
+
+def decode_message(body: bytes) -> Message:
+    """Decode one frame body (or datagram).  Bytes after the first complete
+    CBOR item are ignored, as the reference receiver does."""
+    try:
+        item = cbor2.loads(body)
+    except Exception as exc:  # cbor2 raises several types, incl. ValueError and MemoryError
+        raise MessageError(f"not valid CBOR: {exc}") from None
+    return _profile_msg(item)
+
+
+def _uint(value, what: str, limit: int = U64) -> int:
+    if type(value) is not int or not 0 <= value <= limit:
+        raise MessageError(f"{what}: expected an unsigned integer, got {_show(value)}")
+    return value
+
+
+def _bytes(value, what: str) -> bytes:
+    if type(value) is not bytes:
+        raise MessageError(f"{what}: expected a byte string, got {_show(value)}")
+    return value
+
+
+def _cons(value, what: str, arities: dict[int, int]) -> tuple[int, list]:
+    """Check a generic constructor array ``[tag, fields...]``; return (tag, fields)."""
+    if type(value) is not list or not value:
+        raise MessageError(f"{what}: expected a constructor array, got {_show(value)}")
+    tag = value[0]
+    if type(tag) is not int or tag not in arities:
+        raise MessageError(f"{what}: unknown constructor {_show(tag)}")
+    if len(value) != arities[tag] + 1:
+        raise MessageError(f"{what}: constructor {tag} takes {arities[tag]} fields, "
+                           f"got {len(value) - 1}")
+    return tag, value[1:]
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _profile_msg(item) -> Message:
+    tag, (field,) = _cons(item, "ProfileMsg", {0: 1, 1: 1, 2: 1, 3: 1})
+    if tag == 0:
+        _, (flag,) = _cons(field, "ServiceMsg", {0: 1})
+        if type(flag) is not bool:
+            raise MessageError(f"ServicePause: expected a boolean, got {_show(flag)}")
+        return ServicePause(flag)
+    if tag == 1:
+        htag, (value,) = _cons(field, "HeaderMsg", {0: 1, 1: 1})
+        if htag == 0:
+            return HeaderLength(_uint(value, "HeaderLength"))
+        return HeaderType(_bytes(value, "HeaderType"))
+    if tag == 3:
+        return StateMessage(_payload(field, "ProfileState"))
+    etag, (value,) = _cons(field, "EventMsg", {0: 1, 1: 1})
+    if etag == 1:
+        return EventMessage(_payload(value, "EventMsg"))
+    btag, fields = _cons(value, "EventBlockMsg", {0: 1, 1: 2})
+    if btag == 0:
+        _, (bid, begin, end, cap, size) = _cons(fields[0], "EventBlockMsgData", {0: 5})
+        cap = _uint(cap, "block capability", U32)
+        return BlockHeader(_uint(bid, "block id"), _uint(begin, "block begin"),
+                           _uint(end, "block end"), None if cap == 0 else cap - 1,
+                           _uint(size, "block size", U32))
+    return BlockPart(_uint(fields[0], "block id"), _payload(fields[1], "EventBlockMsgPart"))
+
+
+def _payload(item, what: str) -> Payload:
+    tag, fields = _cons(item, f"{what} payload", {0: 1, 1: 1, 2: 3})
+    if tag == 0:
+        return Full(_bytes(fields[0], f"{what} payload"))
+    if tag == 1:
+        _, (msg_id, parts) = _cons(fields[0], "EventPartialData", {0: 2})
+        return SplitHeader(_uint(msg_id, "split message id"), _uint(parts, "split part count"))
+    msg_id, part_no, data = fields
+    return Part(_uint(msg_id, "part message id"), _uint(part_no, "part number"),
+                _bytes(data, "part bytes"))
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+def encode_message(msg: Message) -> bytes:
+    """The CBOR body of ``msg``, byte-identical to the 2016 monitor's."""
+    return cbor2.dumps(_msg_item(msg))
+
+
+def _payload_item(p: Payload) -> list:
+    if isinstance(p, Full):
+        return [0, p.data]
+    if isinstance(p, SplitHeader):
+        return [1, [0, p.msg_id, p.parts]]
+    return [2, p.msg_id, p.part_no, p.data]
+
+
+def _msg_item(msg: Message) -> list:
+    if isinstance(msg, ServicePause):
+        return [0, [0, msg.pause]]
+    if isinstance(msg, HeaderLength):
+        return [1, [0, msg.count]]
+    if isinstance(msg, HeaderType):
+        return [1, [1, msg.record]]
+    if isinstance(msg, EventMessage):
+        return [2, [1, _payload_item(msg.payload)]]
+    if isinstance(msg, StateMessage):
+        return [3, _payload_item(msg.payload)]
+    if isinstance(msg, BlockHeader):
+        cap = 0 if msg.cap is None else msg.cap + 1
+        return [2, [0, [0, [0, msg.block_id, msg.begin, msg.end, cap, msg.size]]]]
+    if isinstance(msg, BlockPart):
+        return [2, [0, [1, msg.block_id, _payload_item(msg.payload)]]]
+    raise TypeError(f"not a monitor message: {msg!r}")
+
+
+def split_payload(data: bytes, max_size: int | None, msg_id: int) -> list[Payload]:
+    """Spec 7.1: ``[Full(data)]`` when it fits in ``max_size`` (``None`` = no
+    limit), else a split header and the parts, using message id ``msg_id``."""
+    if max_size is None or len(data) <= max_size:
+        return [Full(data)]
+    if max_size < 1:
+        raise ValueError("max_size must be at least 1")
+    chunks = [data[i:i + max_size] for i in range(0, len(data), max_size)]
+    return [SplitHeader(msg_id, len(chunks))] + [Part(msg_id, n, c) for n, c in enumerate(chunks)]

@@ -1,0 +1,242 @@
+"""One monitor session: messages in, eventlog events (and bytes) out.
+
+The session rebuilds the eventlog stream the monitor parsed (spec 5.3):
+``hdrb hetb <records> hete hdre datb`` once the header is complete, then
+every event record.  Those bytes go through the same ``Decoder`` as a file,
+so the events are the same objects with ``cap`` None (the protocol loses
+it).  The bytes are also returned, so a caller can save a standard
+``.eventlog`` (add the ``0xffff`` end marker when done).
+
+Each event record is checked against the header before the decoder sees it
+(declared type, exact size), so one bad record is rejected on its own and
+never poisons the decoder.  In datagram mode (spec 3.3) an event record
+identical to one of the last ``dedupe`` records is dropped as a duplicate.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple
+
+from ..eventlog import DecodeError, Decoder, Event
+from ._messages import (BlockHeader, BlockPart, EventMessage, HeaderLength, HeaderType,
+                        Message, MessageError, ServicePause, StateMessage)
+from ._reassembly import Reassembler
+from ._state import EventlogState, decode_state
+
+HEADER_OPEN = b"hdrbhetb"
+HEADER_CLOSE = b"hetehdredatb"
+END_OF_DATA = b"\xff\xff"
+BLOCK_MARKER = 18
+VARIABLE = 0xFFFF
+
+
+class SessionError(MessageError):
+    """A message the session cannot use (bad header record, event record that
+    does not match the header, or an event the decoder rejects)."""
+
+
+class HeaderChanged(Exception):
+    """A header that differs from the one this session has: the peer started
+    a new stream.  The caller ends this session and gives the message to a
+    new one."""
+
+
+class Received(NamedTuple):
+    events: list[Event]
+    data: bytes             # bytes appended to the rebuilt eventlog stream
+
+
+@dataclass
+class SessionStats:
+    messages: int = 0
+    events: int = 0                 # event records decoded
+    states: int = 0                 # snapshots received
+    duplicate_events: int = 0       # datagram mode: identical record seen recently
+    dropped_before_header: int = 0  # events beyond the hold bound before the header
+    block_headers: int = 0          # accepted and ignored (spec 7.3)
+    block_markers: int = 0          # block-marker event records dropped
+    service: int = 0                # ServicePause messages (ignored)
+    repeated_headers: int = 0       # header messages that agreed with the one held
+
+
+def parse_type_record(record: bytes) -> tuple[int, int | None]:
+    """Check an event-type record (spec 5.1); return (type id, size or None)."""
+    if len(record) < 20 or record[:4] != b"etb\0" or record[-4:] != b"ete\0":
+        raise SessionError(f"header record of {len(record)} bytes is not an event-type "
+                           f"record (etb ... ete)")
+    type_id, size, dlen = struct.unpack_from(">HHI", record, 4)
+    if 12 + dlen + 8 > len(record):
+        raise SessionError(f"header record for type {type_id}: description length {dlen} "
+                           f"overruns the {len(record)}-byte record")
+    (elen,) = struct.unpack_from(">I", record, 12 + dlen)
+    if 12 + dlen + 4 + elen + 4 != len(record):
+        raise SessionError(f"header record for type {type_id}: lengths do not add up to "
+                           f"{len(record)} bytes")
+    return type_id, None if size == VARIABLE else size
+
+
+class Session:
+    def __init__(self, *, datagram: bool = False, hold_events: int = 10_000,
+                 hold_bytes: int = 4 << 20, dedupe: int = 4096,
+                 reassembler: Reassembler | None = None):
+        self.datagram = datagram
+        self.hold_events = hold_events
+        self.hold_bytes = hold_bytes
+        self.reassembler = reassembler or Reassembler()
+        self.stats = SessionStats()
+        self.state: EventlogState | None = None
+        self.decoder = Decoder()
+        self.header_done = False
+        self._expected: int | None = None
+        self._records: dict[int, bytes] = {}
+        self._sizes: dict[int, int | None] = {}
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._recent: deque[bytes] = deque()
+        self._recent_set: set[bytes] = set()
+        self._dedupe = dedupe if datagram else 0
+
+    @property
+    def header_records(self) -> list[bytes]:
+        return list(self._records.values())
+
+    @property
+    def held(self) -> int:
+        """Events waiting for the header."""
+        return len(self._held)
+
+    def receive(self, msg: Message, now: float = 0.0) -> Received:
+        return self.receive_all((msg,), now)
+
+    def receive_all(self, messages: Iterable[Message], now: float = 0.0) -> Received:
+        """Take messages in arrival order and return the events they make.
+
+        The first unusable message raises ``SessionError`` / ``StateError``,
+        or ``HeaderChanged`` when a different header starts; what the
+        messages before it made is kept: the exception carries it as
+        ``received`` and the failing message's position as ``index``."""
+        out: list[bytes] = []
+        error: Exception | None = None
+        index = 0
+        for index, msg in enumerate(messages):
+            self.stats.messages += 1
+            try:
+                self._take(msg, now, out)
+            except (MessageError, HeaderChanged) as exc:
+                error = exc
+                break
+        data = b"".join(out)
+        events: list[Event] = []
+        if data:
+            try:
+                events = self.decoder.feed(data)
+            except DecodeError as exc:
+                events = exc.events
+                error = error or SessionError(f"eventlog decoder: {exc}")
+        self.stats.events += len(events)
+        received = Received(events, data)
+        if error is not None:
+            error.received = received
+            error.index = index
+            raise error
+        return received
+
+    def expire(self, now: float) -> int:
+        """Drop split messages older than the reassembly timeout."""
+        return self.reassembler.expire(now)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _take(self, msg: Message, now: float, out: list[bytes]) -> None:
+        if isinstance(msg, (EventMessage, BlockPart)):
+            record = self.reassembler.add("event", msg.payload, now)
+            if record is not None:
+                self._event(record, out)
+        elif isinstance(msg, HeaderType):
+            self._header_type(msg.record, out)
+        elif isinstance(msg, HeaderLength):
+            self._header_length(msg.count, out)
+        elif isinstance(msg, StateMessage):
+            payload = self.reassembler.add("state", msg.payload, now)
+            if payload is not None:
+                self.state = decode_state(payload)
+                self.stats.states += 1
+        elif isinstance(msg, BlockHeader):
+            self.stats.block_headers += 1
+        elif isinstance(msg, ServicePause):
+            self.stats.service += 1
+
+    def _header_length(self, count: int, out: list[bytes]) -> None:
+        if self._expected is not None and count != self._expected:
+            raise HeaderChanged(f"header length {count} differs from {self._expected}")
+        if self.header_done:
+            self.stats.repeated_headers += 1
+            return
+        if count < len(self._records):
+            raise SessionError(f"header length {count} but {len(self._records)} records "
+                               f"already received")
+        self._expected = count
+        self._maybe_complete(out)
+
+    def _header_type(self, record: bytes, out: list[bytes]) -> None:
+        type_id, size = parse_type_record(record)
+        known = self._records.get(type_id)
+        if known is not None:
+            if known != record:
+                raise HeaderChanged(f"event type {type_id} declared differently")
+            self.stats.repeated_headers += 1
+            return
+        if self.header_done or (self._expected is not None
+                                and len(self._records) >= self._expected):
+            raise HeaderChanged(f"event type {type_id} not in the header held")
+        self._records[type_id] = record
+        self._sizes[type_id] = size
+        self._maybe_complete(out)
+
+    def _maybe_complete(self, out: list[bytes]) -> None:
+        if self._expected is None or len(self._records) != self._expected:
+            return
+        self.header_done = True
+        out.append(HEADER_OPEN + b"".join(self._records.values()) + HEADER_CLOSE)
+        held, self._held, self._held_bytes = self._held, [], 0
+        for record in held:
+            self._event(record, out)
+
+    def _event(self, record: bytes, out: list[bytes]) -> None:
+        if len(record) < 10:
+            raise SessionError(f"event record of {len(record)} bytes is shorter than an "
+                               f"event header")
+        if not self.header_done:
+            if (len(self._held) < self.hold_events
+                    and self._held_bytes + len(record) <= self.hold_bytes):
+                self._held.append(record)
+                self._held_bytes += len(record)
+            else:
+                self.stats.dropped_before_header += 1
+            return
+        type_id = (record[0] << 8) | record[1]
+        if type_id not in self._sizes:
+            raise SessionError(f"event of type {type_id}, which the header does not declare")
+        size = self._sizes[type_id]
+        if size is None:
+            want = 12 + ((record[10] << 8) | record[11]) if len(record) >= 12 else 12
+        else:
+            want = 10 + size
+        if len(record) != want:
+            raise SessionError(f"event of type {type_id} is {len(record)} bytes, the header "
+                               f"says {want}")
+        if type_id == BLOCK_MARKER:
+            self.stats.block_markers += 1
+            return
+        if self._dedupe:
+            if record in self._recent_set:
+                self.stats.duplicate_events += 1
+                return
+            self._recent.append(record)
+            self._recent_set.add(record)
+            if len(self._recent) > self._dedupe:
+                self._recent_set.discard(self._recent.popleft())
+        out.append(record)
