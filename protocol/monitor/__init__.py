@@ -3,8 +3,8 @@
 - ``FrameReader`` / ``frame``: TCP framing (4-byte big-endian length + body).
 - ``decode_message`` / ``encode_message``: CBOR ``ProfileMsg`` bodies, typed.
 - ``Reassembler``: split payloads, any order, bounded, expiring.
-- ``Session``: messages -> the eventlog ``Decoder`` -> ``Event`` (cap None),
-  keeping the latest ``EventlogState`` snapshot.
+- ``Session``: messages -> the eventlog bytes they carry (the ``Decoder``'s
+  input; events come out with cap None), keeping the latest ``EventlogState``.
 """
 
 from ._frames import MAX_FRAME, FrameError, FrameReader, frame
@@ -12,7 +12,7 @@ from ._messages import (BlockHeader, BlockPart, EventMessage, Full, HeaderLength
                         Message, MessageError, Part, ServicePause, SplitHeader, StateMessage,
                         decode_message, encode_message, split_payload)
 from ._reassembly import Budget, Reassembler, ReassemblyStats
-from ._session import (END_OF_DATA, HeaderChanged, Received, Session, SessionError,
+from ._session import (END_OF_DATA, HeaderChanged, Session, SessionError,
                        SessionStats, parse_type_record)
 from ._state import (CapsetState, CapState, EventlogState, StateError, TaskState, ThreadState,
                      decode_state, encode_state)
@@ -23,7 +23,7 @@ __all__ = [
     "MessageError", "Part", "ServicePause", "SplitHeader", "StateMessage", "decode_message",
     "encode_message", "split_payload",
     "Budget", "Reassembler", "ReassemblyStats",
-    "END_OF_DATA", "HeaderChanged", "Received", "Session", "SessionError", "SessionStats",
+    "END_OF_DATA", "HeaderChanged", "Session", "SessionError", "SessionStats",
     "parse_type_record",
     "CapsetState", "CapState", "EventlogState", "StateError", "TaskState", "ThreadState",
     "decode_state", "encode_state",

@@ -1,15 +1,15 @@
-"""One monitor session: messages in, eventlog events (and bytes) out.
+"""One monitor session: messages in, eventlog bytes out.
 
 The session rebuilds the eventlog stream the monitor parsed (spec 5.3):
 ``hdrb hetb <records> hete hdre datb`` once the header is complete, then
-every event record.  Those bytes go through the same ``Decoder`` as a file,
-so the events are the same objects with ``cap`` None (the protocol loses
-it).  The bytes are also returned, so a caller can save a standard
-``.eventlog`` (add the ``0xffff`` end marker when done).
+every event record.  Those bytes are the input of the same eventlog
+``Decoder`` as a file, so the events are the same, with ``cap`` None (the
+protocol loses it); written out with the ``0xffff`` end marker they are a
+standard ``.eventlog``.
 
-Each event record is checked against the header before the decoder sees it
+Each event record is checked against the header before it is passed on
 (declared type, exact size), so one bad record is rejected on its own and
-never poisons the decoder.  In datagram mode (spec 3.3) an event record
+never poisons the decoder downstream.  In datagram mode (spec 3.3) an event record
 identical to one of the last ``dedupe`` records is dropped as a duplicate.
 """
 
@@ -18,9 +18,8 @@ from __future__ import annotations
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Iterable
 
-from ..eventlog import DecodeError, Decoder, Event
 from ._messages import (BlockHeader, BlockPart, EventMessage, HeaderLength, HeaderType,
                         Message, MessageError, ServicePause, StateMessage)
 from ._reassembly import Reassembler
@@ -44,15 +43,10 @@ class HeaderChanged(Exception):
     new one."""
 
 
-class Received(NamedTuple):
-    events: list[Event]
-    data: bytes             # bytes appended to the rebuilt eventlog stream
-
-
 @dataclass
 class SessionStats:
     messages: int = 0
-    events: int = 0                 # event records decoded
+    events: int = 0                 # event records passed on
     states: int = 0                 # snapshots received
     duplicate_events: int = 0       # datagram mode: identical record seen recently
     dropped_before_header: int = 0  # events beyond the hold bound before the header
@@ -88,7 +82,6 @@ class Session:
         self.reassembler = reassembler or Reassembler()
         self.stats = SessionStats()
         self.state: EventlogState | None = None
-        self.decoder = Decoder()
         self.header_done = False
         self._expected: int | None = None
         self._records: dict[int, bytes] = {}
@@ -108,41 +101,28 @@ class Session:
         """Events waiting for the header."""
         return len(self._held)
 
-    def receive(self, msg: Message, now: float = 0.0) -> Received:
+    def receive(self, msg: Message, now: float = 0.0) -> bytes:
         return self.receive_all((msg,), now)
 
-    def receive_all(self, messages: Iterable[Message], now: float = 0.0) -> Received:
-        """Take messages in arrival order and return the events they make.
+    def receive_all(self, messages: Iterable[Message], now: float = 0.0) -> bytes:
+        """Take messages in arrival order; return the eventlog bytes they add
+        (the header once complete, then event records).
 
         The first unusable message raises ``SessionError`` / ``StateError``,
-        or ``HeaderChanged`` when a different header starts; what the
-        messages before it made is kept: the exception carries it as
-        ``received`` and the failing message's position as ``index``."""
+        or ``HeaderChanged`` when a different header starts; the bytes the
+        messages before it made are kept: the exception carries them as
+        ``data`` and the failing message's position as ``index``."""
         out: list[bytes] = []
-        error: Exception | None = None
         index = 0
-        for index, msg in enumerate(messages):
-            self.stats.messages += 1
-            try:
+        try:
+            for index, msg in enumerate(messages):
+                self.stats.messages += 1
                 self._take(msg, now, out)
-            except (MessageError, HeaderChanged) as exc:
-                error = exc
-                break
-        data = b"".join(out)
-        events: list[Event] = []
-        if data:
-            try:
-                events = self.decoder.feed(data)
-            except DecodeError as exc:
-                events = exc.events
-                error = error or SessionError(f"eventlog decoder: {exc}")
-        self.stats.events += len(events)
-        received = Received(events, data)
-        if error is not None:
-            error.received = received
-            error.index = index
-            raise error
-        return received
+        except (MessageError, HeaderChanged) as exc:
+            exc.data = b"".join(out)
+            exc.index = index
+            raise
+        return b"".join(out)
 
     def expire(self, now: float) -> int:
         """Drop split messages older than the reassembly timeout."""
@@ -239,4 +219,5 @@ class Session:
             self._recent_set.add(record)
             if len(self._recent) > self._dedupe:
                 self._recent_set.discard(self._recent.popleft())
+        self.stats.events += 1
         out.append(record)

@@ -5,6 +5,7 @@ import struct
 
 import pytest
 
+from protocol import Decoder
 from protocol.monitor import (BlockHeader, Budget, EventMessage, Full, HeaderChanged,
                               HeaderLength, HeaderType, Part, Reassembler, ServicePause,
                               Session, SessionError, SplitHeader, StateError, StateMessage,
@@ -15,6 +16,21 @@ def type_record(type_id: int, size: int | None, desc: str) -> bytes:
     d = desc.encode()
     return (b"etb\0" + struct.pack(">HHI", type_id, 0xFFFF if size is None else size, len(d))
             + d + b"\0\0\0\0" + b"ete\0")
+
+
+class Decoded:
+    """A session and the decoder its bytes go to."""
+
+    def __init__(self, **options):
+        self.session = Session(**options)
+        self.decoder = Decoder()
+
+    def receive_all(self, msgs):
+        self.data = self.session.receive_all(msgs)
+        return self.decoder.feed(self.data)
+
+    def receive(self, msg):
+        return self.receive_all([msg])
 
 
 HEADER = [type_record(19, None, "User message"), type_record(0, 4, "Create thread"),
@@ -98,32 +114,34 @@ def test_channels_do_not_mix():
 # -- sessions --------------------------------------------------------------------------------
 
 def test_tcp_sequence_decodes_events_with_no_capability():
-    s = Session()
+    d = Decoded()
+    s = d.session
     state = StateMessage(Full(encode_state(EventlogState(last_update=5))))
     evs = [user_message(10, "START x"), create_thread(20, 1), user_message(30, "STOP x")]
-    got = s.receive_all([state] + header_msgs() + [EventMessage(Full(e)) for e in evs])
-    assert [(e.name, e.time, e.cap) for e in got.events] == [
+    got = d.receive_all([state] + header_msgs() + [EventMessage(Full(e)) for e in evs])
+    assert [(e.name, e.time, e.cap) for e in got] == [
         ("UserMessage", 10, None), ("CreateThread", 20, None), ("UserMessage", 30, None)]
-    assert got.data.startswith(b"hdrbhetb") and got.data.endswith(b"".join(evs))
+    assert d.data.startswith(b"hdrbhetb") and d.data.endswith(b"".join(evs))
     assert s.state == EventlogState(last_update=5) and s.stats.states == 1
     assert s.stats.events == 3
 
 
 def test_events_before_header_are_held_then_bounded():
-    s = Session(datagram=True, hold_events=2)
+    d = Decoded(datagram=True, hold_events=2)
+    s = d.session
     evs = [user_message(t, f"m{t}") for t in range(4)]
     for e in evs:
-        assert s.receive(EventMessage(Full(e))).events == []
+        assert s.receive(EventMessage(Full(e))) == b""
     assert s.held == 2 and s.stats.dropped_before_header == 2
     # header records may come before their length
-    got = s.receive_all([HeaderType(r) for r in reversed(HEADER)] + [HeaderLength(3)])
-    assert [e.fields[0] for e in got.events] == ["m0", "m1"]
+    got = d.receive_all([HeaderType(r) for r in reversed(HEADER)] + [HeaderLength(3)])
+    assert [e.fields[0] for e in got] == ["m0", "m1"]
 
 
 def test_repeated_header_is_accepted_and_a_different_one_restarts():
     s = Session(datagram=True)
     s.receive_all(header_msgs())
-    assert s.receive_all(header_msgs()).events == []
+    assert s.receive_all(header_msgs()) == b""
     assert s.stats.repeated_headers == 4
     with pytest.raises(HeaderChanged):
         s.receive(HeaderLength(2))
@@ -134,39 +152,40 @@ def test_repeated_header_is_accepted_and_a_different_one_restarts():
 
 
 def test_datagram_mode_drops_recent_identical_records():
-    s = Session(datagram=True, dedupe=2)
-    s.receive_all(header_msgs())
+    d = Decoded(datagram=True, dedupe=2)
+    d.receive_all(header_msgs())
     a, b, c = (user_message(t, "x") for t in (1, 2, 3))
-    got = s.receive_all([EventMessage(Full(x)) for x in (a, a, b, a, c, a)])
+    got = d.receive_all([EventMessage(Full(x)) for x in (a, a, b, a, c, a)])
     # a is forgotten once the window (2 records) has moved past it
-    assert [e.time for e in got.events] == [1, 2, 3, 1]
-    assert s.stats.duplicate_events == 2
-    tcp = Session()
+    assert [e.time for e in got] == [1, 2, 3, 1]
+    assert d.session.stats.duplicate_events == 2
+    tcp = Decoded()
     tcp.receive_all(header_msgs())
-    assert len(tcp.receive_all([EventMessage(Full(a))] * 3).events) == 3
+    assert len(tcp.receive_all([EventMessage(Full(a))] * 3)) == 3
 
 
 def test_bad_records_are_rejected_alone_and_earlier_events_kept():
-    s = Session()
-    s.receive_all(header_msgs())
+    d = Decoded()
+    d.receive_all(header_msgs())
     good = EventMessage(Full(user_message(1, "ok")))
     for bad in [user_message(2, "ok")[:-1], create_thread(3, 1) + b"x",
                 struct.pack(">HQ", 99, 4), b"\x00\x13"]:
         with pytest.raises(SessionError) as info:
-            s.receive_all([good, EventMessage(Full(bad)), good])
+            d.session.receive_all([good, EventMessage(Full(bad)), good])
         assert info.value.index == 1
-        assert [e.fields[0] for e in info.value.received.events] == ["ok"]
-    # the decoder is still healthy
-    assert len(s.receive(good).events) == 1
+        assert [e.fields[0] for e in d.decoder.feed(info.value.data)] == ["ok"]
+    # the decoder never saw a bad record
+    assert len(d.receive(good)) == 1
 
 
 def test_block_markers_and_block_headers_are_ignored():
-    s = Session()
-    s.receive_all(header_msgs())
+    d = Decoded()
+    s = d.session
+    d.receive_all(header_msgs())
     marker = struct.pack(">HQIQH", 18, 5, 100, 50, 0)
-    got = s.receive_all([EventMessage(Full(marker)), BlockHeader(0, 1, 2, 0, 10),
+    got = d.receive_all([EventMessage(Full(marker)), BlockHeader(0, 1, 2, 0, 10),
                          ServicePause(True), EventMessage(Full(create_thread(6, 2)))])
-    assert [(e.name, e.cap) for e in got.events] == [("CreateThread", None)]
+    assert [(e.name, e.cap) for e in got] == [("CreateThread", None)]
     assert s.stats.block_markers == 1 and s.stats.block_headers == 1 and s.stats.service == 1
 
 
@@ -178,10 +197,10 @@ def test_bad_header_record_and_bad_state():
 
 
 def test_split_events_through_a_session():
-    s = Session(datagram=True)
-    s.receive_all(header_msgs())
+    d = Decoded(datagram=True)
+    d.receive_all(header_msgs())
     big = user_message(7, "y" * 3000)
     msgs = [EventMessage(p) for p in split_payload(big, 1200, msg_id=0)]
     random.Random(3).shuffle(msgs)
-    got = s.receive_all(msgs)
-    assert [e.fields[0] for e in got.events] == ["y" * 3000]
+    got = d.receive_all(msgs)
+    assert [e.fields[0] for e in got] == ["y" * 3000]
