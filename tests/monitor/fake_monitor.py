@@ -654,7 +654,8 @@ class TcpMonitor:
     * ``max_size``: split payloads longer than this (spec 7.1); None = never.
     * ``snapshot_after``: the snapshot folds the first N events (0 = empty
       state, None = all of them).
-    * ``close_after``: close the connection after K events (reconnect tests).
+    * ``close_after``: close the connection after K events (reconnect tests),
+      even with ``hold_open``.
     * ``resume``: the next connection continues with the events the previous
       ones did not send (the upstream shared channel, spec 2.5); otherwise
       every connection gets the whole log.
@@ -707,7 +708,8 @@ class TcpMonitor:
 
     # lifecycle
     def start(self) -> "TcpMonitor":
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((self._host, self._want_port))
         s.listen(16)
@@ -781,8 +783,8 @@ class TcpMonitor:
 
     def _serve(self, conn: socket.socket, index: int) -> None:
         try:
-            self._send_stream(conn, index)
-            if _per_conn(self.hold_open, index):
+            cut = self._send_stream(conn, index)
+            if not cut and _per_conn(self.hold_open, index):
                 self._stop.wait()
         except OSError as err:  # peer gone: the monitor notices only on send
             self.errors.append(err)
@@ -795,11 +797,12 @@ class TcpMonitor:
                     self.finished += 1
                     self._cond.notify_all()
 
-    def _send_stream(self, conn: socket.socket, index: int) -> None:
+    def _send_stream(self, conn: socket.socket, index: int) -> bool:
+        """Send one connection's bytes; True if ``close_after`` cut it short."""
         raw = _per_conn(self.raw, index)
         if raw is not None:
             conn.sendall(raw)
-            return
+            return False
         if self.prefix:
             conn.sendall(self.prefix)
         sp = Splitter(self.max_size)
@@ -820,7 +823,7 @@ class TcpMonitor:
         records = self.log.event_records
         while i < len(records) and not self._stop.is_set():
             if limit is not None and sent >= limit:
-                break
+                return True
             if self.resume:
                 with self._lock:  # the shared channel: each event goes to one connection
                     i = self._next_event
@@ -836,6 +839,7 @@ class TcpMonitor:
                 self.events_sent += 1
             if self.event_delay:
                 time.sleep(self.event_delay)
+        return False
 
 
 # -- datagrams (spec 3.3) -----------------------------------------------------------

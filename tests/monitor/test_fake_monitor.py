@@ -273,13 +273,20 @@ def test_tcp_serves_each_connection_the_whole_log():
 def test_tcp_close_after_and_resume_like_the_shared_channel():
     data = (DATA / "nonmoving-gc.eventlog").read_bytes()
     events = fm.split_eventlog(data)[1]
-    with fm.TcpMonitor(data, close_after=10, resume=True, snapshot_after=None) as mon:
+    with fm.TcpMonitor(DATA / "nonmoving-gc.eventlog", close_after=10, resume=True,
+                       snapshot_after=None) as mon:
         got = [fm.reference_receive(fm.read_frames(read_all(mon.port)))
                for _ in range((len(events) + 9) // 10)]
         assert all(len(g.events) == 10 for g in got[:-1])
         assert sum((g.events for g in got), []) == events
         assert all(g.header_length == len(g.type_records) for g in got)
         assert mon.connections == len(got)
+
+
+def test_tcp_close_after_wins_over_hold_open():
+    with fm.TcpMonitor(DATA / "nonmoving-gc.eventlog", close_after=5, hold_open=True) as mon:
+        for _ in range(2):
+            assert len(fm.reference_receive(fm.read_frames(read_all(mon.port))).events) == 5
 
 
 def test_tcp_raw_bytes_and_extra_frames_per_connection():
