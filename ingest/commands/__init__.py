@@ -1,5 +1,5 @@
 """Subcommands of ``liveprof``, one module each."""
 
-from . import derive, dump
+from . import derive, dump, monitor
 
-COMMANDS = [dump, derive]
+COMMANDS = [dump, derive, monitor]

@@ -9,11 +9,13 @@ MAX_FRAME = 16 << 20  # no real message comes near this; a bigger length means a
 
 class FrameError(ValueError):
     """The byte stream cannot be split into frames any more; ``offset`` is the
-    stream offset of the bad length prefix."""
+    stream offset of the bad length prefix, ``frames`` the complete frames
+    that came before it in the same ``feed``."""
 
-    def __init__(self, message: str, offset: int):
+    def __init__(self, message: str, offset: int, frames: list | None = None):
         super().__init__(f"{message} (stream offset {offset})")
         self.offset = offset
+        self.frames = frames or []
 
 
 def frame(body: bytes) -> bytes:
@@ -29,7 +31,8 @@ class FrameReader:
 
     ``ended`` turns true at a zero-length frame, which the reference receiver
     treats as end of stream; later bytes are ignored.  A length over
-    ``max_frame`` raises ``FrameError``: framing can no longer be trusted.
+    ``max_frame`` raises ``FrameError``: framing can no longer be trusted
+    (the frames before it are on the error).
     Memory is one partial frame, at most ``max_frame`` + 4 bytes.
     """
 
@@ -60,7 +63,7 @@ class FrameReader:
                 del buf[:pos]
                 self.offset += pos
                 raise FrameError(f"frame length {length} exceeds the limit of "
-                                 f"{self.max_frame} bytes", self.offset)
+                                 f"{self.max_frame} bytes", self.offset, out)
             if len(buf) - pos - 4 < length:
                 break
             out.append((self.offset + pos, bytes(buf[pos + 4:pos + 4 + length])))

@@ -1,0 +1,128 @@
+"""``liveprof monitor``: receive eventlogs from a live-profile-monitor.
+
+    liveprof monitor HOST:PORT [--dump] [--save FILE]       dial the monitor (TCP)
+    liveprof monitor --udp [HOST:]PORT [--dump] [--save FILE]   listen for datagrams
+
+Each session (a connection, or a datagram sender) is decoded by the same
+decoder as files.  ``--dump`` prints its events as JSON lines, the shape of
+``liveprof dump``; ``--save`` writes each session as a standard ``.eventlog``
+(the second session of a run to FILE's name with ``-2`` before the
+extension, and so on).  Without either, a line per session on stderr says
+what arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from protocol import DecodeError, Decoder, event_json
+from protocol.monitor import END_OF_DATA
+
+from ..sources.base import StreamInfo, parse_address
+from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
+from ..sources.monitor_udp import MonitorUdpConfig, MonitorUdpSource
+
+log = logging.getLogger("liveprof.monitor")
+DEFAULT_PORT = 8242
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "monitor", help="receive eventlogs from a live-profile-monitor (TCP or datagrams)",
+        description="Dial a live-profile-monitor at HOST:PORT (default port 8242) and decode "
+                    "what it sends, redialling with backoff when it is down; or, with --udp, "
+                    "listen on [HOST:]PORT for monitor datagrams.")
+    p.add_argument("address", metavar="HOST:PORT")
+    p.add_argument("--udp", action="store_true",
+                   help="listen for datagrams on [HOST:]PORT (default host 0.0.0.0)")
+    p.add_argument("--dump", action="store_true", help="print events as JSON lines")
+    p.add_argument("--save", metavar="FILE", help="write each session as a .eventlog file")
+    p.add_argument("--once", action="store_true",
+                   help="stop after the first session ends (no redial)")
+    p.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
+                   help="--udp: a sender silent this long ends its session (default 60)")
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    p.set_defaults(run=run)
+
+
+class SessionOutput:
+    """One session's consumer: decode, print, save, count."""
+
+    def __init__(self, info: StreamInfo, dump: bool, save: str | None):
+        self.info = info
+        self.dump = dump
+        self.decoder = Decoder()
+        self.events = 0
+        self.failed: str | None = None
+        self.file = open(save, "wb") if save else None
+        self.save = save
+
+    def data(self, chunk: bytes) -> None:
+        if self.file:
+            self.file.write(chunk)
+        if self.failed:
+            return
+        try:
+            events = self.decoder.feed(chunk)
+        except DecodeError as exc:
+            events = exc.events
+            self.failed = str(exc)
+            log.error("%s: %s", self.info.name, exc)
+        self.events += len(events)
+        if self.dump and events:
+            out = sys.stdout
+            out.write("".join([event_json(ev) + "\n" for ev in events]))
+            out.flush()
+
+    def end(self, error: str | None) -> None:
+        if self.file:
+            self.file.write(END_OF_DATA)
+            self.file.close()
+        saved = f", saved to {self.save}" if self.save else ""
+        why = f" ({error})" if error else ""
+        log.info("%s: session ended: %d events%s%s", self.info.name, self.events, saved, why)
+
+
+def save_path(base: str | None, number: int) -> str | None:
+    if base is None or number == 1:
+        return base
+    stem, ext = os.path.splitext(base)
+    return f"{stem}-{number}{ext}"
+
+
+def run(args) -> int:
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="liveprof: %(message)s", stream=sys.stderr)
+    try:
+        if args.udp:
+            host, port = parse_address(args.address, DEFAULT_PORT, default_host="0.0.0.0")
+            source = MonitorUdpSource(MonitorUdpConfig(
+                host=host, port=port, idle_timeout=args.idle_timeout, once=args.once))
+        else:
+            host, port = parse_address(args.address, DEFAULT_PORT)
+            source = MonitorTcpSource(MonitorTcpConfig(host=host, port=port, once=args.once))
+    except ValueError as exc:
+        print(f"liveprof: {exc}", file=sys.stderr)
+        return 2
+
+    def opener(info: StreamInfo) -> SessionOutput:
+        log.info("%s: session started", info.name)
+        return SessionOutput(info, args.dump, save_path(args.save, info.number))
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        await source.run(opener)
+
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:
+        pass
+    except OSError as exc:
+        print(f"liveprof: {exc}", file=sys.stderr)
+        return 2
+    return 0

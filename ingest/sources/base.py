@@ -1,0 +1,68 @@
+"""What every source hands downstream: streams of eventlog bytes.
+
+A source opens one *stream* per session (a monitor connection, a datagram
+peer, a socket connection, a file) by calling the ``Opener`` it was given
+with a ``StreamInfo``; it gets a ``StreamConsumer`` back and pushes the
+stream's eventlog bytes into it, then ends it once.  Consumers are
+synchronous: decoding and deriving are CPU work, and a stream source that
+waits for them reads no more (back-pressure); sinks behind them never block.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    source: str             # component kind: "monitor_tcp", "monitor_udp", ...
+    peer: str               # where the bytes come from: "127.0.0.1:8242", a path, "-"
+    number: int             # streams opened by this source so far, from 1
+    started: float = field(default_factory=time.time)   # epoch seconds
+
+    @property
+    def name(self) -> str:
+        return f"{self.source} {self.peer} #{self.number}"
+
+
+class StreamConsumer(Protocol):
+    def data(self, chunk: bytes) -> None:
+        """More eventlog bytes of this stream, in order."""
+
+    def end(self, error: str | None) -> None:
+        """The stream is over; ``error`` says why if it did not end cleanly."""
+
+
+Opener = Callable[[StreamInfo], StreamConsumer]
+
+
+def parse_address(text: str, default_port: int, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``HOST:PORT``, ``[v6]:PORT``, ``HOST`` or ``PORT`` -> (host, port)."""
+    host, port = default_host, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"bad address {text!r}: missing ]")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"bad address {text!r}")
+            port = _port(rest[1:], text)
+    elif text.count(":") == 1:
+        h, p = text.split(":")
+        host, port = h or default_host, _port(p, text)
+    elif text.isdigit():
+        port = _port(text, text)
+    elif text and ":" not in text:
+        host = text
+    else:
+        host = text  # a bare IPv6 address
+    return host, port
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f"bad port in address {whole!r}")
+    return int(text)
