@@ -62,6 +62,7 @@ class _Peer:
     consumer: StreamConsumer
     last_seen: float
     stats: PeerStats = field(default_factory=PeerStats)
+    out: list[bytes] = field(default_factory=list)     # bytes of the current batch
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -105,8 +106,13 @@ class MonitorUdpSource:
         sweeper = asyncio.create_task(self._sweep(), name="monitor_udp:sweep")
         try:
             while not (cfg.once and self._ended):
-                data, addr = await self.queue.get()
-                self._datagram(data, addr, opener, loop.time())
+                batch = [await self.queue.get()]
+                while len(batch) < 1024 and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                now = loop.time()
+                for data, addr in batch:
+                    self._datagram(data, addr, opener, now)
+                self._flush()
         finally:
             sweeper.cancel()
             transport.close()
@@ -169,7 +175,7 @@ class MonitorUdpSource:
             self._bad(peer, exc)
             return
         if out:
-            peer.consumer.data(out)
+            peer.out.append(out)
         evicted = peer.session.reassembler.stats.evicted
         if evicted and evicted & (evicted - 1) == 0:   # 1, 2, 4, 8, ...: log sparsely
             log.warning("monitor_udp %s: too many incomplete split messages; %d dropped "
@@ -196,8 +202,18 @@ class MonitorUdpSource:
             log.error("monitor_udp %s: datagram #%d dropped: %s%s", peer.address,
                       peer.stats.datagrams, exc, more)
 
+    def _flush(self) -> None:
+        """Hand each peer's bytes from one batch of datagrams on in one call."""
+        for peer in self.peers.values():
+            if peer.out:
+                data = b"".join(peer.out)
+                peer.out.clear()
+                peer.consumer.data(data)
+
     def _end(self, key: tuple, error: str | None) -> None:
         peer = self.peers.pop(key)
+        if peer.out:
+            peer.consumer.data(b"".join(peer.out))
         s, r = peer.session.stats, peer.session.reassembler
         lost = r.clear()
         summary = {
