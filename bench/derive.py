@@ -36,7 +36,7 @@ from protocol import Decoder  # noqa: E402
 from ingest.derive.base import DeriveSettings  # noqa: E402
 from ingest.derive.order import OrderSettings  # noqa: E402
 from ingest.derive.pipeline import Identity, Pipeline  # noqa: E402
-from ingest.commands.derive import prescan  # noqa: E402
+from ingest.commands.derive import prescan, tune_gc  # noqa: E402
 
 BLOCK_MARKER = 18
 
@@ -51,6 +51,7 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
     pipe = Pipeline(DeriveSettings(window_ns=int(window * 1e9)),
                     Identity(host="bench", start_wall_ns=start_wall),
                     derivers=measurements, order=OrderSettings(live=live), preamble=preamble)
+    tune_gc()  # as `liveprof derive` does
     dec = Decoder(only=pipe.wants)
     t_dec = t_der = t_out = 0.0
     n_points = n_events = 0

@@ -6,6 +6,10 @@ Contract:
 - ``feed(ev)`` is called with events in (eventlog) time order, except "late"
   events that a live merge could not place in order (``late=True``); a deriver
   must not fail on those (count them, or fold them in as it can).
+- ``feed_many(events, late)`` is the same for a run of events (all late or all
+  not), with the same result as feeding them one by one; the pipeline calls
+  it once per deriver per released batch, with just the events the deriver
+  wants (a deriver must not keep the list itself, it is reused).
 - Returned points carry eventlog time (ns since RTS start) and only the
   deriver's own tags; the pipeline adds ``app``/``host``/``session`` and turns
   the time into Unix time.
@@ -18,7 +22,7 @@ Contract:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Callable, ClassVar, Protocol, Sequence
 
 from protocol import Event
 
@@ -40,8 +44,77 @@ class Deriver(Protocol):
 
     def feed(self, ev: Event, late: bool = False) -> list[Point]: ...
 
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]: ...
+
     def flush(self, end: int) -> list[Point]: ...
 
 
 def window_start(t: int, window_ns: int) -> int:
     return t - t % window_ns
+
+
+class ByType:
+    """``feed``/``feed_many`` for a deriver whose events are few: one handler
+    per event type, ``self._handlers[type](ev, late)`` returning points or
+    nothing."""
+
+    _handlers: dict
+
+    def feed(self, ev: Event, late: bool = False) -> list[Point]:
+        h = self._handlers.get(ev.type)
+        return list(h(ev, late) or ()) if h is not None else []
+
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        handlers = self._handlers
+        out: list[Point] = []
+        for ev in events:
+            h = handlers.get(ev[0])
+            if h is not None:
+                got = h(ev, late)
+                if got:
+                    out.extend(got)
+        return out
+
+
+class Windows:
+    """The window clock of a per-window deriver: the current window is
+    ``[start, end)``, aligned on multiples of ``size``; ``end`` is -1 until
+    the first event opens the first window (so ``t >= end`` is the one test a
+    deriver makes per event before calling ``advance``)."""
+
+    __slots__ = ("size", "start", "end")
+
+    def __init__(self, size: int):
+        self.size = size
+        self.start = self.end = -1
+
+    @property
+    def started(self) -> bool:
+        return self.end != -1
+
+    def reset(self) -> None:
+        self.start = self.end = -1
+
+    def open_at(self, t: int) -> None:
+        self.start = t - t % self.size
+        self.end = self.start + self.size
+
+    def advance(self, t: int, close: Callable[[int], list[Point]],
+                carry: Callable[[], bool] | None = None) -> list[Point]:
+        """Close every window that ends at or before ``t``: ``close(end)``
+        credits what is open up to the window end and returns the window's
+        points.  If ``carry()`` (something is still open) the next window
+        follows the closed one, else the clock jumps to ``t``'s window.  The
+        first call only opens ``t``'s window."""
+        if self.end == -1:
+            self.open_at(t)
+            return []
+        out: list[Point] = []
+        while t >= self.end:
+            end = self.end
+            out.extend(close(end))
+            if carry is not None and carry():
+                self.start, self.end = end, end + self.size
+            else:
+                self.open_at(t)
+        return out

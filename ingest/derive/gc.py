@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from protocol import Event
 
-from .base import DeriveSettings
+from .base import ByType, DeriveSettings
 from .point import Point
 
 REQUEST_SEQ_GC, REQUEST_PAR_GC = 11, 12
@@ -45,7 +45,7 @@ class _Collection:
         self.sync_t = None
 
 
-class GcDeriver:
+class GcDeriver(ByType):
     measurement: ClassVar[str] = "gc"
     wants: ClassVar[frozenset[int]] = frozenset(
         {START_GC, END_GC, REQUEST_SEQ_GC, REQUEST_PAR_GC, HEAP_INFO_GHC, GC_STATS_GHC,
@@ -60,15 +60,10 @@ class GcDeriver:
         self.late_events = 0
         self.unmatched_end = 0
         self.collections = 0
-
-    def handlers(self) -> dict:
-        return {START_GC: self._start, END_GC: self._end, GC_STATS_GHC: self._stats,
-                GLOBAL_SYNC_GC: self._sync, REQUEST_PAR_GC: self._request_par,
-                REQUEST_SEQ_GC: self._request_seq, HEAP_INFO_GHC: self._heap_info}
-
-    def feed(self, ev: Event, late: bool = False):
-        h = self.handlers().get(ev.type)
-        return h(ev, late) if h else _NONE
+        self._handlers = {
+            START_GC: self._start, END_GC: self._end, GC_STATS_GHC: self._stats,
+            GLOBAL_SYNC_GC: self._sync, REQUEST_PAR_GC: self._request_par,
+            REQUEST_SEQ_GC: self._request_seq, HEAP_INFO_GHC: self._heap_info}
 
     def flush(self, end: int) -> list[Point]:
         out = []

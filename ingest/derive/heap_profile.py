@@ -26,7 +26,7 @@ from typing import ClassVar
 from protocol import Event
 from protocol.eventlog import HeapProfBreakdown
 
-from .base import DeriveSettings
+from .base import ByType, DeriveSettings
 from .point import Point
 
 HEAP_PROF_BEGIN, COST_CENTRE, SAMPLE_BEGIN, SAMPLE_CC, SAMPLE_STRING, SAMPLE_END, BIO_BEGIN = (
@@ -48,7 +48,7 @@ EMPTY_LABEL = "(empty)"
 ROOT_STACK = "MAIN"  # the RTS writes stacks without their MAIN root: an empty one is MAIN
 
 
-class HeapProfileDeriver:
+class HeapProfileDeriver(ByType):
     measurement: ClassVar[str] = "heap_profile"
     wants: ClassVar[frozenset[int]] = frozenset(
         {HEAP_PROF_BEGIN, COST_CENTRE, SAMPLE_BEGIN, SAMPLE_CC, SAMPLE_STRING, SAMPLE_END, BIO_BEGIN})
@@ -74,39 +74,33 @@ class HeapProfileDeriver:
             SAMPLE_END: self._end,
         }
 
-    def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        handler = self._handlers.get(ev.type)
-        if handler is None:
-            return []
-        return handler(ev)
-
     def flush(self, end: int) -> list[Point]:
         return self._close()
 
     # --- handlers -----------------------------------------------------------
 
-    def _begin_profile(self, ev: Event) -> list[Point]:
+    def _begin_profile(self, ev: Event, late: bool = False) -> list[Point]:
         out = self._close()
         breakdown = ev.fields[2]
         self._modes[ev.fields[0]] = MODES.get(breakdown) or f"breakdown_{int(breakdown)}"
         return out
 
-    def _cost_centre(self, ev: Event) -> list[Point]:
+    def _cost_centre(self, ev: Event, late: bool = False) -> list[Point]:
         cc, label, module, _srcloc, flags = ev.fields
         # a CAF cost centre is per module: "GHC.Conc.Signal.CAF", as the RTS prints it
         self._cc_names[cc] = f"{module}.{label}" if flags and flags & 1 else label
         return []
 
-    def _begin(self, ev: Event) -> list[Point]:
+    def _begin(self, ev: Event, late: bool = False) -> list[Point]:
         out = self._close()
         # HeapBioProfSampleBegin: (era, sample_time); HeapProfSampleBegin: (era,)
         self._time = ev.fields[1] if ev.type == BIO_BEGIN else ev.time
         return out
 
-    def _end(self, ev: Event) -> list[Point]:
+    def _end(self, ev: Event, late: bool = False) -> list[Point]:
         return self._close()
 
-    def _sample_string(self, ev: Event) -> list[Point]:
+    def _sample_string(self, ev: Event, late: bool = False) -> list[Point]:
         if self._time is None:
             self.orphan_samples += 1
             return []
@@ -114,7 +108,7 @@ class HeapProfileDeriver:
         self._acc[key] = self._acc.get(key, 0) + ev.fields[1]
         return []
 
-    def _sample_cc(self, ev: Event) -> list[Point]:
+    def _sample_cc(self, ev: Event, late: bool = False) -> list[Point]:
         if self._time is None:
             self.orphan_samples += 1
             return []

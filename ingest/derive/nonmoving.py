@@ -26,7 +26,7 @@ from typing import ClassVar
 
 from protocol import Event
 
-from .base import DeriveSettings
+from .base import ByType, DeriveSettings
 from .point import Point
 
 MARK_BEGIN, MARK_END, SYNC_BEGIN, SYNC_END, SWEEP_BEGIN, SWEEP_END = range(200, 206)
@@ -37,15 +37,16 @@ BEGINS = {MARK_BEGIN: "mark", SYNC_BEGIN: "sync", SWEEP_BEGIN: "sweep"}
 ENDS = {MARK_END: "mark", SYNC_END: "sync", SWEEP_END: "sweep"}
 
 
-class NonmovingPhasesDeriver:
+class NonmovingPhasesDeriver(ByType):
     measurement: ClassVar[str] = "nonmoving"
     wants: ClassVar[frozenset[int]] = frozenset(BEGINS) | frozenset(ENDS)
 
     def __init__(self, settings: DeriveSettings | None = None):
         self._open: dict[str, deque[int]] = {phase: deque() for phase in BEGINS.values()}
         self.unmatched = 0
+        self._handlers = dict.fromkeys(self.wants, self._phase)
 
-    def feed(self, ev: Event, late: bool = False) -> list[Point]:
+    def _phase(self, ev: Event, late: bool) -> list[Point]:
         phase = BEGINS.get(ev.type)
         if phase is not None:
             self._open[phase].append(ev.time)
@@ -70,17 +71,16 @@ class NonmovingPhasesDeriver:
         return []
 
 
-class NonmovingCensusDeriver:
+class NonmovingCensusDeriver(ByType):
     measurement: ClassVar[str] = "nonmoving_census"
     wants: ClassVar[frozenset[int]] = frozenset({CENSUS})
 
     def __init__(self, settings: DeriveSettings | None = None):
         self._log2: bool | None = None  # block size form, once known
         self._pending: list[Event] = []
+        self._handlers = {CENSUS: self._census}
 
-    def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        if ev.type != CENSUS:
-            return []
+    def _census(self, ev: Event, late: bool) -> list[Point]:
         if self._log2 is None:
             raw = ev.fields[0]
             if raw % 8:

@@ -47,6 +47,7 @@ from typing import Iterable
 from protocol import Event
 
 BLOCK_MARKER = 18
+_TYPE = itemgetter(0)  # Event.type
 _TIME = itemgetter(2)  # Event.time, and _Late's sort key
 _NEG_INF = -(1 << 63)
 
@@ -77,18 +78,18 @@ class Merge:
         self.check_every = s.check_every
         self._held: list = []  # events (and _Late) in arrival order, sorted lazily
         self._ready: list = []  # released by the memory bound, not yet returned
-        self._held_min = None  # smallest sort key in _held (None: empty)
+        self._held_min = None  # smallest sort key in _held (None: empty, or not known
+        # in whole mode before any early release, when it is not needed)
         self._latest: dict = {}  # stream -> latest time
         self._block: dict = {}  # stream of the last block marker -> its end_time
         self._last_block_stream = _NO_STREAM
         self._min_stream = _NO_STREAM  # stream holding the watermark
         self._watermark = _NEG_INF
-        self._newest = _NEG_INF
+        self._newest = _NEG_INF  # largest event time seen (live mode)
         self._frontier = _NEG_INF
         self._countdown = s.check_every
         self.late_events = 0
         self.evicted = 0  # events released early by the memory bound
-        self.newest = None  # largest event time seen (None before any)
 
     @staticmethod
     def unwrap(item) -> tuple[Event, bool]:
@@ -101,13 +102,23 @@ class Merge:
         return len(self._held)
 
     def push(self, events: Iterable[Event]) -> list:
-        if not self.live and self._frontier == _NEG_INF:
-            events = self._push_sorting(events)
-            if not events:
-                return self._take_ready()
+        if self.live:
+            self._push_live(events)
+        else:
+            self._push_whole(events)
+        held_min, frontier = self._held_min, self._frontier
+        if held_min is not None and held_min <= frontier:
+            out = self._release_upto(frontier)
+        else:
+            out = []
+        if self._ready:
+            out = self._ready + out
+            self._ready = []
+        return out
+
+    def _push_live(self, events) -> None:
         held = self._held
         append = held.append
-        live = self.live
         latest = self._latest
         frontier = self._frontier
         newest = self._newest
@@ -115,8 +126,6 @@ class Merge:
         for ev in events:
             t = ev.time
             if ev.type == BLOCK_MARKER:
-                if not live:
-                    continue
                 self._frontier = frontier
                 self._newest = newest
                 self._block_marker(ev)
@@ -133,22 +142,21 @@ class Merge:
                     held_min = t
             if t > newest:
                 newest = t
-            if live:
-                cap = ev.cap
-                old = latest.get(cap, _NO_STREAM)
-                if old is _NO_STREAM:
-                    latest[cap] = t
+            cap = ev.cap
+            old = latest.get(cap, _NO_STREAM)
+            if old is _NO_STREAM:
+                latest[cap] = t
+                self._recompute_watermark()
+            elif t > old:
+                latest[cap] = t
+                if cap == self._min_stream:
                     self._recompute_watermark()
-                elif t > old:
-                    latest[cap] = t
-                    if cap == self._min_stream:
-                        self._recompute_watermark()
-                f = self._watermark
-                lagged = newest - self.max_lag
-                if lagged > f:
-                    f = lagged
-                if f > frontier:
-                    frontier = f
+            f = self._watermark
+            lagged = newest - self.max_lag
+            if lagged > f:
+                f = lagged
+            if f > frontier:
+                frontier = f
             self._countdown -= 1
             if self._countdown <= 0:
                 self._countdown = self.check_every
@@ -161,51 +169,64 @@ class Merge:
         self._frontier = frontier
         self._newest = newest
         self._held_min = held_min
-        if newest != _NEG_INF:
-            self.newest = newest
-        if held_min is not None and held_min <= frontier:
-            out = self._release_upto(frontier)
-        else:
-            out = []
-        if self._ready:
-            out = self._ready + out
-            self._ready = []
-        return out
 
-    def _take_ready(self) -> list:
-        out = self._ready
-        if out:
-            self._ready = []
-        return out
-
-    def _push_sorting(self, events) -> list:
-        """Whole-file mode before any early release: nothing can be late and
-        nothing is released, so events are just kept (in bulk), with the
-        memory checks at the same arrivals as the general loop.  Returns the
-        events left once an early release made the general loop necessary."""
-        evs = [ev for ev in events if ev.type != BLOCK_MARKER]
-        if not evs:
-            return evs
-        times = list(map(_TIME, evs))
-        lo, hi = min(times), max(times)
-        if self._held_min is None or lo < self._held_min:
-            self._held_min = lo
-        if hi > self._newest:
-            self._newest = hi
-            self.newest = hi
-        pos, n = 0, len(evs)
+    def _push_whole(self, events) -> None:
+        """Whole-file mode: the frontier moves only when the memory bound
+        releases events early, i.e. only at a memory check; so between two
+        checks, events are kept in bulk (one pass in C), and only a stretch
+        holding an event older than the frontier (late) is looked at one by one."""
+        if not isinstance(events, list):
+            events = list(events)
+        if BLOCK_MARKER in map(_TYPE, events):  # (rare: a pass in C to find out)
+            events = [ev for ev in events if ev.type != BLOCK_MARKER]
+        if not events:
+            return
+        n = len(events)
+        every = self.check_every
+        if len(self._held) + n <= self.max_held:
+            # no memory check in this batch can find too many held: keep it whole
+            # (before any early release nothing is late and nothing released, so
+            # neither the smallest time nor the newest is needed)
+            frontier = self._frontier
+            lo = frontier if frontier == _NEG_INF else min(map(_TIME, events))
+            if lo >= frontier:
+                self._held.extend(events)
+                if frontier != _NEG_INF and (self._held_min is None or lo < self._held_min):
+                    self._held_min = lo
+                c = self._countdown - n  # the checks passed on the way, then reset
+                self._countdown = c if c > 0 else every - (-c) % every
+                return
+        times = list(map(_TIME, events))
+        pos = 0
         while pos < n:
             k = min(self._countdown, n - pos)
-            self._held.extend(evs[pos:pos + k] if (pos or k < n) else evs)
+            part = events if k == n else events[pos:pos + k]
+            part_t = times if k == n else times[pos:pos + k]
+            lo = min(part_t)
+            frontier = self._frontier
+            held_min = self._held_min
+            if lo >= frontier:
+                self._held.extend(part)
+                if held_min is None or lo < held_min:
+                    held_min = lo
+            else:
+                append = self._held.append
+                for ev, t in zip(part, part_t):
+                    if t < frontier:
+                        self.late_events += 1
+                        append(_Late((None, None, frontier, ev)))
+                        t = frontier
+                    else:
+                        append(ev)
+                    if held_min is None or t < held_min:
+                        held_min = t
+            self._held_min = held_min
             pos += k
             self._countdown -= k
             if self._countdown <= 0:
-                self._countdown = self.check_every
+                self._countdown = every
                 if len(self._held) > self.max_held:
                     self._evict()
-                    if pos < n:
-                        return evs[pos:]
-        return []
 
     def flush(self) -> list:
         """End of stream: everything still held, in order."""

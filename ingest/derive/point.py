@@ -8,6 +8,14 @@ _MEASUREMENT_ESC = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
 _TAG_ESC = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
 _STR_ESC = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n"})
 
+# Rendering caches: the escaped "measurement,tag=value,..." head of a line by
+# (measurement, tag items), and escaped field keys.  Points of one stream repeat
+# a few heads (the identity tags are the same on all), so most lines cost one
+# lookup for the head; the caches are emptied when they grow past a bound.
+_HEADS: dict[tuple, str] = {}
+_KEYS: dict[str, str] = {}
+_CACHE_MAX = 4096
+
 
 @dataclass(slots=True)
 class Point:
@@ -24,17 +32,45 @@ class Point:
         """InfluxDB line protocol, nanosecond precision.  Integers are written
         as ``123i``, floats as decimals, strings quoted, booleans as true/false;
         empty tag values are left out (InfluxDB refuses them)."""
-        parts = [self.measurement.translate(_MEASUREMENT_ESC)]
-        for key in sorted(self.tags):
-            value = self.tags[key]
-            if value != "" and value is not None:
-                parts.append(f"{key.translate(_TAG_ESC)}={str(value).translate(_TAG_ESC)}")
+        key = (self.measurement, *self.tags.items())
+        head = _HEADS.get(key)
+        if head is None:
+            head = _head(self.measurement, self.tags)
+            if len(_HEADS) >= _CACHE_MAX:
+                _HEADS.clear()
+            _HEADS[key] = head
         fields = []
-        for key, value in self.fields.items():
-            if value is None:
-                continue
-            fields.append(f"{key.translate(_TAG_ESC)}={_field_value(value)}")
-        return f"{','.join(parts)} {','.join(fields)} {self.time}"
+        append = fields.append
+        keys = _KEYS
+        for k, value in self.fields.items():
+            ek = keys.get(k)
+            if ek is None:
+                ek = _key(k)
+            cls = value.__class__
+            if cls is int:
+                append(f"{ek}={value}i")
+            elif cls is float:
+                append(f"{ek}={value!r}")
+            elif value is not None:
+                append(f"{ek}={_field_value(value)}")
+        return f"{head} {','.join(fields)} {self.time}"
+
+
+def _head(measurement: str, tags: dict) -> str:
+    parts = [measurement.translate(_MEASUREMENT_ESC)]
+    for key in sorted(tags):
+        value = tags[key]
+        if value != "" and value is not None:
+            parts.append(f"{key.translate(_TAG_ESC)}={str(value).translate(_TAG_ESC)}")
+    return ",".join(parts)
+
+
+def _key(k: str) -> str:
+    ek = k.translate(_TAG_ESC)
+    if len(_KEYS) >= _CACHE_MAX:
+        _KEYS.clear()
+    _KEYS[k] = ek
+    return ek
 
 
 def _field_value(value) -> str:

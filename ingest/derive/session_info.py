@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from protocol import Event
 
-from .base import DeriveSettings
+from .base import ByType, DeriveSettings
 from .point import Point
 
 STARTUP, VERSION, PROGRAM_INVOCATION = 17, 23, 24
@@ -25,7 +25,7 @@ _NONE: tuple = ()
 _COMPLETE = 4  # program, rts, pid, heap info
 
 
-class SessionDeriver:
+class SessionDeriver(ByType):
     measurement: ClassVar[str] = "session"
     wants: ClassVar[frozenset[int]] = frozenset(
         {STARTUP, VERSION, PROGRAM_INVOCATION, RTS_IDENTIFIER, PROGRAM_ARGS, OS_PID, OS_PPID,
@@ -37,12 +37,7 @@ class SessionDeriver:
         self._n_caps: int | None = None
         self._have: set = set()
         self._done = False
-
-    def handlers(self) -> dict:
-        return {t: self._on for t in self.wants}
-
-    def feed(self, ev: Event, late: bool = False):
-        return self._on(ev, late)
+        self._handlers = dict.fromkeys(self.wants, self._on)
 
     def flush(self, end: int) -> list[Point]:
         if self._done or not (self._fields or self._caps or self._n_caps):

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from protocol import Event
 
-from .base import DeriveSettings
+from .base import DeriveSettings, Windows
 from .point import Point
 
 USER_MESSAGE, USER_MARKER = 19, 58
@@ -31,9 +31,7 @@ class SpansDeriver:
 
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
-        self._window = s.window_ns
-        self._started = False
-        self._ws = self._we = -1  # current window [ws, we); -1 until the first span message
+        self._clock = Windows(s.window_ns)  # opened by the first span message
         # label -> [time_ns, starts, stops of this window, open start times (most recent last)];
         # a label leaves when a window closes with none of its spans open
         self._labels: dict[str, list] = {}
@@ -42,42 +40,43 @@ class SpansDeriver:
         self.late = 0
         self.unmatched_stops = 0
 
-    def handlers(self) -> dict:
-        return {USER_MESSAGE: self._message}
-
     def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        if ev.type != USER_MESSAGE:
-            return []
-        return self._message(ev, late) or []
+        return self.feed_many((ev,), late) if ev.type in self.wants else []
 
-    def _message(self, ev: Event, late: bool) -> list[Point] | None:
-        kind = self._kinds.get(ev.fields[0])
-        if kind is None:
-            kind = self._classify(ev.fields[0])
+    def feed_many(self, events, late: bool = False) -> list[Point]:
+        out: list[Point] = []
+        clock = self._clock
+        ws, we = clock.start, clock.end
+        kinds = self._kinds
+        for ev in events:
+            msg = ev[4][0]
+            kind = kinds.get(msg)
             if kind is None:
-                return None
-        t = ev.time
-        out = None
-        if t >= self._we:
-            out = self._advance(t)
-            kind = self._kinds.get(ev.fields[0]) or self._classify(ev.fields[0])
-        if t < self._ws:
-            self.late += 1
-            t = self._ws
-        st, start = kind
-        if start:
-            st[1] += 1
-            st[3].append(t)
-        else:
-            st[2] += 1
-            stack = st[3]
-            if stack:
-                begin = stack.pop()
-                if t > begin:  # (a late STOP may be older than its START)
-                    ws = self._ws
-                    st[0] += t - (begin if begin > ws else ws)
+                kind = self._classify(msg)
+                if kind is None:
+                    continue
+            t = ev[2]
+            if t >= we:
+                out.extend(clock.advance(t, self._close, self._labels.__len__))
+                ws, we = clock.start, clock.end
+                kinds = self._kinds  # (rebuilt when labels leave)
+                kind = kinds.get(msg) or self._classify(msg)
+            elif t < ws:
+                self.late += 1
+                t = ws
+            st, start = kind
+            if start:
+                st[1] += 1
+                st[3].append(t)
             else:
-                self.unmatched_stops += 1
+                st[2] += 1
+                stack = st[3]
+                if stack:
+                    begin = stack.pop()
+                    if t > begin:  # (a late STOP may be older than its START)
+                        st[0] += t - (begin if begin > ws else ws)
+                else:
+                    self.unmatched_stops += 1
         return out
 
     def _classify(self, msg: str) -> tuple[list, bool] | None:
@@ -94,19 +93,19 @@ class SpansDeriver:
         return kind
 
     def flush(self, end: int) -> list[Point]:
-        if not self._started:
+        clock = self._clock
+        if not clock.started:
             return []
-        out = self._advance(end) if end >= self._we else []
-        self._credit_open(max(end, self._ws))
+        out = clock.advance(end, self._close, self._labels.__len__) if end >= clock.end else []
+        self._credit_open(max(end, clock.start))
         for st in self._labels.values():
             st[3].clear()
         out.extend(self._emit())
-        self._started = False
-        self._ws = self._we = -1
+        clock.reset()
         return out
 
     def _credit_open(self, upto: int) -> None:
-        ws = self._ws
+        ws = self._clock.start
         for st in self._labels.values():
             stack = st[3]
             if stack:
@@ -115,26 +114,12 @@ class SpansDeriver:
                     ns += upto - (begin if begin > ws else ws)
                 st[0] += ns
 
-    def _advance(self, t: int) -> list[Point]:
-        out: list[Point] = []
-        if not self._started:
-            self._started = True
-            self._ws = t - t % self._window
-            self._we = self._ws + self._window
-            return out
-        while t >= self._we:
-            we = self._we
-            self._credit_open(we)
-            out.extend(self._emit())
-            if self._labels:  # some spans are open
-                self._ws, self._we = we, we + self._window
-            else:
-                self._ws = t - t % self._window
-                self._we = self._ws + self._window
-        return out
+    def _close(self, end: int) -> list[Point]:
+        self._credit_open(end)
+        return self._emit()
 
     def _emit(self) -> list[Point]:
-        ws = self._ws
+        ws = self._clock.start
         out = []
         idle = []
         for label, st in self._labels.items():
@@ -158,60 +143,47 @@ class MarkersDeriver:
 
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
-        self._window = s.window_ns
-        self._ws: int | None = None
+        self._clock = Windows(s.window_ns)
         self._messages = 0
         self._markers = 0
         self.late = 0
 
-    def handlers(self) -> dict:
-        return {USER_MESSAGE: self._message, USER_MARKER: self._marker}
-
     def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        if ev.type == USER_MESSAGE:
-            return self._message(ev, late) or []
-        if ev.type == USER_MARKER:
-            return self._marker(ev, late)
-        return []
+        return self.feed_many((ev,), late) if ev.type in self.wants else []
 
-    def _window_of(self, t: int) -> list[Point] | None:
-        ws = self._ws
-        if ws is None:
-            self._ws = t - t % self._window
-        elif t >= ws + self._window:
-            out = self._emit()
-            self._ws = t - t % self._window
-            return out
-        elif t < ws:
-            self.late += 1
-        return None
-
-    def _message(self, ev: Event, late: bool) -> list[Point] | None:
-        t = ev.time
-        ws = self._ws
-        if ws is not None and ws <= t < ws + self._window:
-            self._messages += 1
-            return None
-        out = self._window_of(t)
-        self._messages += 1
-        return out
-
-    def _marker(self, ev: Event, late: bool) -> list[Point]:
-        out = self._window_of(ev.time) or []
-        self._markers += 1
-        out.append(Point("markers", {}, {"text": ev.fields[0]}, ev.time))
+    def feed_many(self, events, late: bool = False) -> list[Point]:
+        out: list[Point] = []
+        clock = self._clock
+        ws, we = clock.start, clock.end
+        messages = 0  # of the current window, not yet added to self._messages
+        for ev in events:
+            t = ev[2]
+            if t >= we:
+                self._messages += messages
+                messages = 0
+                out.extend(clock.advance(t, self._close))
+                ws, we = clock.start, clock.end
+            elif t < ws:
+                self.late += 1
+            if ev[0] == USER_MESSAGE:
+                messages += 1
+            else:
+                self._markers += 1
+                out.append(Point("markers", {}, {"text": ev[4][0]}, t))
+        self._messages += messages
         return out
 
     def flush(self, end: int) -> list[Point]:
-        if self._ws is None:
+        if not self._clock.started:
             return []
-        out = self._emit()
-        self._ws = None
+        out = self._close(end)
+        self._clock.reset()
         return out
 
-    def _emit(self) -> list[Point]:
+    def _close(self, end: int) -> list[Point]:
         out = []
         if self._messages or self._markers:
-            out.append(Point("markers", {}, {"messages": self._messages, "markers": self._markers}, self._ws))
+            out.append(Point("markers", {}, {"messages": self._messages, "markers": self._markers},
+                             self._clock.start))
         self._messages = self._markers = 0
         return out

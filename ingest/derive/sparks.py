@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from protocol import Event
 
-from .base import DeriveSettings
+from .base import ByType, DeriveSettings, Windows
 from .point import Point
 
 SPARK_COUNTERS = 34
@@ -27,33 +27,25 @@ CUMULATIVE = NAMES[:6]
 DELTAS = tuple(n + "_delta" for n in CUMULATIVE)
 
 
-class SparksDeriver:
+class SparksDeriver(ByType):
     measurement: ClassVar[str] = "sparks"
     wants: ClassVar[frozenset[int]] = frozenset({SPARK_COUNTERS})
 
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
-        self._window = s.window_ns
-        self._ws: int | None = None
+        self._clock = Windows(s.window_ns)
         self._latest: dict[int | None, Event] = {}  # cap -> latest SparkCounters of this window
         self._prev: dict[int | None, tuple] = {}  # cap -> counters of its previous point
         self.late = 0
+        self._handlers = {SPARK_COUNTERS: self._counters}
 
-    def handlers(self) -> dict:
-        return {SPARK_COUNTERS: self.feed}
-
-    def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        if ev.type != SPARK_COUNTERS:
-            return []
+    def _counters(self, ev: Event, late: bool) -> list[Point]:
         t = ev.time
+        clock = self._clock
         out: list[Point] = []
-        ws = self._ws
-        if ws is None:
-            self._ws = t - t % self._window
-        elif t >= ws + self._window:
-            out = self._emit()
-            self._ws = t - t % self._window
-        elif t < ws:
+        if t >= clock.end:
+            out = clock.advance(t, self._close)
+        elif t < clock.start:
             self.late += 1
         cur = self._latest.get(ev.cap)
         if cur is None or t >= cur.time:
@@ -61,11 +53,11 @@ class SparksDeriver:
         return out
 
     def flush(self, end: int) -> list[Point]:
-        out = self._emit()
-        self._ws = None
+        out = self._close(end)
+        self._clock.reset()
         return out
 
-    def _emit(self) -> list[Point]:
+    def _close(self, end: int) -> list[Point]:
         out = []
         for cap in sorted(self._latest, key=lambda c: -1 if c is None else c):
             ev = self._latest[cap]

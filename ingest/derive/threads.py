@@ -22,10 +22,10 @@ from typing import ClassVar
 from protocol import Event
 from protocol.eventlog import StopStatus
 
-from .base import DeriveSettings
+from .base import DeriveSettings, Windows
 from .point import Point
 
-CREATE_THREAD, RUN_THREAD, STOP_THREAD, THREAD_LABEL = 0, 1, 2, 44
+CREATE_THREAD, RUN_THREAD, STOP_THREAD, THREAD_LABEL = 0, 1, 2, 44  # (1, 2 as literals in feed_many)
 UNLABELLED = "unlabelled"
 
 # StopThread statuses that mean "blocked", as field names blocked_<reason>
@@ -70,117 +70,90 @@ class ThreadsDeriver:
 
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
-        self._window = s.window_ns
+        self._clock = Windows(s.window_ns)
         self._top_n = s.top_n
         self._other = s.other_label
-        self._started = False
-        self._ws = self._we = -1  # current window [ws, we); -1 until the first event
         self._labels: dict[int, str] = {}  # thread id -> label (dropped when it finishes)
         self._running: dict[int | None, list] = {}  # cap -> [thread, start of uncredited time]
         self._acc: dict[str, list[int]] = {}  # label -> [runtime_ns, runs] of this window
         self._created = 0  # CreateThread events of this window
         self._stops = [0] * N_STATUS  # StopThread events of this window by status
         self.late = 0  # events older than the current window (folded in at its start)
-        self._handlers = {
-            CREATE_THREAD: self._create,
-            RUN_THREAD: self._run,
-            STOP_THREAD: self._stop,
-            THREAD_LABEL: self._label,
-        }
 
     # --- feeding ------------------------------------------------------------
 
-    def handlers(self) -> dict:
-        """Type id -> ``handler(ev, late)`` returning points or ``None``, for a
-        pipeline that dispatches on the type itself."""
-        return dict(self._handlers)
-
     def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        handler = self._handlers.get(ev.type)
-        if handler is None:
-            return []
-        return handler(ev, late) or []
+        return self.feed_many((ev,), late) if ev.type in self.wants else []
+
+    def feed_many(self, events, late: bool = False) -> list[Point]:
+        """Each event first closes the windows that end at or before it; one
+        older than the current window is folded in at the window's start."""
+        out: list[Point] = []
+        clock = self._clock
+        ws, we = clock.start, clock.end
+        labels, running, acc = self._labels, self._running, self._acc
+        stops = self._stops
+        unlabelled, finished, n_status = UNLABELLED, FINISHED, N_STATUS
+        for ev in events:
+            ty, _, t, cap, fields = ev
+            if t >= we:
+                out.extend(clock.advance(t, self._close, running.__len__))
+                ws, we = clock.start, clock.end
+                acc, stops = self._acc, self._stops
+            elif t < ws:
+                self.late += 1
+                t = ws
+            if ty == 2:  # StopThread
+                thread, status = fields[0], fields[1]
+                run = running.pop(cap, None)
+                if run is not None:
+                    if run[0] != thread:
+                        running[cap] = run  # not the thread that runs there: ignored
+                    elif t > run[1]:
+                        label = labels.get(thread, unlabelled)
+                        a = acc.get(label)
+                        if a is None:
+                            acc[label] = [t - run[1], 0]
+                        else:
+                            a[0] += t - run[1]
+                if 0 <= status < n_status:
+                    stops[status] += 1
+                    if status == finished:
+                        labels.pop(thread, None)
+            elif ty == 1:  # RunThread
+                thread = fields[0]
+                run = running.get(cap)
+                if run is None:
+                    running[cap] = [thread, t]
+                else:  # the previous run on this cap lost its stop: it ends here
+                    if t > run[1]:
+                        self._credit(run[0], t - run[1])
+                    run[0] = thread
+                    run[1] = t
+                label = labels.get(thread, unlabelled)
+                a = acc.get(label)
+                if a is None:
+                    acc[label] = [0, 1]
+                else:
+                    a[1] += 1
+            elif ty == CREATE_THREAD:
+                self._created += 1
+            elif ty == THREAD_LABEL:
+                labels[fields[0]] = fields[1]
+        return out
 
     def flush(self, end: int) -> list[Point]:
-        if not self._started:
+        clock = self._clock
+        if not clock.started:
             return []
-        out = self._advance(end) if end >= self._we else []
-        end = max(end, self._ws)
+        out = clock.advance(end, self._close, self._running.__len__) if end >= clock.end else []
+        end = max(end, clock.start)
         for run in self._running.values():
             if end > run[1]:
                 self._credit(run[0], end - run[1])
         self._running.clear()
         out.extend(self._emit())
-        self._started = False
-        self._ws = self._we = -1
-        return out
-
-    # --- event handlers -----------------------------------------------------
-    # Each first closes the windows that end at or before the event, and folds
-    # an event older than the current window in at the window's start.
-
-    def _create(self, ev: Event, late: bool) -> list[Point] | None:
-        t = ev.time
-        out = self._advance(t) if t >= self._we else None
-        if t < self._ws:
-            self.late += 1
-        self._created += 1
-        return out
-
-    def _label(self, ev: Event, late: bool) -> list[Point] | None:
-        t = ev.time
-        out = self._advance(t) if t >= self._we else None
-        if t < self._ws:
-            self.late += 1
-        self._labels[ev.fields[0]] = ev.fields[1]
-        return out
-
-    def _run(self, ev: Event, late: bool) -> list[Point] | None:
-        t = ev.time
-        out = self._advance(t) if t >= self._we else None
-        if t < self._ws:
-            self.late += 1
-            t = self._ws
-        thread = ev.fields[0]
-        run = self._running.get(ev.cap)
-        if run is None:
-            self._running[ev.cap] = [thread, t]
-        else:  # the previous run on this cap lost its stop: it ends here
-            if t > run[1]:
-                self._credit(run[0], t - run[1])
-            run[0] = thread
-            run[1] = t
-        label = self._labels.get(thread, UNLABELLED)
-        acc = self._acc.get(label)
-        if acc is None:
-            self._acc[label] = [0, 1]
-        else:
-            acc[1] += 1
-        return out
-
-    def _stop(self, ev: Event, late: bool) -> list[Point] | None:
-        t = ev.time
-        out = self._advance(t) if t >= self._we else None
-        if t < self._ws:
-            self.late += 1
-            t = self._ws
-        fields = ev.fields
-        thread = fields[0]
-        run = self._running.get(ev.cap)
-        if run is not None and run[0] == thread:
-            del self._running[ev.cap]
-            if t > run[1]:
-                label = self._labels.get(thread, UNLABELLED)
-                acc = self._acc.get(label)
-                if acc is None:
-                    self._acc[label] = [t - run[1], 0]
-                else:
-                    acc[0] += t - run[1]
-        status = fields[1]
-        if 0 <= status < N_STATUS:
-            self._stops[status] += 1
-            if status == FINISHED:
-                self._labels.pop(thread, None)
+        clock.reset()
         return out
 
     # --- windows ------------------------------------------------------------
@@ -193,30 +166,15 @@ class ThreadsDeriver:
         else:
             acc[0] += ns
 
-    def _advance(self, t: int) -> list[Point]:
-        """Close every window that ends at or before ``t`` (the first event
-        opens the first window)."""
-        out: list[Point] = []
-        if not self._started:
-            self._started = True
-            self._ws = t - t % self._window
-            self._we = self._ws + self._window
-            return out
-        while t >= self._we:
-            we = self._we
-            for run in self._running.values():
-                self._credit(run[0], we - run[1])
-                run[1] = we
-            out.extend(self._emit())
-            if self._running:
-                self._ws, self._we = we, we + self._window
-            else:  # nothing open: jump straight to the window of t
-                self._ws = t - t % self._window
-                self._we = self._ws + self._window
-        return out
+    def _close(self, end: int) -> list[Point]:
+        """The window ends at ``end``: credit the open runs up to it."""
+        for run in self._running.values():
+            self._credit(run[0], end - run[1])
+            run[1] = end
+        return self._emit()
 
     def _emit(self) -> list[Point]:
-        ws = self._ws
+        ws = self._clock.start
         out = [
             Point("threads", {"label": label}, {"runtime_ns": vals[0], "runs": vals[1]}, ws)
             for label, vals in top_n_with_other(self._acc, self._top_n, self._other)
