@@ -101,11 +101,13 @@ class Merge:
     def held(self) -> int:
         return len(self._held)
 
-    def push(self, events: Iterable[Event]) -> list:
+    def push(self, events: Iterable[Event], types: set | None = None) -> list:
+        """``types``: the set of type ids in ``events`` (or a superset), if the
+        caller has it: it saves a pass over them."""
         if self.live:
             self._push_live(events)
         else:
-            self._push_whole(events)
+            self._push_whole(events, types)
         held_min, frontier = self._held_min, self._frontier
         if held_min is not None and held_min <= frontier:
             out = self._release_upto(frontier)
@@ -170,14 +172,14 @@ class Merge:
         self._newest = newest
         self._held_min = held_min
 
-    def _push_whole(self, events) -> None:
+    def _push_whole(self, events, types: set | None) -> None:
         """Whole-file mode: the frontier moves only when the memory bound
         releases events early, i.e. only at a memory check; so between two
         checks, events are kept in bulk (one pass in C), and only a stretch
         holding an event older than the frontier (late) is looked at one by one."""
         if not isinstance(events, list):
             events = list(events)
-        if BLOCK_MARKER in map(_TYPE, events):  # (rare: a pass in C to find out)
+        if BLOCK_MARKER in (types if types is not None else map(_TYPE, events)):
             events = [ev for ev in events if ev.type != BLOCK_MARKER]
         if not events:
             return

@@ -124,16 +124,17 @@ class Pipeline:
     # -- public ------------------------------------------------------------------
 
     def feed(self, events: Iterable[Event]) -> list[Point]:
-        if self._preamble:
-            events = self._drop_preamble(events)
-        return self._run(self.merge.push(events))
-
-    def _drop_preamble(self, events) -> list[Event]:
-        types, seen = self._preamble_types, self._preamble
         if not isinstance(events, list):
             events = list(events)
-        if types.isdisjoint(map(_TYPE, events)):  # (the usual batch: a pass in C)
-            return events
+        # the batch's types, in one pass (in C) over events fresh from the decoder
+        # (each further pass costs about as much: they no longer fit in the cache)
+        types = set(map(_TYPE, events))
+        if self._preamble and not self._preamble_types.isdisjoint(types):
+            events = self._drop_preamble(events)
+        return self._run(self.merge.push(events, types))
+
+    def _drop_preamble(self, events: list) -> list[Event]:
+        types, seen = self._preamble_types, self._preamble
         keep = []
         for ev in events:
             if ev.type in types:
