@@ -1,0 +1,415 @@
+"""An on-disk FIFO of line-protocol batches: append-only segment files.
+
+Layout of the directory::
+
+    00000001000000000000.seg   segments, read in order of their number
+    00000001000000000001.seg
+    cursor.json                what was delivered: per segment, the offset up to
+                               which everything was acknowledged, plus records
+                               acknowledged beyond it (out-of-order acks)
+
+A segment is a run of records, each a 16-byte header (magic ``LPS1``, payload
+length, line count, CRC-32 of the payload, little endian) and the payload
+(the lines, UTF-8, joined by ``\\n``).  Writes are flushed to the OS at every
+append (a crash of the process loses nothing) and a segment is fsynced when it
+is sealed (full, or at ``close()``).  Opening scans every segment: a torn or
+corrupt tail is cut off and counted (``corrupt_bytes``); the cursor tells what
+was already delivered.  A crash between a delivery and the cursor update
+replays that record again: delivery is at least once, and InfluxDB stores a
+point written twice once (same series, same time).
+
+``read()`` hands out records in order and ``ack()`` marks one delivered (in any
+order); a fully acknowledged sealed segment is deleted.  ``prepend()`` puts
+batches before everything else (in-flight batches saved at shutdown).  When an
+append would take the directory over ``max_bytes``, the oldest segments are
+deleted first and their unread lines counted in ``dropped_lines``; ``append``
+returns what it dropped so the caller can log it.
+
+Synchronous and asyncio-free; the sink calls it from the event loop (appends
+are page-cache writes) and may pass ``seal`` to fsync sealed segments elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["Spool", "SpoolRecord", "Dropped"]
+
+log = logging.getLogger("liveprof.sinks.spool")
+
+_HEADER = struct.Struct("<4sIII")
+_MAGIC = b"LPS1"
+_SUFFIX = ".seg"
+_CURSOR = "cursor.json"
+_FIRST_SEQ = 10**12  # room below for prepend()
+
+
+@dataclass(slots=True)
+class SpoolRecord:
+    """One stored batch handed out by ``read()``; pass it back to ``ack()``."""
+
+    seq: int
+    start: int
+    end: int
+    lines: list[str]
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(slots=True)
+class Dropped:
+    """What an append dropped to stay under the bound (oldest data)."""
+
+    lines: int = 0
+    bytes: int = 0
+    segments: int = 0
+
+    def __bool__(self) -> bool:
+        return self.lines > 0 or self.bytes > 0
+
+
+@dataclass(slots=True)
+class _Segment:
+    seq: int
+    path: Path
+    size: int = 0  # valid bytes
+    lines: int = 0  # lines in the valid bytes
+    acked: int = 0  # every record before this offset is delivered
+    acked_lines: int = 0  # lines before ``acked``
+    done: dict[int, tuple[int, int]] = field(default_factory=dict)  # start -> (end, lines) acked past ``acked``
+    read: int = 0  # next record to hand out
+    read_lines: int = 0  # lines handed out so far (counting acked ones)
+    sealed: bool = True
+
+    @property
+    def unread_lines(self) -> int:
+        return self.lines - self.read_lines
+
+
+class Spool:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 16 << 20,
+        seal: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_bytes <= 0 or segment_bytes <= 0:
+            raise ValueError("spool bounds must be positive")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        # segments are the unit of dropping: keep several under the bound
+        self.segment_bytes = max(1, min(segment_bytes, max_bytes // 4))
+        self._seal_fd = seal or _fsync_close
+        self._segments: list[_Segment] = []
+        self._fd: int | None = None  # write fd of the last segment when open for appends
+        self._read_fds: dict[int, int] = {}
+        self.dropped_lines = 0
+        self.dropped_bytes = 0
+        self.corrupt_bytes = 0
+        self._closed = False
+        self._open()
+
+    # -- state ----------------------------------------------------------
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of every segment on disk (delivered parts of the first included)."""
+        return sum(s.size for s in self._segments)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes not yet acknowledged."""
+        return sum(s.size - s.acked - sum(e - st for st, (e, _) in s.done.items()) for s in self._segments)
+
+    @property
+    def pending_lines(self) -> int:
+        """Lines not yet acknowledged (handed out or not)."""
+        return sum(s.lines - s.acked_lines - sum(n for _, n in s.done.values()) for s in self._segments)
+
+    @property
+    def unread_lines(self) -> int:
+        """Lines ``read()`` has not handed out yet."""
+        return sum(s.unread_lines for s in self._segments)
+
+    def has_unread(self) -> bool:
+        return any(s.read < s.size for s in self._segments)
+
+    def __len__(self) -> int:
+        return self.pending_lines
+
+    # -- open / close -------------------------------------------------------
+
+    def _open(self) -> None:
+        cursor = self._load_cursor()
+        for path in sorted(self.directory.glob("*" + _SUFFIX)):
+            try:
+                seq = int(path.stem)
+            except ValueError:
+                continue
+            seg = _Segment(seq=seq, path=path)
+            self._scan(seg)
+            acked, done = cursor.get(seq, (0, []))
+            self._apply_cursor(seg, acked, done)
+            if seg.acked >= seg.size:
+                path.unlink(missing_ok=True)
+                continue
+            self._segments.append(seg)
+        if self.pending_lines:
+            log.info("spool %s: %d lines (%d bytes) waiting from before", self.directory,
+                     self.pending_lines, self.pending_bytes)
+        self._save_cursor()
+
+    def _scan(self, seg: _Segment) -> None:
+        """Count valid records; cut a torn or corrupt tail."""
+        data = seg.path.read_bytes()
+        pos = 0
+        lines = 0
+        while pos + _HEADER.size <= len(data):
+            magic, length, n, crc = _HEADER.unpack_from(data, pos)
+            end = pos + _HEADER.size + length
+            if magic != _MAGIC or end > len(data) or zlib.crc32(data[pos + _HEADER.size : end]) != crc:
+                break
+            pos = end
+            lines += n
+        if pos < len(data):
+            self.corrupt_bytes += len(data) - pos
+            log.warning("spool segment %s: cut %d bytes of torn or corrupt records at offset %d",
+                        seg.path.name, len(data) - pos, pos)
+            with open(seg.path, "r+b") as f:
+                f.truncate(pos)
+                os.fsync(f.fileno())
+        seg.size = pos
+        seg.lines = lines
+
+    def _apply_cursor(self, seg: _Segment, acked: int, done: list) -> None:
+        """Skip what the cursor says was delivered (by walking the headers)."""
+        done_starts = {int(s): int(e) for s, e in done}
+        pos = 0
+        with open(seg.path, "rb") as f:
+            while pos < seg.size:
+                f.seek(pos)
+                _, length, n, _ = _HEADER.unpack(f.read(_HEADER.size))
+                end = pos + _HEADER.size + length
+                if pos < acked and end <= acked:
+                    seg.acked = end
+                    seg.acked_lines += n
+                elif done_starts.get(pos) == end:
+                    seg.done[pos] = (end, n)
+                pos = end
+        self._advance_ack(seg)
+        seg.read = seg.acked
+        seg.read_lines = seg.acked_lines
+
+    def _load_cursor(self) -> dict[int, tuple[int, list]]:
+        path = self.directory / _CURSOR
+        try:
+            raw = json.loads(path.read_text())
+            return {int(k): (int(v["acked"]), v.get("done", [])) for k, v in raw.get("segments", {}).items()}
+        except FileNotFoundError:
+            return {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("spool %s: unreadable cursor, replaying every segment from its start", self.directory)
+            return {}
+
+    def _save_cursor(self) -> None:
+        segments = {
+            str(s.seq): {"acked": s.acked, "done": [[st, e] for st, (e, _) in sorted(s.done.items())]}
+            for s in self._segments
+            if s.acked or s.done
+        }
+        tmp = self.directory / (_CURSOR + ".tmp")
+        tmp.write_text(json.dumps({"segments": segments}))
+        os.replace(tmp, self.directory / _CURSOR)
+
+    def close(self) -> None:
+        """Seal the segment being written (fsync) and save the cursor."""
+        if self._closed:
+            return
+        self._seal()
+        for fd in self._read_fds.values():
+            os.close(fd)
+        self._read_fds.clear()
+        self._save_cursor()
+        self._closed = True
+
+    # -- writing --------------------------------------------------------------
+
+    def append(self, lines: list[str]) -> Dropped:
+        """Store a batch at the end; drop the oldest segments first if the bound
+        needs it (a batch larger than the bound itself is dropped)."""
+        self._check_open()
+        payload = "\n".join(lines).encode()
+        size = _HEADER.size + len(payload)
+        dropped = Dropped()
+        if size > self.max_bytes:
+            dropped.lines += len(lines)
+            dropped.bytes += size
+            self._count_drop(dropped)
+            return dropped
+        if self._fd is not None and self._segments[-1].size + size > self.segment_bytes and self._segments[-1].size:
+            self._seal()
+        while self._segments and self.disk_bytes + size > self.max_bytes:
+            self._drop_oldest(dropped)
+        if self._fd is None:
+            self._new_tail()
+        seg = self._segments[-1]
+        _write_all(self._fd, _record(payload, len(lines)))
+        seg.size += size
+        seg.lines += len(lines)
+        self._count_drop(dropped)
+        return dropped
+
+    def prepend(self, batches: list[list[str]]) -> None:
+        """Store batches before everything already spooled, in the given order,
+        in a new sealed segment (fsynced before returning)."""
+        self._check_open()
+        batches = [b for b in batches if b]
+        if not batches:
+            return
+        seq = (self._segments[0].seq if self._segments else _FIRST_SEQ) - 1
+        seg = _Segment(seq=seq, path=self.directory / f"{seq:020d}{_SUFFIX}")
+        fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            for lines in batches:
+                payload = "\n".join(lines).encode()
+                _write_all(fd, _record(payload, len(lines)))
+                seg.size += _HEADER.size + len(payload)
+                seg.lines += len(lines)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._segments.insert(0, seg)
+
+    def _new_tail(self) -> None:
+        seq = self._segments[-1].seq + 1 if self._segments else _FIRST_SEQ
+        seg = _Segment(seq=seq, path=self.directory / f"{seq:020d}{_SUFFIX}", sealed=False)
+        self._fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._segments.append(seg)
+
+    def _seal(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        tail = self._segments[-1]
+        tail.sealed = True
+        self._seal_fd(fd)
+        if tail.acked >= tail.size:
+            self._remove(tail)
+
+    def _drop_oldest(self, dropped: Dropped) -> None:
+        seg = self._segments[0]
+        if not seg.sealed:
+            self._seal()
+            if not self._segments or self._segments[0] is not seg:
+                return  # it was fully delivered and is gone already
+        dropped.lines += seg.unread_lines
+        dropped.bytes += seg.size - seg.read
+        dropped.segments += 1
+        self._remove(seg)
+        self._save_cursor()
+
+    def _remove(self, seg: _Segment) -> None:
+        fd = self._read_fds.pop(seg.seq, None)
+        if fd is not None:
+            os.close(fd)
+        seg.path.unlink(missing_ok=True)
+        self._segments.remove(seg)
+
+    def _count_drop(self, dropped: Dropped) -> None:
+        if dropped:
+            self.dropped_lines += dropped.lines
+            self.dropped_bytes += dropped.bytes
+
+    # -- reading --------------------------------------------------------------
+
+    def read(self) -> SpoolRecord | None:
+        """The next batch not handed out yet, oldest first; None when none."""
+        self._check_open()
+        for seg in self._segments:
+            while seg.read < seg.size:
+                start = seg.read
+                if start in seg.done:  # delivered before a restart
+                    end, n = seg.done[start]
+                    seg.read, seg.read_lines = end, seg.read_lines + n
+                    continue
+                fd = self._read_fd(seg)
+                header = os.pread(fd, _HEADER.size, start)
+                magic, length, n, crc = _HEADER.unpack(header)
+                payload = os.pread(fd, length, start + _HEADER.size)
+                end = start + _HEADER.size + length
+                seg.read, seg.read_lines = end, seg.read_lines + n
+                if magic != _MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
+                    # scanned at open and written by us since: only a disk fault gets here
+                    log.error("spool segment %s: corrupt record at %d, skipping the segment", seg.path.name, start)
+                    self.corrupt_bytes += seg.size - start
+                    self.dropped_lines += seg.lines - seg.read_lines + n
+                    seg.read, seg.read_lines = seg.size, seg.lines
+                    break
+                lines = payload.decode().split("\n") if n else []
+                return SpoolRecord(seq=seg.seq, start=start, end=end, lines=lines)
+        return None
+
+    def _read_fd(self, seg: _Segment) -> int:
+        fd = self._read_fds.get(seg.seq)
+        if fd is None:
+            fd = self._read_fds[seg.seq] = os.open(seg.path, os.O_RDONLY)
+        return fd
+
+    def ack(self, record: SpoolRecord) -> None:
+        """Mark a record delivered; a sealed segment delivered to its end is deleted."""
+        seg = next((s for s in self._segments if s.seq == record.seq), None)
+        if seg is None or record.start < seg.acked or record.start in seg.done:
+            return  # dropped for the bound meanwhile, or acknowledged already
+        seg.done[record.start] = (record.end, len(record.lines))
+        self._advance_ack(seg)
+        if seg.sealed and seg.acked >= seg.size:
+            self._remove(seg)
+        if not self._closed:
+            self._save_cursor()
+
+    @staticmethod
+    def _advance_ack(seg: _Segment) -> None:
+        while seg.acked in seg.done:
+            end, n = seg.done.pop(seg.acked)
+            seg.acked = end
+            seg.acked_lines += n
+
+    def unread_all(self) -> None:
+        """Hand out again every record not acknowledged (after the consumer lost them)."""
+        for seg in self._segments:
+            seg.read = seg.acked
+            seg.read_lines = seg.acked_lines
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("spool is closed")
+
+
+def _record(payload: bytes, lines: int) -> bytes:
+    return _HEADER.pack(_MAGIC, len(payload), lines, zlib.crc32(payload)) + payload
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

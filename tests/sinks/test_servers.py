@@ -1,0 +1,2 @@
+def test_x(influxd):
+    assert influxd.running
