@@ -50,6 +50,7 @@ BLOCK_MARKER = 18
 _TYPE = itemgetter(0)  # Event.type
 _TIME = itemgetter(2)  # Event.time, and _Late's sort key
 _NEG_INF = -(1 << 63)
+LATE = -1  # a _Late item's first element, where an event has its type id
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class OrderSettings:
 
 
 class _Late(tuple):
-    """A late event waiting in the sort: (None, None, sort key, event)."""
+    """A late event waiting in the sort: (LATE, None, sort key, event)."""
 
     __slots__ = ()
 
@@ -135,7 +136,7 @@ class Merge:
                 continue
             if t < frontier:
                 self.late_events += 1
-                append(_Late((None, None, frontier, ev)))
+                append(_Late((LATE, None, frontier, ev)))
                 if held_min is None or frontier < held_min:
                     held_min = frontier
             else:
@@ -216,7 +217,7 @@ class Merge:
                 for ev, t in zip(part, part_t):
                     if t < frontier:
                         self.late_events += 1
-                        append(_Late((None, None, frontier, ev)))
+                        append(_Late((LATE, None, frontier, ev)))
                         t = frontier
                     else:
                         append(ev)

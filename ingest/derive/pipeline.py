@@ -41,7 +41,7 @@ from protocol import Event
 
 from .base import DeriveSettings
 from .clock import WALL_CLOCK_TIME, Clock
-from .order import _TYPE, BLOCK_MARKER, Merge, OrderSettings, _Late
+from .order import _TYPE, BLOCK_MARKER, LATE, Merge, OrderSettings, _Late
 from .point import Point
 from .registry import REGISTRY
 
@@ -51,6 +51,7 @@ _BIT = {WALL_CLOCK_TIME: 1, OS_PID: 2, PROGRAM_ARGS: 4}
 # events routed, then fed to the derivers, at a time: few enough that they are
 # still in the CPU cache when the derivers read them
 _SLICE = 4096
+_TYPE_IDS = 1 << 16  # event type ids are 16-bit
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,12 @@ class Pipeline:
             for ty in d.wants:
                 appends.setdefault(ty, []).append(bucket.append)
                 self._wanting.setdefault(ty, []).append(d)
-        self._route = {ty: tuple(a) for ty, a in appends.items()}
-        self._route[None] = (self._late,)  # a _Late item is (None, None, key, event)
+        # type id -> the appends of its buckets; the last entry, index LATE (-1),
+        # is the route of a _Late item
+        self._route: list = [()] * (_TYPE_IDS + 1)
+        for ty, a in appends.items():
+            self._route[ty] = tuple(a)
+        self._route[LATE] = (self._late,)
         self._out: list = []  # points of the batch being dispatched
         # block markers only matter to a live merge (a whole file is sorted)
         self.wants = frozenset(appends) | (_OWN if self.merge.live else _OWN - {BLOCK_MARKER})
@@ -235,15 +240,13 @@ class Pipeline:
         buckets, each taken in one ``feed_many``; a late item first empties the
         buckets, then goes to its derivers alone (so every deriver sees its
         events in the released order)."""
-        get = self._route.get
+        route = self._route
         self._out = points
         for lo in range(start, stop, _SLICE):
             hi = min(lo + _SLICE, stop)
             for ev in (items if lo == 0 and hi == len(items) else items[lo:hi]):
-                route = get(ev[0])
-                if route is not None:
-                    for append in route:
-                        append(ev)
+                for append in route[ev[0]]:
+                    append(ev)
             self._drain(points)
         # released events that are not late come in time order: the last is the newest
         for j in range(stop - 1, start - 1, -1):
