@@ -339,8 +339,11 @@ class Spool:
         self._check_open()
         for seg in self._segments:
             while seg.read < seg.size:
+                if seg.read < seg.acked:  # acknowledged meanwhile (out of order, then the gap)
+                    seg.read, seg.read_lines = seg.acked, seg.acked_lines
+                    continue
                 start = seg.read
-                if start in seg.done:  # delivered before a restart
+                if start in seg.done:  # acknowledged out of order
                     end, n = seg.done[start]
                     seg.read, seg.read_lines = end, seg.read_lines + n
                     continue
