@@ -1,5 +1,5 @@
 """Subcommands of ``liveprof``, one module each."""
 
-from . import derive, dump, monitor
+from . import derive, dump, influx, monitor
 
-COMMANDS = [dump, derive, monitor]
+COMMANDS = [dump, derive, monitor, influx]

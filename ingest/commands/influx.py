@@ -1,0 +1,207 @@
+"""``liveprof influx setup``: create or bring up to date the database, its
+retention policies and the rollup continuous queries (docs/rollups.md);
+``liveprof influx backfill``: roll up a past time range now.
+
+The server is given by ``--influx-url URL --database NAME`` (and
+``--influx-user``, ``--influx-password``, ``--influx-token``) or the
+``LIVEPROF_INFLUX_URL``, ``LIVEPROF_INFLUX_DATABASE``, ``LIVEPROF_INFLUX_USER``,
+``LIVEPROF_INFLUX_PASSWORD``, ``LIVEPROF_INFLUX_TOKEN`` environment variables;
+flags win.  Defaults: ``http://127.0.0.1:8086``, database ``liveprof``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+
+from ..errors import LiveprofError
+from ..rollups import RetentionPolicy, Rollup, RollupConfig, statements
+
+ENV = {
+    "url": "LIVEPROF_INFLUX_URL",
+    "database": "LIVEPROF_INFLUX_DATABASE",
+    "user": "LIVEPROF_INFLUX_USER",
+    "password": "LIVEPROF_INFLUX_PASSWORD",
+    "token": "LIVEPROF_INFLUX_TOKEN",
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("influx", help="set up InfluxDB: database, retention, rollups",
+                       description="Manage the InfluxDB 1.x database liveprof writes to.")
+    actions = p.add_subparsers(dest="influx_command", required=True, metavar="ACTION")
+
+    s = actions.add_parser(
+        "setup", help="create/update the database, retention policies and rollup queries",
+        description="Create the database with its raw retention policy as the default, the "
+                    "rollup retention policies and one continuous query per rollup and "
+                    "measurement; alter what differs, keep what matches (safe to run again). "
+                    "Needs an admin user when InfluxDB has authentication on.")
+    _connection_flags(s)
+    _scheme_flags(s)
+    s.add_argument("--dry-run", action="store_true",
+                   help="print the statements for an empty server and exit (no connection)")
+    s.set_defaults(run=run_setup)
+
+    b = actions.add_parser(
+        "backfill", help="roll up a past time range now",
+        description="Run every rollup query (finest first) over a past time range: for data "
+                    "older than the continuous queries look back (an imported old log, an "
+                    "outage longer than a rollup's resample window).")
+    _connection_flags(b)
+    _scheme_flags(b)
+    b.add_argument("--start", required=True, metavar="TIME",
+                   help="ISO 8601 time (UTC unless it has an offset) or Unix ns")
+    b.add_argument("--end", default=None, metavar="TIME", help="default now")
+    b.set_defaults(run=run_backfill)
+
+
+def _connection_flags(p) -> None:
+    g = p.add_argument_group("InfluxDB (flags over LIVEPROF_INFLUX_* environment variables)")
+    g.add_argument("--influx-url", metavar="URL", help="default http://127.0.0.1:8086")
+    g.add_argument("--database", metavar="NAME", help="default liveprof")
+    g.add_argument("--influx-user", metavar="USER")
+    g.add_argument("--influx-password", metavar="PASSWORD")
+    g.add_argument("--influx-token", metavar="TOKEN")
+
+
+def _scheme_flags(p) -> None:
+    g = p.add_argument_group("retention and rollups (default: raw 7d; 1m for 90d; 1h for 1095d)")
+    g.add_argument("--raw-policy", metavar="NAME", default="raw",
+                   help="name of the raw (default) retention policy (default raw)")
+    g.add_argument("--raw-duration", metavar="DURATION", default="7d",
+                   help="how long raw points are kept (default 7d; INF: for ever)")
+    g.add_argument("--rollup", action="append", metavar="NAME:INTERVAL:DURATION[:RESAMPLE_FOR]",
+                   help="a rollup level, finest first, repeatable (replaces the defaults), "
+                        "e.g. --rollup 1m:1m:90d:10m --rollup 1h:1h:1095d:2h")
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(ENV[name])
+    return value if value else None
+
+
+def connection_settings(args) -> dict:
+    """url, database, user, password, token: flags, else environment, else defaults."""
+    return {
+        "url": args.influx_url or _env("url") or "http://127.0.0.1:8086",
+        "database": args.database or _env("database") or "liveprof",
+        "user": args.influx_user or _env("user"),
+        "password": args.influx_password or _env("password"),
+        "token": args.influx_token or _env("token"),
+    }
+
+
+def _parse_rollup(text: str) -> Rollup:
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not all(parts):
+        raise ValueError(f"--rollup {text!r}: expected NAME:INTERVAL:DURATION[:RESAMPLE_FOR]")
+    return Rollup(name=parts[0], interval=parts[1], duration=parts[2],
+                  resample_for=parts[3] if len(parts) == 4 else None)
+
+
+def build_config(args):
+    """The ``InfluxSetupConfig`` of the command line and environment;
+    ``ValueError`` (pydantic's included) names what is wrong."""
+    from ..influx_setup import InfluxSetupConfig
+
+    conn = connection_settings(args)
+    scheme: dict = {"database": conn.pop("database"),
+                    "raw": RetentionPolicy(name=args.raw_policy, duration=args.raw_duration)}
+    if args.rollup:
+        scheme["rollups"] = [_parse_rollup(r) for r in args.rollup]
+    return InfluxSetupConfig(**conn, rollups=RollupConfig(**scheme))
+
+
+def _config_or_error(args):
+    try:
+        return build_config(args)
+    except ValidationError as exc:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'setting'}: {e['msg']}"
+                         for e in exc.errors())
+        print(f"liveprof influx: invalid setting: {msgs}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"liveprof influx: {exc}", file=sys.stderr)
+    return None
+
+
+def run_setup(args) -> int:
+    if args.dry_run:
+        # no connection needed: only the scheme flags and the database name matter
+        try:
+            conn = connection_settings(args)
+            scheme = {"database": conn["database"],
+                      "raw": RetentionPolicy(name=args.raw_policy, duration=args.raw_duration)}
+            if args.rollup:
+                scheme["rollups"] = [_parse_rollup(r) for r in args.rollup]
+            config = RollupConfig(**scheme)
+        except ValueError as exc:
+            print(f"liveprof influx: {exc}", file=sys.stderr)
+            return 2
+        for statement in statements(config):
+            print(statement + ";")
+        return 0
+    config = _config_or_error(args)
+    if config is None:
+        return 2
+    from ..influx_setup import setup
+
+    try:
+        report = asyncio.run(setup(config))
+    except LiveprofError as exc:
+        print(f"liveprof influx setup: {exc}", file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(line)
+    changed = len(report.changed)
+    print(f"{config.url} database {report.database}: "
+          f"{changed} change{'s' if changed != 1 else ''}, {len(report.kept)} kept")
+    return 0
+
+
+def parse_time(text: str) -> int:
+    """ISO 8601 (UTC unless it has an offset) or an integer of Unix ns."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (ISO 8601 like 2024-05-01T12:00 or Unix ns)") \
+            from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
+
+
+def run_backfill(args) -> int:
+    config = _config_or_error(args)
+    if config is None:
+        return 2
+    try:
+        start = parse_time(args.start)
+        end = parse_time(args.end) if args.end else int(datetime.now(timezone.utc).timestamp() * 1e9)
+    except ValueError as exc:
+        print(f"liveprof influx backfill: {exc}", file=sys.stderr)
+        return 2
+    if end <= start:
+        print("liveprof influx backfill: --end must be after --start", file=sys.stderr)
+        return 2
+    from ..influx_setup import backfill
+
+    try:
+        report = asyncio.run(backfill(config, start, end))
+    except LiveprofError as exc:
+        print(f"liveprof influx backfill: {exc}", file=sys.stderr)
+        return 1
+    for key, n in report.written.items():
+        if n:
+            print(f"{key}: {n} points")
+    for key, n in report.beyond_retention.items():
+        print(f"{key}: {n} points older than the policy keeps, dropped (the rest written)")
+    print(f"{sum(report.written.values())} rollup points written")
+    return 0
