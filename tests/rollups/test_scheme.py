@@ -1,0 +1,180 @@
+"""The scheme as data (no server): every field liveprof derives is rolled up,
+the generated InfluxQL names every output at every level, coarser levels read
+only what finer ones store, and the config refuses what cannot work."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, strategies as st
+
+from ingest.derive.registry import REGISTRY
+from ingest import rollups
+from ingest.rollups import (AGGREGATIONS, RetentionPolicy, Rollup, RollupConfig, ServerState,
+                            continuous_queries, format_duration, normalize_cq, outputs,
+                            parse_duration, plan, quote_ident, select_fields, statements)
+
+from .derived import data_logs, derive_lines, emitted_fields
+
+FINE = RollupConfig(database="fine", raw=RetentionPolicy(name="raw", duration="1d"), rollups=[
+    Rollup(name="r200ms", interval="200ms", duration="1h"),
+    Rollup(name="r1s", interval="1s", duration="1h", resample_for="10s"),
+    Rollup(name="r5s", interval="5s", duration="2h", resample_for="1m")])
+CONFIGS = {"default": RollupConfig(), "fine": FINE}
+
+
+@pytest.mark.parametrize("log", data_logs(), ids=lambda p: p.name)
+def test_every_field_derive_emits_is_rolled_up(log):
+    emitted = emitted_fields(derive_lines(log))
+    assert rollups.uncovered(emitted) == {}
+
+
+def test_the_corpus_exercises_most_of_the_table():
+    """The coverage test above is only as good as what the logs emit: they
+    must emit most measurements (a broken derive emitting nothing would pass it)."""
+    union: dict[str, set[str]] = {}
+    for log in data_logs():
+        for m, fields in emitted_fields(derive_lines(log)).items():
+            union.setdefault(m, set()).update(fields)
+    assert set(union) == set(AGGREGATIONS), set(AGGREGATIONS) ^ set(union)
+
+
+def test_table_and_registry_name_the_same_measurements():
+    assert set(AGGREGATIONS) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_statements_have_one_cq_per_rollup_and_measurement(name):
+    config = CONFIGS[name]
+    stmts = statements(config)
+    cqs = [s for s in stmts if s.startswith("CREATE CONTINUOUS QUERY")]
+    assert len(cqs) == len(config.rollups) * len(AGGREGATIONS)
+    for level, r in enumerate(config.rollups):
+        source = config.raw.name if level == 0 else config.rollups[level - 1].name
+        for m in AGGREGATIONS:
+            cq = next(s for s in cqs if f'"{config.cq_prefix}_{r.name}_{m}"' in s)
+            assert f'INTO {quote_ident(config.database)}.{quote_ident(r.name)}.{quote_ident(m)} ' in cq
+            assert f'FROM {quote_ident(config.database)}.{quote_ident(source)}.{quote_ident(m)} ' in cq
+            assert f"GROUP BY time({r.interval}), *" in cq
+            for o in outputs(m):
+                assert f"AS {quote_ident(o.name)}" in cq
+            if level == 0:
+                for fld in AGGREGATIONS[m]:
+                    assert f"({quote_ident(fld)})" in cq, (m, fld)
+    # the raw policy is the database's default, created with it
+    assert stmts[0].startswith(f'CREATE DATABASE "{config.database}" WITH DURATION {config.raw.duration}')
+    assert stmts[0].endswith(f'NAME "{config.raw.name}"')
+
+
+@pytest.mark.parametrize("m", list(AGGREGATIONS))
+def test_a_coarser_level_reads_only_what_the_finer_one_stores(m):
+    names = {o.name for o in outputs(m)}
+    read = set(re.findall(r'\w+\("([^"]+)"\)', select_fields(m, 1)))
+    assert read <= names, read - names
+    # and every output is written at every level
+    for level in (0, 1):
+        written = re.findall(r'AS "([^"]+)"', select_fields(m, level))
+        assert sorted(written) == sorted(names)
+
+
+@pytest.mark.parametrize("m", list(AGGREGATIONS))
+def test_output_names_do_not_shadow_other_raw_fields(m):
+    raw = set(AGGREGATIONS[m])
+    for o in outputs(m):
+        assert o.name not in raw or o.name == o.source, (o, "would overwrite another field")
+
+
+def test_kinds_follow_the_rules():
+    # pause maxima are max, times and counts are sum, gauges mean+max, counters last
+    gc = {o.name: o.function for o in outputs("gc")}
+    assert gc["pause_ns"] == "sum" and gc["pause_ns_max"] == "max" and gc["pause_ns_count"] == "count"
+    heap = {o.name: o.function for o in outputs("heap")}
+    assert heap["size_max_bytes"] == "max" and heap["size_bytes"] == "mean"
+    assert heap["mblocks_current"] == "mean" and heap["mblocks_current_max"] == "max"
+    sparks = {o.name: o.function for o in outputs("sparks")}
+    assert sparks["created"] == "last" and sparks["created_delta"] == "sum"
+    for o in outputs("capability") + outputs("threads") + outputs("spans"):
+        assert o.function == "sum"
+
+
+@given(st.integers(min_value=1, max_value=10**6),
+       st.sampled_from(["ns", "u", "ms", "s", "m", "h", "d", "w"]))
+def test_duration_literals_round_trip(n, unit):
+    ns = parse_duration(f"{n}{unit}")
+    assert parse_duration(format_duration(ns)) == ns
+
+
+def test_duration_parse():
+    assert parse_duration("1h30m") == parse_duration("90m") == 5400 * 10**9
+    assert parse_duration("INF") == 0
+    for bad in ("", "7", "d", "1x", "1h 2m", "-1h"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_config_refusals():
+    with pytest.raises(ValueError, match="multiple"):
+        RollupConfig(rollups=[Rollup(name="a", interval="1m", duration="1d"),
+                              Rollup(name="b", interval="90s", duration="1d")])
+    with pytest.raises(ValueError, match="differ"):
+        RollupConfig(rollups=[Rollup(name="raw", interval="1m", duration="1d")])
+    with pytest.raises(ValueError, match="reads"):
+        # the 1h level reads 1m points kept 1h: gone before a 2h run reads them
+        RollupConfig(rollups=[Rollup(name="a", interval="1m", duration="1h"),
+                              Rollup(name="b", interval="1h", duration="1d", resample_for="2h")])
+    with pytest.raises(ValueError, match="at least the interval"):
+        Rollup(name="a", interval="1h", duration="1d", resample_for="10m")
+    with pytest.raises(ValueError, match="1h"):
+        RetentionPolicy(name="raw", duration="30m")
+    RetentionPolicy(name="raw", duration="INF")
+
+
+def _requote(text: str) -> str:
+    """What InfluxDB does to a statement it stores: plain identifiers lose their
+    quotes, durations come back in their largest unit."""
+    text = re.sub(r'"([A-Za-z_][A-Za-z0-9_]*)"', r"\1", text)
+    return re.sub(r"\b(\d+)(ns|u|ms|s|m|h|d|w)\b",
+                  lambda mm: format_duration(parse_duration(mm.group(0))), text)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_normalize_sees_through_quoting_and_units_but_not_changes(name):
+    for stmt in continuous_queries(CONFIGS[name]).values():
+        assert normalize_cq(_requote(stmt)) == normalize_cq(stmt)
+        assert normalize_cq(stmt.replace('(', 'first(', 1)) != normalize_cq(stmt)
+        assert normalize_cq(stmt.replace(' AS "', ' AS "x', 1)) != normalize_cq(stmt)
+        assert normalize_cq(stmt.replace(" BEGIN", " RESAMPLE EVERY 5m BEGIN")
+                            if "RESAMPLE" not in stmt else stmt.replace("RESAMPLE", "RESAMPLE EVERY 5m")
+                            ) != normalize_cq(stmt)
+
+
+def _matching_state(config: RollupConfig) -> ServerState:
+    state = ServerState(database_exists=True)
+    for p, default in [(config.raw, True)] + [(r, False) for r in config.rollups]:
+        state.policies[p.name] = rollups.ObservedPolicy(p.name, p.duration_ns, 86400 * 10**9, default)
+    state.continuous_queries = {n: _requote(s) for n, s in continuous_queries(config).items()}
+    return state
+
+
+def test_plan_against_a_matching_server_keeps_everything():
+    config = RollupConfig()
+    steps = plan(config, _matching_state(config))
+    assert {s.action for s in steps} == {"keep"}
+    assert all(not s.statements for s in steps)
+
+
+def test_plan_alters_replaces_and_drops_only_what_differs():
+    config = RollupConfig()
+    state = _matching_state(config)
+    state.policies["raw"] = rollups.ObservedPolicy("raw", parse_duration("3d"), 0, False)
+    tampered = "liveprof_1m_gc"
+    state.continuous_queries[tampered] = state.continuous_queries[tampered].replace("max(", "min(")
+    state.continuous_queries["liveprof_10m_gc"] = "CREATE CONTINUOUS QUERY liveprof_10m_gc ON x BEGIN END"
+    state.continuous_queries["someone_elses"] = "CREATE CONTINUOUS QUERY someone_elses ON x BEGIN END"
+    changed = {(s.action, s.name): s for s in plan(config, state) if s.action != "keep"}
+    assert set(changed) == {("alter", "raw"), ("replace", tampered), ("drop", "liveprof_10m_gc")}
+    alter = changed[("alter", "raw")].statements[0]
+    assert "DURATION 1w" in alter and alter.endswith("DEFAULT")
+    drop, create = changed[("replace", tampered)].statements
+    assert drop.startswith("DROP CONTINUOUS QUERY") and create == continuous_queries(config)[tampered]

@@ -1,0 +1,199 @@
+"""``setup`` and ``liveprof influx setup`` against a real influxd: what it
+creates is what the server then shows, a second run changes nothing, changed
+settings are altered or replaced, credentials are used and refusals are clear."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from ingest.influx_setup import InfluxSetupConfig, setup
+from ingest.rollups import (AGGREGATIONS, RetentionPolicy, Rollup, RollupConfig, continuous_queries,
+                            normalize_cq, parse_duration, parse_go_duration)
+from ingest.sinks.errors import SinkAuthError
+
+from .derived import REPO
+
+
+def _name() -> str:
+    return f"rollups_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def database(influxd):
+    """A database name nothing uses yet (setup creates it); dropped after."""
+    if not influxd.running:
+        influxd.start()
+    name = _name()
+    yield name
+    if not influxd.running:
+        influxd.start()
+    influxd.query(f'DROP DATABASE "{name}"')
+
+
+def _config(server, database, **rollups) -> InfluxSetupConfig:
+    return InfluxSetupConfig(url=server.url, rollups=RollupConfig(database=database, **rollups))
+
+
+def policies(server, database) -> dict[str, dict]:
+    rows = server.series(f'SHOW RETENTION POLICIES ON "{database}"', database)[0]
+    return {r[0]: dict(zip(rows["columns"], r)) for r in rows["values"]}
+
+
+def cqs(server, database) -> dict[str, str]:
+    for s in server.query("SHOW CONTINUOUS QUERIES")[0].get("series", []):
+        if s["name"] == database:
+            return {name: q for name, q in s["values"]}
+    return {}
+
+
+def assert_server_matches(server, config: RollupConfig) -> None:
+    pols = policies(server, config.database)
+    for p in [config.raw, *config.rollups]:
+        assert parse_go_duration(pols[p.name]["duration"]) == p.duration_ns, p.name
+    assert [n for n, row in pols.items() if row["default"]] == [config.raw.name]
+    have = cqs(server, config.database)
+    want = continuous_queries(config)
+    assert set(have) == set(want)
+    for name, statement in want.items():
+        assert normalize_cq(have[name]) == normalize_cq(statement), name
+
+
+async def test_setup_creates_the_scheme_and_a_second_run_changes_nothing(influxd, database):
+    config = _config(influxd, database)
+    first = await setup(config)
+    assert {(s.action, s.kind) for s in first.steps} == {
+        ("create", "database"), ("create", "retention policy"), ("create", "continuous query")}
+    assert_server_matches(influxd, config.rollups)
+    # no autogen: the raw policy was created as the database's default
+    assert set(policies(influxd, database)) == {"raw", "1m", "1h"}
+
+    second = await setup(config)
+    assert second.changed == []
+    assert len(second.kept) == len(first.steps)
+    assert_server_matches(influxd, config.rollups)
+
+
+async def test_changed_durations_are_altered_and_changed_queries_replaced(influxd, database):
+    await setup(_config(influxd, database))
+    before = cqs(influxd, database)
+    changed = _config(influxd, database,
+                      raw=RetentionPolicy(name="raw", duration="3d", shard_duration="12h"),
+                      rollups=[Rollup(name="1m", interval="1m", duration="30d", resample_for="15m"),
+                               Rollup(name="1h", interval="1h", duration="1095d", resample_for="2h")])
+    report = await setup(changed)
+    done = {(s.action, s.name) for s in report.changed}
+    assert done == {("alter", "raw"), ("alter", "1m")} | {
+        ("replace", f"liveprof_1m_{m}") for m in AGGREGATIONS}
+    assert_server_matches(influxd, changed.rollups)
+    assert parse_go_duration(policies(influxd, database)["raw"]["shardGroupDuration"]) == parse_duration("12h")
+    after = cqs(influxd, database)
+    assert all(after[f"liveprof_1h_{m}"] == before[f"liveprof_1h_{m}"] for m in AGGREGATIONS)
+    assert (await setup(changed)).changed == []
+
+
+async def test_tampered_stale_and_foreign_queries(influxd, database):
+    config = _config(influxd, database)
+    await setup(config)
+    name = "liveprof_1m_heap"
+    influxd.query(f'DROP CONTINUOUS QUERY "{name}" ON "{database}"')
+    influxd.query(f'CREATE CONTINUOUS QUERY "{name}" ON "{database}" BEGIN SELECT max("size_bytes") '
+                  f'AS "size_bytes" INTO "{database}"."1m"."heap" FROM "{database}"."raw"."heap" '
+                  f'GROUP BY time(1m), * END')
+    for extra in ("liveprof_5m_gc", "mine_gc"):
+        influxd.query(f'CREATE CONTINUOUS QUERY "{extra}" ON "{database}" BEGIN SELECT max("pause_ns") '
+                      f'AS "pause_ns" INTO "{database}"."1m"."gc_x" FROM "{database}"."raw"."gc" '
+                      f'GROUP BY time(5m), * END')
+    report = await setup(config)
+    assert {(s.action, s.name) for s in report.changed} == {("replace", name), ("drop", "liveprof_5m_gc")}
+    have = cqs(influxd, database)
+    assert "mine_gc" in have and "liveprof_5m_gc" not in have
+    assert normalize_cq(have[name]) == normalize_cq(continuous_queries(config.rollups)[name])
+
+
+async def test_a_database_made_by_someone_else_gets_raw_as_its_default(influxd, database):
+    influxd.query(f'CREATE DATABASE "{database}"')  # autogen, as a sink's CREATE DATABASE makes it
+    report = await setup(_config(influxd, database))
+    assert ("keep", "database") in {(s.action, s.kind) for s in report.steps}
+    pols = policies(influxd, database)
+    assert pols["raw"]["default"] and not pols["autogen"]["default"]
+    # a write that names no policy lands in raw
+    influxd.write(f"probe v=1i {_now_ns()}", database)
+    assert influxd.series('SELECT count("v") FROM "raw"."probe"', database)[0]["values"][0][1] == 1
+
+
+def _now_ns() -> int:
+    import time
+    return time.time_ns()
+
+
+async def test_credentials_are_used_and_a_refusal_is_clear(influxd_factory):
+    server = influxd_factory(auth=True)
+    db = _name()
+    good = InfluxSetupConfig(url=server.url, user=server.admin_user, password=server.admin_password,
+                             rollups=RollupConfig(database=db))
+    bad = good.model_copy(update={"password": good.password.__class__("wrong-secret")})
+    with pytest.raises(SinkAuthError) as err:
+        await setup(bad)
+    assert "401" in str(err.value) and server.admin_user in str(err.value)
+    assert "wrong-secret" not in str(err.value)
+    report = await setup(good)
+    assert report.changed
+    assert (await setup(good)).changed == []
+    assert_server_matches(server, good.rollups)
+
+
+def _cli(args, env_extra) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPROF_INFLUX_")}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-m", "ingest.cli", "influx", "setup", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_reads_the_environment_and_flags_win(influxd, database):
+    env = {"LIVEPROF_INFLUX_URL": influxd.url, "LIVEPROF_INFLUX_DATABASE": database}
+    first = _cli([], env)
+    assert first.returncode == 0, first.stderr
+    assert f"created database {database}" in first.stdout
+    assert first.stdout.count("created continuous query") == 2 * len(AGGREGATIONS)
+    assert_server_matches(influxd, RollupConfig(database=database))
+    again = _cli([], env)
+    assert again.returncode == 0, again.stderr
+    assert "created" not in again.stdout and "0 changes" in again.stdout
+    # the flag wins over the environment
+    other = _name()
+    try:
+        by_flag = _cli(["--database", other, "--raw-duration", "30d"], env)
+        assert by_flag.returncode == 0, by_flag.stderr
+        assert f"created database {other}" in by_flag.stdout
+        assert parse_go_duration(policies(influxd, other)["raw"]["duration"]) == parse_duration("30d")
+    finally:
+        influxd.query(f'DROP DATABASE "{other}"')
+
+
+def test_cli_with_credentials_from_the_environment(influxd_factory):
+    server = influxd_factory(auth=True)
+    db = _name()
+    env = {"LIVEPROF_INFLUX_URL": server.url, "LIVEPROF_INFLUX_DATABASE": db,
+           "LIVEPROF_INFLUX_USER": server.admin_user, "LIVEPROF_INFLUX_PASSWORD": "not-it-at-all"}
+    refused = _cli([], env)
+    assert refused.returncode == 1
+    assert "401" in refused.stderr and "not-it-at-all" not in refused.stderr + refused.stdout
+    env["LIVEPROF_INFLUX_PASSWORD"] = server.admin_password
+    ok = _cli([], env)
+    assert ok.returncode == 0, ok.stderr
+    assert f"created database {db}" in ok.stdout
+
+
+def test_cli_unreachable_server_and_bad_settings():
+    from tests.servers import free_port
+    down = _cli([], {"LIVEPROF_INFLUX_URL": f"http://127.0.0.1:{free_port()}"})
+    assert down.returncode == 1 and "unreachable" in down.stderr
+    bad = _cli(["--rollup", "1m:90s:1d", "--rollup", "x:2m:1d"], {})
+    assert bad.returncode == 2 and "multiple" in bad.stderr
+    both = _cli(["--influx-token", "t", "--influx-user", "u"], {})
+    assert both.returncode == 2 and "token" in both.stderr
