@@ -54,8 +54,7 @@ class CapabilityDeriver:
         we = clock.end
         caps = self._caps
         state_of = _STATE
-        for ev in events:
-            ty, _, t, cap, fields = ev
+        for ty, _, t, cap, fields in events:
             state = state_of[ty]
             if state is not None:
                 if cap is None:

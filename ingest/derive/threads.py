@@ -94,8 +94,7 @@ class ThreadsDeriver:
         labels, running, acc = self._labels, self._running, self._acc
         stops = self._stops
         unlabelled, finished, n_status = UNLABELLED, FINISHED, N_STATUS
-        for ev in events:
-            ty, _, t, cap, fields = ev
+        for ty, _, t, cap, fields in events:
             if t >= we:
                 out.extend(clock.advance(t, self._close, running.__len__))
                 ws, we = clock.start, clock.end
