@@ -145,6 +145,30 @@ def emitted_fields(lines) -> dict[str, set[str]]:
     return out
 
 
+def shifted(points: list[Line], shift: int) -> list[Line]:
+    return [Line(p.measurement, p.tags, p.fields, p.time + shift) for p in points]
+
+
+def to_line(p: Line) -> str:
+    def esc(s, chars):
+        for c in chars:
+            s = s.replace(c, "\\" + c)
+        return s
+    head = ",".join([esc(p.measurement, ", ")] + [f"{esc(k, ',= ')}={esc(v, ',= ')}" for k, v in p.tags])
+    fields = []
+    for k, v in p.fields.items():
+        if isinstance(v, bool):
+            val = "true" if v else "false"
+        elif isinstance(v, int):
+            val = f"{v}i"
+        elif isinstance(v, float):
+            val = repr(v)
+        else:
+            val = '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        fields.append(f"{esc(k, ',= ')}={val}")
+    return f"{head} {','.join(fields)} {p.time}"
+
+
 # -- what InfluxDB stores, and what the rollups should be ------------------------
 
 Key = tuple[str, tuple[tuple[str, str], ...], int]  # measurement, tags, time
@@ -195,5 +219,12 @@ def expected_rollup(store: dict[Key, dict], interval_ns: int) -> dict[Key, dict]
     return out
 
 
-def measurements() -> list[str]:
-    return list(AGGREGATIONS)
+def actual_rollup(server, database: str, policy: str) -> dict:
+    out = {}
+    for m in AGGREGATIONS:
+        for s in server.series(f'SELECT * FROM "{database}"."{policy}"."{m}" GROUP BY *', database):
+            tags = tuple(sorted((k, v) for k, v in (s.get("tags") or {}).items() if v != ""))
+            for row in s["values"]:
+                fields = {c: v for c, v in zip(s["columns"][1:], row[1:]) if v is not None}
+                out[(m, tags, row[0])] = fields
+    return out

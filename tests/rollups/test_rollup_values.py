@@ -20,7 +20,8 @@ import pytest
 from ingest.influx_setup import InfluxSetupConfig, backfill, setup
 from ingest.rollups import AGGREGATIONS, RetentionPolicy, Rollup, RollupConfig, outputs
 
-from .derived import Line, data_logs, derive_lines, expected_rollup, parse, stored
+from .derived import (Line, actual_rollup, data_logs, derive_lines, expected_rollup, parse, shifted,
+                      stored, to_line)
 
 HOUR = 3600 * 10**9
 
@@ -34,41 +35,6 @@ SCHEMES = {
         Rollup(name="r5s", interval="5s", duration="2d", resample_for="1m")]), 0.05),
 }
 LOGS = [log for log in data_logs() if derive_lines(log)]
-
-
-def shifted(points: list[Line], shift: int) -> list[Line]:
-    return [Line(p.measurement, p.tags, p.fields, p.time + shift) for p in points]
-
-
-def to_line(p: Line) -> str:
-    def esc(s, chars):
-        for c in chars:
-            s = s.replace(c, "\\" + c)
-        return s
-    head = ",".join([esc(p.measurement, ", ")] + [f"{esc(k, ',= ')}={esc(v, ',= ')}" for k, v in p.tags])
-    fields = []
-    for k, v in p.fields.items():
-        if isinstance(v, bool):
-            val = "true" if v else "false"
-        elif isinstance(v, int):
-            val = f"{v}i"
-        elif isinstance(v, float):
-            val = repr(v)
-        else:
-            val = '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        fields.append(f"{esc(k, ',= ')}={val}")
-    return f"{head} {','.join(fields)} {p.time}"
-
-
-def actual_rollup(server, database: str, policy: str) -> dict:
-    out = {}
-    for m in AGGREGATIONS:
-        for s in server.series(f'SELECT * FROM "{database}"."{policy}"."{m}" GROUP BY *', database):
-            tags = tuple(sorted((k, v) for k, v in (s.get("tags") or {}).items() if v != ""))
-            for row in s["values"]:
-                fields = {c: v for c, v in zip(s["columns"][1:], row[1:]) if v is not None}
-                out[(m, tags, row[0])] = fields
-    return out
 
 
 def field_types(server, database: str, policy: str) -> dict[tuple[str, str], str]:

@@ -197,3 +197,68 @@ def test_cli_unreachable_server_and_bad_settings():
     assert bad.returncode == 2 and "multiple" in bad.stderr
     both = _cli(["--influx-token", "t", "--influx-user", "u"], {})
     assert both.returncode == 2 and "token" in both.stderr
+
+
+def test_cli_dry_run_prints_the_library_statements():
+    from ingest.rollups import statements
+    out = _cli(["--dry-run", "--database", "dry", "--raw-duration", "3d",
+                "--rollup", "5m:5m:30d", "--rollup", "1d:1d:INF:2d"], {})
+    assert out.returncode == 0, out.stderr
+    config = RollupConfig(database="dry", raw=RetentionPolicy(name="raw", duration="3d"), rollups=[
+        Rollup(name="5m", interval="5m", duration="30d"),
+        Rollup(name="1d", interval="1d", duration="INF", resample_for="2d")])
+    assert out.stdout.splitlines() == [s + ";" for s in statements(config)]
+
+
+def test_cli_backfill_rolls_up_a_past_range(influxd, database):
+    import time
+    from .derived import data_logs, derive_lines, expected_rollup, parse, shifted, stored, to_line, actual_rollup
+    env = {"LIVEPROF_INFLUX_URL": influxd.url, "LIVEPROF_INFLUX_DATABASE": database}
+    assert _cli([], env).returncode == 0
+    log = next(p for p in data_logs() if p.name == "sleep.hd.eventlog")
+    points = parse(derive_lines(log))
+    hour = 3600 * 10**9
+    points = shifted(points, (time.time_ns() // hour - 5) * hour - min(p.time for p in points) // hour * hour)
+    influxd.write([to_line(p) for p in points], database)
+    start, end = min(p.time for p in points), max(p.time for p in points) + 1
+    env_b = {k: v for k, v in os.environ.items() if not k.startswith("LIVEPROF_INFLUX_")} | env
+    out = subprocess.run([sys.executable, "-m", "ingest.cli", "influx", "backfill",
+                          "--start", str(start), "--end", str(end)],
+                         cwd=REPO, env=env_b, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    store = stored(points)
+    total = 0
+    for r in RollupConfig().rollups:
+        want = expected_rollup(store, r.interval_ns)
+        assert set(actual_rollup(influxd, database, r.name)) == set(want)
+        total += len(want)
+    assert f"{total} rollup points written" in out.stdout
+
+
+async def test_a_token_is_sent_as_the_authorization_header():
+    """influxd 1.6 has no token auth (1.8+ does): a stand-in /query endpoint
+    records the header setup sends and answers like an empty server."""
+    from aiohttp import web
+    seen = []
+
+    async def query(request):
+        seen.append(request.headers.get("Authorization"))
+        form = await request.post()
+        if form["q"] == "SHOW DATABASES":
+            return web.json_response({"results": [{"statement_id": 0, "series": [
+                {"name": "databases", "columns": ["name"], "values": []}]}]})
+        return web.json_response({"results": [{"statement_id": 0}]})
+
+    app = web.Application()
+    app.router.add_post("/query", query)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        report = await setup(InfluxSetupConfig(url=f"http://127.0.0.1:{port}", token="tok-123"))
+    finally:
+        await runner.cleanup()
+    assert report.changed and len(seen) == 1 + sum(len(s.statements) for s in report.steps)
+    assert set(seen) == {"Token tok-123"}
