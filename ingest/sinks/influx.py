@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from ingest.sinks._retry import Action, Backoff, classify, retry_after
 from ingest.sinks.errors import SinkAuthError, SinkError
 from ingest.sinks.influx_api import InfluxClient, Series, WriteError, parse_write_error
-from ingest.sinks.spool import Spool, SpoolRecord
+from ingest.sinks.spool import Spool, SpoolRecord, fsync_close
 
 if TYPE_CHECKING:
     from ingest.derive.point import Point
@@ -85,6 +85,7 @@ class InfluxSinkConfig(BaseModel):
     )
     close_timeout: float = Field(10.0, ge=0, description="how long close() tries to deliver before spooling")
     check_on_start: bool = Field(True, description="probe /ping and the credentials when entering")
+    create_database: bool = Field(False, description="CREATE DATABASE when entering (needs admin rights)")
 
     @model_validator(mode="after")
     def _credentials(self):
@@ -150,8 +151,7 @@ class InfluxSink:
         if config is None:
             config = InfluxSinkConfig(**overrides)
         elif overrides:
-            config = config.model_copy(update=overrides)
-            InfluxSinkConfig.model_validate(config.model_dump())
+            config = InfluxSinkConfig.model_validate({**config.model_dump(), **overrides})
         self.config = config
         self.stats = SinkStats()
         self._session = session
@@ -200,11 +200,19 @@ class InfluxSink:
             timeout=cfg.timeout,
         )
         if cfg.spool_dir is not None:
-            self._spool = Spool(cfg.spool_dir, max_bytes=cfg.spool_max_bytes, segment_bytes=cfg.spool_segment_bytes)
+            loop = asyncio.get_running_loop()
+            self._spool = Spool(
+                cfg.spool_dir,
+                max_bytes=cfg.spool_max_bytes,
+                segment_bytes=cfg.spool_segment_bytes,
+                seal=lambda fd: loop.run_in_executor(None, fsync_close, fd),  # fsync off the loop
+            )
             self._seq = self._spool.pending_lines  # replayed first, flushed like submitted lines
         self._wake = asyncio.Event()
         self._state = "open"
         try:
+            if cfg.create_database:
+                await self._create_database()
             if cfg.check_on_start:
                 await self._check_start()
         except BaseException:
@@ -213,6 +221,15 @@ class InfluxSink:
             raise
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="sink:influxdb")
         self._update_gauges()
+
+    async def _create_database(self) -> None:
+        assert self.client is not None
+        try:
+            await self.client.ensure_database(self.config.database)
+        except SinkError as exc:
+            if not exc.retryable:
+                raise
+            log.warning("cannot create database %r yet: %s", self.config.database, exc)
 
     async def _check_start(self) -> None:
         try:
@@ -303,8 +320,8 @@ class InfluxSink:
     def submit(self, items: Iterable[Point | str]) -> None:
         """Queue points or lines; returns at once.  Past ``memory_max_bytes``
         the oldest buffered lines go to the spool (or are dropped, counted)."""
-        if self._state not in ("open", "new"):
-            raise SinkError("submit() on a closed InfluxSink")
+        if self._state != "open":
+            raise SinkError(f"submit() on an InfluxSink that is {self._state}, not open")
         lines = [item if isinstance(item, str) else item.to_line() for item in items]
         if not lines:
             return
@@ -530,12 +547,15 @@ class InfluxSink:
                     self.stats.dropped_retries += len(lines)
                     self._healthy = True  # let the next batch make its own attempts
                     return 0, len(lines)
+                delay = max(wait or 0.0, backoff.next_delay())
                 if self._healthy:
                     log.warning("InfluxDB write failed (%s); retrying with backoff, buffering meanwhile", detail)
+                log.debug("batch of %d lines: attempt %d failed (%s); next in %.2f s",
+                          len(lines), attempts, detail, delay)
                 self._healthy = False
                 self.stats.retried += 1
                 self.stats.last_error = detail
-                await asyncio.sleep(max(wait or 0.0, backoff.next_delay()))
+                await asyncio.sleep(delay)
                 continue
             if action is Action.DROP:
                 self._recovered()  # InfluxDB answers: the trouble is the data

@@ -26,7 +26,8 @@ deleted first and their unread lines counted in ``dropped_lines``; ``append``
 returns what it dropped so the caller can log it.
 
 Synchronous and asyncio-free; the sink calls it from the event loop (appends
-are page-cache writes) and may pass ``seal`` to fsync sealed segments elsewhere.
+are page-cache writes) and may pass ``seal`` to fsync full segments elsewhere
+(a thread); ``close()`` always syncs the last one itself.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["Spool", "SpoolRecord", "Dropped"]
+__all__ = ["Spool", "SpoolRecord", "Dropped", "fsync_close"]
 
 log = logging.getLogger("liveprof.sinks.spool")
 
@@ -111,7 +112,7 @@ class Spool:
         self.max_bytes = max_bytes
         # segments are the unit of dropping: keep several under the bound
         self.segment_bytes = max(1, min(segment_bytes, max_bytes // 4))
-        self._seal_fd = seal or _fsync_close
+        self._seal_fd = seal or fsync_close
         self._segments: list[_Segment] = []
         self._fd: int | None = None  # write fd of the last segment when open for appends
         self._read_fds: dict[int, int] = {}
@@ -237,7 +238,7 @@ class Spool:
         """Seal the segment being written (fsync) and save the cursor."""
         if self._closed:
             return
-        self._seal()
+        self._seal(final=True)
         for fd in self._read_fds.values():
             os.close(fd)
         self._read_fds.clear()
@@ -298,13 +299,13 @@ class Spool:
         self._fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._segments.append(seg)
 
-    def _seal(self) -> None:
+    def _seal(self, final: bool = False) -> None:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
         tail = self._segments[-1]
         tail.sealed = True
-        self._seal_fd(fd)
+        (fsync_close if final else self._seal_fd)(fd)  # at close, synced before returning
         if tail.acked >= tail.size:
             self._remove(tail)
 
@@ -411,7 +412,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _fsync_close(fd: int) -> None:
+def fsync_close(fd: int) -> None:
+    """fsync and close a segment's descriptor (the default ``seal``)."""
     try:
         os.fsync(fd)
     finally:

@@ -49,6 +49,36 @@ async def test_ensure_database_is_idempotent_and_query_reports_errors(influxd):
     influxd.drop_database(name)
 
 
+async def test_create_database_at_start(influxd):
+    name = "t_created_at_start"
+    async with InfluxSink(config(influxd.url, name, create_database=True)) as sink:
+        sink.submit(seq_lines(2))
+        await sink.flush(timeout=20)
+    assert stored_seqs(influxd, name) == [0, 1]
+    influxd.drop_database(name)
+
+
+async def test_a_missing_database_is_a_clear_error_at_start(influxd):
+    from ingest.sinks import SinkError
+
+    with pytest.raises(SinkError, match="database not found"):
+        async with InfluxSink(config(influxd.url, "t_no_such_db")):
+            pass
+
+
+async def test_submit_needs_an_open_sink(influxd, influx_database):
+    from ingest.sinks import SinkError
+
+    sink = InfluxSink(config(influxd.url, influx_database))
+    with pytest.raises(SinkError, match="not open"):
+        sink.submit(seq_lines(1))
+    async with sink:
+        sink.submit(seq_lines(1))
+    with pytest.raises(SinkError, match="closed"):
+        sink.submit(seq_lines(1))
+    assert sink.stats.written == 1
+
+
 async def test_batches_are_cut_by_line_count(influxd, influx_database):
     async with WriteProxy(influxd.url) as proxy:
         cfg = config(proxy.url, influx_database, batch_lines=10, flush_interval=3600, max_in_flight=1)
