@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from ingest.sinks import InfluxSink, InfluxSinkConfig
 from tests.sinks.helpers import eventually, seq_lines, seq_of, stored_seqs
 from tests.sinks.proxy import WriteProxy
@@ -43,6 +45,8 @@ async def test_influxd_down_mid_stream_spills_to_disk_and_everything_arrives_onc
         assert sink.stats.spooled_bytes > 500_000
         assert any(spool_dir.glob("*.seg"))
         assert sink.stats.written < seq
+        with pytest.raises(TimeoutError):  # flush() waits for delivery; here it cannot happen
+            await sink.flush(timeout=0.3)
 
         server.start()
         seq = await stream(sink, seq, 2000)
