@@ -53,6 +53,18 @@ def window_start(t: int, window_ns: int) -> int:
     return t - t % window_ns
 
 
+class Batched:
+    """``feed`` for a deriver whose work is in ``feed_many``."""
+
+    wants: ClassVar[frozenset[int]]
+
+    def feed(self, ev: Event, late: bool = False) -> list[Point]:
+        return self.feed_many((ev,), late) if ev.type in self.wants else []
+
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        raise NotImplementedError
+
+
 class ByType:
     """``feed``/``feed_many`` for a deriver whose events are few: one handler
     per event type, ``self._handlers[type](ev, late)`` returning points or

@@ -14,11 +14,11 @@ nothing happened still get their points (all idle, or all in one state).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 from protocol import Event
 
-from .base import DeriveSettings, Windows
+from .base import Batched, DeriveSettings, Windows
 from .point import Point
 
 RUN_THREAD, STOP_THREAD, START_GC, END_GC = 1, 2, 9, 10
@@ -30,7 +30,7 @@ _STATE = [None] * 64
 _STATE[RUN_THREAD], _STATE[STOP_THREAD], _STATE[START_GC], _STATE[END_GC] = MUT, IDLE, GC, IDLE
 
 
-class CapabilityDeriver:
+class CapabilityDeriver(Batched):
     measurement: ClassVar[str] = "capability"
     wants: ClassVar[frozenset[int]] = frozenset(
         {RUN_THREAD, STOP_THREAD, START_GC, END_GC, CAP_CREATE, CAP_DELETE})
@@ -42,10 +42,7 @@ class CapabilityDeriver:
         self._tags: dict[int, str] = {}
         self.late_events = 0
 
-    def feed(self, ev: Event, late: bool = False):
-        return self.feed_many((ev,), late) if ev.type in self.wants else []
-
-    def feed_many(self, events, late: bool = False) -> list:
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list:
         if late:  # a late event would rewrite a capability's past: ignored
             self.late_events += len(events)
             return []

@@ -15,17 +15,17 @@ annotations), and per window the number of user messages and markers.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 from protocol import Event
 
-from .base import DeriveSettings, Windows
+from .base import Batched, DeriveSettings, Windows
 from .point import Point
 
 USER_MESSAGE, USER_MARKER = 19, 58
 
 
-class SpansDeriver:
+class SpansDeriver(Batched):
     measurement: ClassVar[str] = "spans"
     wants: ClassVar[frozenset[int]] = frozenset({USER_MESSAGE})
 
@@ -40,10 +40,7 @@ class SpansDeriver:
         self.late = 0
         self.unmatched_stops = 0
 
-    def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        return self.feed_many((ev,), late) if ev.type in self.wants else []
-
-    def feed_many(self, events, late: bool = False) -> list[Point]:
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
         out: list[Point] = []
         clock = self._clock
         ws, we = clock.start, clock.end
@@ -137,7 +134,7 @@ class SpansDeriver:
         return out
 
 
-class MarkersDeriver:
+class MarkersDeriver(Batched):
     measurement: ClassVar[str] = "markers"
     wants: ClassVar[frozenset[int]] = frozenset({USER_MESSAGE, USER_MARKER})
 
@@ -148,10 +145,7 @@ class MarkersDeriver:
         self._markers = 0
         self.late = 0
 
-    def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        return self.feed_many((ev,), late) if ev.type in self.wants else []
-
-    def feed_many(self, events, late: bool = False) -> list[Point]:
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
         out: list[Point] = []
         clock = self._clock
         ws, we = clock.start, clock.end

@@ -17,12 +17,12 @@ labels with the most runtime keep their name; the others are summed into
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 from protocol import Event
 from protocol.eventlog import StopStatus
 
-from .base import DeriveSettings, Windows
+from .base import Batched, DeriveSettings, Windows
 from .point import Point
 
 CREATE_THREAD, RUN_THREAD, STOP_THREAD, THREAD_LABEL = 0, 1, 2, 44  # (1, 2 as literals in feed_many)
@@ -64,7 +64,7 @@ def top_n_with_other(acc: dict[str, list[int]], n: int, other: str) -> list[tupl
     return sorted(kept.items())
 
 
-class ThreadsDeriver:
+class ThreadsDeriver(Batched):
     measurement: ClassVar[str] = "threads"
     wants: ClassVar[frozenset[int]] = frozenset({CREATE_THREAD, RUN_THREAD, STOP_THREAD, THREAD_LABEL})
 
@@ -82,10 +82,7 @@ class ThreadsDeriver:
 
     # --- feeding ------------------------------------------------------------
 
-    def feed(self, ev: Event, late: bool = False) -> list[Point]:
-        return self.feed_many((ev,), late) if ev.type in self.wants else []
-
-    def feed_many(self, events, late: bool = False) -> list[Point]:
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
         """Each event first closes the windows that end at or before it; one
         older than the current window is folded in at the window's start."""
         out: list[Point] = []
