@@ -1,5 +1,8 @@
 import pytest
 
+# real InfluxDB and Mosquitto servers on loopback (tests/servers.py)
+pytest_plugins = ["tests.servers_fixtures"]
+
 from protocol.eventlog import Decoder
 
 

@@ -1,5 +1,5 @@
 """Subcommands of ``liveprof``, one module each."""
 
-from . import derive, dump, influx, monitor
+from . import derive, dump, influx, monitor, serve
 
-COMMANDS = [dump, derive, monitor, influx]
+COMMANDS = [dump, derive, monitor, serve, influx]

@@ -1,0 +1,96 @@
+"""``liveprof serve``: run the ingest service (see ingest/service.py).
+
+Settings come from flags, then ``LIVEPROF_...`` environment variables, then a
+TOML file (``--config``), then defaults (ingest/config.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from ..config import load
+from ..errors import ConfigError
+from ..sources.base import parse_address
+
+DEFAULT_MONITOR_PORT = 8242
+
+
+def add_influx_flags(p) -> None:
+    """The InfluxDB target, the same flags for every command that writes."""
+    g = p.add_argument_group("InfluxDB (also LIVEPROF_INFLUX_URL, _DATABASE, _USER, "
+                             "_PASSWORD, _TOKEN)")
+    g.add_argument("--influx-url", metavar="URL", help="default http://127.0.0.1:8086")
+    g.add_argument("--database", metavar="NAME", help="default liveprof")
+    g.add_argument("--influx-user", metavar="USER")
+    g.add_argument("--influx-password", metavar="PASSWORD")
+    g.add_argument("--influx-token", metavar="TOKEN")
+
+
+def influx_overrides(args) -> dict:
+    return {"influx.url": args.influx_url, "influx.database": args.database,
+            "influx.user": args.influx_user, "influx.password": args.influx_password,
+            "influx.token": args.influx_token}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="run the ingest service (sources -> InfluxDB)",
+                       description="Take eventlogs from every configured source at once, derive "
+                                   "the time series and write them to InfluxDB.")
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (also LIVEPROF_CONFIG)")
+    add_influx_flags(p)
+    p.add_argument("--monitor", action="append", metavar="HOST:PORT", default=[],
+                   help="dial a live-profile-monitor (repeatable; default port 8242)")
+    p.add_argument("--udp", metavar="[HOST:]PORT",
+                   help="listen for monitor datagrams (default host 0.0.0.0)")
+    p.add_argument("--window", type=float, metavar="SECONDS", help="aggregation window")
+    p.add_argument("--app", help="app tag for every stream (default: the program's name)")
+    p.add_argument("--host", help="host tag for every stream (default: the stream's peer)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the settings (secrets masked) and exit")
+    p.set_defaults(run=run)
+
+
+def overrides(args) -> dict:
+    out = influx_overrides(args)
+    out.update({"derive.window": args.window, "derive.app": args.app, "derive.host": args.host})
+    if args.monitor:
+        monitors = []
+        for text in args.monitor:
+            host, port = parse_address(text, DEFAULT_MONITOR_PORT)
+            monitors.append({"host": host, "port": port})
+        out["monitors"] = monitors
+    if args.udp:
+        host, port = parse_address(args.udp, DEFAULT_MONITOR_PORT, default_host="0.0.0.0")
+        out["monitor_udp"] = {"host": host, "port": port}
+    return out
+
+
+def run(args) -> int:
+    try:
+        settings = load(args.config, overrides(args))
+    except (ConfigError, ValueError) as exc:
+        print(f"liveprof: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(settings.describe())
+        return 0
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..service import Service
+
+    async def main() -> None:
+        service = Service(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, service.stop)
+        await service.run()
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # a failure to start: say it plainly
+        print(f"liveprof: {exc}", file=sys.stderr)
+        return 1
+    return 0

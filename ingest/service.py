@@ -1,0 +1,79 @@
+"""``liveprof serve``: every configured source at once, into InfluxDB.
+
+Order of things: open the sink (which checks InfluxDB and resumes its
+spool), start one named task per source, all feeding one ``StreamRegistry``;
+on shutdown (SIGINT/SIGTERM, or ``stop()``) cancel the sources (each ends its
+open streams, so their last points are made), then close the sink, which
+delivers what it can by its deadline and spools the rest.
+
+A source that fails unexpectedly is logged and restarted after a jittered
+delay; the others never notice.  A source that finishes (a file imported)
+just ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from .backoff import Backoff
+from .config import Settings
+from .sinks.influx import InfluxSink
+from .sources.monitor_tcp import MonitorTcpSource
+from .sources.monitor_udp import MonitorUdpSource
+from .streams import StreamRegistry
+
+log = logging.getLogger("liveprof.service")
+
+
+def build_sources(settings: Settings) -> list[Any]:
+    sources: list[Any] = [MonitorTcpSource(m) for m in settings.monitors]
+    if settings.monitor_udp is not None:
+        sources.append(MonitorUdpSource(settings.monitor_udp))
+    return sources
+
+
+class Service:
+    def __init__(self, settings: Settings, extra_sinks: list | None = None):
+        self.settings = settings
+        self.extra_sinks = list(extra_sinks or [])
+        self.sources = build_sources(settings)
+        self.registry: StreamRegistry | None = None
+        self.sink: InfluxSink | None = None
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        async with InfluxSink(self.settings.influx) as sink:
+            self.sink = sink
+            self.registry = StreamRegistry(self.settings.derive, [sink, *self.extra_sinks])
+            tasks = [asyncio.create_task(self._supervise(src), name=f"source:{src.kind}")
+                     for src in self.sources]
+            self.ready.set()
+            log.info("serving %d source(s): %s", len(tasks),
+                     ", ".join(t.get_name() for t in tasks) or "none")
+            try:
+                await self._stop.wait()
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                self.registry.end_all("service stopped")
+                log.info("sources stopped; flushing the sink")
+
+    async def _supervise(self, source) -> None:
+        backoff = Backoff(1.0, 60.0)
+        while True:
+            try:
+                await source.run(self.registry)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = backoff.next()
+                log.exception("source %s failed; restarting it in %.1f s", source.kind, delay)
+                await asyncio.sleep(delay)
