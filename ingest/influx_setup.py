@@ -22,8 +22,16 @@ from typing import Literal
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from ingest.rollups import (ObservedPolicy, RollupConfig, ServerState, Step, backfill_queries,
-                            parse_go_duration, plan, quote_ident)
+from ingest.rollups import (
+    ObservedPolicy,
+    RollupConfig,
+    ServerState,
+    Step,
+    backfill_queries,
+    parse_go_duration,
+    plan,
+    quote_ident,
+)
 from ingest.sinks.errors import InfluxQueryError
 from ingest.sinks.influx_api import InfluxClient
 
@@ -54,7 +62,7 @@ class InfluxSetupConfig(BaseModel):
         return self
 
     @classmethod
-    def from_sink(cls, sink, rollups: RollupConfig | None = None) -> "InfluxSetupConfig":
+    def from_sink(cls, sink, rollups: RollupConfig | None = None) -> InfluxSetupConfig:
         """The setup matching an ``InfluxSinkConfig``: same server, credentials
         and database (``rollups`` gives the policies; default the standard scheme)."""
         rollups = rollups or RollupConfig()

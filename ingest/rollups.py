@@ -29,8 +29,9 @@ QUERIES``) and returns the steps, each with its InfluxQL statements;
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -179,7 +180,7 @@ def parse_go_duration(text: str) -> int:
     total = 0.0
     for number, unit in re.findall(r"([\d.]+)(h|ms|us|µs|ns|m|s)", text):
         total += float(number) * units[unit]
-    return int(round(total))
+    return round(total)
 
 
 # -- configuration -------------------------------------------------------------
@@ -306,11 +307,11 @@ class RollupConfig(BaseModel):
         previous: RetentionPolicy = self.raw
         previous_interval = 0
         for r in self.rollups:
-            if previous_interval:
-                if r.interval_ns <= previous_interval or r.interval_ns % previous_interval:
-                    raise ValueError(
-                        f"rollup {r.name}: its interval ({r.interval}) must be a multiple of, and "
-                        f"longer than, the interval of the rollup before ({format_duration(previous_interval)})")
+            if previous_interval and (r.interval_ns <= previous_interval
+                                      or r.interval_ns % previous_interval):
+                raise ValueError(
+                    f"rollup {r.name}: its interval ({r.interval}) must be a multiple of, and "
+                    f"longer than, the interval of the rollup before ({format_duration(previous_interval)})")
             if previous.duration_ns and previous.duration_ns < r.resample_for_ns:
                 raise ValueError(
                     f"rollup {r.name} reads {previous.name}, which keeps {previous.duration}: "

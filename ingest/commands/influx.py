@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -169,12 +169,12 @@ def parse_time(text: str) -> int:
     if text.lstrip("-").isdigit():
         return int(text)
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        dt = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"not a time: {text!r} (ISO 8601 like 2024-05-01T12:00 or Unix ns)") \
             from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
 
 
@@ -184,7 +184,7 @@ def run_backfill(args) -> int:
         return 2
     try:
         start = parse_time(args.start)
-        end = parse_time(args.end) if args.end else int(datetime.now(timezone.utc).timestamp() * 1e9)
+        end = parse_time(args.end) if args.end else int(datetime.now(UTC).timestamp() * 1e9)
     except ValueError as exc:
         print(f"liveprof influx backfill: {exc}", file=sys.stderr)
         return 2

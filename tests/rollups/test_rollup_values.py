@@ -20,8 +20,17 @@ import pytest
 from ingest.influx_setup import InfluxSetupConfig, backfill, setup
 from ingest.rollups import AGGREGATIONS, RetentionPolicy, Rollup, RollupConfig, outputs
 
-from .derived import (Line, actual_rollup, data_logs, derive_lines, expected_rollup, parse, shifted,
-                      stored, to_line)
+from .derived import (
+    Line,
+    actual_rollup,
+    data_logs,
+    derive_lines,
+    expected_rollup,
+    parse,
+    shifted,
+    stored,
+    to_line,
+)
 
 HOUR = 3600 * 10**9
 
@@ -144,5 +153,5 @@ async def test_the_servers_continuous_queries_roll_up_on_the_wall_clock(influxd_
         if got == wanted or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    for name in wanted:
-        assert_same(got[name], wanted[name], f"continuous queries into {name}")
+    for name, want in wanted.items():
+        assert_same(got[name], want, f"continuous queries into {name}")

@@ -7,13 +7,27 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ingest.derive.registry import REGISTRY
 from ingest import rollups
-from ingest.rollups import (AGGREGATIONS, RetentionPolicy, Rollup, RollupConfig, ServerState,
-                            continuous_queries, format_duration, normalize_cq, outputs,
-                            parse_duration, plan, quote_ident, select_fields, statements)
+from ingest.derive.registry import REGISTRY
+from ingest.rollups import (
+    AGGREGATIONS,
+    RetentionPolicy,
+    Rollup,
+    RollupConfig,
+    ServerState,
+    continuous_queries,
+    format_duration,
+    normalize_cq,
+    outputs,
+    parse_duration,
+    plan,
+    quote_ident,
+    select_fields,
+    statements,
+)
 
 from .derived import data_logs, derive_lines, emitted_fields
 
