@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     monitor_udp: MonitorUdpConfig | None = Field(
         None, description="listen for monitor datagrams (None: off)")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    state_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("XDG_STATE_HOME")
+                                     or Path.home() / ".local" / "state") / "liveprof",
+        description="where the service keeps its state (the InfluxDB spool, unless "
+                    "influx.spool_dir says otherwise)")
+
+    def sink_config(self) -> InfluxSinkConfig:
+        """The sink's settings, with the spool under ``state_dir`` by default."""
+        if self.influx.spool_dir is not None:
+            return self.influx
+        return self.influx.model_copy(update={"spool_dir": self.state_dir / "spool"})
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,

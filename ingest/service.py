@@ -48,7 +48,7 @@ class Service:
         self._stop.set()
 
     async def run(self) -> None:
-        async with InfluxSink(self.settings.influx) as sink:
+        async with InfluxSink(self.settings.sink_config()) as sink:
             self.sink = sink
             self.registry = StreamRegistry(self.settings.derive, [sink, *self.extra_sinks])
             tasks = [asyncio.create_task(self._supervise(src), name=f"source:{src.kind}")
