@@ -1,5 +1,5 @@
 """Subcommands of ``liveprof``, one module each."""
 
-from . import derive, dump, influx, monitor, serve
+from . import derive, dump, importer, influx, monitor, serve
 
-COMMANDS = [dump, derive, monitor, serve, influx]
+COMMANDS = [dump, derive, monitor, serve, importer, influx]
