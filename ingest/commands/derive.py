@@ -35,8 +35,9 @@ def add_parser(sub) -> None:
     p.add_argument("--window", type=float, default=1.0, metavar="SECONDS",
                    help="aggregation window of the per-window measurements (default 1)")
     p.add_argument("--top", type=int, default=10, metavar="N",
-                   help="busiest thread / heap-profile labels kept by name per window "
-                        "(default 10; the rest are summed as 'other')")
+                   help="labels kept by name: the busiest thread and span labels per window, "
+                        "the largest heap-profile labels per census (default 10; the rest are "
+                        "summed as 'other')")
     p.add_argument("--measurements", default=None, metavar="LIST",
                    help="comma-separated measurements to derive (default all: "
                         + ",".join(REGISTRY) + ")")

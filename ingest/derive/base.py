@@ -34,7 +34,7 @@ SECOND = 1_000_000_000
 @dataclass(frozen=True)
 class DeriveSettings:
     window_ns: int = SECOND  # aggregation window of the per-window measurements
-    top_n: int = 10  # busiest thread labels / heap-profile labels kept by name
+    top_n: int = 10  # labels kept by name per window (threads, spans) or census (heap_profile)
     other_label: str = "other"
 
 
@@ -47,6 +47,23 @@ class Deriver(Protocol):
     def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]: ...
 
     def flush(self, end: int) -> list[Point]: ...
+
+
+def top_n_with_other(acc: dict[str, list[int]], n: int, other: str) -> list[tuple[str, list[int]]]:
+    """The ``n`` entries with the largest first value (ties by name), the rest
+    summed element-wise under ``other`` (merged with a real label of that name)."""
+    if len(acc) <= n:
+        return sorted(acc.items())
+    ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    kept = dict(ranked[:n])
+    rest = [0] * len(ranked[0][1])
+    for _, vals in ranked[n:]:
+        for i, v in enumerate(vals):
+            rest[i] += v
+    if other in kept:
+        rest = [a + b for a, b in zip(kept[other], rest)]
+    kept[other] = rest
+    return sorted(kept.items())
 
 
 def window_start(t: int, window_ns: int) -> int:

@@ -26,7 +26,7 @@ from typing import ClassVar
 from protocol import Event
 from protocol.eventlog import HeapProfBreakdown
 
-from .base import ByType, DeriveSettings
+from .base import ByType, DeriveSettings, top_n_with_other
 from .point import Point
 
 HEAP_PROF_BEGIN, COST_CENTRE, SAMPLE_BEGIN, SAMPLE_CC, SAMPLE_STRING, SAMPLE_END, BIO_BEGIN = (
@@ -140,18 +140,13 @@ class HeapProfileDeriver(ByType):
         acc, self._acc = self._acc, {}
         if not acc:
             return []
-        per_profile: dict[int, dict[str, int]] = {}
+        per_profile: dict[int, dict[str, list[int]]] = {}
         for (pid, label), size in acc.items():
-            per_profile.setdefault(pid, {})[label] = size
+            per_profile.setdefault(pid, {})[label] = [size]
         out = []
         for pid, sizes in per_profile.items():
             mode = self._modes.get(pid, UNKNOWN_MODE)
-            ranked = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
-            kept = dict(ranked[: self._top_n])
-            rest = ranked[self._top_n:]
-            if rest:
-                kept[self._other] = kept.get(self._other, 0) + sum(v for _, v in rest)
-            for label, size in sorted(kept.items()):
+            for label, (size,) in top_n_with_other(sizes, self._top_n, self._other):
                 out.append(Point("heap_profile", {"mode": mode, "label": label},
                                  {"residency_bytes": size}, t))
         return out

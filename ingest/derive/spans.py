@@ -8,6 +8,9 @@ window boundaries: a window gets the part of each span that lies inside it;
 nested spans of one label each count), ``starts`` and ``stops`` (counted in
 the window of the message).  A STOP with no open START counts as a stop and
 adds no time.  Spans still open at ``flush(end)`` are credited up to ``end``.
+Per window only the ``top_n`` labels with the most ``time_ns`` (ties by name)
+keep their name; the others are summed, all three fields, into ``other_label``
+(as threads do).
 
 ``markers``: one point per ``UserMarker`` at its time (field ``text``, for
 annotations), and per window the number of user messages and markers.
@@ -19,7 +22,7 @@ from typing import ClassVar, Sequence
 
 from protocol import Event
 
-from .base import Batched, DeriveSettings, Windows
+from .base import Batched, DeriveSettings, Windows, top_n_with_other
 from .point import Point
 
 USER_MESSAGE, USER_MARKER = 19, 58
@@ -32,6 +35,8 @@ class SpansDeriver(Batched):
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
         self._clock = Windows(s.window_ns)  # opened by the first span message
+        self._top_n = s.top_n
+        self._other = s.other_label
         # label -> [time_ns, starts, stops of this window, open start times (most recent last)];
         # a label leaves when a window closes with none of its spans open
         self._labels: dict[str, list] = {}
@@ -117,12 +122,11 @@ class SpansDeriver(Batched):
 
     def _emit(self) -> list[Point]:
         ws = self._clock.start
-        out = []
+        acc = {}
         idle = []
         for label, st in self._labels.items():
             if st[0] or st[1] or st[2]:
-                out.append(Point("spans", {"label": label},
-                                 {"time_ns": st[0], "starts": st[1], "stops": st[2]}, ws))
+                acc[label] = st[:3]
                 st[0] = st[1] = st[2] = 0
             if not st[3]:
                 idle.append(label)
@@ -131,7 +135,8 @@ class SpansDeriver(Batched):
         if idle:
             labels = self._labels
             self._kinds = {m: k for m, k in self._kinds.items() if k[0] is labels.get(m[6:] if k[1] else m[5:])}
-        return out
+        return [Point("spans", {"label": label}, {"time_ns": v[0], "starts": v[1], "stops": v[2]}, ws)
+                for label, v in top_n_with_other(acc, self._top_n, self._other)]
 
 
 class MarkersDeriver(Batched):

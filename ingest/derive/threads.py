@@ -22,7 +22,7 @@ from typing import ClassVar, Sequence
 from protocol import Event
 from protocol.eventlog import StopStatus
 
-from .base import Batched, DeriveSettings, Windows
+from .base import Batched, DeriveSettings, Windows, top_n_with_other
 from .point import Point
 
 CREATE_THREAD, RUN_THREAD, STOP_THREAD, THREAD_LABEL = 0, 1, 2, 44  # (1, 2 as literals in feed_many)
@@ -45,23 +45,6 @@ BLOCK_REASONS: dict[int, str] = {
 }
 FINISHED = int(StopStatus.ThreadFinished)
 N_STATUS = 64  # statuses counted (the RTS uses 0-20)
-
-
-def top_n_with_other(acc: dict[str, list[int]], n: int, other: str) -> list[tuple[str, list[int]]]:
-    """The ``n`` entries with the largest first value (ties by name), the rest
-    summed element-wise under ``other`` (merged with a real label of that name)."""
-    if len(acc) <= n:
-        return sorted(acc.items())
-    ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
-    kept = dict(ranked[:n])
-    rest = [0] * len(ranked[0][1])
-    for _, vals in ranked[n:]:
-        for i, v in enumerate(vals):
-            rest[i] += v
-    if other in kept:
-        rest = [a + b for a, b in zip(kept[other], rest)]
-    kept[other] = rest
-    return sorted(kept.items())
 
 
 class ThreadsDeriver(Batched):
