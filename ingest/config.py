@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
+from .rollups import RollupConfig
 from .sinks.influx import InfluxSinkConfig
 from .sources.monitor_tcp import MonitorTcpConfig
 from .sources.monitor_udp import MonitorUdpConfig
@@ -65,6 +66,12 @@ class Settings(BaseSettings):
                                       env_ignore_empty=True)
 
     influx: InfluxSinkConfig = InfluxSinkConfig()
+    rollups: RollupConfig = Field(
+        RollupConfig(), description="retention policies and rollups (docs/rollups.md); "
+                                    "the database is influx.database")
+    setup: bool = Field(True, description="serve: apply the retention/rollup scheme at start "
+                                          "and write to its raw policy (False: leave InfluxDB "
+                                          "as it is and write to the database's default policy)")
     derive: DeriveConfig = DeriveConfig()
     monitors: list[MonitorTcpConfig] = Field(
         default_factory=list, description="monitors to dial over TCP")
@@ -77,11 +84,23 @@ class Settings(BaseSettings):
         description="where the service keeps its state (the InfluxDB spool, unless "
                     "influx.spool_dir says otherwise)")
 
+    def setup_config(self):
+        """What ``influx setup`` applies: this server, these credentials, the
+        rollup scheme on ``influx.database``."""
+        from .influx_setup import InfluxSetupConfig
+        return InfluxSetupConfig.from_sink(self.influx, self.rollups)
+
     def sink_config(self) -> InfluxSinkConfig:
-        """The sink's settings, with the spool under ``state_dir`` by default."""
-        if self.influx.spool_dir is not None:
-            return self.influx
-        return self.influx.model_copy(update={"spool_dir": self.state_dir / "spool"})
+        """The sink's settings: the spool under ``state_dir`` by default, and,
+        with ``setup``, writes to the raw policy by name (points written
+        before the scheme exists wait for it instead of landing in another
+        policy)."""
+        update: dict[str, Any] = {}
+        if self.influx.spool_dir is None:
+            update["spool_dir"] = self.state_dir / "spool"
+        if self.setup and self.influx.retention_policy is None:
+            update["retention_policy"] = self.rollups.raw.name
+        return self.influx.model_copy(update=update)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
@@ -94,7 +113,7 @@ class Settings(BaseSettings):
 
 
 # sections whose fields take LIVEPROF_<SECTION>_<FIELD> variables
-SECTIONS = ("influx", "derive", "monitor_udp")
+SECTIONS = ("influx", "rollups", "derive", "monitor_udp")
 _config_path: Path | None = None   # the TOML file of the load() in progress
 
 

@@ -1,7 +1,9 @@
 """``liveprof serve``: every configured source at once, into InfluxDB.
 
 Order of things: open the sink (which checks InfluxDB and resumes its
-spool), start one named task per source, all feeding one ``StreamRegistry``;
+spool), apply the retention/rollup scheme (``influx setup``, idempotent; in
+the background, retried until InfluxDB answers), start one named task per
+source, all feeding one ``StreamRegistry``;
 on shutdown (SIGINT/SIGTERM, or ``stop()``) cancel the sources (each ends its
 open streams, so their last points are made), then close the sink, which
 delivers what it can by its deadline and spools the rest.
@@ -41,6 +43,7 @@ class Service:
         self.sources = build_sources(settings)
         self.registry: StreamRegistry | None = None
         self.sink: InfluxSink | None = None
+        self.setup_report = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
 
@@ -53,6 +56,8 @@ class Service:
             self.registry = StreamRegistry(self.settings.derive, [sink, *self.extra_sinks])
             tasks = [asyncio.create_task(self._supervise(src), name=f"source:{src.kind}")
                      for src in self.sources]
+            if self.settings.setup:
+                tasks.append(asyncio.create_task(self._setup(), name="influx:setup"))
             self.ready.set()
             log.info("serving %d source(s): %s", len(tasks),
                      ", ".join(t.get_name() for t in tasks) or "none")
@@ -64,6 +69,32 @@ class Service:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self.registry.end_all("service stopped")
                 log.info("sources stopped; flushing the sink")
+
+    async def _setup(self) -> None:
+        """Apply the rollup scheme; retry while InfluxDB is away.  Refused
+        credentials or rights (an admin is needed) are logged once."""
+        from .errors import LiveprofError
+        from .influx_setup import setup
+        from .sinks.errors import SinkAuthError
+
+        backoff = Backoff(1.0, 60.0)
+        while True:
+            try:
+                report = await setup(self.settings.setup_config())
+            except SinkAuthError as exc:
+                log.error("retention/rollup setup refused: %s; points wait until the %r "
+                          "policy exists: run `liveprof influx setup` as an admin, or set "
+                          "setup = false", exc, self.settings.rollups.raw.name)
+                return
+            except (LiveprofError, OSError) as exc:
+                delay = backoff.next()
+                log.warning("retention/rollup setup failed (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.setup_report = report
+            log.info("retention/rollups: %d changed, %d kept", len(report.changed),
+                     len(report.kept))
+            return
 
     async def _supervise(self, source) -> None:
         backoff = Backoff(1.0, 60.0)

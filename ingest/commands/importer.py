@@ -42,6 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--app", help="app tag (default: the program's name)")
     p.add_argument("--host", help="host tag (default: this machine's name)")
     p.add_argument("--window", type=float, metavar="SECONDS", help="aggregation window")
+    p.add_argument("--retention-policy", metavar="NAME",
+                   help="write into this retention policy (default: the database's default, "
+                        "`raw` once `liveprof influx setup` ran; InfluxDB drops points older "
+                        "than the policy keeps, so an old log needs a longer policy)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="give up when InfluxDB takes no data for this long (default 120)")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
@@ -120,7 +124,8 @@ async def import_file(path: str, sink: InfluxSink, settings, args, show: bool) -
 def run(args) -> int:
     over = influx_overrides(args)
     over.update({"derive.app": args.app, "derive.host": args.host, "derive.window": args.window,
-                 "influx.create_database": True})
+                 "influx.create_database": True,
+                 "influx.retention_policy": args.retention_policy})
     try:
         settings = load(args.config, over)
     except (ConfigError, ValueError) as exc:
@@ -154,6 +159,9 @@ def run(args) -> int:
                   file=sys.stderr)
             if st.dropped_4xx or st.dropped_overflow:
                 status = 1
+            if st.written:
+                print("liveprof: rollups of past data: liveprof influx backfill --start TIME",
+                      file=sys.stderr)
         return status
 
     try:

@@ -12,23 +12,15 @@ flags win.  Defaults: ``http://127.0.0.1:8086``, database ``liveprof``.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from ..errors import LiveprofError
-from ..rollups import RetentionPolicy, Rollup, RollupConfig, statements
-
-ENV = {
-    "url": "LIVEPROF_INFLUX_URL",
-    "database": "LIVEPROF_INFLUX_DATABASE",
-    "user": "LIVEPROF_INFLUX_USER",
-    "password": "LIVEPROF_INFLUX_PASSWORD",
-    "token": "LIVEPROF_INFLUX_TOKEN",
-}
-
+from ..config import load
+from ..errors import ConfigError, LiveprofError
+from .serve import add_influx_flags, influx_overrides
+from ..rollups import Rollup, statements
 
 def add_parser(sub) -> None:
     p = sub.add_parser("influx", help="set up InfluxDB: database, retention, rollups",
@@ -61,39 +53,19 @@ def add_parser(sub) -> None:
 
 
 def _connection_flags(p) -> None:
-    g = p.add_argument_group("InfluxDB (flags over LIVEPROF_INFLUX_* environment variables)")
-    g.add_argument("--influx-url", metavar="URL", help="default http://127.0.0.1:8086")
-    g.add_argument("--database", metavar="NAME", help="default liveprof")
-    g.add_argument("--influx-user", metavar="USER")
-    g.add_argument("--influx-password", metavar="PASSWORD")
-    g.add_argument("--influx-token", metavar="TOKEN")
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (also LIVEPROF_CONFIG)")
+    add_influx_flags(p)
 
 
 def _scheme_flags(p) -> None:
     g = p.add_argument_group("retention and rollups (default: raw 7d; 1m for 90d; 1h for 1095d)")
-    g.add_argument("--raw-policy", metavar="NAME", default="raw",
+    g.add_argument("--raw-policy", metavar="NAME", default=None,
                    help="name of the raw (default) retention policy (default raw)")
-    g.add_argument("--raw-duration", metavar="DURATION", default="7d",
+    g.add_argument("--raw-duration", metavar="DURATION", default=None,
                    help="how long raw points are kept (default 7d; INF: for ever)")
     g.add_argument("--rollup", action="append", metavar="NAME:INTERVAL:DURATION[:RESAMPLE_FOR]",
                    help="a rollup level, finest first, repeatable (replaces the defaults), "
                         "e.g. --rollup 1m:1m:90d:10m --rollup 1h:1h:1095d:2h")
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(ENV[name])
-    return value if value else None
-
-
-def connection_settings(args) -> dict:
-    """url, database, user, password, token: flags, else environment, else defaults."""
-    return {
-        "url": args.influx_url or _env("url") or "http://127.0.0.1:8086",
-        "database": args.database or _env("database") or "liveprof",
-        "user": args.influx_user or _env("user"),
-        "password": args.influx_password or _env("password"),
-        "token": args.influx_token or _env("token"),
-    }
 
 
 def _parse_rollup(text: str) -> Rollup:
@@ -105,16 +77,15 @@ def _parse_rollup(text: str) -> Rollup:
 
 
 def build_config(args):
-    """The ``InfluxSetupConfig`` of the command line and environment;
-    ``ValueError`` (pydantic's included) names what is wrong."""
-    from ..influx_setup import InfluxSetupConfig
-
-    conn = connection_settings(args)
-    scheme: dict = {"database": conn.pop("database"),
-                    "raw": RetentionPolicy(name=args.raw_policy, duration=args.raw_duration)}
+    """The ``InfluxSetupConfig`` of the command line, the environment and the
+    settings file (``ingest/config.py``); ``ValueError`` names what is wrong."""
+    over = influx_overrides(args)
+    if args.raw_policy or args.raw_duration:
+        over["rollups.raw"] = {"name": args.raw_policy or "raw",
+                               "duration": args.raw_duration or "7d"}
     if args.rollup:
-        scheme["rollups"] = [_parse_rollup(r) for r in args.rollup]
-    return InfluxSetupConfig(**conn, rollups=RollupConfig(**scheme))
+        over["rollups.rollups"] = [_parse_rollup(r).model_dump() for r in args.rollup]
+    return load(args.config, over).setup_config()
 
 
 def _config_or_error(args):
@@ -124,30 +95,20 @@ def _config_or_error(args):
         msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'setting'}: {e['msg']}"
                          for e in exc.errors())
         print(f"liveprof influx: invalid setting: {msgs}", file=sys.stderr)
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         print(f"liveprof influx: {exc}", file=sys.stderr)
     return None
 
 
 def run_setup(args) -> int:
-    if args.dry_run:
-        # no connection needed: only the scheme flags and the database name matter
-        try:
-            conn = connection_settings(args)
-            scheme = {"database": conn["database"],
-                      "raw": RetentionPolicy(name=args.raw_policy, duration=args.raw_duration)}
-            if args.rollup:
-                scheme["rollups"] = [_parse_rollup(r) for r in args.rollup]
-            config = RollupConfig(**scheme)
-        except ValueError as exc:
-            print(f"liveprof influx: {exc}", file=sys.stderr)
-            return 2
-        for statement in statements(config):
-            print(statement + ";")
-        return 0
     config = _config_or_error(args)
     if config is None:
         return 2
+    if args.dry_run:
+        # no connection needed: the statements for an empty server
+        for statement in statements(config.rollups):
+            print(statement + ";")
+        return 0
     from ..influx_setup import setup
 
     try:

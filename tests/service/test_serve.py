@@ -56,6 +56,11 @@ async def test_a_monitor_session_lands_in_influxdb(influxd, influx_database, tmp
     assert count(influxd, influx_database, "gc") == ref["gc"]["collections"]
     tags = influxd.series('SHOW TAG VALUES FROM "gc" WITH KEY = "app"', influx_database)
     assert tags[0]["values"][0][1] == record.tags["app"] == "threads-mvar-nonthreaded"
+    # the retention/rollup scheme was applied at start: raw is the default policy
+    assert service.setup_report is not None
+    policies = influxd.series("SHOW RETENTION POLICIES", influx_database)[0]["values"]
+    assert [p[0] for p in policies if p[-1]] == ["raw"]
+    assert len(policies) >= 3
 
 
 async def test_a_bad_monitor_does_not_stop_a_good_one(influxd, influx_database, tmp_path):
