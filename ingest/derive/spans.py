@@ -50,14 +50,12 @@ class SpansDeriver(Batched):
         clock = self._clock
         ws, we = clock.start, clock.end
         kinds = self._kinds
-        for ev in events:
-            msg = ev[4][0]
+        for _, _, t, _, (msg,) in events:
             kind = kinds.get(msg)
             if kind is None:
                 kind = self._classify(msg)
                 if kind is None:
                     continue
-            t = ev[2]
             if t >= we:
                 out.extend(clock.advance(t, self._close, self._labels.__len__))
                 ws, we = clock.start, clock.end

@@ -57,7 +57,8 @@ class ThreadsDeriver(Batched):
         self._top_n = s.top_n
         self._other = s.other_label
         self._labels: dict[int, str] = {}  # thread id -> label (dropped when it finishes)
-        self._running: dict[int | None, list] = {}  # cap -> [thread, start of uncredited time]
+        # cap -> [thread, start of uncredited time, its label (kept equal to _labels')]
+        self._running: dict[int | None, list] = {}
         self._acc: dict[str, list[int]] = {}  # label -> [runtime_ns, runs] of this window
         self._created = 0  # CreateThread events of this window
         self._stops = [0] * N_STATUS  # StopThread events of this window by status
@@ -89,27 +90,27 @@ class ThreadsDeriver(Batched):
                     if run[0] != thread:
                         running[cap] = run  # not the thread that runs there: ignored
                     elif t > run[1]:
-                        label = labels.get(thread, unlabelled)
-                        a = acc.get(label)
+                        a = acc.get(run[2])
                         if a is None:
-                            acc[label] = [t - run[1], 0]
+                            acc[run[2]] = [t - run[1], 0]
                         else:
                             a[0] += t - run[1]
                 if 0 <= status < n_status:
                     stops[status] += 1
-                    if status == finished:
-                        labels.pop(thread, None)
+                    if status == finished and labels.pop(thread, None) is not None:
+                        self._relabel(thread, unlabelled)
             elif ty == 1:  # RunThread
                 thread = fields[0]
+                label = labels.get(thread, unlabelled)
                 run = running.get(cap)
                 if run is None:
-                    running[cap] = [thread, t]
+                    running[cap] = [thread, t, label]
                 else:  # the previous run on this cap lost its stop: it ends here
                     if t > run[1]:
-                        self._credit(run[0], t - run[1])
+                        self._credit(run[2], t - run[1])
                     run[0] = thread
                     run[1] = t
-                label = labels.get(thread, unlabelled)
+                    run[2] = label
                 a = acc.get(label)
                 if a is None:
                     acc[label] = [0, 1]
@@ -119,6 +120,7 @@ class ThreadsDeriver(Batched):
                 self._created += 1
             elif ty == THREAD_LABEL:
                 labels[fields[0]] = fields[1]
+                self._relabel(fields[0], fields[1])
         return out
 
     def flush(self, end: int) -> list[Point]:
@@ -129,7 +131,7 @@ class ThreadsDeriver(Batched):
         end = max(end, clock.start)
         for run in self._running.values():
             if end > run[1]:
-                self._credit(run[0], end - run[1])
+                self._credit(run[2], end - run[1])
         self._running.clear()
         out.extend(self._emit())
         clock.reset()
@@ -137,8 +139,13 @@ class ThreadsDeriver(Batched):
 
     # --- windows ------------------------------------------------------------
 
-    def _credit(self, thread: int, ns: int) -> None:
-        label = self._labels.get(thread, UNLABELLED)
+    def _relabel(self, thread: int, label: str) -> None:
+        """The thread's label changed: so does that of its open run(s)."""
+        for run in self._running.values():
+            if run[0] == thread:
+                run[2] = label
+
+    def _credit(self, label: str, ns: int) -> None:
         acc = self._acc.get(label)
         if acc is None:
             self._acc[label] = [ns, 0]
@@ -148,7 +155,7 @@ class ThreadsDeriver(Batched):
     def _close(self, end: int) -> list[Point]:
         """The window ends at ``end``: credit the open runs up to it."""
         for run in self._running.values():
-            self._credit(run[0], end - run[1])
+            self._credit(run[2], end - run[1])
             run[1] = end
         return self._emit()
 
