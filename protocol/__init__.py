@@ -1,5 +1,7 @@
 """liveprof's pure protocol layer: bytes in, typed values out, no I/O."""
 
 from .eventlog import DecodeError, Decoder, EndOfStream, Event, Header, event_json
+from .eventlog import LogData, LogEnd, LogSplitter, LogStart, Skipped
 
 __all__ = ["DecodeError", "Decoder", "EndOfStream", "Event", "Header", "event_json"]
+__all__ += ["LogData", "LogEnd", "LogSplitter", "LogStart", "Skipped"]

@@ -5,8 +5,10 @@ from ._decoder import DecodeError, Decoder
 from ._enums import CapsetType, HeapProfBreakdown, MsgTag, StopStatus
 from ._events import EndOfStream, Event, EventType, Header
 from ._json import event_json
+from ._split import LogData, LogEnd, LogSplitter, LogStart, Skipped
 
 __all__ = [
     "CATALOGUE", "CapsetType", "DecodeError", "Decoder", "EndOfStream", "Event", "EventSpec",
     "EventType", "Header", "HeapProfBreakdown", "MsgTag", "StopStatus", "event_json",
+    "LogData", "LogEnd", "LogSplitter", "LogStart", "Skipped",
 ]
