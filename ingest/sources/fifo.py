@@ -29,7 +29,7 @@ import asyncio
 import logging
 import os
 import stat
-from typing import Callable
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 

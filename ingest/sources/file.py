@@ -15,7 +15,7 @@ The source runs until cancelled.
 
 Full policy: block (reading waits while a consumer works).  Reads are plain
 blocking reads of a local file, one chunk at a time, yielding to the loop
-between chunks.
+between chunks; the open is done in a worker thread.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ from .base import Opener
 from .fifo import SplitStreams
 
 log = logging.getLogger("liveprof.file")
+
+
+async def _open(path: str):
+    """Open for reading in a worker thread (an open may block: NFS, a FIFO)."""
+    return await asyncio.to_thread(open, path, "rb", buffering=0)
 
 
 class FileConfig(BaseModel):
@@ -80,7 +85,7 @@ class FileSource:
     async def _once(self, opener: Opener) -> None:
         cfg = self.config
         try:
-            f = open(cfg.path, "rb", buffering=0)
+            f = await _open(cfg.path)
         except OSError as exc:
             raise SourceError(f"file {cfg.path}: cannot open: {exc}") from exc
         streams = self._new_streams(opener)
@@ -112,7 +117,7 @@ class FileSource:
             while True:
                 if f is None:
                     try:
-                        f = open(cfg.path, "rb", buffering=0)
+                        f = await _open(cfg.path)
                     except FileNotFoundError:
                         if not waiting_logged:
                             log.warning("file %s: not there; waiting for it", cfg.path)

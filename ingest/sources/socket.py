@@ -45,8 +45,7 @@ def parse_target(text: str) -> tuple[str, str | tuple[str, int]]:
         return "unix", path
     if "/" in text:
         return "unix", text
-    if text.startswith("tcp:"):
-        text = text[len("tcp:"):]
+    text = text.removeprefix("tcp:")
     host, port = parse_address(text, 0)
     if port == 0:
         raise ValueError(f"address {text!r} needs a port (HOST:PORT), or give a Unix socket path")
@@ -102,7 +101,7 @@ class SocketSource:
         while True:
             try:
                 reader, writer = await asyncio.wait_for(self._connect(), cfg.connect_timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (OSError, TimeoutError) as exc:
                 self.failed_dials += 1
                 delay = backoff.next()
                 log.warning("socket %s: cannot connect (%s); retrying in %.1f s",

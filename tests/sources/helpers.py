@@ -112,7 +112,7 @@ class EventlogServer:
     def address(self) -> str:
         return f"unix:{self.unix_path}" if self.unix_path else f"127.0.0.1:{self.port}"
 
-    async def start(self) -> "EventlogServer":
+    async def start(self) -> EventlogServer:
         self._stop.clear()
         if self.unix_path:
             self.server = await asyncio.start_unix_server(self._serve, self.unix_path)

@@ -83,7 +83,7 @@ async def test_two_runs_through_the_same_fifo_and_the_reader_survives_writers_co
         fifo):
     fds = open_fds()
     got = Streams()
-    src, task = await start(fifo, got)
+    _, task = await start(fifo, got)
     for k, data in enumerate((B, C, B)):
         prog = Program(fifo, data, chunk=1000)
         await prog.run()
@@ -158,7 +158,7 @@ async def test_a_killed_run_ends_with_an_error_when_the_next_run_starts(fifo):
 async def test_cancelling_mid_run_ends_the_session_and_closes_the_pipe(fifo):
     fds, tasks = open_fds(), other_tasks()
     got = Streams()
-    src, task = await start(fifo, got)
+    _, task = await start(fifo, got)
     prog = Program(fifo, A)
     await prog.run(len(A) // 2)
     await got.wait(nbytes(1))
@@ -173,7 +173,7 @@ async def test_cancelling_mid_run_ends_the_session_and_closes_the_pipe(fifo):
 async def test_the_fifo_is_made_when_missing_and_a_regular_file_is_refused(tmp_path):
     path = str(tmp_path / "new.fifo")
     got = Streams()
-    src, task = await start(path, got)
+    _, task = await start(path, got)
     prog = Program(path, B)
     await prog.run()
     prog.exit()

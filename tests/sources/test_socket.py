@@ -8,8 +8,14 @@ import pytest
 
 from ingest.sources.socket import SocketConfig, SocketSource, parse_target
 from tests.corpus import all_logs
-from tests.sources.helpers import (EventlogServer, Streams, cancel, fd_targets, open_fds,
-                                   other_tasks)
+from tests.sources.helpers import (
+    EventlogServer,
+    Streams,
+    cancel,
+    fd_targets,
+    open_fds,
+    other_tasks,
+)
 
 LOGS = all_logs()
 SOME = ["threads-mvar.nonthreaded.l", "hello-ghc-8.6.5", "trace-binary-event"]

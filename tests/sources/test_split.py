@@ -13,7 +13,15 @@ import struct
 
 import pytest
 
-from protocol import DecodeError, Decoder, LogData, LogEnd, LogSplitter, LogStart, Skipped
+from protocol import (
+    DecodeError,
+    Decoder,
+    LogData,
+    LogEnd,
+    LogSplitter,
+    LogStart,
+    Skipped,
+)
 from tests.corpus import all_logs
 from tests.protocol.test_example import EXAMPLE
 
