@@ -8,8 +8,10 @@ Contract:
   must not fail on those (count them, or fold them in as it can).
 - ``feed_many(events, late)`` is the same for a run of events (all late or all
   not), with the same result as feeding them one by one; the pipeline calls
-  it once per deriver per released batch, with just the events the deriver
-  wants (a deriver must not keep the list itself, it is reused).
+  it once per deriver per slice of released events, with just the events the
+  deriver wants (a deriver must not keep the list itself, it is reused).
+  ``Batched`` gives ``feed`` to a deriver written as ``feed_many``; ``ByType``
+  gives both to one written as a handler per event type.
 - Returned points carry eventlog time (ns since RTS start) and only the
   deriver's own tags; the pipeline adds ``app``/``host``/``session`` and turns
   the time into Unix time.

@@ -3,9 +3,16 @@ time order (``order.Merge``) -> derivers -> wall-clock time and identity tags.
 
 ``Pipeline.feed(events)`` takes events in arrival (file) order, in batches of
 any size, and returns points; ``close()`` ends the stream.  The points are the
-same however the events are batched (the merge decides per event, the derivers
-see one sequence).  ``wants`` is every event type id the pipeline and its
-derivers use: build the decoder as ``Decoder(only=pipeline.wants)``.
+same however the events are batched (the merge decides per event, each deriver
+sees one sequence): each measurement's points come in the same order, while
+how the points of different measurements interleave depends on the batches.
+``wants`` is every event type id the pipeline and its derivers use (block
+markers only in live mode): build the decoder as ``Decoder(only=pipeline.wants)``.
+
+Dispatch: the released events are taken in slices of ``_SLICE``; a slice is
+routed by type id into one bucket per deriver, then each deriver takes its
+bucket in one ``feed_many`` call (a late event first empties the buckets, then
+goes alone), so the per-event work is a tight loop inside each deriver.
 
 Identity (tags on every point, see docs/schema.md):
 
@@ -19,8 +26,9 @@ Identity (tags on every point, see docs/schema.md):
 Points are held back until the identity and clock are settled: the
 ``WallClockTime``, ``OsProcessPid`` and ``ProgramArgs`` events have all been
 seen, or the stream has gone ``identity_wait_ns`` of eventlog time past its
-first event, or ``max_held_events`` events have been through, or it ends.  Then the clock
-uses the WallClockTime sample or falls back to ``start_wall_ns`` (clock.py).
+first event, or ``max_held_events`` events have been through, or it ends.
+Then the clock uses the WallClockTime sample or falls back to
+``start_wall_ns`` (clock.py).
 
 ``preamble``: start-up events found by a pre-scan of a file (the CLI passes the
 first ``WallClockTime``, ``ProgramArgs``, ``OsProcessPid``/``ParentPid``,
@@ -90,8 +98,8 @@ class Pipeline:
         self._wait = identity_wait_ns
         self._max_held = max_held_events
         self._scan: list = [0, None, 0]  # settle scan: seen bits, first time, events
-        # routing: per released batch, each deriver's events go to a bucket of its
-        # own (in order), then each deriver takes its bucket in one feed_many call
+        # routing (see the module doc): per slice, each deriver's events go to a
+        # bucket of its own, in order, taken in one feed_many call
         self._buckets: list[list] = [[] for _ in self.derivers]
         self._own_bucket: list = []  # the pipeline's own (identity) events
         self._own = {WALL_CLOCK_TIME: self._wall_clock, PROGRAM_ARGS: self._program_args,
