@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import SourceError
 from .base import Opener
-from .fifo import SplitStreams
+from ._streams import SplitStreams
 
 log = logging.getLogger("liveprof.file")
 

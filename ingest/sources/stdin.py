@@ -24,7 +24,7 @@ import stat
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Opener
-from .fifo import SplitStreams, read_fd
+from ._streams import SplitStreams, read_fd
 
 log = logging.getLogger("liveprof.stdin")
 

@@ -1,0 +1,136 @@
+"""Shared by the byte-stream sources (``fifo``, ``file``, ``stdin``):
+``SplitStreams`` cuts one byte stream into eventlog sessions with
+``protocol.LogSplitter``; ``read_fd`` reads a non-blocking descriptor as it
+becomes readable."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+
+from protocol import LogData, LogEnd, LogSplitter, LogStart, Skipped
+
+from .base import Opener, StreamConsumer, StreamInfo
+
+class SplitStreams:
+    """A ``LogSplitter`` whose logs become streams: one ``opener`` call per log.
+
+    ``feed(bytes)`` and ``close(reason)`` are synchronous; the counters are
+    the source's: ``streams`` opened, ``skipped`` bytes, ``errors`` (logs that
+    ended with an error), ``dropped`` bytes of logs whose consumer failed.
+    """
+
+    def __init__(self, kind: str, peer: str, opener: Opener, logger: logging.Logger,
+                 max_hold: int = 1 << 20, first_number: int = 1):
+        self.kind = kind
+        self.peer = peer
+        self.opener = opener
+        self.log = logger
+        self.splitter = LogSplitter(max_hold)
+        self.streams = first_number - 1
+        self.skipped = 0
+        self.errors = 0
+        self.dropped = 0
+        self.bytes = 0
+        self._consumer: StreamConsumer | None = None
+        self._broken = False          # the current consumer raised: drop its data
+        self._unlogged_skip = 0
+
+    @property
+    def open(self) -> bool:
+        return self._consumer is not None
+
+    def feed(self, data: bytes) -> None:
+        self.bytes += len(data)
+        self._handle(self.splitter.feed(data))
+
+    def close(self, reason: str | None = None) -> None:
+        """End of input (or the source stops): end the open stream, if any,
+        with ``reason`` if given, else with the splitter's account of the cut."""
+        items = self.splitter.close()
+        if reason is not None:
+            items = [LogEnd(it.offset, reason) if isinstance(it, LogEnd) else it for it in items]
+        self._handle(items)
+        self._log_skip()
+
+    def _handle(self, items: list) -> None:
+        for it in items:
+            if isinstance(it, LogData):
+                self._data(it.data)
+            elif isinstance(it, LogStart):
+                self._log_skip()
+                self.streams += 1
+                self._broken = False
+                self._consumer = self.opener(StreamInfo(self.kind, self.peer, self.streams))
+                self.log.info("%s %s: a new eventlog at stream offset %d: stream #%d",
+                              self.kind, self.peer, it.offset, self.streams)
+            elif isinstance(it, LogEnd):
+                self._end(it)
+            elif isinstance(it, Skipped):
+                self.skipped += it.count
+                self._unlogged_skip += it.count
+
+    def _data(self, data: bytes) -> None:
+        if self._broken or self._consumer is None:
+            self.dropped += len(data)
+            return
+        try:
+            self._consumer.data(data)
+        except Exception as exc:  # a bad consumer costs its own stream only
+            self._broken = True
+            self.errors += 1
+            self.dropped += len(data)
+            self.log.exception("%s %s: stream #%d: its consumer failed; dropping the rest of "
+                               "this eventlog", self.kind, self.peer, self.streams)
+            self._call_end(f"consumer failed: {exc!r}")
+
+    def _end(self, item: LogEnd) -> None:
+        if item.error is not None:
+            self.errors += 1
+            self.log.warning("%s %s: stream #%d ended at stream offset %d: %s",
+                             self.kind, self.peer, self.streams, item.offset, item.error)
+        if not self._broken:
+            self._call_end(item.error)
+        self._consumer, self._broken = None, False
+
+    def _call_end(self, error: str | None) -> None:
+        consumer = self._consumer
+        try:
+            consumer.end(error)
+        except Exception:
+            self.log.exception("%s %s: stream #%d: its consumer failed at the end",
+                               self.kind, self.peer, self.streams)
+
+    def _log_skip(self) -> None:
+        if self._unlogged_skip:
+            self.log.warning("%s %s: skipped %d bytes that belong to no eventlog (resync on the "
+                             "next header)", self.kind, self.peer, self._unlogged_skip)
+            self._unlogged_skip = 0
+
+
+async def read_fd(fd: int, size: int, take: Callable[[bytes], None]) -> None:
+    """Read the non-blocking descriptor ``fd`` (a pipe, socket or terminal)
+    as it becomes readable and pass each chunk to ``take``; returns at
+    end-of-file.  The descriptor stays open (the caller's)."""
+    loop = asyncio.get_running_loop()
+    readable = asyncio.Event()
+    loop.add_reader(fd, readable.set)
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            while True:
+                try:
+                    data = os.read(fd, size)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if not data:
+                    return
+                take(data)
+                if len(data) < size:
+                    break
+                await asyncio.sleep(0)     # a busy writer does not starve the loop
+    finally:
+        loop.remove_reader(fd)
