@@ -115,8 +115,9 @@ class Merge:
         else:
             out = []
         if self._ready:
-            out = self._ready + out
-            self._ready = []
+            ready, self._ready = self._ready, []
+            ready.extend(out)
+            out = ready
         return out
 
     def _push_live(self, events) -> None:
@@ -235,7 +236,10 @@ class Merge:
         """End of stream: everything still held, in order."""
         held = self._held
         held.sort(key=_TIME)
-        out = self._ready + held if self._ready else held
+        if self._ready:
+            self._ready.extend(held)
+            held = self._ready
+        out = held
         self._held = []
         self._ready = []
         self._held_min = None
@@ -275,7 +279,8 @@ class Merge:
         held.sort(key=_TIME)
         cut = bisect_right(held, frontier, key=_TIME)
         out = held[:cut]
-        rest = held[cut:]
+        del held[:cut]  # (in place: the events held on are not touched again)
+        rest = held
         self._held = rest
         self._held_min = _TIME(rest[0]) if rest else None
         return out
@@ -298,8 +303,12 @@ class Merge:
             early = bisect_right(held, self._frontier, key=_TIME)
             self.evicted += early - cut
             cut = early
-        self._ready.extend(held[:cut])
-        rest = held[cut:]
+        if self._ready:
+            self._ready.extend(held[:cut])
+        else:
+            self._ready = held[:cut]
+        del held[:cut]  # (in place: the events held on are not touched again)
+        rest = held
         self._held = rest
         self._held_min = _TIME(rest[0]) if rest else None
 
