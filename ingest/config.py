@@ -30,8 +30,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from .errors import ConfigError
 from .rollups import RollupConfig
 from .sinks.influx import InfluxSinkConfig
+from .sources.fifo import FifoConfig
+from .sources.file import FileConfig
 from .sources.monitor_tcp import MonitorTcpConfig
 from .sources.monitor_udp import MonitorUdpConfig
+from .sources.socket import SocketConfig
+from .sources.stdin import StdinConfig
 
 PREFIX = "LIVEPROF_"
 
@@ -77,6 +81,13 @@ class Settings(BaseSettings):
         default_factory=list, description="monitors to dial over TCP")
     monitor_udp: MonitorUdpConfig | None = Field(
         None, description="listen for monitor datagrams (None: off)")
+    sockets: list[SocketConfig] = Field(
+        default_factory=list, description="programs serving their eventlog on a socket, to dial")
+    fifos: list[FifoConfig] = Field(
+        default_factory=list, description="named pipes programs write (+RTS -l -ol<fifo>)")
+    files: list[FileConfig] = Field(
+        default_factory=list, description="eventlog files to import once or follow")
+    stdin: StdinConfig | None = Field(None, description="read an eventlog stream on stdin")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     state_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("XDG_STATE_HOME")

@@ -22,8 +22,12 @@ from typing import Any
 from .backoff import Backoff
 from .config import Settings
 from .sinks.influx import InfluxSink
+from .sources.fifo import FifoSource
+from .sources.file import FileSource
 from .sources.monitor_tcp import MonitorTcpSource
 from .sources.monitor_udp import MonitorUdpSource
+from .sources.socket import SocketSource
+from .sources.stdin import StdinSource
 from .streams import StreamRegistry
 
 log = logging.getLogger("liveprof.service")
@@ -33,6 +37,11 @@ def build_sources(settings: Settings) -> list[Any]:
     sources: list[Any] = [MonitorTcpSource(m) for m in settings.monitors]
     if settings.monitor_udp is not None:
         sources.append(MonitorUdpSource(settings.monitor_udp))
+    sources += [SocketSource(c) for c in settings.sockets]
+    sources += [FifoSource(c) for c in settings.fifos]
+    sources += [FileSource(c) for c in settings.files]
+    if settings.stdin is not None:
+        sources.append(StdinSource(settings.stdin))
     return sources
 
 

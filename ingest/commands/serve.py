@@ -45,6 +45,17 @@ def add_parser(sub) -> None:
                    help="dial a live-profile-monitor (repeatable; default port 8242)")
     p.add_argument("--udp", metavar="[HOST:]PORT",
                    help="listen for monitor datagrams (default host 0.0.0.0)")
+    p.add_argument("--socket", action="append", metavar="PATH|HOST:PORT", default=[],
+                   help="dial a program serving its eventlog on a Unix or TCP socket "
+                        "(repeatable)")
+    p.add_argument("--fifo", action="append", metavar="PATH", default=[],
+                   help="read a named pipe a program writes with +RTS -l -ol<PATH> "
+                        "(repeatable; created if missing)")
+    p.add_argument("--file", action="append", metavar="PATH", default=[],
+                   help="import an eventlog file once (repeatable)")
+    p.add_argument("--follow", action="append", metavar="PATH", default=[],
+                   help="follow a growing eventlog file, like tail -F (repeatable)")
+    p.add_argument("--stdin", action="store_true", help="read an eventlog stream on stdin")
     p.add_argument("--window", type=float, metavar="SECONDS", help="aggregation window")
     p.add_argument("--app", help="app tag for every stream (default: the program's name)")
     p.add_argument("--host", help="host tag for every stream (default: the stream's peer)")
@@ -62,6 +73,15 @@ def overrides(args) -> dict:
             host, port = parse_address(text, DEFAULT_MONITOR_PORT)
             monitors.append({"host": host, "port": port})
         out["monitors"] = monitors
+    if args.socket:
+        out["sockets"] = [{"address": a} for a in args.socket]
+    if args.fifo:
+        out["fifos"] = [{"path": p} for p in args.fifo]
+    if args.file or args.follow:
+        out["files"] = ([{"path": p} for p in args.file]
+                        + [{"path": p, "follow": True} for p in args.follow])
+    if args.stdin:
+        out["stdin"] = {}
     if args.udp:
         host, port = parse_address(args.udp, DEFAULT_MONITOR_PORT, default_host="0.0.0.0")
         out["monitor_udp"] = {"host": host, "port": port}

@@ -98,3 +98,57 @@ async def test_influxdb_down_then_back_loses_nothing(influxd_factory, tmp_path):
     assert count(server, "outage", "gc") == summary(LOG)["gc"]["collections"]
     stats = service.sink.stats
     assert stats.dropped_overflow == stats.dropped_4xx == 0
+
+
+async def test_every_source_at_once(influxd, influx_database, tmp_path):
+    """A monitor, datagrams, a socket, a FIFO and a file, all at once: one session each."""
+    import os
+    import socket as so
+
+    from tests.sources.helpers import EventlogServer
+
+    data = LOG.read_bytes()
+    fifo = tmp_path / "prog.fifo"
+    udp = so.socket(so.AF_INET, so.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp_port = udp.getsockname()[1]
+    udp.close()
+    server = await EventlogServer(data, unix_path=str(tmp_path / "prog.sock")).start()
+    with fm.TcpMonitor(LOG, max_connections=1) as monitor:
+        cfg = settings_for(influxd, influx_database, tmp_path, **{
+            "monitors": [{"host": "127.0.0.1", "port": monitor.port}],
+            "monitor_udp": {"host": "127.0.0.1", "port": udp_port, "idle_timeout": 1.0},
+            "sockets": [{"address": server.address, "once": True}],
+            "fifos": [{"path": str(fifo)}],
+            "files": [{"path": str(LOG)}]})
+        service = Service(cfg)
+        task = asyncio.create_task(service.run())
+        await asyncio.wait_for(service.ready.wait(), 10)
+        while not fifo.exists():
+            await asyncio.sleep(0.02)
+        # a program writing its eventlog into the pipe, opened read-write as GHC does
+        fd = os.open(fifo, os.O_RDWR)
+        try:
+            await asyncio.to_thread(os.write, fd, data)
+        finally:
+            os.close(fd)
+        await asyncio.to_thread(fm.send_datagrams, LOG, ("127.0.0.1", udp_port), interval=0.002)
+        try:
+            async def five():
+                while len(service.registry.finished) < 5:
+                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(five(), 60)
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 30)
+            await server.stop()
+    records = list(service.registry.finished.values())
+    assert sorted(r.info.source for r in records) == sorted(
+        ["monitor_tcp", "monitor_udp", "socket", "fifo", "file"])
+    assert all(r.error is None and r.events > 10_000 for r in records), \
+        [(r.info.name, r.error, r.events) for r in records]
+    # one program run delivered five ways: every stream derives the same session id (pid and
+    # wall clock) and host (all local), so InfluxDB holds one copy of each point
+    want = summary(LOG)["gc"]["collections"]
+    assert count(influxd, influx_database, "gc") == want
+    assert service.sink.stats.written == sum(r.points for r in records)
