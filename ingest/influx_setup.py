@@ -25,14 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from ingest.rollups import (
     ObservedPolicy,
     RollupConfig,
+    RpLevel,
     ServerState,
     Step,
     backfill_queries,
     parse_go_duration,
     plan,
     quote_ident,
+    rp_select,
 )
-from ingest.sinks.errors import InfluxQueryError
+from ingest.sinks.errors import InfluxQueryError, SinkAuthError, SinkError
 from ingest.sinks.influx_api import InfluxClient
 
 __all__ = ["BackfillReport", "InfluxSetupConfig", "SetupReport", "backfill", "observe", "setup"]
@@ -97,8 +99,9 @@ def _client(config: InfluxSetupConfig, session: aiohttp.ClientSession) -> Influx
         auth_in_query=config.auth == "query", timeout=config.timeout)
 
 
-async def observe(client: InfluxClient, database: str) -> ServerState:
-    """What the server has for ``database``."""
+async def observe(client: InfluxClient, database: str, rollups: RollupConfig | None = None) -> ServerState:
+    """What the server has for ``database`` (with ``rollups``, also the
+    dashboards' switch points, when their policy exists)."""
     state = ServerState()
     series = await client.query("SHOW DATABASES")
     names = {row[0] for s in series for row in s.values}
@@ -115,6 +118,14 @@ async def observe(client: InfluxClient, database: str) -> ServerState:
         if s.name == database:
             for row in s.rows():
                 state.continuous_queries[row["name"]] = row["query"]
+    if rollups is not None and rollups.rp_switch.policy in state.policies:
+        for s in await client.query(rp_select(rollups), database=database):
+            for row in s.rows():
+                try:
+                    state.rp_levels.append(RpLevel(str(row["rp"]), str(row["kind"]), int(row["start"]),
+                                                   int(row["end"]), str(row["interval"])))
+                except (KeyError, TypeError, ValueError):
+                    state.rp_levels.append(RpLevel("?", "?", -1, -1, "?"))  # malformed: rewrite
     return state
 
 
@@ -128,12 +139,16 @@ async def setup(config: InfluxSetupConfig, *, session: aiohttp.ClientSession | N
         client = _client(config, session)
         rollups = config.rollups
         for attempt in range(2):
-            state = await observe(client, rollups.database)
+            state = await observe(client, rollups.database, rollups)
             steps = plan(rollups, state)
             try:
                 for step in steps:
                     for statement in step.statements:
-                        await _run(client, statement, step)
+                        # the switch's DROP SERIES names no database: it needs the db parameter
+                        await _run(client, statement, step,
+                                   rollups.database if step.kind == "rp switch" else None)
+                    if step.points:
+                        await _write(client, rollups.database, step)
             except InfluxQueryError:
                 # someone else (a sink's CREATE DATABASE) changed the server
                 # between looking and acting: look again once
@@ -147,12 +162,27 @@ async def setup(config: InfluxSetupConfig, *, session: aiohttp.ClientSession | N
             await session.close()
 
 
-async def _run(client: InfluxClient, statement: str, step: Step) -> None:
+async def _run(client: InfluxClient, statement: str, step: Step, database: str | None = None) -> None:
     try:
-        await client.query(statement)
+        await client.query(statement, database=database)
     except InfluxQueryError as exc:
         raise InfluxQueryError(f"{step.action} {step.kind} {step.name}: InfluxDB refused "
                                f"{statement!r}: {exc}", status=exc.status) from exc
+
+
+async def _write(client: InfluxClient, database: str, step: Step) -> None:
+    try:
+        status, text, _ = await client.write("\n".join(step.points).encode(), database,
+                                             retention_policy=step.policy)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise SinkError(f"{step.action} {step.kind} {step.name}: InfluxDB at {client.url} is "
+                        f"unreachable: {client.redact(str(exc)) or type(exc).__name__}",
+                        retryable=True) from exc
+    if status in (401, 403):
+        raise SinkAuthError(client.auth_message(status, text), status=status)
+    if status != 204:
+        raise InfluxQueryError(f"{step.action} {step.kind} {step.name}: InfluxDB refused the "
+                               f"write to {step.policy!r} ({status}): {text.strip()[:200]}", status=status)
 
 
 @dataclasses.dataclass

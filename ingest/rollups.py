@@ -280,8 +280,49 @@ def _default_rollups() -> list[Rollup]:
     ]
 
 
+class RpSwitch(BaseModel):
+    """What the Grafana dashboards read to pick a retention policy by time range
+    (docs/dashboards.md): one point per policy of measurement ``measurement``
+    in the retention policy ``policy`` (kept for ever), stamped at time 0.
+
+    A level serves the range lengths ``(start, end]`` (ms): the raw policy up
+    to ``min_points`` intervals of the first rollup, each rollup from there up
+    to ``min_points`` intervals of the next one (never beyond what it keeps),
+    the last rollup everything longer.  So a panel always has at least about
+    ``min_points`` intervals of the level it reads across its range, and the
+    coarsest level that gives that many."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: str = Field("forever", min_length=1, description="retention policy (INF) of the points")
+    measurement: str = Field("rp_config", min_length=1)
+    min_points: int = Field(300, ge=1, description="a level is chosen while a range holds at least "
+                                                   "this many intervals of it")
+    raw_interval: str = Field("1s", description="the smallest panel interval on raw: the derive window")
+
+    @field_validator("policy", "measurement")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"name {value!r}: no quotes, backslashes or control characters")
+        return value
+
+    @field_validator("raw_interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        ns = parse_duration(value)
+        if ns == 0:
+            raise ValueError("must be a finite duration")
+        return format_duration(ns)
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(name=self.policy, duration="INF")
+
+
 class RollupConfig(BaseModel):
-    """The retention and rollup section: database, raw policy, rollups."""
+    """The retention and rollup section: database, raw policy, rollups, and
+    the dashboards' retention-policy switch."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -291,6 +332,8 @@ class RollupConfig(BaseModel):
     cq_prefix: str = Field("liveprof", min_length=1, pattern=r"^[A-Za-z0-9_]+$",
                            description="continuous queries named <prefix>_<rollup>_<measurement> "
                                        "are managed (created, replaced, dropped) by setup")
+    rp_switch: RpSwitch = Field(default_factory=RpSwitch,
+                                description="how dashboards pick a policy by time range")
 
     @field_validator("database")
     @classmethod
@@ -301,7 +344,7 @@ class RollupConfig(BaseModel):
 
     @model_validator(mode="after")
     def _levels(self):
-        names = [self.raw.name] + [r.name for r in self.rollups]
+        names = [self.raw.name] + [r.name for r in self.rollups] + [self.rp_switch.policy]
         if len(set(names)) != len(names):
             raise ValueError(f"retention policy names must differ: {names}")
         previous: RetentionPolicy = self.raw
@@ -447,6 +490,79 @@ def backfill_queries(config: RollupConfig, start_ns: int,
     return out
 
 
+# -- the dashboards' retention-policy switch ---------------------------------------
+
+UNBOUNDED_MS = 2**53 - 1  # the last level's end: longer than any range (and exact as a float)
+
+
+@dataclass(frozen=True, slots=True)
+class RpLevel:
+    """One point of the switch: ``rp`` serves ranges longer than ``start_ms``
+    and at most ``end_ms``; ``kind`` is ``raw`` or ``rollup``; ``interval`` is
+    the smallest group-by interval worth asking of it (its own)."""
+
+    rp: str
+    kind: str
+    start_ms: int
+    end_ms: int
+    interval: str
+
+    @property
+    def interval_ms(self) -> int:
+        return parse_duration(self.interval) // 1_000_000
+
+
+def rp_levels(config: RollupConfig) -> list[RpLevel]:
+    """The switch's points for ``config``, finest first; their ranges tile
+    ``(0, UNBOUNDED_MS]`` (a level that a shorter retention squeezes out gets
+    an empty range and is never chosen)."""
+    sw = config.rp_switch
+    levels = [(config.raw.name, "raw", sw.raw_interval, config.raw.duration_ns)]
+    levels += [(r.name, "rollup", r.interval, r.duration_ns) for r in config.rollups]
+    out: list[RpLevel] = []
+    start = 0
+    for i, (name, kind, interval, duration_ns) in enumerate(levels):
+        if i == len(levels) - 1:
+            end = UNBOUNDED_MS
+        else:
+            end = parse_duration(levels[i + 1][2]) // 1_000_000 * sw.min_points
+            if duration_ns:
+                end = min(end, duration_ns // 1_000_000)
+            end = max(end, start)
+        out.append(RpLevel(name, kind, start, end, interval))
+        start = end
+    return out
+
+
+def _lp_escape(text: str, specials: str) -> str:
+    text = text.replace("\\", "\\\\")
+    for ch in specials:
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def rp_points(config: RollupConfig) -> list[str]:
+    """The switch's points as line protocol (time 0), tagged ``policy``."""
+    m = _lp_escape(config.rp_switch.measurement, ", ")
+    lines = []
+    for lv in rp_levels(config):
+        fields = (f'rp="{_lp_escape(lv.rp, chr(34))}",kind="{lv.kind}",start={lv.start_ms}i,'
+                  f'end={lv.end_ms}i,interval="{lv.interval}",interval_ms={lv.interval_ms}i')
+        lines.append(f"{m},policy={_lp_escape(lv.rp, ', =')} {fields} 0")
+    return lines
+
+
+def rp_select(config: RollupConfig) -> str:
+    """What setup reads back to compare (``observe`` turns rows into ``RpLevel``)."""
+    sw = config.rp_switch
+    return f"SELECT * FROM {_qualified(config, sw.policy, sw.measurement)}"
+
+
+def drop_rp_points(config: RollupConfig) -> str:
+    # DROP SERIES names no policy: the measurement lives only in the switch's one
+    return (f"DROP SERIES FROM {quote_ident(config.rp_switch.measurement)}")
+
+
 # -- comparing with the server -------------------------------------------------------
 
 _QUOTED_WORD = re.compile(r'"([A-Za-z0-9_]+)"')
@@ -480,6 +596,7 @@ class ServerState:
     database_exists: bool = False
     policies: dict[str, ObservedPolicy] = field(default_factory=dict)
     continuous_queries: dict[str, str] = field(default_factory=dict)
+    rp_levels: list[RpLevel] = field(default_factory=list)
 
 
 Action = Literal["create", "alter", "replace", "drop", "keep"]
@@ -490,10 +607,13 @@ class Step:
     """One thing setup does (or finds already done)."""
 
     action: Action
-    kind: Literal["database", "retention policy", "continuous query"]
+    kind: Literal["database", "retention policy", "continuous query", "rp switch"]
     name: str
     statements: tuple[str, ...] = ()
     detail: str = ""
+    # line protocol written (after the statements) to the retention policy ``policy``
+    points: tuple[str, ...] = ()
+    policy: str = ""
 
     def describe(self) -> str:
         verb = {"create": "created", "alter": "altered", "replace": "replaced",
@@ -510,11 +630,13 @@ def _describe_policy(p: RetentionPolicy, default: bool) -> str:
 
 def plan(config: RollupConfig, observed: ServerState) -> list[Step]:
     """The steps that bring ``observed`` to ``config``: database, then the raw
-    policy (the default), the rollup policies, the continuous queries.
+    policy (the default), the rollup policies, the dashboards' switch (its
+    policy and points), the continuous queries.
     Policies are created or altered, never dropped (they hold data); managed
     continuous queries (named ``<cq_prefix>_...``) are created, replaced when
     their definition differs (InfluxDB cannot alter one), and dropped when no
-    longer wanted."""
+    longer wanted; the switch's points are written when missing and rewritten
+    (dropped first) when they differ."""
     steps: list[Step] = []
     db = config.database
     policies = dict(observed.policies)
@@ -530,6 +652,9 @@ def plan(config: RollupConfig, observed: ServerState) -> list[Step]:
         steps.append(_policy_step(config, config.raw, True, policies.get(config.raw.name)))
     for r in config.rollups:
         steps.append(_policy_step(config, r, False, policies.get(r.name)))
+    sw = config.rp_switch
+    steps.append(_policy_step(config, sw.retention, False, policies.get(sw.policy)))
+    steps.append(_rp_switch_step(config, observed.rp_levels if observed.database_exists else []))
     wanted = continuous_queries(config)
     existing = {} if not observed.database_exists else observed.continuous_queries
     for name, statement in wanted.items():
@@ -546,6 +671,21 @@ def plan(config: RollupConfig, observed: ServerState) -> list[Step]:
             steps.append(Step("drop", "continuous query", name, (drop_cq(config, name),),
                               "no longer configured"))
     return steps
+
+
+def _rp_switch_step(config: RollupConfig, have: list[RpLevel]) -> Step:
+    want = rp_levels(config)
+    name = f"{config.rp_switch.policy}.{config.rp_switch.measurement}"
+    detail = "; ".join(
+        f"{lv.rp} for ranges up to {format_duration(lv.end_ms * 1_000_000)}" if lv.end_ms < UNBOUNDED_MS
+        else f"{lv.rp} beyond" for lv in want if lv.end_ms > lv.start_ms)
+    points = tuple(rp_points(config))
+    if not have:
+        return Step("create", "rp switch", name, (), detail, points, config.rp_switch.policy)
+    if sorted(have, key=lambda lv: lv.start_ms) == want:
+        return Step("keep", "rp switch", name, (), detail)
+    return Step("replace", "rp switch", name, (drop_rp_points(config),), detail, points,
+                config.rp_switch.policy)
 
 
 def _policy_step(config: RollupConfig, p: RetentionPolicy, default: bool,

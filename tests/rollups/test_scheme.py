@@ -165,9 +165,11 @@ def test_normalize_sees_through_quoting_and_units_but_not_changes(name):
 
 def _matching_state(config: RollupConfig) -> ServerState:
     state = ServerState(database_exists=True)
-    for p, default in [(config.raw, True)] + [(r, False) for r in config.rollups]:
+    for p, default in ([(config.raw, True)] + [(r, False) for r in config.rollups]
+                       + [(config.rp_switch.retention, False)]):
         state.policies[p.name] = rollups.ObservedPolicy(p.name, p.duration_ns, 86400 * 10**9, default)
     state.continuous_queries = {n: _requote(s) for n, s in continuous_queries(config).items()}
+    state.rp_levels = list(reversed(rollups.rp_levels(config)))  # any order, as SELECT gives them
     return state
 
 
@@ -192,3 +194,83 @@ def test_plan_alters_replaces_and_drops_only_what_differs():
     assert "DURATION 1w" in alter and alter.endswith("DEFAULT")
     drop, create = changed[("replace", tampered)].statements
     assert drop.startswith("DROP CONTINUOUS QUERY") and create == continuous_queries(config)[tampered]
+
+
+# -- the dashboards' retention-policy switch (docs/dashboards.md) ------------------
+
+def _chosen(levels, range_ms: int) -> list[str]:
+    """What the dashboards' variable query selects: start < range <= end."""
+    return [lv.rp for lv in levels if lv.start_ms < range_ms <= lv.end_ms]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_rp_switch_levels_tile_every_range_length(name):
+    config = CONFIGS[name]
+    levels = rollups.rp_levels(config)
+    assert [lv.rp for lv in levels] == [config.raw.name] + [r.name for r in config.rollups]
+    assert [lv.kind for lv in levels] == ["raw"] + ["rollup"] * len(config.rollups)
+    assert levels[0].start_ms == 0 and levels[-1].end_ms == rollups.UNBOUNDED_MS
+    for a, b in zip(levels, levels[1:]):
+        assert a.end_ms == b.start_ms and a.start_ms <= a.end_ms
+    for r, lv in zip(config.rollups, levels[1:]):
+        assert lv.interval_ms * 1_000_000 == r.interval_ns
+    # exactly one level for any range, 1 ms up to centuries
+    for range_ms in (1, 999, 3_600_000, 86_400_000, 30 * 86_400_000, 10**13):
+        assert len(_chosen(levels, range_ms)) == 1, range_ms
+
+
+def test_rp_switch_default_thresholds():
+    """raw while a range holds min_points minutes (the next level's interval),
+    1m while it holds min_points hours, then 1h; the issue's three ranges."""
+    config = RollupConfig()
+    levels = rollups.rp_levels(config)
+    n = config.rp_switch.min_points
+    assert [(lv.start_ms, lv.end_ms) for lv in levels[:2]] == [(0, n * 60_000), (n * 60_000, n * 3_600_000)]
+    hour, day = 3_600_000, 86_400_000
+    assert _chosen(levels, hour) == ["raw"]
+    assert _chosen(levels, 7 * day) == ["1m"]
+    assert _chosen(levels, 30 * day) == ["1h"]
+    assert _chosen(levels, 60 * day) == ["1h"]
+
+
+def test_rp_switch_never_reads_a_level_for_longer_than_it_keeps():
+    config = RollupConfig(raw=RetentionPolicy(name="raw", duration="2h"),
+                          rollups=[Rollup(name="1m", interval="1m", duration="2d", resample_for="10m"),
+                                   Rollup(name="1h", interval="1h", duration="INF")])
+    raw, m1, h1 = rollups.rp_levels(config)
+    assert raw.end_ms == 2 * 3_600_000          # not 300 min: raw keeps 2 h
+    assert m1.end_ms == 2 * 86_400_000          # not 300 h: 1m keeps 2 days
+    assert h1.start_ms == m1.end_ms and h1.end_ms == rollups.UNBOUNDED_MS
+
+
+def test_rp_switch_points_are_line_protocol_of_the_levels():
+    config = RollupConfig(rp_switch=rollups.RpSwitch(policy="keep", measurement="rp cfg", min_points=100))
+    points = rollups.rp_points(config)
+    levels = rollups.rp_levels(config)
+    assert len(points) == len(levels)
+    for line, lv in zip(points, levels):
+        assert line.startswith(f"rp\\ cfg,policy={lv.rp} ")
+        assert line.endswith(" 0")
+        assert f'rp="{lv.rp}"' in line and f"start={lv.start_ms}i" in line and f"end={lv.end_ms}i" in line
+    assert levels[0].end_ms == 100 * 60_000
+
+
+def test_plan_writes_the_switch_and_rewrites_it_when_it_differs():
+    config = RollupConfig()
+    empty = plan(config, ServerState())
+    switch = [s for s in empty if s.kind == "rp switch"]
+    assert len(switch) == 1 and switch[0].action == "create"
+    assert list(switch[0].points) == rollups.rp_points(config) and switch[0].policy == "forever"
+    forever = next(s for s in empty if s.kind == "retention policy" and s.name == "forever")
+    assert "DURATION INF" in forever.statements[0]
+
+    state = _matching_state(config)
+    state.rp_levels[0] = rollups.RpLevel(state.rp_levels[0].rp, state.rp_levels[0].kind,
+                                         state.rp_levels[0].start_ms + 1, state.rp_levels[0].end_ms,
+                                         state.rp_levels[0].interval)
+    changed = [s for s in plan(config, state) if s.action != "keep"]
+    assert [(s.action, s.kind) for s in changed] == [("replace", "rp switch")]
+    assert changed[0].statements[0].startswith("DROP SERIES FROM") and changed[0].points
+
+    with pytest.raises(ValueError):
+        RollupConfig(rp_switch=rollups.RpSwitch(policy="raw"))

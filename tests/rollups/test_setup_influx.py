@@ -21,6 +21,8 @@ from ingest.rollups import (
     normalize_cq,
     parse_duration,
     parse_go_duration,
+    rp_levels,
+    rp_points,
 )
 from ingest.sinks.errors import SinkAuthError
 
@@ -61,7 +63,7 @@ def cqs(server, database) -> dict[str, str]:
 
 def assert_server_matches(server, config: RollupConfig) -> None:
     pols = policies(server, config.database)
-    for p in [config.raw, *config.rollups]:
+    for p in [config.raw, *config.rollups, config.rp_switch.retention]:
         assert parse_go_duration(pols[p.name]["duration"]) == p.duration_ns, p.name
     assert [n for n, row in pols.items() if row["default"]] == [config.raw.name]
     have = cqs(server, config.database)
@@ -75,10 +77,11 @@ async def test_setup_creates_the_scheme_and_a_second_run_changes_nothing(influxd
     config = _config(influxd, database)
     first = await setup(config)
     assert {(s.action, s.kind) for s in first.steps} == {
-        ("create", "database"), ("create", "retention policy"), ("create", "continuous query")}
+        ("create", "database"), ("create", "retention policy"), ("create", "continuous query"),
+        ("create", "rp switch")}
     assert_server_matches(influxd, config.rollups)
     # no autogen: the raw policy was created as the database's default
-    assert set(policies(influxd, database)) == {"raw", "1m", "1h"}
+    assert set(policies(influxd, database)) == {"raw", "1m", "1h", "forever"}
 
     second = await setup(config)
     assert second.changed == []
@@ -258,6 +261,12 @@ async def test_a_token_is_sent_as_the_authorization_header():
     records the header setup sends and answers like an empty server."""
     from aiohttp import web
     seen = []
+    written = []
+
+    async def write(request):
+        seen.append(request.headers.get("Authorization"))
+        written.append((request.query.get("rp"), (await request.read()).decode()))
+        return web.Response(status=204)
 
     async def query(request):
         seen.append(request.headers.get("Authorization"))
@@ -269,6 +278,7 @@ async def test_a_token_is_sent_as_the_authorization_header():
 
     app = web.Application()
     app.router.add_post("/query", query)
+    app.router.add_post("/write", write)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -278,8 +288,9 @@ async def test_a_token_is_sent_as_the_authorization_header():
         report = await setup(InfluxSetupConfig(url=f"http://127.0.0.1:{port}", token="tok-123"))
     finally:
         await runner.cleanup()
-    assert report.changed and len(seen) == 1 + sum(len(s.statements) for s in report.steps)
+    assert report.changed and len(seen) == 1 + sum(len(s.statements) + bool(s.points) for s in report.steps)
     assert set(seen) == {"Token tok-123"}
+    assert written == [("forever", "\n".join(rp_points(RollupConfig())))]
 
 
 async def test_raw_is_made_the_default_again(influxd, database):
@@ -300,3 +311,44 @@ def test_setup_config_from_the_sink_config():
     assert (cfg.url, cfg.user, cfg.password.get_secret_value(), cfg.auth) == ("http://db:8086", "u", "p", "query")
     assert cfg.rollups.database == "prod" and cfg.rollups.raw.duration_ns == parse_duration("2d")
     assert "p" not in repr(cfg.password)
+
+
+def _switch_rows(server, database) -> list[dict]:
+    s = server.series('SELECT * FROM "forever"."rp_config"', database)
+    return [dict(zip(s[0]["columns"], row)) for row in s[0]["values"]] if s else []
+
+
+def _picked(server, database, range_ms: int) -> list[str]:
+    """The dashboards' $rp query with Grafana's $__to - $__from substituted."""
+    to = 1_900_000_000_000
+    q = (f'SELECT "rp" FROM "forever"."rp_config" WHERE {to} - {to - range_ms} > "start" '
+         f'AND {to} - {to - range_ms} <= "end"')
+    return [row[1] for s in server.series(q, database) for row in s["values"]]
+
+
+async def test_setup_writes_the_rp_switch_and_rewrites_it_when_the_policies_change(influxd, database):
+    config = _config(influxd, database)
+    await setup(config)
+    rows = _switch_rows(influxd, database)
+    assert sorted((r["rp"], r["kind"], r["start"], r["end"], r["interval"]) for r in rows) == sorted(
+        (lv.rp, lv.kind, lv.start_ms, lv.end_ms, lv.interval) for lv in rp_levels(config.rollups))
+    assert {r["time"] for r in rows} == {0}
+    hour, day = 3_600_000, 86_400_000
+    assert _picked(influxd, database, hour) == ["raw"]
+    assert _picked(influxd, database, 7 * day) == ["1m"]
+    assert _picked(influxd, database, 60 * day) == ["1h"]
+
+    # one rollup only: the 1h point goes, 1m serves every long range
+    one = _config(influxd, database, rollups=[Rollup(name="1m", interval="1m", duration="90d",
+                                                     resample_for="10m")])
+    report = await setup(one)
+    assert ("replace", "rp switch") in {(s.action, s.kind) for s in report.changed}
+    assert sorted(r["rp"] for r in _switch_rows(influxd, database)) == ["1m", "raw"]
+    assert _picked(influxd, database, 60 * day) == ["1m"]
+    assert (await setup(one)).changed == []
+
+    # tampered points are put back
+    influxd.query(f'DROP SERIES FROM "rp_config" WHERE "policy" = \'raw\'', database)
+    report = await setup(one)
+    assert [(s.action, s.kind) for s in report.changed] == [("replace", "rp switch")]
+    assert _picked(influxd, database, hour) == ["raw"]
