@@ -4,6 +4,7 @@ only what finer ones store, and the config refuses what cannot work."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -210,7 +211,7 @@ def test_rp_switch_levels_tile_every_range_length(name):
     assert [lv.rp for lv in levels] == [config.raw.name] + [r.name for r in config.rollups]
     assert [lv.kind for lv in levels] == ["raw"] + ["rollup"] * len(config.rollups)
     assert levels[0].start_ms == 0 and levels[-1].end_ms == rollups.UNBOUNDED_MS
-    for a, b in zip(levels, levels[1:]):
+    for a, b in itertools.pairwise(levels):
         assert a.end_ms == b.start_ms and a.start_ms <= a.end_ms
     for r, lv in zip(config.rollups, levels[1:]):
         assert lv.interval_ms * 1_000_000 == r.interval_ns

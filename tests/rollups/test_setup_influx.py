@@ -348,7 +348,7 @@ async def test_setup_writes_the_rp_switch_and_rewrites_it_when_the_policies_chan
     assert (await setup(one)).changed == []
 
     # tampered points are put back
-    influxd.query(f'DROP SERIES FROM "rp_config" WHERE "policy" = \'raw\'', database)
+    influxd.query('DROP SERIES FROM "rp_config" WHERE "policy" = \'raw\'', database)
     report = await setup(one)
     assert [(s.action, s.kind) for s in report.changed] == [("replace", "rp switch")]
     assert _picked(influxd, database, hour) == ["raw"]
