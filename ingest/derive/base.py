@@ -127,7 +127,7 @@ class Windows:
         self.start = self.end = -1
 
     def open_at(self, t: int) -> None:
-        self.start = t - t % self.size
+        self.start = window_start(t, self.size)
         self.end = self.start + self.size
 
     def advance(self, t: int, close: Callable[[int], list[Point]],

@@ -24,7 +24,6 @@ from .point import Point
 RUN_THREAD, STOP_THREAD, START_GC, END_GC = 1, 2, 9, 10
 CAP_CREATE, CAP_DELETE = 45, 46
 MUT, GC, IDLE = 2, 3, 4  # state: the index in a capability's record of the time spent in it
-_NONE: tuple = ()
 # event type -> the state it puts its capability in (None: not a transition)
 _STATE = [None] * 64
 _STATE[RUN_THREAD], _STATE[STOP_THREAD], _STATE[START_GC], _STATE[END_GC] = MUT, IDLE, GC, IDLE
