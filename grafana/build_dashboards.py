@@ -15,7 +15,9 @@ the rollups (docs/dashboards.md):
   ``'$rp_kind' = 'rollup'``: InfluxDB answers the false one with nothing, so
   a panel shows the right one for the range, under the same legend;
 - each selected expression is named with ``AS`` (tests/grafana checks the
-  columns InfluxDB returns against these names);
+  columns InfluxDB returns against these names); a ``last()`` asked only for
+  the time of the latest point, whose value differs between levels, is named
+  ``seen_...`` and hidden;
 - a panel's min interval is ``$rp_interval``, the chosen policy's own
   interval, so ``$__interval`` never asks a rollup for finer buckets than it
   has.
@@ -197,15 +199,17 @@ def overview() -> dict:
     lay.add("Busiest thread labels", "bargauge", [
         target("A", q('sum("runtime_ns") AS "runtime"', "threads", group="", tags=("label",)),
                alias="$tag_label"),
-    ], unit="ns", options={"orientation": "horizontal", "displayMode": "gradient",
-                           "reduceOptions": {"calcs": ["sum"], "values": False}},
+    ], unit="ns", min_interval=False,
+        options={"orientation": "horizontal", "displayMode": "gradient",
+                 "reduceOptions": {"calcs": ["sum"], "values": False}},
         description="Run time per thread label over the range (the top labels per window; the "
                     "rest are summed as other).")
     lay.add("Active sessions", "table", [
-        target("A", q('last("mutator_ns") AS "last_mutator_ns"', "capability", group="",
-                      tags=("app", "host", "session")), fmt="table"),
-    ], width=24, height=6, options=TABLE_OPTS,
-        description="Sessions with capability activity in the range; Time is their last window.")
+        target("A", q('sum("mutator_ns") AS "mutator_ns", sum("gc_ns") AS "gc_ns"', "capability",
+                      group="", tags=("app", "host", "session")), fmt="table"),
+    ], width=24, height=6, options=TABLE_OPTS, min_interval=False,
+        description="Sessions with capability activity in the range, with their time running "
+                    "Haskell code and in GC over the range.")
     return dashboard("liveprof-overview", "liveprof / Overview", lay,
                      rp_vars() + common_vars(), annotations=[MARKERS])
 
@@ -324,14 +328,14 @@ def sessions() -> dict:
         target("A", q('last("program") AS "program", last("args") AS "args", last("rts") AS "rts", '
                       'last("pid") AS "pid", last("caps") AS "caps"', "session", group="",
                       tags=("app", "host", "session")), fmt="table"),
-        target("B", q('last("mutator_ns") AS "last_mutator_ns"', "capability", group="",
+        target("B", q('last("mutator_ns") AS "seen_last"', "capability", group="",
                       tags=("app", "host", "session")), fmt="table"),
     ], width=24, height=16, options=TABLE_OPTS, min_interval=False,
         transformations=[
             {"id": "joinByField", "options": {"byField": "session", "mode": "outer"}},
             {"id": "organize", "options": {
                 "renameByName": {"Time 1": "start", "Time 2": "end (last window)"},
-                "excludeByName": {"last_mutator_ns": True, "app 2": True, "host 2": True}}},
+                "excludeByName": {"seen_last": True, "app 2": True, "host 2": True}}},
         ],
         description="One row per session that started in the range: program, arguments, RTS, "
                     "start (the RTS start) and end (the start of its last capability window).")
