@@ -307,8 +307,6 @@ class MqttAlertSink:
             if share is not None:
                 self._add_to_window(p, pause)
 
-    write = submit  # the Sink protocol's name for it
-
     def _key(self, p: Point) -> tuple:
         t = p.tags
         return t.get("app", ""), t.get("host", ""), t.get("session", "")
