@@ -77,7 +77,10 @@ class Stream:
         self.sinks = sinks
         self._on_end = on_end
         info = record.info
-        settings = DeriveSettings(window_ns=max(1, int(config.window * 1e9)), top_n=config.top)
+        # the monitor protocol drops every event's capability
+        caps_known = info.source not in ("monitor_tcp", "monitor_udp")
+        settings = DeriveSettings(window_ns=max(1, int(config.window * 1e9)), top_n=config.top,
+                                  caps_known=caps_known)
         identity = Identity(app=config.app,
                             host=config.host if config.host is not None else peer_host(info),
                             start_wall_ns=int(info.started * 1e9))

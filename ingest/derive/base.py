@@ -38,6 +38,10 @@ class DeriveSettings:
     window_ns: int = SECOND  # aggregation window of the per-window measurements
     top_n: int = 10  # labels kept by name per window (threads, spans) or census (heap_profile)
     other_label: str = "other"
+    # False for streams whose events carry no capability (the monitor protocol drops
+    # it): the per-capability measurements (capability, sparks, heap allocation)
+    # cannot be computed and are left out rather than made up
+    caps_known: bool = True
 
 
 class Deriver(Protocol):

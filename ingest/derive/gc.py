@@ -92,8 +92,12 @@ class GcDeriver(ByType):
                 self._pending = None
             self._cur = _Collection(ev.time, self._request)
             self._request = None
-        if ev.cap not in in_gc:
-            in_gc[ev.cap] = ev.time
+        cap = ev.cap
+        if cap is None:  # capability unknown (monitor protocol): count the starts
+            in_gc[None] = in_gc.get(None, 0) + 1
+            self._cur.caps += 1
+        elif cap not in in_gc:
+            in_gc[cap] = ev.time
             self._cur.caps += 1
         return out
 
@@ -102,7 +106,11 @@ class GcDeriver(ByType):
             self.late_events += 1
             return _NONE
         in_gc = self._in_gc
-        if in_gc.pop(ev.cap, None) is None:
+        cap = ev.cap
+        if cap is None and in_gc.get(None, 0) > 1:
+            in_gc[None] -= 1       # another capability without a name is still in it
+            return _NONE
+        if in_gc.pop(cap, None) is None:
             self.unmatched_end += 1
             return _NONE
         if in_gc:

@@ -31,11 +31,15 @@ class HeapDeriver(ByType):
         {HEAP_ALLOCATED, HEAP_SIZE, HEAP_LIVE, BLOCKS_SIZE, MEM_RETURN})
 
     def __init__(self, settings: DeriveSettings | None = None):
-        self._clock = Windows((settings or DeriveSettings()).window_ns)
+        settings = settings or DeriveSettings()
+        self._clock = Windows(settings.window_ns)
         self._alloc_last: dict = {}  # cap -> last cumulative allocBytes
+        # per-capability counters: without capabilities there is no allocation figure
+        self._alloc = settings.caps_known
         self._reset()
         self.late_events = 0
-        self._handlers = {HEAP_ALLOCATED: self._allocated_ev, MEM_RETURN: self._mem_ev}
+        self._handlers = {HEAP_ALLOCATED: self._allocated_ev if self._alloc else self._roll_ev,
+                          MEM_RETURN: self._mem_ev}
         for ty, name in GAUGES.items():
             self._handlers[ty] = self._gauge_handler(name)
 
@@ -57,7 +61,8 @@ class HeapDeriver(ByType):
         if not self._any:
             return []
         f: dict = {"allocated_bytes": self._allocated,
-                   "alloc_rate_bytes_per_s": self._allocated * SECOND / self._clock.size}
+                   "alloc_rate_bytes_per_s": self._allocated * SECOND / self._clock.size} \
+            if self._alloc else {}
         for name in GAUGES.values():
             g = self._gauges.get(name)
             if g is not None:
@@ -73,6 +78,9 @@ class HeapDeriver(ByType):
         return clock.advance(t, self._close) if t >= clock.end else _NONE
 
     # -- handlers ----------------------------------------------------------------
+
+    def _roll_ev(self, ev: Event, late: bool):
+        return self._roll(ev.time)
 
     def _allocated_ev(self, ev: Event, late: bool):
         out = self._roll(ev.time)

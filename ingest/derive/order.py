@@ -47,6 +47,7 @@ from typing import Iterable
 from protocol import Event
 
 BLOCK_MARKER = 18
+STARTUP, CAP_CREATE = 17, 45  # announce capabilities (streams) before they show events
 _TYPE = itemgetter(0)  # Event.type
 _TIME = itemgetter(2)  # Event.time, and _Late's sort key
 _NEG_INF = -(1 << 63)
@@ -57,6 +58,7 @@ LATE = -1  # a _Late item's first element, where an event has its type id
 class OrderSettings:
     live: bool = False
     max_lag_ns: int = 10_000_000_000  # live: never hold an event more than this behind the newest
+    slack_ns: int = 50_000_000  # live: how far a capability's own events may run out of order
     max_held: int = 500_000  # memory bound (events held); roughly 100 MB of decoded events
     check_every: int = 4096  # how often (in arrivals) the memory bound is checked
 
@@ -75,6 +77,9 @@ class Merge:
         s = settings or OrderSettings()
         self.live = s.live
         self.max_lag = s.max_lag_ns
+        self.slack = s.slack_ns
+        self._blocks = False  # a block marker seen: events carry their capability
+        self._new_stream_at = _NEG_INF  # newest time when a stream last appeared
         self.max_held = s.max_held
         self.check_every = s.check_every
         self._held: list = []  # events (and _Late) in arrival order, sorted lazily
@@ -129,12 +134,15 @@ class Merge:
         held_min = self._held_min
         for ev in events:
             t = ev.time
-            if ev.type == BLOCK_MARKER:
+            ty = ev.type
+            if ty == BLOCK_MARKER:
                 self._frontier = frontier
                 self._newest = newest
                 self._block_marker(ev)
                 frontier = self._frontier
                 continue
+            if ty == STARTUP or ty == CAP_CREATE:
+                self._announce(ev)
             if t < frontier:
                 self.late_events += 1
                 append(_Late((LATE, None, frontier, ev)))
@@ -150,13 +158,15 @@ class Merge:
             old = latest.get(cap, _NO_STREAM)
             if old is _NO_STREAM:
                 latest[cap] = t
+                self._new_stream_at = newest
                 self._recompute_watermark()
             elif t > old:
                 latest[cap] = t
                 if cap == self._min_stream:
                     self._recompute_watermark()
-            f = self._watermark
             lagged = newest - self.max_lag
+            f = self._watermark - self.slack \
+                if self._blocks and lagged >= self._new_stream_at else _NEG_INF
             if lagged > f:
                 f = lagged
             if f > frontier:
@@ -247,7 +257,21 @@ class Merge:
 
     # -- internals -----------------------------------------------------------------
 
+    def _announce(self, ev: Event) -> None:
+        """``Startup`` (n caps) or ``CapCreate``: capabilities that exist but
+        may not have shown an event yet hold the watermark back (at minus
+        infinity, so only the lag bound moves the frontier) until they do."""
+        caps = range(ev.fields[0]) if ev.type == STARTUP else (ev.fields[0],)
+        added = False
+        for cap in caps:
+            if cap not in self._latest:
+                self._latest[cap] = _NEG_INF
+                added = True
+        if added:
+            self._recompute_watermark()
+
     def _block_marker(self, ev: Event) -> None:
+        self._blocks = True
         # a new block means the stream's previous block is complete up to its end_time
         prev = self._last_block_stream
         if prev is not _NO_STREAM:
@@ -261,9 +285,11 @@ class Merge:
         self._last_block_stream = cap
         if cap not in self._latest:
             self._latest[cap] = ev.time
+            self._new_stream_at = max(self._newest, ev.time)
             self._recompute_watermark()
-        f = self._watermark
-        if self._newest - self.max_lag > f:
+        lagged = self._newest - self.max_lag
+        f = self._watermark - self.slack if lagged >= self._new_stream_at else _NEG_INF
+        if lagged > f:
             f = self._newest - self.max_lag
         if f > self._frontier:
             self._frontier = f

@@ -49,12 +49,14 @@ from protocol import Event
 
 from .base import DeriveSettings
 from .clock import WALL_CLOCK_TIME, Clock
-from .order import _TYPE, BLOCK_MARKER, LATE, Merge, OrderSettings, _Late
+from .order import _TYPE, BLOCK_MARKER, CAP_CREATE, LATE, STARTUP, Merge, OrderSettings, _Late
 from .point import Point
 from .registry import REGISTRY
 
 PROGRAM_ARGS, OS_PID = 30, 32
 _OWN = frozenset({BLOCK_MARKER, WALL_CLOCK_TIME, PROGRAM_ARGS, OS_PID})
+PER_CAPABILITY = frozenset({"capability", "sparks"})  # need each event's capability
+_LIVE = frozenset({STARTUP, CAP_CREATE})  # the live merge learns the capabilities from them
 _BIT = {WALL_CLOCK_TIME: 1, OS_PID: 2, PROGRAM_ARGS: 4}
 # events routed, then fed to the derivers, at a time: few enough that they are
 # still in the CPU cache when the derivers read them
@@ -92,6 +94,8 @@ class Pipeline:
         if unknown:
             raise ValueError(f"unknown measurement(s): {', '.join(unknown)}; "
                              f"known: {', '.join(REGISTRY)}")
+        if not self.settings.caps_known:
+            names = [n for n in names if n not in PER_CAPABILITY]
         self.derivers = [REGISTRY[n](self.settings) for n in names]
         self.merge = Merge(order)
         self.clock = Clock(self.identity.start_wall_ns)
@@ -118,7 +122,8 @@ class Pipeline:
         self._route[LATE] = (self._late,)
         self._out: list = []  # points of the batch being dispatched
         # block markers only matter to a live merge (a whole file is sorted)
-        self.wants = frozenset(appends) | (_OWN if self.merge.live else _OWN - {BLOCK_MARKER})
+        self.wants = frozenset(appends) | (_OWN | _LIVE if self.merge.live
+                                           else _OWN - {BLOCK_MARKER})
         self._last: int | None = None
         self._held: list[Point] | None = []  # None once identity is settled
         self._tags: dict[str, str] | None = None

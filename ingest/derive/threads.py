@@ -8,6 +8,8 @@ credited up to the window end and carried on from there, so the runtime of a
 window is exactly the time threads ran inside it.  A run that a new
 ``RunThread`` on the same capability replaces (its stop was never seen) is
 closed at that point; runs still open at ``flush(end)`` are closed at ``end``.
+Events without a capability (the monitor protocol drops it) key runs by
+thread instead: a thread runs on one capability at a time.
 
 Thread ids never become tags: a thread's time goes to its current label
 (``ThreadLabel``), or to ``unlabelled``.  Per window only the ``top_n``
@@ -85,6 +87,8 @@ class ThreadsDeriver(Batched):
                 t = ws
             if ty == 2:  # StopThread
                 thread, status = fields[0], fields[1]
+                if cap is None:  # capability unknown (monitor protocol): key by thread
+                    cap = ~thread
                 run = running.pop(cap, None)
                 if run is not None:
                     if run[0] != thread:
@@ -102,6 +106,8 @@ class ThreadsDeriver(Batched):
             elif ty == 1:  # RunThread
                 thread = fields[0]
                 label = labels.get(thread, unlabelled)
+                if cap is None:
+                    cap = ~thread
                 run = running.get(cap)
                 if run is None:
                     running[cap] = [thread, t, label]
