@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from .errors import ConfigError
 from .rollups import RollupConfig
 from .sinks.influx import InfluxSinkConfig
+from .sinks.mqtt import MqttAlertConfig
 from .sources.fifo import FifoConfig
 from .sources.file import FileConfig
 from .sources.monitor_tcp import MonitorTcpConfig
@@ -77,6 +78,8 @@ class Settings(BaseSettings):
                                           "and write to its raw policy (False: leave InfluxDB "
                                           "as it is and write to the database's default policy)")
     derive: DeriveConfig = DeriveConfig()
+    mqtt: MqttAlertConfig | None = Field(
+        None, description="live GC-pause alerts over MQTT (docs/alerts.md); None: off")
     monitors: list[MonitorTcpConfig] = Field(
         default_factory=list, description="monitors to dial over TCP")
     monitor_udp: MonitorUdpConfig | None = Field(
@@ -103,14 +106,16 @@ class Settings(BaseSettings):
 
     def sink_config(self) -> InfluxSinkConfig:
         """The sink's settings: the spool under ``state_dir`` by default, and,
-        with ``setup``, writes to the raw policy by name (points written
-        before the scheme exists wait for it instead of landing in another
-        policy)."""
+        with ``setup``, the database created at start and writes to the raw
+        policy by name (points written before the scheme exists wait for it
+        instead of landing in another policy)."""
         update: dict[str, Any] = {}
         if self.influx.spool_dir is None:
             update["spool_dir"] = self.state_dir / "spool"
-        if self.setup and self.influx.retention_policy is None:
-            update["retention_policy"] = self.rollups.raw.name
+        if self.setup:
+            update["create_database"] = True
+            if self.influx.retention_policy is None:
+                update["retention_policy"] = self.rollups.raw.name
         return self.influx.model_copy(update=update)
 
     @classmethod
@@ -124,7 +129,7 @@ class Settings(BaseSettings):
 
 
 # sections whose fields take LIVEPROF_<SECTION>_<FIELD> variables
-SECTIONS = ("influx", "rollups", "derive", "monitor_udp")
+SECTIONS = ("influx", "rollups", "derive", "mqtt", "monitor_udp")
 _config_path: Path | None = None   # the TOML file of the load() in progress
 
 

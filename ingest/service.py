@@ -1,12 +1,13 @@
 """``liveprof serve``: every configured source at once, into InfluxDB.
 
-Order of things: open the sink (which checks InfluxDB and resumes its
-spool), apply the retention/rollup scheme (``influx setup``, idempotent; in
+Order of things: open the sinks (InfluxDB, which resumes its spool; the
+MQTT alert sink when configured, which never blocks ingest), apply the retention/rollup scheme (``influx setup``, idempotent; in
 the background, retried until InfluxDB answers), start one named task per
 source, all feeding one ``StreamRegistry``;
 on shutdown (SIGINT/SIGTERM, or ``stop()``) cancel the sources (each ends its
-open streams, so their last points are made), then close the sink, which
-delivers what it can by its deadline and spools the rest.
+open streams, so their last points are made and can still raise alerts), then
+close the sinks in reverse order: InfluxDB delivers what it can by its
+deadline and spools the rest.
 
 A source that fails unexpectedly is logged and restarted after a jittered
 delay; the others never notice.  A source that finishes (a file imported)
@@ -16,12 +17,14 @@ just ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 from .backoff import Backoff
 from .config import Settings
 from .sinks.influx import InfluxSink
+from .sinks.mqtt import MqttAlertSink
 from .sources.fifo import FifoSource
 from .sources.file import FileSource
 from .sources.monitor_tcp import MonitorTcpSource
@@ -50,8 +53,10 @@ class Service:
         self.settings = settings
         self.extra_sinks = list(extra_sinks or [])
         self.sources = build_sources(settings)
+        self.source_tasks: dict[int, asyncio.Task] = {}   # by id(source), while running
         self.registry: StreamRegistry | None = None
         self.sink: InfluxSink | None = None
+        self.alerts: MqttAlertSink | None = None
         self.setup_report = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -60,24 +65,59 @@ class Service:
         self._stop.set()
 
     async def run(self) -> None:
-        async with InfluxSink(self.settings.sink_config()) as sink:
+        async with contextlib.AsyncExitStack() as stack:
+            sink = await stack.enter_async_context(InfluxSink(self.settings.sink_config()))
             self.sink = sink
-            self.registry = StreamRegistry(self.settings.derive, [sink, *self.extra_sinks])
-            tasks = [asyncio.create_task(self._supervise(src), name=f"source:{src.kind}")
-                     for src in self.sources]
+            sinks = [sink, *self.extra_sinks]
+            if self.settings.mqtt is not None:
+                self.alerts = await stack.enter_async_context(MqttAlertSink(self.settings.mqtt))
+                sinks.append(self.alerts)
+            self.registry = StreamRegistry(self.settings.derive, sinks)
+            for src in list(self.sources):
+                self._start_source(src)
+            tasks = []
             if self.settings.setup:
                 tasks.append(asyncio.create_task(self._setup(), name="influx:setup"))
             self.ready.set()
-            log.info("serving %d source(s): %s", len(tasks),
-                     ", ".join(t.get_name() for t in tasks) or "none")
+            log.info("serving %d source(s): %s", len(self.source_tasks),
+                     ", ".join(t.get_name() for t in self.source_tasks.values()) or "none")
             try:
                 await self._stop.wait()
             finally:
+                tasks += self.source_tasks.values()
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                self.source_tasks.clear()
                 self.registry.end_all("service stopped")
                 log.info("sources stopped; flushing the sink")
+
+    # -- sources added and removed while running (the HTTP API's connections) --------
+
+    def add_source(self, source) -> None:
+        """Start ``source`` now (or with the others, if the service has not
+        started yet)."""
+        self.sources.append(source)
+        if self.ready.is_set() and not self._stop.is_set():
+            self._start_source(source)
+
+    async def remove_source(self, source) -> None:
+        """Stop ``source``: its open streams end, their last points are made."""
+        if source in self.sources:
+            self.sources.remove(source)
+        task = self.source_tasks.pop(id(source), None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _start_source(self, source) -> None:
+        task = asyncio.create_task(self._supervise(source), name=f"source:{source.kind}")
+        self.source_tasks[id(source)] = task
+        task.add_done_callback(lambda t, key=id(source): self._finished(key, t))
+
+    def _finished(self, key: int, task: asyncio.Task) -> None:
+        if self.source_tasks.get(key) is task:
+            del self.source_tasks[key]
 
     async def _setup(self) -> None:
         """Apply the rollup scheme; retry while InfluxDB is away.  Refused

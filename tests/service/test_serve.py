@@ -48,7 +48,7 @@ async def test_a_monitor_session_lands_in_influxdb(influxd, influx_database, tmp
         cfg = settings_for(influxd, influx_database, tmp_path,
                            monitors=[{"host": "127.0.0.1", "port": monitor.port}])
         service = Service(cfg)
-        await run_until(service, ended(1))
+        await run_until(service, lambda s: ended(1)(s) and s.setup_report is not None)
     (record,) = service.registry.finished.values()
     assert record.events > 10_000 and record.error is None
     assert service.sink.stats.written == record.points > 0
@@ -152,3 +152,73 @@ async def test_every_source_at_once(influxd, influx_database, tmp_path):
     want = summary(LOG)["gc"]["collections"]
     assert count(influxd, influx_database, "gc") == want
     assert service.sink.stats.written == sum(r.points for r in records)
+
+
+async def test_sources_added_and_removed_while_running(influxd, influx_database, tmp_path):
+    from ingest.sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
+
+    with fm.TcpMonitor(LOG, hold_open=True) as monitor:
+        service = Service(settings_for(influxd, influx_database, tmp_path))
+        task = asyncio.create_task(service.run())
+        await asyncio.wait_for(service.ready.wait(), 10)
+        assert service.source_tasks == {}
+        source = MonitorTcpSource(MonitorTcpConfig(host="127.0.0.1", port=monitor.port))
+        service.add_source(source)
+
+        async def streamed_all():
+            # the monitor sent everything and holds the connection open; wait until the
+            # stream has taken it all in
+            total = len(fm.split_eventlog(LOG.read_bytes())[1])
+            last = -1
+            while True:
+                live = list(service.registry.live.values())
+                if monitor.events_sent >= total and live and live[0].record.bytes == last:
+                    return
+                last = live[0].record.bytes if live else -1
+                await asyncio.sleep(0.2)
+        await asyncio.wait_for(streamed_all(), 30)
+        await service.remove_source(source)
+        assert service.source_tasks == {} and not service.registry.live
+        (record,) = service.registry.finished.values()
+        assert record.error is None or "cancel" not in record.error
+        service.stop()
+        await asyncio.wait_for(task, 30)
+    assert count(influxd, influx_database, "gc") == summary(LOG)["gc"]["collections"]
+
+
+async def test_gc_alerts_go_out_over_mqtt_while_points_land(influxd, influx_database, mosquitto,
+                                                           mqtt_topic, tmp_path):
+    import json
+
+    import aiomqtt
+
+    prefix = mqtt_topic.rstrip("/")
+    got: list[dict] = []
+    async with aiomqtt.Client(mosquitto.host, port=mosquitto.port) as client:
+        await client.subscribe(f"{prefix}/#", qos=1)
+
+        async def listen():
+            async for message in client.messages:
+                got.append(json.loads(message.payload))
+
+        listener = asyncio.create_task(listen())
+        with fm.TcpMonitor(LOG, max_connections=1) as monitor:
+            cfg = settings_for(influxd, influx_database, tmp_path, **{
+                "monitors": [{"host": "127.0.0.1", "port": monitor.port}],
+                # every collection of this log pauses longer than a microsecond
+                "mqtt": {"host": mosquitto.host, "port": mosquitto.port,
+                         "topic_prefix": prefix, "pause_threshold_ms": 0.001}})
+            service = Service(cfg)
+            want = summary(LOG)["gc"]["collections"]
+            await run_until(service, lambda s: ended(1)(s) and s.alerts.stats.published >= want)
+        try:
+            await asyncio.wait_for(_until(lambda: len(got) >= want), 10)
+        finally:
+            listener.cancel()
+    assert len(got) == want == count(influxd, influx_database, "gc")
+    assert all(a["pause_ms"] > 0.001 and a["app"] == "threads-mvar-nonthreaded" for a in got)
+
+
+async def _until(predicate):
+    while not predicate():
+        await asyncio.sleep(0.05)
