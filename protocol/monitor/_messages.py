@@ -93,9 +93,25 @@ U32 = (1 << 32) - 1
 
 # -- decoding ------------------------------------------------------------------------------
 
+_EVENT_FULL = b"\x82\x02\x82\x01\x82\x00"  # [2, [1, [0, <bytes>]]]: nearly every message
+
+
 def decode_message(body: bytes) -> Message:
     """Decode one frame body (or datagram).  Bytes after the first complete
     CBOR item are ignored, as the reference receiver does."""
+    if body[:6] == _EVENT_FULL and len(body) > 6:
+        # the common shape, read directly: a definite byte string after the prefix
+        head = body[6]
+        if 0x40 <= head <= 0x57:
+            start, size = 7, head - 0x40
+        elif head == 0x58 and len(body) > 7:
+            start, size = 8, body[7]
+        elif head == 0x59 and len(body) > 8:
+            start, size = 9, (body[7] << 8) | body[8]
+        else:
+            start = size = -1
+        if start > 0 and len(body) >= start + size:
+            return EventMessage(Full(body[start:start + size]))
     try:
         item = cbor2.loads(body)
     except Exception as exc:  # cbor2 raises several types, incl. ValueError and MemoryError

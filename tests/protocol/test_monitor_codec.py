@@ -123,3 +123,16 @@ def test_zero_length_frame_ends_the_stream():
 def test_empty_frame_cannot_be_built():
     with pytest.raises(ValueError):
         frame(b"")
+
+
+@pytest.mark.parametrize("size", [0, 1, 23, 24, 255, 256, 65535, 65536, 70000])
+def test_every_payload_length_decodes_the_same_way(size):
+    """Event messages take a direct path; it must agree with the CBOR decoder
+    at every length boundary of the byte-string header, and refuse a cut body."""
+    payload = bytes(i % 251 for i in range(size))
+    body = encode_message(EventMessage(Full(payload)))
+    assert decode_message(body) == EventMessage(Full(payload)) == \
+        decode_message(body + b"\x00trailing")
+    if size:
+        with pytest.raises(MessageError):
+            decode_message(body[:-1])
