@@ -1,0 +1,197 @@
+"""Connections: monitors and eventlog sockets the service dials, changed at
+run time (``service.add_source`` / ``remove_source``) and kept in a JSON
+file under the state directory, so they come back after a restart."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
+from ..sources.socket import SocketConfig, SocketSource
+from .auth import problem
+from .routing import api
+from .state import CONNECTIONS
+
+log = logging.getLogger("liveprof.api.connections")
+
+KINDS: dict[str, tuple[type[BaseModel], type]] = {
+    "monitor": (MonitorTcpConfig, MonitorTcpSource),
+    "socket": (SocketConfig, SocketSource),
+}
+
+
+class ConnectionStore:
+    def __init__(self, service, path: Path):
+        self.service = service
+        self.path = Path(path)
+        self.items: dict[str, dict] = {}          # id -> {"id", "kind", "config", "created"}
+        self.sources: dict[str, object] = {}      # id -> the running source
+
+    # -- persistence -------------------------------------------------------------------
+
+    def load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        for item in data.get("connections", []):
+            try:
+                self._validate(item["kind"], item["config"])
+            except (ValueError, KeyError) as exc:
+                log.error("connection %s in %s ignored: %s", item.get("id"), self.path, exc)
+                continue
+            self.items[item["id"]] = item
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"connections": list(self.items.values())}, indent=1))
+        os.replace(tmp, self.path)
+
+    # -- sources -----------------------------------------------------------------------
+
+    @staticmethod
+    def _validate(kind: str, config: dict) -> BaseModel:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}")
+        return KINDS[kind][0].model_validate(config)
+
+    def start_all(self) -> None:
+        for cid in self.items:
+            self._start(cid)
+
+    async def stop_all(self) -> None:
+        for cid in list(self.sources):
+            await self._stop(cid)
+
+    def _start(self, cid: str) -> None:
+        item = self.items[cid]
+        model, source_cls = KINDS[item["kind"]]
+        source = source_cls(model.model_validate(item["config"]))
+        self.sources[cid] = source
+        self.service.add_source(source)
+
+    async def _stop(self, cid: str) -> None:
+        source = self.sources.pop(cid, None)
+        if source is not None:
+            await self.service.remove_source(source)
+
+    # -- operations --------------------------------------------------------------------
+
+    def create(self, kind: str, config: dict) -> dict:
+        model = self._validate(kind, config)
+        cid = secrets.token_hex(6)
+        self.items[cid] = {"id": cid, "kind": kind,
+                           "config": model.model_dump(mode="json"), "created": time.time()}
+        self.save()
+        self._start(cid)
+        return self.view(cid)
+
+    async def update(self, cid: str, config: dict) -> dict:
+        item = self.items[cid]
+        model = self._validate(item["kind"], config)
+        await self._stop(cid)
+        item["config"] = model.model_dump(mode="json")
+        item["updated"] = time.time()
+        self.save()
+        self._start(cid)
+        return self.view(cid)
+
+    async def delete(self, cid: str) -> None:
+        await self._stop(cid)
+        del self.items[cid]
+        self.save()
+
+    def view(self, cid: str) -> dict:
+        item = dict(self.items[cid])
+        source = self.sources.get(cid)
+        running = source is not None and id(source) in self.service.source_tasks
+        item["running"] = running
+        item["peer"] = getattr(source, "peer", None)
+        item["stats"] = {k: getattr(source, k) for k in ("streams", "connections", "errors")
+                         if isinstance(getattr(source, k, None), int)}
+        return item
+
+
+def _body_error(exc: ValidationError | ValueError) -> web.HTTPException:
+    if isinstance(exc, ValidationError):
+        detail = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]}
+                  for e in exc.errors()]
+        return problem(422, "invalid connection config", detail=detail)
+    return problem(422, str(exc))
+
+
+async def _json(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise problem(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise problem(400, "the body must be a JSON object")
+    return body
+
+
+def _store(request) -> ConnectionStore:
+    return request.app[CONNECTIONS]
+
+
+def _get(request) -> str:
+    cid = request.match_info["id"]
+    if cid not in _store(request).items:
+        raise problem(404, f"no connection {cid!r}")
+    return cid
+
+
+@api("GET", "/api/v1/connections", scope="read", all_apps=True)
+async def list_connections(request: web.Request) -> web.Response:
+    store = _store(request)
+    return web.json_response({"connections": [store.view(c) for c in store.items]})
+
+
+@api("POST", "/api/v1/connections", scope="admin", all_apps=True)
+async def create_connection(request: web.Request) -> web.Response:
+    body = await _json(request)
+    kind, config = body.get("kind"), body.get("config", {})
+    if not isinstance(config, dict):
+        raise problem(400, "config must be an object")
+    try:
+        item = _store(request).create(kind, config)
+    except (ValidationError, ValueError) as exc:
+        raise _body_error(exc) from None
+    return web.json_response(item, status=201,
+                             headers={"Location": f"/api/v1/connections/{item['id']}"})
+
+
+@api("GET", "/api/v1/connections/{id}", scope="read", all_apps=True)
+async def show_connection(request: web.Request) -> web.Response:
+    return web.json_response(_store(request).view(_get(request)))
+
+
+@api("PUT", "/api/v1/connections/{id}", scope="admin", all_apps=True)
+async def update_connection(request: web.Request) -> web.Response:
+    cid = _get(request)
+    body = await _json(request)
+    config = body.get("config")
+    if not isinstance(config, dict):
+        raise problem(400, "config must be an object")
+    if "kind" in body and body["kind"] != _store(request).items[cid]["kind"]:
+        raise problem(422, "the kind of a connection cannot change")
+    try:
+        item = await _store(request).update(cid, config)
+    except (ValidationError, ValueError) as exc:
+        raise _body_error(exc) from None
+    return web.json_response(item)
+
+
+@api("DELETE", "/api/v1/connections/{id}", scope="admin", all_apps=True)
+async def delete_connection(request: web.Request) -> web.Response:
+    await _store(request).delete(_get(request))
+    return web.Response(status=204)

@@ -1,0 +1,162 @@
+"""Sessions: the streams the service has seen, grouped by their ``session``
+tag (one program run may arrive by several streams), and the session points
+stored in InfluxDB.
+
+A stream whose identity is not settled yet (no points made) has no session
+tag: it is listed as ``pending-<n>`` until it has one.  Listing shows the
+streams this process knows (live, and the last finished ones); showing and
+deleting also work for sessions known only to InfluxDB (ingested before a
+restart).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..sinks.influx_api import quote_ident, quote_string
+from .auth import Token, problem, require_app
+from .routing import api
+from .state import SERVICE, TOKEN
+
+SESSION_FIELDS = ("program", "command", "args", "rts", "ghc_version", "rts_flavour", "pid",
+                  "ppid", "generations", "max_heap_bytes", "alloc_area_bytes", "caps")
+
+
+def stream_dict(key: int, rec) -> dict:
+    return {"stream": key, "source": rec.info.source, "peer": rec.info.peer,
+            "state": "live" if rec.live else "finished", "started": rec.info.started,
+            "ended": rec.ended, "bytes": rec.bytes, "events": rec.events,
+            "points": rec.points, "error": rec.error, "clock": rec.clock}
+
+
+def group(registry) -> dict[str, list[tuple[int, object]]]:
+    """Session id -> its streams (key, record), in the registry's order."""
+    out: dict[str, list] = {}
+    if registry is None:
+        return out
+    items = [(k, s.record) for k, s in list(registry.live.items())]
+    items += list(registry.finished.items())
+    for key, rec in sorted(items, key=lambda kr: kr[0]):
+        sid = rec.tags.get("session") or f"pending-{key}"
+        out.setdefault(sid, []).append((key, rec))
+    return out
+
+
+def session_dict(sid: str, streams: list) -> dict:
+    recs = [r for _, r in streams]
+    tags = next((r.tags for r in recs if r.tags), {})
+    live = any(r.live for r in recs)
+    return {"id": sid, "app": tags.get("app"), "host": tags.get("host"),
+            "state": "live" if live else "finished",
+            "started": min(r.info.started for r in recs),
+            "ended": None if live else max(r.ended for r in recs),
+            "bytes": sum(r.bytes for r in recs), "events": sum(r.events for r in recs),
+            "points": sum(r.points for r in recs),
+            "errors": [r.error for r in recs if r.error],
+            "streams": [stream_dict(k, r) for k, r in streams]}
+
+
+def _target(sink, measurement: str) -> str:
+    rp = sink.config.retention_policy
+    return (quote_ident(rp) + "." if rp else "") + quote_ident(measurement)
+
+
+async def stored_session(sink, sid: str) -> dict | None:
+    """The session point InfluxDB holds for ``sid`` (tags and fields), or None."""
+    if sink is None:
+        return None
+    series = await sink.query(f'SELECT * FROM {_target(sink, "session")} '
+                              f'WHERE "session" = {quote_string(sid)} LIMIT 1')
+    for s in series:
+        for row in s.rows():
+            return row
+    return None
+
+
+def _visible(token: Token, app: str | None) -> bool:
+    return token.sees(app)
+
+
+@api("GET", "/api/v1/sessions", scope="read")
+async def list_sessions(request: web.Request) -> web.Response:
+    token: Token = request[TOKEN]
+    q = request.query
+    state = q.get("state")
+    if state not in (None, "live", "finished"):
+        raise problem(400, "state is live or finished")
+    out = []
+    for sid, streams in group(request.app[SERVICE].registry).items():
+        s = session_dict(sid, streams)
+        if not _visible(token, s["app"]):
+            continue
+        if ("app" in q and s["app"] != q["app"]) or ("host" in q and s["host"] != q["host"]) \
+                or (state and s["state"] != state):
+            continue
+        out.append(s)
+    return web.json_response({"sessions": out})
+
+
+@api("GET", "/api/v1/sessions/{id}", scope="read")
+async def show_session(request: web.Request) -> web.Response:
+    token: Token = request[TOKEN]
+    service = request.app[SERVICE]
+    sid = request.match_info["id"]
+    streams = group(service.registry).get(sid)
+    known = session_dict(sid, streams) if streams else None
+    if known is not None:
+        require_app(token, known["app"])
+    stored = None
+    if not sid.startswith("pending-"):
+        try:
+            stored = await stored_session(service.sink, sid)
+        except Exception as exc:
+            if known is None:
+                raise problem(503, f"InfluxDB cannot be asked: {exc}") from exc
+    if known is None and stored is None:
+        raise problem(404, f"no session {sid!r}")
+    if known is None:
+        require_app(token, stored.get("app"))
+        known = {"id": sid, "app": stored.get("app"), "host": stored.get("host"),
+                 "state": "stored", "started": None, "ended": None, "bytes": None,
+                 "events": None, "points": None, "errors": [], "streams": []}
+    info = {k: stored.get(k) for k in SESSION_FIELDS} if stored else {}
+    known.update({"program": info.get("program"), "rts": info.get("rts"),
+                  "stored": stored is not None,
+                  "run": {k: v for k, v in info.items() if v is not None},
+                  "rts_start": stored.get("time") if stored else None})
+    return web.json_response(known)
+
+
+@api("DELETE", "/api/v1/sessions/{id}", scope="write")
+async def delete_session(request: web.Request) -> web.Response:
+    """Drop the session's points (every measurement, every retention policy)
+    and forget its finished streams.  A live session is refused (409)."""
+    token: Token = request[TOKEN]
+    service = request.app[SERVICE]
+    sid = request.match_info["id"]
+    streams = group(service.registry).get(sid)
+    if streams:
+        s = session_dict(sid, streams)
+        require_app(token, s["app"])
+        if s["state"] == "live":
+            raise problem(409, "the session is live: it can be deleted once it has ended")
+    else:
+        try:
+            stored = await stored_session(service.sink, sid)
+        except Exception as exc:
+            raise problem(503, f"InfluxDB cannot be asked: {exc}") from exc
+        if stored is None:
+            raise problem(404, f"no session {sid!r}")
+        require_app(token, stored.get("app"))
+    if not sid.startswith("pending-"):
+        try:  # points of the session still queued would land after the drop
+            await service.sink.flush(timeout=10.0)
+        except Exception:
+            pass
+        try:
+            await service.sink.query(f'DROP SERIES WHERE "session" = {quote_string(sid)}')
+        except Exception as exc:
+            raise problem(503, f"InfluxDB refused to drop the session: {exc}") from exc
+    for key, _ in streams or ():
+        service.registry.finished.pop(key, None)
+    return web.Response(status=204)

@@ -1,0 +1,41 @@
+"""What the handlers share, reached through typed ``AppKey``s."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .auth import Token, TokenStore
+from .config import ApiConfig
+
+if TYPE_CHECKING:
+    from .connections import ConnectionStore
+    from .upload import Uploads
+
+
+@dataclass
+class ApiCounters:
+    """The API's own figures, for /metrics (labels: route templates and statuses)."""
+
+    requests: Counter = field(default_factory=Counter)     # (method, route, status) -> n
+    uploads: Counter = field(default_factory=Counter)      # outcome -> n
+    upload_bytes: int = 0
+    refused: Counter = field(default_factory=Counter)      # reason -> n
+
+
+SERVICE: web.AppKey[Any] = web.AppKey("service", object)
+CONFIG = web.AppKey("config", ApiConfig)
+TOKENS = web.AppKey("tokens", TokenStore)
+CONNECTIONS: web.AppKey["ConnectionStore"] = web.AppKey("connections", object)
+UPLOADS: web.AppKey["Uploads"] = web.AppKey("uploads", object)
+COUNTERS = web.AppKey("counters", ApiCounters)
+
+# the authenticated token of a request
+TOKEN: web.RequestKey[Token] | str
+try:
+    TOKEN = web.RequestKey("token", Token)   # aiohttp >= 3.12
+except AttributeError:  # pragma: no cover
+    TOKEN = "liveprof.token"

@@ -1,0 +1,395 @@
+"""Uploads: an eventlog body decoded and ingested as it arrives.
+
+One-shot: ``POST /api/v1/upload`` streams the whole log in one request body.
+Resumable: ``POST /api/v1/uploads`` opens a session, ``PUT
+/api/v1/uploads/{id}?offset=N`` appends the next bytes (N must be the bytes
+received so far, which ``GET /api/v1/uploads/{id}`` tells), ``POST
+/api/v1/uploads/{id}/finish`` ends it.  The stream stays open between
+chunks; bytes are fed to the decoder as they come, so a chunk cut short by a
+lost connection still counts up to where it stopped, and the client resumes
+from the offset the server reports.
+
+Nothing is held whole: the body is read with ``iter_chunked`` (never
+``read()``), each chunk goes to the session's decoder and derivers, and the
+reader waits (back-pressure on the client's TCP connection) while the
+InfluxDB sink's memory buffer is above ``sink_backlog_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from protocol import DecodeError
+
+from ..sources.base import StreamInfo
+from .auth import Token, problem
+from .config import ApiConfig
+from .state import ApiCounters
+
+log = logging.getLogger("liveprof.api.upload")
+
+SOURCE = "http_upload"
+
+
+def open_stream(registry, info: StreamInfo, app: str | None, host: str | None):
+    """Open a stream on the registry, tagged with ``app``/``host`` when given
+    (else as the registry tags every stream: configured, or from the program
+    and peer).  Returns ``(key, stream)``."""
+    update = {k: v for k, v in (("app", app), ("host", host)) if v is not None}
+    saved = registry.config
+    if update:
+        registry.config = saved.model_copy(update=update)
+    try:
+        stream = registry(info)
+    finally:
+        registry.config = saved
+    key = next(k for k, s in registry.live.items() if s is stream)
+    return key, stream
+
+
+@dataclass
+class Upload:
+    id: str
+    token: str                      # id of the token that opened it
+    app: str | None
+    host: str | None
+    key: int                        # the stream's key in the registry
+    stream: object
+    resumable: bool
+    created: float = field(default_factory=time.time)
+    touched: float = field(default_factory=time.time)
+    offset: int = 0                 # bytes received and decoded
+    state: str = "open"             # open | finished | failed | cancelled
+    error: str | None = None
+    error_offset: int | None = None
+    complete: bool | None = None
+    stored: bool | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def record(self):
+        return self.stream.record
+
+    def as_dict(self) -> dict:
+        rec = self.record
+        return {"id": self.id, "state": self.state, "offset": self.offset,
+                "session": rec.tags.get("session"), "app": rec.tags.get("app", self.app),
+                "host": rec.tags.get("host", self.host), "bytes": rec.bytes,
+                "events": rec.events, "points": rec.points, "complete": self.complete,
+                "error": self.error, "error_offset": self.error_offset, "stored": self.stored,
+                "created": self.created, "touched": self.touched}
+
+
+class Uploads:
+    """Uploads in progress and the limits on them."""
+
+    def __init__(self, service, config: ApiConfig, counters: ApiCounters):
+        self.service = service
+        self.config = config
+        self.counters = counters
+        self.receiving = 0                  # bodies being read now
+        self.open: dict[str, Upload] = {}   # resumable ones, by id
+        self._numbers = 0
+        self._reaper: asyncio.Task | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap(), name="api:upload-reaper")
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        for up in list(self.open.values()):
+            if up.state == "open":
+                self._end(up, "service stopped", state="cancelled")
+        self.open.clear()
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, self.config.resumable_idle_timeout / 4))
+            now = time.time()
+            for up in list(self.open.values()):
+                if now - up.touched < self.config.resumable_idle_timeout or up.lock.locked():
+                    continue
+                if up.state == "open":
+                    self._end(up, "resumable upload abandoned", state="cancelled")
+                    self.counters.uploads["abandoned"] += 1
+                del self.open[up.id]
+
+    # -- opening ----------------------------------------------------------------------
+
+    def begin(self, request: web.Request, token: Token, resumable: bool) -> Upload:
+        registry = self.service.registry
+        if registry is None:
+            raise problem(503, "the service is not running yet")
+        app = request.query.get("app") or None
+        host = request.query.get("host") or None
+        if token.restricted:
+            if app is None and len(token.apps) == 1:
+                app = token.apps[0]
+            if app is None:
+                raise problem(403, "this token is limited to some apps: say which with ?app=")
+            if app not in token.apps:
+                raise problem(403, f"this token may not use app {app!r}")
+        if resumable and sum(u.state == "open" for u in self.open.values()) \
+                >= self.config.max_open_uploads:
+            self.counters.refused["open_uploads"] += 1
+            raise problem(429, "too many resumable uploads open", retry_after=5)
+        self._numbers += 1
+        info = StreamInfo(SOURCE, request.remote or "-", self._numbers)
+        key, stream = open_stream(registry, info, app, host)
+        up = Upload(secrets.token_hex(8), token.id, app, host, key, stream, resumable)
+        if resumable:
+            self.open[up.id] = up
+        return up
+
+    def get(self, upload_id: str, token: Token) -> Upload:
+        up = self.open.get(upload_id)
+        if up is None:
+            raise problem(404, f"no upload {upload_id!r}")
+        if not token.sees(up.app):
+            raise problem(403, f"this token may not use app {up.app!r}")
+        return up
+
+    # -- bodies -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def slot(self):
+        if self.receiving >= self.config.max_concurrent_uploads:
+            self.counters.refused["concurrent_uploads"] += 1
+            raise problem(429, "too many uploads in progress", retry_after=1)
+        self.receiving += 1
+        try:
+            yield
+        finally:
+            self.receiving -= 1
+
+    async def receive(self, up: Upload, request: web.Request) -> None:
+        """Feed the request body to the upload's stream.  Raises the HTTP
+        error to answer with (413, 408, 422) after ending the stream where
+        the error makes the session unusable."""
+        cfg = self.config
+        length = request.content_length
+        if length is not None and up.offset + length > cfg.max_upload_bytes:
+            self._too_large(up)
+        chunks = request.content.iter_chunked(cfg.chunk_bytes)
+        stream = up.stream
+        while True:
+            try:
+                async with asyncio.timeout(cfg.upload_idle_timeout):
+                    chunk = await anext(chunks, None)
+            except TimeoutError:
+                self._timed_out(up)
+            if chunk is None:
+                break
+            up.touched = time.time()
+            room = cfg.max_upload_bytes - up.offset
+            if len(chunk) > room:
+                self._feed(up, chunk[:room])
+                self._too_large(up)
+            self._feed(up, chunk)
+            if stream.failed:
+                self._decode_failed(up)
+            await self._pace()
+
+    def _feed(self, up: Upload, chunk: bytes) -> None:
+        if not chunk:
+            return
+        up.stream.data(chunk)
+        up.offset += len(chunk)
+        self.counters.upload_bytes += len(chunk)
+
+    async def _pace(self) -> None:
+        """Let the sink catch up: wait while its memory buffer is over the
+        backlog bound (at most the idle timeout per chunk; past that the
+        sink's own bounds, spool or drop, apply)."""
+        sink = self.service.sink
+        await asyncio.sleep(0)
+        if sink is None:
+            return
+        deadline = time.monotonic() + self.config.upload_idle_timeout
+        while sink.stats.buffered_bytes > self.config.sink_backlog_bytes \
+                and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    # -- endings ----------------------------------------------------------------------
+
+    def _end(self, up: Upload, error: str | None, state: str) -> None:
+        if up.state == "open":
+            up.state = state
+            up.error = up.error or error
+            up.stream.end(error)
+            up.touched = time.time()
+
+    def _too_large(self, up: Upload):
+        msg = f"upload larger than {self.config.max_upload_bytes} bytes"
+        self._end(up, msg, "failed")
+        up.error_offset = up.offset
+        self.counters.uploads["too_large"] += 1
+        raise problem(413, msg, offset=up.offset, **self._figures(up))
+
+    def _timed_out(self, up: Upload):
+        msg = f"no body data for {self.config.upload_idle_timeout:g} s"
+        if not up.resumable:
+            self._end(up, msg, "failed")
+        self.counters.uploads["timeout"] += 1
+        raise problem(408, msg, offset=up.offset, **self._figures(up))
+
+    def _decode_failed(self, up: Upload):
+        offset = None
+        try:
+            up.stream.decoder.feed(b"")
+        except DecodeError as exc:     # a failed decoder repeats its error
+            offset = exc.offset
+            up.error = f"not a valid eventlog: {exc}"
+        self._end(up, up.error, "failed")
+        up.error_offset = offset
+        up.complete = False
+        self.counters.uploads["invalid"] += 1
+        raise problem(422, up.error or "not a valid eventlog", offset=offset, **self._figures(up))
+
+    def lost(self, up: Upload, exc: BaseException) -> None:
+        """The client went away mid-body: a one-shot upload ends there, a
+        resumable one waits for the rest."""
+        if not up.resumable:
+            self._end(up, f"upload interrupted at byte {up.offset}: "
+                          f"{type(exc).__name__}", "failed")
+            self.counters.uploads["interrupted"] += 1
+
+    async def finish(self, up: Upload) -> web.Response:
+        """End the stream; 201 with the session's figures, or 422 when the
+        log was cut inside a record (its events before the cut are kept)."""
+        if up.state == "open":
+            end = up.stream.decoder.close()
+            up.complete = end.complete
+            error = None
+            if end.reason in ("header", "event"):
+                where = "the header" if end.reason == "header" else \
+                    f"an event (type {end.event_id})"
+                error = (f"truncated eventlog: cut inside {where} at byte offset {end.offset}"
+                         f" ({end.pending} bytes dropped)")
+                up.error_offset = end.offset
+            self._end(up, error, "failed" if error else "finished")
+            up.stored = await self._flush()
+            self.counters.uploads["truncated" if error else "ok"] += 1
+        elif up.state == "cancelled":
+            raise problem(409, f"upload is {up.state}", **self._figures(up))
+        body = self._figures(up)
+        if up.state == "failed":
+            raise problem(422, up.error or "upload failed", offset=up.error_offset, **body)
+        return web.json_response(body, status=201)
+
+    async def cancel(self, up: Upload) -> None:
+        self._end(up, "upload cancelled", "cancelled")
+        self.counters.uploads["cancelled"] += 1
+        self.open.pop(up.id, None)
+
+    async def _flush(self) -> bool:
+        """Wait (a bounded time) for the sink to store what it was given: the
+        answer then says the session's points are queryable."""
+        sink = self.service.sink
+        if sink is None:
+            return False
+        def dropped() -> int:
+            st = sink.stats
+            return st.dropped_4xx + st.dropped_overflow + st.dropped_retries
+
+        before = dropped()
+        try:
+            await sink.flush(timeout=min(10.0, self.config.request_timeout))
+            return dropped() == before   # settled, and nothing refused meanwhile
+        except Exception as exc:  # InfluxDB away: the points stay queued or spooled
+            log.warning("upload: points not yet stored: %s", exc or type(exc).__name__)
+            return False
+
+    def _figures(self, up: Upload) -> dict:
+        d = up.as_dict()
+        return {k: d[k] for k in ("id", "session", "app", "host", "bytes", "events", "points",
+                                  "complete", "stored", "state")}
+
+
+# -- handlers ---------------------------------------------------------------------------
+
+from .routing import api  # noqa: E402
+from .state import TOKEN, UPLOADS  # noqa: E402
+
+
+@api("POST", "/api/v1/upload", scope="write", timeout=False)
+async def upload_once(request: web.Request) -> web.Response:
+    uploads: Uploads = request.app[UPLOADS]
+    with uploads.slot():
+        up = uploads.begin(request, request[TOKEN], resumable=False)
+        try:
+            await uploads.receive(up, request)
+        except web.HTTPException:
+            raise
+        except BaseException as exc:
+            uploads.lost(up, exc)
+            raise
+        return await uploads.finish(up)
+
+
+@api("POST", "/api/v1/uploads", scope="write")
+async def create_upload(request: web.Request) -> web.Response:
+    uploads: Uploads = request.app[UPLOADS]
+    up = uploads.begin(request, request[TOKEN], resumable=True)
+    return web.json_response(up.as_dict(), status=201,
+                             headers={"Location": f"/api/v1/uploads/{up.id}"})
+
+
+@api("GET", "/api/v1/uploads/{id}", scope="write")
+async def show_upload(request: web.Request) -> web.Response:
+    up = request.app[UPLOADS].get(request.match_info["id"], request[TOKEN])
+    return web.json_response(up.as_dict())
+
+
+@api("PUT", "/api/v1/uploads/{id}", scope="write", timeout=False)
+async def append_upload(request: web.Request) -> web.Response:
+    uploads: Uploads = request.app[UPLOADS]
+    up = uploads.get(request.match_info["id"], request[TOKEN])
+    text = request.query.get("offset")
+    if text is None or not text.isdigit():
+        raise problem(400, "give ?offset=N, the bytes received so far", offset=up.offset)
+    if up.state != "open":
+        raise problem(409, f"upload is {up.state}", offset=up.offset)
+    if up.lock.locked():
+        raise problem(409, "another chunk of this upload is in progress", offset=up.offset)
+    async with up.lock:
+        if int(text) != up.offset:
+            raise problem(409, f"offset {text} is not where the upload stands", offset=up.offset)
+        with uploads.slot():
+            try:
+                await uploads.receive(up, request)
+            except web.HTTPException:
+                raise
+            except BaseException as exc:
+                uploads.lost(up, exc)
+                raise
+    return web.json_response(up.as_dict())
+
+
+@api("POST", "/api/v1/uploads/{id}/finish", scope="write")
+async def finish_upload(request: web.Request) -> web.Response:
+    uploads: Uploads = request.app[UPLOADS]
+    up = uploads.get(request.match_info["id"], request[TOKEN])
+    if up.lock.locked():
+        raise problem(409, "a chunk of this upload is in progress", offset=up.offset)
+    async with up.lock:
+        return await uploads.finish(up)
+
+
+@api("DELETE", "/api/v1/uploads/{id}", scope="write")
+async def cancel_upload(request: web.Request) -> web.Response:
+    uploads: Uploads = request.app[UPLOADS]
+    up = uploads.get(request.match_info["id"], request[TOKEN])
+    await uploads.cancel(up)
+    return web.Response(status=204)
