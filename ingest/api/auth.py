@@ -133,25 +133,21 @@ class TokenStore:
 
 # -- request checks ----------------------------------------------------------------------
 
+class ApiError(web.HTTPException):
+    """An HTTP error of any status with a JSON body."""
+
+    def __init__(self, status: int, **kwargs):
+        self.status_code = status
+        super().__init__(**kwargs)
+
+
 def problem(status: int, message: str, **extra) -> web.HTTPException:
     """An HTTP error with a JSON body ``{"error": message, ...}``."""
-    cls = web.HTTPException
-    for c in _ERRORS:
-        if c.status_code == status:
-            cls = c
-            break
     headers = {"WWW-Authenticate": 'Bearer realm="liveprof"'} if status == 401 else {}
     if "retry_after" in extra:
         headers["Retry-After"] = str(extra["retry_after"])
-    exc = cls(text=json.dumps({"error": message, **extra}), content_type="application/json",
-              headers=headers)
-    return exc
-
-
-_ERRORS = (web.HTTPBadRequest, web.HTTPUnauthorized, web.HTTPForbidden, web.HTTPNotFound,
-           web.HTTPConflict, web.HTTPRequestEntityTooLarge, web.HTTPUnprocessableEntity,
-           web.HTTPTooManyRequests, web.HTTPServiceUnavailable, web.HTTPRequestTimeout,
-           web.HTTPLengthRequired, web.HTTPUnsupportedMediaType, web.HTTPGatewayTimeout)
+    return ApiError(status, text=json.dumps({"error": message, **extra}),
+                    content_type="application/json", headers=headers)
 
 
 def authenticate(store: TokenStore, request: web.Request) -> Token:

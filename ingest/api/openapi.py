@@ -53,7 +53,7 @@ SCHEMAS = {
                               "offset": INT, "session": _n(STR), "app": _n(STR), "host": _n(STR),
                               "bytes": INT, "events": INT, "points": INT, "complete": _n(BOOL),
                               "error": _n(STR), "error_offset": _n(INT), "stored": _n(BOOL),
-                              "created": NUM, "touched": NUM}},
+                              "receiving": BOOL, "created": NUM, "touched": NUM}},
     "ConnectionInput": {
         "type": "object", "required": ["kind", "config"],
         "properties": {"kind": {"type": "string", "enum": ["monitor", "socket"]},

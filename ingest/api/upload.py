@@ -84,6 +84,7 @@ class Upload:
                 "host": rec.tags.get("host", self.host), "bytes": rec.bytes,
                 "events": rec.events, "points": rec.points, "complete": self.complete,
                 "error": self.error, "error_offset": self.error_offset, "stored": self.stored,
+                "receiving": self.lock.locked(),
                 "created": self.created, "touched": self.touched}
 
 
