@@ -33,6 +33,7 @@ SCHEMAS = {
     "Session": {"type": "object", "required": ["id", "state", "errors", "streams"],
                 "properties": {
                     "id": STR, "app": _n(STR), "host": _n(STR),
+                    "apps": {"type": "array", "items": STR},
                     "state": {"type": "string", "enum": ["live", "finished", "stored"]},
                     "started": _n(NUM), "ended": _n(NUM), "bytes": _n(INT), "events": _n(INT),
                     "points": _n(INT), "errors": {"type": "array", "items": STR},

@@ -14,7 +14,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..sinks.influx_api import quote_ident, quote_string
-from .auth import Token, problem, require_app
+from .auth import Token, problem
 from .routing import api
 from .state import SERVICE, TOKEN
 
@@ -29,14 +29,18 @@ def stream_dict(key: int, rec) -> dict:
             "points": rec.points, "error": rec.error, "clock": rec.clock}
 
 
-def group(registry) -> dict[str, list[tuple[int, object]]]:
-    """Session id -> its streams (key, record), in the registry's order."""
+def group(registry, token: Token | None = None) -> dict[str, list[tuple[int, object]]]:
+    """Session id -> its streams (key, record) the token may see, in order.
+    One run can come as several streams, tagged with different apps (the same
+    log uploaded for two apps): a token sees only the streams of its apps."""
     out: dict[str, list] = {}
     if registry is None:
         return out
     items = [(k, s.record) for k, s in list(registry.live.items())]
     items += list(registry.finished.items())
     for key, rec in sorted(items, key=lambda kr: kr[0]):
+        if token is not None and not token.sees(rec.tags.get("app")):
+            continue
         sid = rec.tags.get("session") or f"pending-{key}"
         out.setdefault(sid, []).append((key, rec))
     return out
@@ -46,7 +50,8 @@ def session_dict(sid: str, streams: list) -> dict:
     recs = [r for _, r in streams]
     tags = next((r.tags for r in recs if r.tags), {})
     live = any(r.live for r in recs)
-    return {"id": sid, "app": tags.get("app"), "host": tags.get("host"),
+    apps = sorted({r.tags["app"] for r in recs if r.tags.get("app")})
+    return {"id": sid, "app": tags.get("app"), "apps": apps, "host": tags.get("host"),
             "state": "live" if live else "finished",
             "started": min(r.info.started for r in recs),
             "ended": None if live else max(r.ended for r in recs),
@@ -56,25 +61,29 @@ def session_dict(sid: str, streams: list) -> dict:
             "streams": [stream_dict(k, r) for k, r in streams]}
 
 
+def app_clause(token: Token) -> str:
+    """`` AND ("app" = 'a' OR ...)`` for an app-limited token, else ''."""
+    if token.apps is None:
+        return ""
+    return " AND (" + " OR ".join(f'"app" = {quote_string(a)}' for a in token.apps) + ")"
+
+
 def _target(sink, measurement: str) -> str:
     rp = sink.config.retention_policy
     return (quote_ident(rp) + "." if rp else "") + quote_ident(measurement)
 
 
-async def stored_session(sink, sid: str) -> dict | None:
-    """The session point InfluxDB holds for ``sid`` (tags and fields), or None."""
+async def stored_session(sink, sid: str, token: Token) -> dict | None:
+    """The session point InfluxDB holds for ``sid`` among the token's apps
+    (tags and fields), or None."""
     if sink is None:
         return None
     series = await sink.query(f'SELECT * FROM {_target(sink, "session")} '
-                              f'WHERE "session" = {quote_string(sid)} LIMIT 1')
+                              f'WHERE "session" = {quote_string(sid)}{app_clause(token)} LIMIT 1')
     for s in series:
         for row in s.rows():
             return row
     return None
-
-
-def _visible(token: Token, app: str | None) -> bool:
-    return token.sees(app)
 
 
 @api("GET", "/api/v1/sessions", scope="read")
@@ -85,11 +94,9 @@ async def list_sessions(request: web.Request) -> web.Response:
     if state not in (None, "live", "finished"):
         raise problem(400, "state is live or finished")
     out = []
-    for sid, streams in group(request.app[SERVICE].registry).items():
+    for sid, streams in group(request.app[SERVICE].registry, token).items():
         s = session_dict(sid, streams)
-        if not _visible(token, s["app"]):
-            continue
-        if ("app" in q and s["app"] != q["app"]) or ("host" in q and s["host"] != q["host"]) \
+        if ("app" in q and q["app"] not in s["apps"]) or ("host" in q and s["host"] != q["host"]) \
                 or (state and s["state"] != state):
             continue
         out.append(s)
@@ -101,22 +108,22 @@ async def show_session(request: web.Request) -> web.Response:
     token: Token = request[TOKEN]
     service = request.app[SERVICE]
     sid = request.match_info["id"]
-    streams = group(service.registry).get(sid)
+    streams = group(service.registry, token).get(sid)
     known = session_dict(sid, streams) if streams else None
-    if known is not None:
-        require_app(token, known["app"])
+    if known is None and group(service.registry).get(sid):
+        raise problem(403, "this token may not see that session's apps")
     stored = None
     if not sid.startswith("pending-"):
         try:
-            stored = await stored_session(service.sink, sid)
+            stored = await stored_session(service.sink, sid, token)
         except Exception as exc:
             if known is None:
                 raise problem(503, f"InfluxDB cannot be asked: {exc}") from exc
     if known is None and stored is None:
         raise problem(404, f"no session {sid!r}")
     if known is None:
-        require_app(token, stored.get("app"))
-        known = {"id": sid, "app": stored.get("app"), "host": stored.get("host"),
+        known = {"id": sid, "app": stored.get("app"), "apps": [stored.get("app")],
+                 "host": stored.get("host"),
                  "state": "stored", "started": None, "ended": None, "bytes": None,
                  "events": None, "points": None, "errors": [], "streams": []}
     info = {k: stored.get(k) for k in SESSION_FIELDS} if stored else {}
@@ -134,27 +141,27 @@ async def delete_session(request: web.Request) -> web.Response:
     token: Token = request[TOKEN]
     service = request.app[SERVICE]
     sid = request.match_info["id"]
-    streams = group(service.registry).get(sid)
+    streams = group(service.registry, token).get(sid)
     if streams:
-        s = session_dict(sid, streams)
-        require_app(token, s["app"])
-        if s["state"] == "live":
+        if session_dict(sid, streams)["state"] == "live":
             raise problem(409, "the session is live: it can be deleted once it has ended")
+    elif group(service.registry).get(sid):
+        raise problem(403, "this token may not see that session's apps")
     else:
         try:
-            stored = await stored_session(service.sink, sid)
+            stored = await stored_session(service.sink, sid, token)
         except Exception as exc:
             raise problem(503, f"InfluxDB cannot be asked: {exc}") from exc
         if stored is None:
             raise problem(404, f"no session {sid!r}")
-        require_app(token, stored.get("app"))
     if not sid.startswith("pending-"):
         try:  # points of the session still queued would land after the drop
             await service.sink.flush(timeout=10.0)
         except Exception:
             pass
         try:
-            await service.sink.query(f'DROP SERIES WHERE "session" = {quote_string(sid)}')
+            await service.sink.query(f'DROP SERIES WHERE "session" = {quote_string(sid)}'
+                                     f'{app_clause(token)}')
         except Exception as exc:
             raise problem(503, f"InfluxDB refused to drop the session: {exc}") from exc
     for key, _ in streams or ():
