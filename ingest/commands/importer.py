@@ -20,13 +20,10 @@ import time
 from protocol import DecodeError, Decoder
 
 from ..chunks import read_chunks
-from ..config import load
 from ..derive.base import DeriveSettings
 from ..derive.order import OrderSettings
 from ..derive.pipeline import Identity, Pipeline
 from ..errors import ConfigError, SourceError
-from ..sinks.errors import SinkError
-from ..sinks.influx import InfluxSink
 from .derive import prescan, tune_gc
 from .dump import describe_end
 from .serve import add_influx_flags, influx_overrides
@@ -75,7 +72,7 @@ class Progress:
             sys.stderr.write("\n")
 
 
-async def import_file(path: str, sink: InfluxSink, settings, args, show: bool) -> dict:
+async def import_file(path: str, sink, settings, args, show: bool) -> dict:
     derive = settings.derive
     start_wall, preamble = prescan(path)
     identity = Identity(app=derive.app,
@@ -122,6 +119,10 @@ async def import_file(path: str, sink: InfluxSink, settings, args, show: bool) -
 
 
 def run(args) -> int:
+    from ..config import load
+    from ..sinks.errors import SinkError
+    from ..sinks.influx import InfluxSink
+
     over = influx_overrides(args)
     over.update({"derive.app": args.app, "derive.host": args.host, "derive.window": args.window,
                  "influx.create_database": True,

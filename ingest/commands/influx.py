@@ -15,12 +15,8 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
-from ..config import load
 from ..errors import ConfigError, LiveprofError
 from .serve import add_influx_flags, influx_overrides
-from ..rollups import Rollup, statements
 
 def add_parser(sub) -> None:
     p = sub.add_parser("influx", help="set up InfluxDB: database, retention, rollups",
@@ -68,7 +64,9 @@ def _scheme_flags(p) -> None:
                         "e.g. --rollup 1m:1m:90d:10m --rollup 1h:1h:1095d:2h")
 
 
-def _parse_rollup(text: str) -> Rollup:
+def _parse_rollup(text: str):
+    from ..rollups import Rollup
+
     parts = text.split(":")
     if len(parts) not in (3, 4) or not all(parts):
         raise ValueError(f"--rollup {text!r}: expected NAME:INTERVAL:DURATION[:RESAMPLE_FOR]")
@@ -85,10 +83,14 @@ def build_config(args):
                                "duration": args.raw_duration or "7d"}
     if args.rollup:
         over["rollups.rollups"] = [_parse_rollup(r).model_dump() for r in args.rollup]
+    from ..config import load  # (heavy imports only for the command that runs)
+
     return load(args.config, over).setup_config()
 
 
 def _config_or_error(args):
+    from pydantic import ValidationError
+
     try:
         return build_config(args)
     except ValidationError as exc:
@@ -106,6 +108,8 @@ def run_setup(args) -> int:
         return 2
     if args.dry_run:
         # no connection needed: the statements for an empty server
+        from ..rollups import statements
+
         for statement in statements(config.rollups):
             print(statement + ";")
         return 0

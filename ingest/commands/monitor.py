@@ -23,8 +23,6 @@ from protocol import DecodeError, Decoder, event_json
 from protocol.monitor import END_OF_DATA
 
 from ..sources.base import StreamInfo, parse_address
-from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
-from ..sources.monitor_udp import MonitorUdpConfig, MonitorUdpSource
 
 log = logging.getLogger("liveprof.monitor")
 DEFAULT_PORT = 8242
@@ -95,6 +93,9 @@ def save_path(base: str | None, number: int) -> str | None:
 
 
 def run(args) -> int:
+    from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
+    from ..sources.monitor_udp import MonitorUdpConfig, MonitorUdpSource
+
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="liveprof: %(message)s", stream=sys.stderr)
     try:

@@ -11,7 +11,6 @@ import logging
 import signal
 import sys
 
-from ..config import load
 from ..errors import ConfigError
 from ..sources.base import parse_address
 
@@ -89,6 +88,8 @@ def overrides(args) -> dict:
 
 
 def run(args) -> int:
+    from ..config import load  # (heavy imports only for the command that runs)
+
     try:
         settings = load(args.config, overrides(args))
     except (ConfigError, ValueError) as exc:
