@@ -11,12 +11,18 @@ restart).
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from ..sinks.influx_api import quote_ident, quote_string
 from .auth import Token, problem
 from .routing import api
 from .state import SERVICE, TOKEN
+
+# session ids are hashes (16 hex digits) or configured names: nothing else is
+# looked up (or put into a query)
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 
 SESSION_FIELDS = ("program", "command", "args", "rts", "ghc_version", "rts_flavour", "pid",
                   "ppid", "generations", "max_heap_bytes", "alloc_area_bytes", "caps")
@@ -68,6 +74,13 @@ def app_clause(token: Token) -> str:
     return " AND (" + " OR ".join(f'"app" = {quote_string(a)}' for a in token.apps) + ")"
 
 
+def _session_id(request: web.Request) -> str:
+    sid = request.match_info["id"]
+    if not _ID.fullmatch(sid):
+        raise problem(404, "no such session (not a session id)")
+    return sid
+
+
 def _target(sink, measurement: str) -> str:
     rp = sink.config.retention_policy
     return (quote_ident(rp) + "." if rp else "") + quote_ident(measurement)
@@ -107,7 +120,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def show_session(request: web.Request) -> web.Response:
     token: Token = request[TOKEN]
     service = request.app[SERVICE]
-    sid = request.match_info["id"]
+    sid = _session_id(request)
     streams = group(service.registry, token).get(sid)
     known = session_dict(sid, streams) if streams else None
     if known is None and group(service.registry).get(sid):
@@ -140,7 +153,7 @@ async def delete_session(request: web.Request) -> web.Response:
     and forget its finished streams.  A live session is refused (409)."""
     token: Token = request[TOKEN]
     service = request.app[SERVICE]
-    sid = request.match_info["id"]
+    sid = _session_id(request)
     streams = group(service.registry, token).get(sid)
     if streams:
         if session_dict(sid, streams)["state"] == "live":
