@@ -25,8 +25,16 @@ from .auth import TokenStore, authenticate, problem, require_scope, require_unre
 from .config import ApiConfig
 from .connections import ConnectionStore
 from .routing import ROUTES, route_of
-from .state import (CONFIG, CONNECTIONS, COUNTERS, SERVICE, TOKEN, TOKENS, UPLOADS,
-                    ApiCounters)
+from .state import (
+    CONFIG,
+    CONNECTIONS,
+    COUNTERS,
+    SERVICE,
+    TOKEN,
+    TOKENS,
+    UPLOADS,
+    ApiCounters,
+)
 from .upload import Uploads
 
 log = logging.getLogger("liveprof.api")

@@ -7,8 +7,8 @@ the OpenAPI test checks the document against this same table.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from aiohttp import web
 

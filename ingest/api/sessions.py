@@ -11,6 +11,7 @@ restart).
 
 from __future__ import annotations
 
+import logging
 import re
 
 from aiohttp import web
@@ -19,6 +20,8 @@ from ..sinks.influx_api import quote_ident, quote_string
 from .auth import Token, problem
 from .routing import api
 from .state import SERVICE, TOKEN
+
+log = logging.getLogger("liveprof.api.sessions")
 
 # session ids are hashes (16 hex digits) or configured names: nothing else is
 # looked up (or put into a query)
@@ -170,8 +173,8 @@ async def delete_session(request: web.Request) -> web.Response:
     if not sid.startswith("pending-"):
         try:  # points of the session still queued would land after the drop
             await service.sink.flush(timeout=10.0)
-        except Exception:
-            pass
+        except Exception as exc:  # noqa: BLE001 (InfluxDB away: the drop below says so)
+            log.debug("flush before dropping %s: %s", sid, exc)
         try:
             await service.sink.query(f'DROP SERIES WHERE "session" = {quote_string(sid)}'
                                      f'{app_clause(token)}')

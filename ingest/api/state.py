@@ -29,8 +29,8 @@ class ApiCounters:
 SERVICE: web.AppKey[Any] = web.AppKey("service", object)
 CONFIG = web.AppKey("config", ApiConfig)
 TOKENS = web.AppKey("tokens", TokenStore)
-CONNECTIONS: web.AppKey["ConnectionStore"] = web.AppKey("connections", object)
-UPLOADS: web.AppKey["Uploads"] = web.AppKey("uploads", object)
+CONNECTIONS: web.AppKey[ConnectionStore] = web.AppKey("connections", object)
+UPLOADS: web.AppKey[Uploads] = web.AppKey("uploads", object)
 COUNTERS = web.AppKey("counters", ApiCounters)
 
 # the authenticated token of a request

@@ -308,7 +308,7 @@ class Uploads:
         try:
             await sink.flush(timeout=min(10.0, self.config.request_timeout))
             return dropped() == before   # settled, and nothing refused meanwhile
-        except Exception as exc:  # InfluxDB away: the points stay queued or spooled
+        except Exception as exc:  # noqa: BLE001 (InfluxDB away: the points stay queued or spooled)
             log.warning("upload: points not yet stored: %s", exc or type(exc).__name__)
             return False
 
@@ -320,8 +320,8 @@ class Uploads:
 
 # -- handlers ---------------------------------------------------------------------------
 
-from .routing import api  # noqa: E402
-from .state import TOKEN, UPLOADS  # noqa: E402
+from .routing import api
+from .state import TOKEN, UPLOADS
 
 
 @api("POST", "/api/v1/upload", scope="write", timeout=False)

@@ -106,7 +106,8 @@ async def _answer(resp: aiohttp.ClientResponse):
 def _file_body(path: Path, start: int, length: int, progress: Progress, base: int):
     async def gen():
         sent = 0
-        with open(path, "rb") as f:
+        f = await asyncio.to_thread(open, path, "rb")
+        with f:
             f.seek(start)
             while sent < length:
                 piece = await asyncio.to_thread(f.read, min(READ, length - sent))
@@ -168,7 +169,7 @@ async def _resumable(http, url, path, size, params, chunk_size, bar) -> dict:
                 if r.status not in (409, 429, 500, 502, 503, 504) or \
                         (isinstance(body, dict) and body.get("error", "").startswith("upload is")):
                     raise UploadFailed(r.status, body)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientConnectionError):
             pass
         failures += 1
         if failures > RETRIES:

@@ -3,12 +3,11 @@ without the service."""
 
 from __future__ import annotations
 
-from protocol import Decoder
-from protocol.eventlog import CATALOGUE
-
 from ingest.derive.base import DeriveSettings
 from ingest.derive.order import OrderSettings
 from ingest.derive.pipeline import Pipeline
+from protocol import Decoder
+from protocol.eventlog import CATALOGUE
 
 BLOCK_MARKER = 18
 

@@ -98,7 +98,7 @@ async def test_app_limited_tokens_see_and_write_only_their_apps(api, influxd, in
         status, _ = await api.call(verb, f"/api/v1/uploads/{up['id']}{suffix}", who="beta",
                                    data=b"")
         assert status == 403, (verb, suffix)
-    status, up2 = await api.call("POST", "/api/v1/uploads", who="beta", params={"app": "alpha"})
+    status, _ = await api.call("POST", "/api/v1/uploads", who="beta", params={"app": "alpha"})
     assert status == 403
     # listing: each sees its own apps only
     def apps(listing):

@@ -4,7 +4,6 @@ less than the upload, and every event arrives."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 

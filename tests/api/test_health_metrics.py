@@ -49,7 +49,7 @@ async def test_health_is_public_and_readiness_follows_influxdb(influxd_factory, 
 async def test_metrics_count_what_was_ingested_with_bounded_labels(api):
     data = LOG.read_bytes()
     status, up = await api.call("POST", "/api/v1/upload", data=data)
-    status, bad = await api.call("POST", "/api/v1/upload", data=b"nonsense" * 10)
+    status, _ = await api.call("POST", "/api/v1/upload", data=b"nonsense" * 10)
     assert status == 422
     status, text = await api.call("GET", "/metrics")
     assert status == 200

@@ -135,7 +135,7 @@ async def test_a_chunk_cut_by_a_lost_connection_resumes_at_the_reported_offset(a
     head = (f"PUT {where}?offset=0 HTTP/1.1\r\nHost: {host}\r\n"
             f"Authorization: Bearer {api.tokens['admin']}\r\n"
             f"Content-Length: {len(data)}\r\nContent-Type: application/octet-stream\r\n\r\n")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    _, writer = await asyncio.open_connection(host, int(port))
     writer.write(head.encode() + data[:sent])
     await writer.drain()
     writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
