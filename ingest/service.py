@@ -49,6 +49,8 @@ def build_sources(settings: Settings) -> list[Any]:
 
 
 class Service:
+    SETUP_WAIT = 10.0   # seconds the sources wait for the retention/rollup setup at start
+
     def __init__(self, settings: Settings, extra_sinks: list | None = None):
         self.settings = settings
         self.extra_sinks = list(extra_sinks or [])
@@ -58,7 +60,8 @@ class Service:
         self.sink: InfluxSink | None = None
         self.alerts: MqttAlertSink | None = None
         self.setup_report = None
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()     # sinks open, registry made
+        self._started = False             # sources started
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -73,12 +76,17 @@ class Service:
                 self.alerts = await stack.enter_async_context(MqttAlertSink(self.settings.mqtt))
                 sinks.append(self.alerts)
             self.registry = StreamRegistry(self.settings.derive, sinks)
-            for src in list(self.sources):
-                self._start_source(src)
+            self.ready.set()
             tasks = []
             if self.settings.setup:
-                tasks.append(asyncio.create_task(self._setup(), name="influx:setup"))
-            self.ready.set()
+                setup = asyncio.create_task(self._setup(), name="influx:setup")
+                tasks.append(setup)
+                # give the scheme a moment first, so early points do not meet a missing
+                # policy (InfluxDB away: the sources start anyway, setup keeps trying)
+                await asyncio.wait({setup}, timeout=self.SETUP_WAIT)
+            for src in list(self.sources):
+                self._start_source(src)
+            self._started = True
             log.info("serving %d source(s): %s", len(self.source_tasks),
                      ", ".join(t.get_name() for t in self.source_tasks.values()) or "none")
             try:
@@ -98,7 +106,7 @@ class Service:
         """Start ``source`` now (or with the others, if the service has not
         started yet)."""
         self.sources.append(source)
-        if self.ready.is_set() and not self._stop.is_set():
+        if self._started and not self._stop.is_set():
             self._start_source(source)
 
     async def remove_source(self, source) -> None:

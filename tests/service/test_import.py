@@ -61,3 +61,38 @@ def test_unreachable_influxdb_fails_at_once(tmp_path):
                                 "--influx-url", "http://127.0.0.1:9", "--timeout", "5"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1 and "unreachable" in run.stderr
+
+
+def test_imported_figures_equal_the_reference_summary(influxd):
+    """GC count and pause sum, span totals per label and the allocation total,
+    queried back from InfluxDB, equal the official parser's summary."""
+    import os
+
+    log = all_logs().get("gc-heap.N2.l", DATA / "threads-mvar.nonthreaded.l.eventlog")
+    db = "import_figures"
+    env = dict(os.environ, LIVEPROF_DERIVE_TOP="1000")      # every span label by name
+    run = subprocess.run(CLI + ["import", str(log), "--influx-url", influxd.url,
+                                "--database", db], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    ref = summary(log)
+    (row,) = influxd.series('SELECT count("pause_ns"), sum("pause_ns") FROM "gc"', db)[0]["values"]
+    assert row[1:] == [ref["gc"]["collections"], ref["gc"]["pause_union_ns"]]
+    (row,) = influxd.series('SELECT sum("allocated_bytes") FROM "heap"', db)[0]["values"]
+    assert row[1] == ref["heap"]["allocated_bytes_total"]
+    spans = {s["tags"]["label"]: s["values"][0][1:] for s in influxd.series(
+        'SELECT sum("time_ns"), sum("starts"), sum("stops") FROM "spans" GROUP BY "label"', db)}
+    want = {label: [s["total_ns"], s["starts"], s["stops"]]
+            for label, s in ref["user"]["spans"].items()}
+    assert spans == want
+
+
+def test_refused_credentials_are_a_clear_error(influxd_factory):
+    server = influxd_factory(auth=True)
+    run = subprocess.run(CLI + ["import", str(DATA / "hello-ghc-8.6.5.eventlog"),
+                                "--influx-url", server.url, "--influx-user", "nobody",
+                                "--influx-password", "wrong-secret"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "401" in run.stderr or "authoriz" in run.stderr.lower()
+    assert "wrong-secret" not in run.stderr

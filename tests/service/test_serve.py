@@ -222,3 +222,46 @@ async def test_gc_alerts_go_out_over_mqtt_while_points_land(influxd, influx_data
 async def _until(predicate):
     while not predicate():
         await asyncio.sleep(0.05)
+
+
+async def test_a_named_pipe_shows_points_before_the_writer_has_finished(influxd, influx_database,
+                                                                       tmp_path):
+    """A program writing its eventlog into a FIFO: points are queryable while it
+    still writes.  The log is a GHC 9.2 one, which writes its identity (clock,
+    pid, arguments) first (older GHCs write it at exit, and points wait for it
+    up to 1 s of eventlog time); it spans well under the default 10 s lag bound
+    of the live merge, so the test sets that to 50 ms of eventlog time."""
+    # (count() reads the default policy, raw once setup ran)
+    import os
+
+    log = DATA / "ghc-9.2-events.eventlog"
+    data = log.read_bytes()
+    fifo = tmp_path / "prog.eventlog"
+    cfg = settings_for(influxd, influx_database, tmp_path, **{
+        "fifos": [{"path": str(fifo)}], "derive.max_lag": 0.05,
+        # the log is from 2021: keep raw points for ever, or InfluxDB drops them
+        "rollups.raw": {"name": "raw", "duration": "INF"}})
+    service = Service(cfg)
+    task = asyncio.create_task(service.run())
+    try:
+        await asyncio.wait_for(service.ready.wait(), 10)
+        await asyncio.wait_for(_until(fifo.exists), 10)
+        fd = os.open(fifo, os.O_RDWR)
+        try:
+            cut = len(data) * 2 // 3
+            for i in range(0, cut, 512):               # the program runs: small writes
+                await asyncio.to_thread(os.write, fd, data[i:min(i + 512, cut)])
+                await asyncio.sleep(0.002)
+            # still writing (a third to go): points are already in InfluxDB
+            await asyncio.wait_for(_until(lambda: count(influxd, influx_database, "gc") > 0), 30)
+            early = count(influxd, influx_database, "gc")
+            await asyncio.to_thread(os.write, fd, data[cut:])
+        finally:
+            os.close(fd)
+        await asyncio.wait_for(_until(lambda: len(service.registry.finished) == 1), 30)
+        await service.sink.flush(30)
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, 30)
+    assert 0 < early < summary(log)["gc"]["collections"]
+    assert count(influxd, influx_database, "gc") == summary(log)["gc"]["collections"]
