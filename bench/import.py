@@ -1,0 +1,245 @@
+"""End-to-end import throughput: an eventlog file into a real InfluxDB.
+
+usage: python bench/import.py FILE [--influx-url URL] [--runs N] [--keep]
+
+Each run is ``liveprof import FILE --influx-url URL --database DB`` in a
+subprocess (a fresh database per run, so every run writes new points instead
+of overwriting the previous run's), timed from spawn to exit: Python start,
+InfluxDB health check, reading and decoding the file, deriving the points and
+writing them all (the import flushes the sink and waits for InfluxDB to take
+every batch before it exits).  Printed per run and as best and median of the
+runs (the machine may be shared):
+
+  MB/s        size of FILE (1 MB = 10**6 bytes) / wall seconds
+  points/s    points written / wall seconds
+  points      as counted back in InfluxDB after the run, next to what
+              ``liveprof import`` said it wrote
+  peak RSS    of the import process alone: ``os.wait4`` on its pid returns
+              that child's own rusage (``ru_maxrss``), not the max over every
+              child this script ever had (which ``RUSAGE_CHILDREN`` would be)
+  RSS curve   the import's resident set sampled from /proc/PID/status every
+              50 ms, shown at 10%, 25%, 50%, 75% and 100% of the run: flat
+              memory means the later samples stay near the early ones instead of
+              growing with the bytes read
+
+Points are counted as the rows of ``SELECT * FROM "m" GROUP BY *`` per
+measurement and retention policy, read as chunked JSON: a point is one
+(series, timestamp) and is one row whichever of its fields it has (``count(*)``
+would undercount measurements with sparse fields, e.g. ``markers``).  The
+count is compared with what ``liveprof import`` reports; a difference is
+printed.
+
+Without ``--influx-url`` a private ``influxd`` (tests/servers.py
+``InfluxServer``, Debian's binary) is started in a temp dir on free loopback
+ports and stopped afterwards; its data dir lives on the same disk as /tmp.
+With ``--influx-url`` the databases ``liveprof_bench_import_N`` are created
+there and dropped after counting (``--keep`` keeps them).
+
+This script only measures and prints; it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import InfluxServer  # noqa: E402
+
+
+def liveprof_command() -> list[str]:
+    exe = shutil.which("liveprof", path=str(Path(sys.executable).parent)) or shutil.which("liveprof")
+    if exe:
+        return [exe]
+    return [sys.executable, "-m", "ingest.cli"]
+
+
+class Influx:
+    """The few InfluxQL calls this script needs, on any URL."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def query(self, q: str, db: str | None = None) -> list[dict]:
+        params = {"q": q, "epoch": "ns"}
+        if db:
+            params["db"] = db
+        req = urllib.request.Request(f"{self.url}/query?{urllib.parse.urlencode(params)}",
+                                     data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            results = json.loads(resp.read()).get("results", [])
+        for r in results:
+            if "error" in r:
+                raise RuntimeError(f"{q!r}: {r['error']}")
+        return results
+
+    def series(self, q: str, db: str | None = None) -> list[dict]:
+        return self.query(q, db)[0].get("series", [])
+
+    def count_rows(self, q: str, db: str) -> int:
+        """Rows a query returns, read as chunked JSON (no server row limit)."""
+        params = {"q": q, "db": db, "epoch": "ns", "chunked": "true", "chunk_size": "20000"}
+        req = urllib.request.Request(f"{self.url}/query?{urllib.parse.urlencode(params)}",
+                                     data=b"", method="POST")
+        rows = 0
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            for line in resp:
+                if not line.strip():
+                    continue
+                for r in json.loads(line).get("results", []):
+                    if "error" in r:
+                        raise RuntimeError(f"{q!r}: {r['error']}")
+                    rows += sum(len(s.get("values", [])) for s in r.get("series", []))
+        return rows
+
+    def count_points(self, db: str) -> dict[str, int]:
+        """Points per measurement over every retention policy of ``db``: the
+        rows of ``SELECT * ... GROUP BY *`` (one row per series and timestamp,
+        i.e. per point, whichever fields it has)."""
+        rps = [row[0] for s in self.series("SHOW RETENTION POLICIES", db) for row in s["values"]]
+        names = [row[0] for s in self.series("SHOW MEASUREMENTS", db) for row in s["values"]]
+        out: dict[str, int] = {}
+        for rp in rps:
+            for m in names:
+                n = self.count_rows(f'SELECT * FROM "{db}"."{rp}"."{m}" GROUP BY *', db)
+                if n:
+                    out[m] = out.get(m, 0) + n
+        return out
+
+
+def sample_rss(pid: int, samples: list, stop: threading.Event, every: float = 0.05) -> None:
+    t0 = time.perf_counter()
+    path = f"/proc/{pid}/status"
+    while not stop.is_set():
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        samples.append((time.perf_counter() - t0, int(line.split()[1]) * 1024))
+                        break
+        except OSError:
+            return
+        stop.wait(every)
+
+
+def one_run(path: str, url: str, db: str) -> dict:
+    cmd = liveprof_command() + ["import", path, "--influx-url", url, "--database", db,
+                                "--progress", "never"]
+    samples: list = []
+    stop = threading.Event()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    sampler = threading.Thread(target=sample_rss, args=(proc.pid, samples, stop), daemon=True)
+    sampler.start()
+    # read both pipes without deadlocking, then reap this very child with wait4
+    out_chunks: dict[str, bytes] = {}
+
+    def drain(name, stream):
+        out_chunks[name] = stream.read()
+
+    readers = [threading.Thread(target=drain, args=(n, s), daemon=True)
+               for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+    for r in readers:
+        r.start()
+    for r in readers:
+        r.join()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stop.set()
+    sampler.join()
+    err = out_chunks.get("err", b"").decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"liveprof import exited with status {proc.returncode}:\n{err}")
+    reported = None
+    for line in err.splitlines():
+        if " points written to " in line:
+            reported = int(line.split("liveprof: ", 1)[1].split()[0])
+    return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
+            "peak_rss": usage.ru_maxrss * 1024, "rss": samples, "reported": reported,
+            "stderr": err}
+
+
+def rss_curve(samples: list) -> str:
+    if not samples:
+        return "(no samples)"
+    n = len(samples)
+    parts = []
+    for frac in (0.10, 0.25, 0.50, 0.75, 1.0):
+        t, rss = samples[min(n - 1, max(0, int(round(frac * n)) - 1))]
+        parts.append(f"{int(frac * 100)}%:{rss / 2**20:.0f}")
+    return "RSS MiB at " + " ".join(parts)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("file")
+    ap.add_argument("--influx-url", help="an InfluxDB 1.x to write into (default: start a private influxd)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    args = ap.parse_args()
+    size = os.path.getsize(args.file)
+
+    tmp = None
+    server = None
+    if args.influx_url:
+        url = args.influx_url
+    else:
+        tmp = tempfile.mkdtemp(prefix="liveprof-bench-import-")
+        server = InfluxServer(Path(tmp) / "influxd")
+        server.start()
+        url = server.url
+    influx = Influx(url)
+    print(f"file {args.file}: {size / 1e6:.1f} MB; InfluxDB {url}"
+          f"{' (private influxd, ' + tmp + ')' if server else ''}")
+    print("mode: `liveprof import` as a subprocess; peak RSS from os.wait4 on its pid")
+    results = []
+    try:
+        for i in range(1, args.runs + 1):
+            db = f"liveprof_bench_import_{i}_{os.getpid()}"
+            r = one_run(args.file, url, db)
+            counts = influx.count_points(db)
+            r["counted"] = sum(counts.values())
+            r["per_measurement"] = counts
+            if not args.keep:
+                influx.query(f'DROP DATABASE "{db}"')
+            results.append(r)
+            mismatch = "" if r["counted"] == r["reported"] else \
+                f"  (liveprof reported {r['reported']}: MISMATCH)"
+            print(f"run {i}: {r['seconds']:6.2f} s wall, {r['cpu']:6.2f} s CPU, "
+                  f"{size / 1e6 / r['seconds']:6.1f} MB/s, {r['counted'] / r['seconds']:9.0f} points/s, "
+                  f"{r['counted']} points counted{mismatch}, peak RSS {r['peak_rss'] / 2**20:.0f} MiB; "
+                  f"{rss_curve(r['rss'])}")
+    finally:
+        if server:
+            server.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+    if results:
+        per = ", ".join(f"{m} {n}" for m, n in sorted(results[-1]["per_measurement"].items()))
+        print(f"points per measurement (last run): {per}")
+        secs = [r["seconds"] for r in results]
+        best, med = min(secs), statistics.median(secs)
+        pts = results[0]["counted"]
+        rss = [r["peak_rss"] / 2**20 for r in results]
+        print(f"best   {size / 1e6 / best:6.1f} MB/s  {pts / best:9.0f} points/s  ({best:.2f} s)")
+        print(f"median {size / 1e6 / med:6.1f} MB/s  {pts / med:9.0f} points/s  ({med:.2f} s)")
+        print(f"points written {pts} (counted in InfluxDB); peak RSS of the import "
+              f"{min(rss):.0f}..{max(rss):.0f} MiB over {len(results)} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
