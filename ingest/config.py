@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .api.config import ApiConfig
 from .errors import ConfigError
 from .rollups import RollupConfig
 from .sinks.influx import InfluxSinkConfig
@@ -80,6 +81,7 @@ class Settings(BaseSettings):
     derive: DeriveConfig = DeriveConfig()
     mqtt: MqttAlertConfig | None = Field(
         None, description="live GC-pause alerts over MQTT (docs/alerts.md); None: off")
+    api: ApiConfig | None = Field(None, description="the HTTP API (docs/api.md); None: off")
     monitors: list[MonitorTcpConfig] = Field(
         default_factory=list, description="monitors to dial over TCP")
     monitor_udp: MonitorUdpConfig | None = Field(
@@ -129,7 +131,7 @@ class Settings(BaseSettings):
 
 
 # sections whose fields take LIVEPROF_<SECTION>_<FIELD> variables
-SECTIONS = ("influx", "rollups", "derive", "mqtt", "monitor_udp")
+SECTIONS = ("influx", "rollups", "derive", "mqtt", "api", "monitor_udp")
 _config_path: Path | None = None   # the TOML file of the load() in progress
 
 

@@ -59,6 +59,7 @@ class Service:
         self.registry: StreamRegistry | None = None
         self.sink: InfluxSink | None = None
         self.alerts: MqttAlertSink | None = None
+        self.api_runner = None
         self.setup_report = None
         self.ready = asyncio.Event()     # sinks open, registry made
         self._started = False             # sources started
@@ -77,6 +78,10 @@ class Service:
                 sinks.append(self.alerts)
             self.registry = StreamRegistry(self.settings.derive, sinks)
             self.ready.set()
+            if self.settings.api is not None:
+                from .api import start_api
+                self.api_runner = await start_api(self, self.settings.api,
+                                                  state_dir=self.settings.state_dir)
             tasks = []
             if self.settings.setup:
                 setup = asyncio.create_task(self._setup(), name="influx:setup")
@@ -92,6 +97,9 @@ class Service:
             try:
                 await self._stop.wait()
             finally:
+                if self.api_runner is not None:     # no new uploads or connections
+                    from .api import stop_api
+                    await stop_api(self.api_runner)
                 tasks += self.source_tasks.values()
                 for t in tasks:
                     t.cancel()

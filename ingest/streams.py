@@ -72,7 +72,7 @@ class Stream:
     """The consumer of one stream."""
 
     def __init__(self, record: StreamRecord, config: DeriveConfig, sinks: Sequence[PointSink],
-                 on_end=None):
+                 on_end=None, app: str | None = None, host: str | None = None):
         self.record = record
         self.sinks = sinks
         self._on_end = on_end
@@ -81,8 +81,9 @@ class Stream:
         caps_known = info.source not in ("monitor_tcp", "monitor_udp")
         settings = DeriveSettings(window_ns=max(1, int(config.window * 1e9)), top_n=config.top,
                                   caps_known=caps_known)
-        identity = Identity(app=config.app,
-                            host=config.host if config.host is not None else peer_host(info),
+        host = host if host is not None else config.host
+        identity = Identity(app=app if app is not None else config.app,
+                            host=host if host is not None else peer_host(info),
                             start_wall_ns=int(info.started * 1e9))
         order = OrderSettings(live=True, max_lag_ns=int(config.max_lag * 1e9))
         self.pipeline = Pipeline(settings, identity, derivers=config.measurements, order=order)
@@ -143,12 +144,16 @@ class StreamRegistry:
         self.finished: OrderedDict[int, StreamRecord] = OrderedDict()
         self._ids = 0
 
-    def __call__(self, info: StreamInfo) -> Stream:
+    def __call__(self, info: StreamInfo, app: str | None = None,
+                 host: str | None = None) -> Stream:
+        """Open a stream; ``app``/``host`` tag it instead of the configured or
+        derived values (an upload names its app)."""
         self._ids += 1
         key = self._ids
         log.info("%s: started", info.name)
         stream = Stream(StreamRecord(info), self.config, self.sinks,
-                        on_end=lambda s: self._ended(key, s))
+                        on_end=lambda s: self._ended(key, s), app=app, host=host)
+        stream.key = key
         self.live[key] = stream
         return stream
 

@@ -42,16 +42,8 @@ def open_stream(registry, info: StreamInfo, app: str | None, host: str | None):
     """Open a stream on the registry, tagged with ``app``/``host`` when given
     (else as the registry tags every stream: configured, or from the program
     and peer).  Returns ``(key, stream)``."""
-    update = {k: v for k, v in (("app", app), ("host", host)) if v is not None}
-    saved = registry.config
-    if update:
-        registry.config = saved.model_copy(update=update)
-    try:
-        stream = registry(info)
-    finally:
-        registry.config = saved
-    key = next(k for k, s in registry.live.items() if s is stream)
-    return key, stream
+    stream = registry(info, app=app, host=host)
+    return stream.key, stream
 
 
 @dataclass

@@ -55,6 +55,9 @@ def add_parser(sub) -> None:
     p.add_argument("--follow", action="append", metavar="PATH", default=[],
                    help="follow a growing eventlog file, like tail -F (repeatable)")
     p.add_argument("--stdin", action="store_true", help="read an eventlog stream on stdin")
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve the HTTP API (docs/api.md) here (default port 8080; "
+                        "LIVEPROF_ADMIN_TOKEN gives the first admin token)")
     p.add_argument("--window", type=float, metavar="SECONDS", help="aggregation window")
     p.add_argument("--app", help="app tag for every stream (default: the program's name)")
     p.add_argument("--host", help="host tag for every stream (default: the stream's peer)")
@@ -81,6 +84,9 @@ def overrides(args) -> dict:
                         + [{"path": p, "follow": True} for p in args.follow])
     if args.stdin:
         out["stdin"] = {}
+    if args.http:
+        host, port = parse_address(args.http, 8080)
+        out["api"] = {"host": host, "port": port}
     if args.udp:
         host, port = parse_address(args.udp, DEFAULT_MONITOR_PORT, default_host="0.0.0.0")
         out["monitor_udp"] = {"host": host, "port": port}

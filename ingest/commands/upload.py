@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
 
 READ = 1 << 16
 RETRIES = 8
@@ -97,7 +96,7 @@ class Progress:
             self.out.flush()
 
 
-async def _answer(resp: aiohttp.ClientResponse):
+async def _answer(resp):
     if "json" in resp.headers.get("Content-Type", ""):
         return await resp.json()
     return await resp.text()
@@ -132,6 +131,8 @@ async def upload(path: str | Path, url: str, token: str, *, app: str | None = No
     bar = Progress(size, progress)
     if resumable is None:
         resumable = size > chunk_size
+    import aiohttp  # (only for the command that runs)
+
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
     try:
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
@@ -149,6 +150,8 @@ async def upload(path: str | Path, url: str, token: str, *, app: str | None = No
 
 
 async def _resumable(http, url, path, size, params, chunk_size, bar) -> dict:
+    import aiohttp
+
     async with http.post(f"{url}/api/v1/uploads", params=params) as r:
         body = await _answer(r)
         if r.status != 201:
