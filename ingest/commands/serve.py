@@ -59,6 +59,10 @@ def add_parser(sub) -> None:
                    help="serve the HTTP API (docs/api.md) here (default port 8080; "
                         "LIVEPROF_ADMIN_TOKEN gives the first admin token)")
     p.add_argument("--window", type=float, metavar="SECONDS", help="aggregation window")
+    p.add_argument("--max-lag", type=float, metavar="SECONDS",
+                   help="longest a live event waits for time order (default 10; lower it for "
+                        "less delay when the program flushes its eventlog often, e.g. with "
+                        "+RTS --eventlog-flush-interval)")
     p.add_argument("--app", help="app tag for every stream (default: the program's name)")
     p.add_argument("--host", help="host tag for every stream (default: the stream's peer)")
     p.add_argument("--print-config", action="store_true",
@@ -68,7 +72,8 @@ def add_parser(sub) -> None:
 
 def overrides(args) -> dict:
     out = influx_overrides(args)
-    out.update({"derive.window": args.window, "derive.app": args.app, "derive.host": args.host})
+    out.update({"derive.window": args.window, "derive.app": args.app, "derive.host": args.host,
+                "derive.max_lag": args.max_lag})
     if args.monitor:
         monitors = []
         for text in args.monitor:

@@ -59,6 +59,9 @@ class OrderSettings:
     live: bool = False
     max_lag_ns: int = 10_000_000_000  # live: never hold an event more than this behind the newest
     slack_ns: int = 50_000_000  # live: how far a capability's own events may run out of order
+    settle_ns: int | None = None  # live: the watermark is trusted once no capability
+    # appeared for this long (one yet to show its first block could hold older events);
+    # None: max_lag_ns.  A Startup event (it names every capability) settles it at once
     max_held: int = 500_000  # memory bound (events held); roughly 100 MB of decoded events
     check_every: int = 4096  # how often (in arrivals) the memory bound is checked
 
@@ -78,6 +81,8 @@ class Merge:
         self.live = s.live
         self.max_lag = s.max_lag_ns
         self.slack = s.slack_ns
+        self.settle = s.max_lag_ns if s.settle_ns is None else s.settle_ns
+        self._announced = False  # Startup seen: every capability is known
         self._blocks = False  # a block marker seen: events carry their capability
         self._new_stream_at = _NEG_INF  # newest time when a stream last appeared
         self.max_held = s.max_held
@@ -165,8 +170,8 @@ class Merge:
                 if cap == self._min_stream:
                     self._recompute_watermark()
             lagged = newest - self.max_lag
-            f = self._watermark - self.slack \
-                if self._blocks and lagged >= self._new_stream_at else _NEG_INF
+            f = self._watermark - self.slack if self._blocks and (
+                self._announced or newest - self.settle >= self._new_stream_at) else _NEG_INF
             if lagged > f:
                 f = lagged
             if f > frontier:
@@ -261,6 +266,8 @@ class Merge:
         """``Startup`` (n caps) or ``CapCreate``: capabilities that exist but
         may not have shown an event yet hold the watermark back (at minus
         infinity, so only the lag bound moves the frontier) until they do."""
+        if ev.type == STARTUP:
+            self._announced = True
         caps = range(ev.fields[0]) if ev.type == STARTUP else (ev.fields[0],)
         added = False
         for cap in caps:
@@ -288,7 +295,8 @@ class Merge:
             self._new_stream_at = max(self._newest, ev.time)
             self._recompute_watermark()
         lagged = self._newest - self.max_lag
-        f = self._watermark - self.slack if lagged >= self._new_stream_at else _NEG_INF
+        f = self._watermark - self.slack if (
+            self._announced or self._newest - self.settle >= self._new_stream_at) else _NEG_INF
         if lagged > f:
             f = self._newest - self.max_lag
         if f > self._frontier:

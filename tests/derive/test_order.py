@@ -76,3 +76,61 @@ def test_memory_bound(log):
 def test_memory_bound_same_whatever_the_chunking(log, live):
     settings = OrderSettings(live=live, max_held=3000, check_every=256, max_lag_ns=10**12)
     assert merged(log, "whole", settings)[0] == merged(log, 5, settings)[0]
+
+
+# -- the live watermark, on hand-made streams -------------------------------------------
+
+def _ev(ty, t, cap, *fields):
+    from protocol import Event
+    return Event(ty, "x", t, cap, tuple(fields))
+
+
+def _block(t, cap, end):
+    return _ev(18, t, cap, 1000, end, 0xFFFF if cap is None else cap)
+
+
+MS = 1_000_000
+
+
+def _released_times(merge, events):
+    return [Merge.unwrap(x)[0].time for x in merge.push(events)]
+
+
+def test_watermark_waits_for_the_set_of_capabilities_to_settle():
+    """Two capabilities in blocks: until no new one appeared for the settle time,
+    only the lag bound releases; then the slowest capability's time does."""
+    settings = OrderSettings(live=True, max_lag_ns=10_000 * MS, slack_ns=0, settle_ns=100 * MS)
+    m = Merge(settings)
+    first = [_block(0, 0, 50 * MS), _ev(1, 10 * MS, 0), _block(0, 1, 50 * MS), _ev(1, 20 * MS, 1)]
+    assert _released_times(m, first) == []          # cap 1 just appeared: nothing trusted yet
+    later = [_block(200 * MS, 0, 300 * MS), _ev(1, 250 * MS, 0),
+             _block(200 * MS, 1, 300 * MS), _ev(1, 240 * MS, 1)]
+    # settled (no new capability for 100 ms): released up to the slower capability's time
+    assert _released_times(m, later) == [10 * MS, 20 * MS, 240 * MS]
+    assert m.late_events == 0
+
+
+def test_startup_names_every_capability_at_once():
+    """With Startup (n caps) the watermark applies from the start, and a
+    capability that has not shown anything yet holds it back."""
+    settings = OrderSettings(live=True, max_lag_ns=10_000 * MS, slack_ns=0, settle_ns=10_000 * MS)
+    m = Merge(settings)
+    assert _released_times(m, [_block(0, None, 5 * MS), _ev(17, 1 * MS, None, 2),
+                               _block(0, 0, 50 * MS), _ev(1, 10 * MS, 0)]) == []  # cap 1 silent
+    out = _released_times(m, [_block(0, 1, 50 * MS), _ev(1, 30 * MS, 1),
+                              _block(60 * MS, 0, 90 * MS), _ev(1, 70 * MS, 0),
+                              _block(60 * MS, 1, 90 * MS), _ev(1, 80 * MS, 1)])
+    # the global stream (its block ended at 5 ms) is now the slowest: it bounds the release
+    assert out == [1 * MS]
+    out = _released_times(m, [_block(100 * MS, None, 120 * MS), _ev(43, 101 * MS, None)])
+    # every stream is past 90 ms (caps 0 and 1 by their completed blocks): released up to it
+    assert out == [10 * MS, 30 * MS, 70 * MS, 80 * MS]
+    assert m.late_events == 0
+
+
+def test_without_block_markers_only_the_lag_bound_releases():
+    """The monitor protocol: no capabilities, so no watermark."""
+    m = Merge(OrderSettings(live=True, max_lag_ns=100 * MS, slack_ns=0))
+    assert _released_times(m, [_ev(1, t * MS, None) for t in (10, 5, 50, 40)]) == []
+    assert _released_times(m, [_ev(1, 145 * MS, None)]) == [5 * MS, 10 * MS, 40 * MS]
+    assert m.late_events == 0
