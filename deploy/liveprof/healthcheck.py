@@ -4,7 +4,7 @@
 Healthy when the service is up and listening for monitor datagrams: a UDP
 socket is bound to ``LIVEPROF_MONITOR_UDP_PORT`` (default 8242) in this
 network namespace (``/proc/net/udp``, ``/proc/net/udp6``).  With
-``LIVEPROF_HEALTH_URL`` set (the HTTP API, once it exists), that URL must also
+``HEALTHCHECK_URL`` set (the HTTP API), that URL must also
 answer 2xx.  Exit status 0 healthy, 1 not, with the reason on stderr.
 """
 
@@ -34,7 +34,7 @@ def main() -> int:
     if not udp_bound(port):
         print(f"unhealthy: nothing bound to UDP port {port}", file=sys.stderr)
         return 1
-    url = os.environ.get("LIVEPROF_HEALTH_URL")
+    url = os.environ.get("HEALTHCHECK_URL")
     if url:
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
