@@ -35,7 +35,7 @@ from ingest.rollups import (
     rp_select,
 )
 from ingest.sinks.errors import InfluxQueryError, SinkAuthError, SinkError
-from ingest.sinks.influx_api import InfluxClient
+from ingest.sinks.influx_api import InfluxClient, check_credentials
 
 __all__ = ["BackfillReport", "InfluxSetupConfig", "SetupReport", "backfill", "observe", "setup"]
 
@@ -57,10 +57,7 @@ class InfluxSetupConfig(BaseModel):
 
     @model_validator(mode="after")
     def _credentials(self):
-        if self.token is not None and (self.user is not None or self.password is not None):
-            raise ValueError("give either a token or user/password, not both")
-        if self.password is not None and self.user is None:
-            raise ValueError("a password needs a user")
+        check_credentials(self.user, self.password, self.token)
         return self
 
     @classmethod

@@ -41,7 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ingest.sinks._retry import Action, Backoff, classify, retry_after
 from ingest.sinks.errors import SinkAuthError, SinkError
-from ingest.sinks.influx_api import InfluxClient, Series, WriteError, parse_write_error
+from ingest.sinks.influx_api import (InfluxClient, Series, WriteError, check_credentials,
+                                     parse_write_error)
 from ingest.sinks.spool import Spool, SpoolRecord, fsync_close
 
 if TYPE_CHECKING:
@@ -89,10 +90,7 @@ class InfluxSinkConfig(BaseModel):
 
     @model_validator(mode="after")
     def _credentials(self):
-        if self.token is not None and (self.user is not None or self.password is not None):
-            raise ValueError("give either a token or user/password, not both")
-        if self.password is not None and self.user is None:
-            raise ValueError("a password needs a user")
+        check_credentials(self.user, self.password, self.token)
         if self.retry_max_delay < self.retry_base_delay:
             raise ValueError("retry_max_delay must be >= retry_base_delay")
         return self

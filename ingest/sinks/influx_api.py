@@ -29,6 +29,15 @@ _PARSE_PREFIX = "unable to parse '"
 _PARTIAL_PREFIX = "partial write: "
 
 
+def check_credentials(user, password, token) -> None:
+    """One way to log in: a token, or a user with an optional password
+    (``ValueError`` otherwise; shared by the settings that hold credentials)."""
+    if token is not None and (user is not None or password is not None):
+        raise ValueError("give either a token or user/password, not both")
+    if password is not None and user is None:
+        raise ValueError("a password needs a user")
+
+
 @dataclass(slots=True)
 class WriteError:
     """A parsed /write error: ``partial`` when the rest of the batch was stored,

@@ -23,6 +23,7 @@ from protocol.monitor import (MAX_FRAME, FrameError, FrameReader, HeaderChanged,
                               Session, decode_message)
 
 from ..backoff import Backoff
+from ._dial import dial_forever
 from .base import Opener, StreamConsumer, StreamInfo
 
 log = logging.getLogger("liveprof.monitor_tcp")
@@ -56,28 +57,16 @@ class MonitorTcpSource:
     async def run(self, opener: Opener) -> None:
         """Dial, read, redial, until cancelled (or after one connection with ``once``)."""
         cfg = self.config
-        backoff = Backoff(cfg.backoff_initial, cfg.backoff_max)
-        while True:
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(cfg.host, cfg.port), cfg.connect_timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
-                delay = backoff.next()
-                log.warning("monitor %s: cannot connect (%s); retrying in %.1f s",
-                            self.peer, exc or "timeout", delay)
-                await asyncio.sleep(delay)
-                continue
+
+        def connected() -> None:
             self.connections += 1
-            try:
-                if await self._read(reader, opener):
-                    backoff.reset()
-            finally:
-                writer.close()
-            if cfg.once:
-                return
-            delay = backoff.next()
-            log.info("monitor %s: connection ended; dialling again in %.1f s", self.peer, delay)
-            await asyncio.sleep(delay)
+
+        await dial_forever(f"monitor {self.peer}",
+                           lambda: asyncio.open_connection(cfg.host, cfg.port),
+                           lambda reader: self._read(reader, opener),
+                           timeout=cfg.connect_timeout,
+                           backoff=Backoff(cfg.backoff_initial, cfg.backoff_max),
+                           once=cfg.once, log=log, on_connected=connected)
 
     def _open(self, opener: Opener) -> StreamConsumer:
         self.streams += 1

@@ -20,7 +20,6 @@ the consumer works; the program's writes then wait in the socket buffer).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from protocol import DecodeError, Decoder
 
 from ..backoff import Backoff
+from ._dial import dial_forever
 from .base import Opener, StreamInfo, parse_address
 
 log = logging.getLogger("liveprof.socket")
@@ -97,30 +97,20 @@ class SocketSource:
     async def run(self, opener: Opener) -> None:
         """Dial, read, dial again, until cancelled (or after one connection with ``once``)."""
         cfg = self.config
-        backoff = Backoff(cfg.backoff_initial, max(cfg.backoff_max, cfg.backoff_initial))
-        while True:
-            try:
-                reader, writer = await asyncio.wait_for(self._connect(), cfg.connect_timeout)
-            except (OSError, TimeoutError) as exc:
-                self.failed_dials += 1
-                delay = backoff.next()
-                log.warning("socket %s: cannot connect (%s); retrying in %.1f s",
-                            self.peer, exc or "timeout", delay)
-                await asyncio.sleep(delay)
-                continue
+
+        def failed() -> None:
+            self.failed_dials += 1
+
+        def connected() -> None:
             self.connections += 1
-            try:
-                if await self._read(reader, opener):
-                    backoff.reset()
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()      # the descriptor is gone after this
-            if cfg.once:
-                return
-            delay = backoff.next()
-            log.info("socket %s: connection ended; dialling again in %.1f s", self.peer, delay)
-            await asyncio.sleep(delay)
+
+        await dial_forever(f"socket {self.peer}", self._connect,
+                           lambda reader: self._read(reader, opener),
+                           timeout=cfg.connect_timeout,
+                           backoff=Backoff(cfg.backoff_initial,
+                                           max(cfg.backoff_max, cfg.backoff_initial)),
+                           once=cfg.once, log=log, on_failed_dial=failed,
+                           on_connected=connected)
 
     async def _read(self, reader: asyncio.StreamReader, opener: Opener) -> bool:
         """One connection, one stream; True if it delivered any bytes."""
