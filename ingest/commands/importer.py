@@ -99,6 +99,8 @@ async def import_file(path: str, sink, settings, args, show: bool) -> dict:
             sink.submit(out)
             if sink.stats.buffered_bytes > limit:       # let InfluxDB catch up
                 await sink.flush(args.timeout)
+            else:
+                await asyncio.sleep(0)      # the sink sends while the next chunk is derived
             progress.show(done, events)
             if problem:
                 break
