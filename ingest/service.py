@@ -69,6 +69,10 @@ class Service:
         self._stop.set()
 
     async def run(self) -> None:
+        # the scheme first, when InfluxDB answers: it creates the database with its raw
+        # policy as the default, so early points never meet a missing policy; if InfluxDB
+        # is away, the sources start anyway and the setup keeps trying in the background
+        setup_pending = self.settings.setup and not await self._setup_once(self.SETUP_WAIT)
         async with contextlib.AsyncExitStack() as stack:
             sink = await stack.enter_async_context(InfluxSink(self.settings.sink_config()))
             self.sink = sink
@@ -83,18 +87,14 @@ class Service:
                 self.api_runner = await start_api(self, self.settings.api,
                                                   state_dir=self.settings.state_dir)
             tasks = []
-            if self.settings.setup:
-                setup = asyncio.create_task(self._setup(), name="influx:setup")
-                tasks.append(setup)
-                # give the scheme a moment first, so early points do not meet a missing
-                # policy (InfluxDB away: the sources start anyway, setup keeps trying)
-                await asyncio.wait({setup}, timeout=self.SETUP_WAIT)
-            for src in list(self.sources):
-                self._start_source(src)
-            self._started = True
-            log.info("serving %d source(s): %s", len(self.source_tasks),
-                     ", ".join(t.get_name() for t in self.source_tasks.values()) or "none")
             try:
+                if setup_pending:
+                    tasks.append(asyncio.create_task(self._setup(), name="influx:setup"))
+                for src in list(self.sources):
+                    self._start_source(src)
+                self._started = True
+                log.info("serving %d source(s): %s", len(self.source_tasks),
+                         ", ".join(t.get_name() for t in self.source_tasks.values()) or "none")
                 await self._stop.wait()
             finally:
                 if self.api_runner is not None:     # no new uploads or connections
@@ -135,31 +135,37 @@ class Service:
         if self.source_tasks.get(key) is task:
             del self.source_tasks[key]
 
-    async def _setup(self) -> None:
-        """Apply the rollup scheme; retry while InfluxDB is away.  Refused
-        credentials or rights (an admin is needed) are logged once."""
+    async def _setup_once(self, timeout: float | None = None) -> bool:
+        """Apply the rollup scheme once; False when it should be tried again
+        (InfluxDB away).  Refused credentials or rights (an admin is needed)
+        are logged and not retried."""
+        import aiohttp
+
         from .errors import LiveprofError
         from .influx_setup import setup
         from .sinks.errors import SinkAuthError
 
+        try:
+            report = await asyncio.wait_for(setup(self.settings.setup_config()), timeout)
+        except SinkAuthError as exc:
+            log.error("retention/rollup setup refused: %s; points wait until the %r "
+                      "policy exists: run `liveprof influx setup` as an admin, or set "
+                      "setup = false", exc, self.settings.rollups.raw.name)
+            return True
+        except (LiveprofError, OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("retention/rollup setup failed (%s)", exc or "timeout")
+            return False
+        self.setup_report = report
+        log.info("retention/rollups: %d changed, %d kept", len(report.changed), len(report.kept))
+        return True
+
+    async def _setup(self) -> None:
+        """Retry the setup with a growing delay until it is done."""
         backoff = Backoff(1.0, 60.0)
-        while True:
-            try:
-                report = await setup(self.settings.setup_config())
-            except SinkAuthError as exc:
-                log.error("retention/rollup setup refused: %s; points wait until the %r "
-                          "policy exists: run `liveprof influx setup` as an admin, or set "
-                          "setup = false", exc, self.settings.rollups.raw.name)
-                return
-            except (LiveprofError, OSError) as exc:
-                delay = backoff.next()
-                log.warning("retention/rollup setup failed (%s); retrying in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            self.setup_report = report
-            log.info("retention/rollups: %d changed, %d kept", len(report.changed),
-                     len(report.kept))
-            return
+        while not await self._setup_once():
+            delay = backoff.next()
+            log.info("retrying the retention/rollup setup in %.0f s", delay)
+            await asyncio.sleep(delay)
 
     async def _supervise(self, source) -> None:
         backoff = Backoff(1.0, 60.0)
