@@ -61,7 +61,7 @@ def peer_host(info: StreamInfo) -> str:
     """The host tag of a stream: the peer's address for network sources, this
     machine's name for local ones (files, pipes, stdin)."""
     if info.source in ("monitor_tcp", "monitor_udp", "socket") and ":" in info.peer \
-            and not info.peer.startswith("/"):
+            and not info.peer.startswith(("/", "unix:")):
         host = info.peer.rsplit(":", 1)[0].strip("[]")
         if host not in ("127.0.0.1", "::1", "localhost"):
             return host
