@@ -169,7 +169,17 @@ class Uploads:
     async def receive(self, up: Upload, request: web.Request) -> None:
         """Feed the request body to the upload's stream.  Raises the HTTP
         error to answer with (413, 408, 422) after ending the stream where
-        the error makes the session unusable."""
+        the error makes the session unusable; a client gone mid-body is
+        ``lost``."""
+        try:
+            await self._receive(up, request)
+        except web.HTTPException:
+            raise
+        except BaseException as exc:
+            self.lost(up, exc)
+            raise
+
+    async def _receive(self, up: Upload, request: web.Request) -> None:
         cfg = self.config
         length = request.content_length
         if length is not None and up.offset + length > cfg.max_upload_bytes:
@@ -321,13 +331,7 @@ async def upload_once(request: web.Request) -> web.Response:
     uploads: Uploads = request.app[UPLOADS]
     with uploads.slot():
         up = uploads.begin(request, request[TOKEN], resumable=False)
-        try:
-            await uploads.receive(up, request)
-        except web.HTTPException:
-            raise
-        except BaseException as exc:
-            uploads.lost(up, exc)
-            raise
+        await uploads.receive(up, request)
         return await uploads.finish(up)
 
 
@@ -360,13 +364,7 @@ async def append_upload(request: web.Request) -> web.Response:
         if int(text) != up.offset:
             raise problem(409, f"offset {text} is not where the upload stands", offset=up.offset)
         with uploads.slot():
-            try:
-                await uploads.receive(up, request)
-            except web.HTTPException:
-                raise
-            except BaseException as exc:
-                uploads.lost(up, exc)
-                raise
+            await uploads.receive(up, request)
     return web.json_response(up.as_dict())
 
 
