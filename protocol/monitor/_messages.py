@@ -125,10 +125,15 @@ def _uint(value, what: str, limit: int = U64) -> int:
     return value
 
 
-def _bytes(value, what: str) -> bytes:
-    if type(value) is not bytes:
-        raise MessageError(f"{what}: expected a byte string, got {_show(value)}")
+def _exact(value, kind: type, what: str, expected: str):
+    """``value`` if its type is exactly ``kind`` (a bool is no int here)."""
+    if type(value) is not kind:
+        raise MessageError(f"{what}: expected {expected}, got {_show(value)}")
     return value
+
+
+def _bytes(value, what: str) -> bytes:
+    return _exact(value, bytes, what, "a byte string")
 
 
 def _cons(value, what: str, arities: dict[int, int]) -> tuple[int, list]:
@@ -153,9 +158,7 @@ def _profile_msg(item) -> Message:
     tag, (field,) = _cons(item, "ProfileMsg", {0: 1, 1: 1, 2: 1, 3: 1})
     if tag == 0:
         _, (flag,) = _cons(field, "ServiceMsg", {0: 1})
-        if type(flag) is not bool:
-            raise MessageError(f"ServicePause: expected a boolean, got {_show(flag)}")
-        return ServicePause(flag)
+        return ServicePause(_exact(flag, bool, "ServicePause", "a boolean"))
     if tag == 1:
         htag, (value,) = _cons(field, "HeaderMsg", {0: 1, 1: 1})
         if htag == 0:

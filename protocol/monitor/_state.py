@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 import cbor2
 
-from ._messages import MessageError, _cons, _show
+from ._messages import MessageError, _cons, _exact, _show, _uint
 
 EXECUTION = ["created", "queued", "running", "stopped", "migrated"]
 STOP_STATUS = [
@@ -119,28 +119,21 @@ def decode_state(payload: bytes) -> EventlogState:
         raise StateError(f"state snapshot: {exc}") from None
 
 
-def _word(v, what: str) -> int:
-    if type(v) is not int or v < 0:
-        raise StateError(f"{what}: expected an unsigned integer, got {_show(v)}")
-    return v
+# the type checks of the message codec; decode_state turns their MessageError
+# into a StateError
+_word = _uint
 
 
 def _int(v, what: str) -> int:
-    if type(v) is not int:
-        raise StateError(f"{what}: expected an integer, got {_show(v)}")
-    return v
+    return _exact(v, int, what, "an integer")
 
 
 def _str(v, what: str) -> str:
-    if type(v) is not str:
-        raise StateError(f"{what}: expected a text string, got {_show(v)}")
-    return v
+    return _exact(v, str, what, "a text string")
 
 
 def _bool(v, what: str) -> bool:
-    if type(v) is not bool:
-        raise StateError(f"{what}: expected a boolean, got {_show(v)}")
-    return v
+    return _exact(v, bool, what, "a boolean")
 
 
 def _list(v, what: str, item) -> list:
