@@ -79,6 +79,23 @@ def prescan(path: str) -> tuple[int | None, list]:
     return os.stat(path).st_mtime_ns - last, list(first.values())
 
 
+def file_pipeline(path: str, settings: DeriveSettings, *, app: str | None, host: str | None,
+                  session: str | None = None, derivers=None, order: OrderSettings,
+                  regular: bool = True) -> tuple[Pipeline, Decoder]:
+    """The pipeline of one eventlog read from ``path``, and its decoder: a
+    regular file is pre-scanned (clock fallback, start-up events), anything
+    else gets the time it is read from as its fallback clock; ``host`` None
+    is this machine."""
+    if regular:
+        start_wall, preamble = prescan(path)
+    else:
+        start_wall, preamble = time.time_ns(), []
+    identity = Identity(app=app, host=socket.gethostname() if host is None else host,
+                        session=session, start_wall_ns=start_wall)
+    pipe = Pipeline(settings, identity, derivers=derivers, order=order, preamble=preamble)
+    return pipe, Decoder(only=pipe.wants)
+
+
 def tune_gc() -> None:
     """Turn the cyclic garbage collector off for the run.  The decoded events
     are tuple subclasses, which the collector keeps tracking: each young
@@ -109,18 +126,12 @@ def run(args) -> int:
     # a named pipe is most likely a running program: merge live; a file or stdin
     # (usually a file piped in) is sorted whole, within the memory bound
     live = fifo if args.live is None else args.live
-    preamble: list = []
-    if regular:
-        start_wall, preamble = prescan(args.path)
-    else:
-        start_wall = time.time_ns()
     settings = DeriveSettings(window_ns=max(1, int(args.window * 1e9)), top_n=args.top)
-    identity = Identity(app=args.app, host=socket.gethostname() if args.host is None else args.host,
-                        session=args.session, start_wall_ns=start_wall)
     order = OrderSettings(live=live, max_lag_ns=int(args.max_lag * 1e9))
-    pipe = Pipeline(settings, identity, derivers=names, order=order, preamble=preamble)
+    pipe, decoder = file_pipeline(args.path, settings, app=args.app, host=args.host,
+                                  session=args.session, derivers=names, order=order,
+                                  regular=regular)
     tune_gc()
-    decoder = Decoder(only=pipe.wants)
     out = sys.stdout
     status = 0
 

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 
-from protocol import DecodeError, Decoder
+from protocol import DecodeError
 
 from ..chunks import read_chunks
 from ..derive.base import DeriveSettings
 from ..derive.order import OrderSettings
-from ..derive.pipeline import Identity, Pipeline
 from ..errors import ConfigError, SourceError
-from .derive import prescan, tune_gc
+from .derive import file_pipeline, tune_gc
 from .dump import describe_end
 from .serve import add_influx_flags, influx_overrides
 
@@ -74,14 +72,10 @@ class Progress:
 
 async def import_file(path: str, sink, settings, args, show: bool) -> dict:
     derive = settings.derive
-    start_wall, preamble = prescan(path)
-    identity = Identity(app=derive.app,
-                        host=socket.gethostname() if derive.host is None else derive.host,
-                        start_wall_ns=start_wall)
-    pipe = Pipeline(DeriveSettings(window_ns=max(1, int(derive.window * 1e9)), top_n=derive.top),
-                    identity, derivers=derive.measurements, order=OrderSettings(live=False),
-                    preamble=preamble)
-    decoder = Decoder(only=pipe.wants)
+    pipe, decoder = file_pipeline(
+        path, DeriveSettings(window_ns=max(1, int(derive.window * 1e9)), top_n=derive.top),
+        app=derive.app, host=derive.host, derivers=derive.measurements,
+        order=OrderSettings(live=False))
     progress = Progress(os.path.basename(path), os.path.getsize(path), show)
     limit = sink.config.memory_max_bytes // 2
     done = events = points = 0
