@@ -174,10 +174,15 @@ class InfluxSink:
         except SinkAuthError:
             raise
         except SinkError as exc:
-            if not exc.retryable:
+            if not (exc.retryable or self._creating(exc.status)):
                 raise
             log.warning("%s; writing to the buffer%s until it answers", exc,
-                        " and spool" if self._spool else "")
+                        " and spool" if self._spool is not None else "")
+
+    def _creating(self, status: int | None) -> bool:
+        """A 404 (no such database) while the database is still to be created:
+        transient (creating it failed transiently so far)."""
+        return status == 404 and self.config.create_database and not self._database_ok
 
     async def healthcheck(self) -> None:
         """/ping, then an empty write: raises ``SinkAuthError`` for refused
@@ -545,6 +550,15 @@ class InfluxSink:
             if action is Action.OK:
                 self._recovered()
                 return len(lines), 0
+            if action is Action.FATAL and self._creating(status):
+                try:  # created when InfluxDB answers again; until then, like a 5xx
+                    await self.client.ensure_database(self.config.database)
+                    self._database_ok = True
+                    continue
+                except SinkError as exc:
+                    if not exc.retryable:
+                        raise
+                    action, detail = Action.RETRY, str(exc)
             if action is Action.RETRY:
                 limit = self.config.retry_max_attempts
                 if limit is not None and attempts >= limit:

@@ -6,7 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator,
+                      model_validator)
 
 from ingest.sinks.influx_api import check_credentials
 
@@ -56,18 +57,23 @@ class InfluxSinkConfig(BaseModel):
     check_on_start: bool = Field(True, description="probe /ping and the credentials when entering")
     create_database: bool = Field(False, description="CREATE DATABASE when entering (needs admin rights)")
 
+    @field_validator("spool_max_bytes")
+    @classmethod
+    def _spool_holds_batches(cls, value: int, info: ValidationInfo) -> int:
+        # the spool drops whole segments of a quarter of its bound: below a batch,
+        # every batch spilled to it would be dropped at once
+        batch = info.data.get("batch_bytes")
+        if batch is not None and value < _SPOOL_BATCHES * batch:
+            raise ValueError(
+                f"{value} cannot hold {_SPOOL_BATCHES} batches of batch_bytes ({batch}): it must "
+                f"be >= {_SPOOL_BATCHES * batch}; raise spool_max_bytes or lower batch_bytes")
+        return value
+
     @model_validator(mode="after")
     def _credentials(self):
         check_credentials(self.user, self.password, self.token)
         if self.retry_max_delay < self.retry_base_delay:
             raise ValueError("retry_max_delay must be >= retry_base_delay")
-        if self.spool_max_bytes < _SPOOL_BATCHES * self.batch_bytes:
-            # the spool drops whole segments of a quarter of its bound: smaller than a
-            # batch, every batch spilled to it would be dropped at once
-            raise ValueError(
-                f"spool_max_bytes ({self.spool_max_bytes}) must hold at least {_SPOOL_BATCHES} "
-                f"batches of batch_bytes ({self.batch_bytes}), i.e. be >= "
-                f"{_SPOOL_BATCHES * self.batch_bytes}: raise spool_max_bytes or lower batch_bytes")
         return self
 
 
