@@ -1,7 +1,7 @@
 """A point of a time series and its InfluxDB line-protocol encoding.
 
 The escaping follows what InfluxDB 1.x parses (checked against 1.6.7, see
-tests/sinks/test_line_protocol.py and docs/schema.md):
+tests/sinks/test_line_protocol.py and docs/influxdb-sink.md):
 
 - measurement: ``,`` and space are escaped; tag keys, tag values and field
   keys: ``,`` ``=`` and space.  A backslash there is literal (1.x keeps
