@@ -1,0 +1,90 @@
+"""Rate-limited logging for what clients can cause.
+
+A client can make the service log at will (a refused upload, a bad request,
+a connection closed for being slow); a thousand of them must not write a
+thousand lines, nor drown the lines that matter.  ``LogLimiter`` lets
+``burst`` lines of one kind through per ``interval`` seconds and counts the
+rest; the next line let through says how many were left out.
+
+``LIMITED.warning(key, msg, *args)`` logs one per-client line under its
+kind ``key``.  ``LimitFilter`` does the same for library loggers that
+clients can make talk (aiohttp's server and access logs, asyncio's accept
+errors when file descriptors run out): ``install()`` puts it on them while
+the API runs, keyed by logger and message template.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable
+
+log = logging.getLogger("liveprof.api")
+
+# loggers a client can make write, with the API up
+NOISY = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.internal", "asyncio")
+MAX_KINDS = 1024        # distinct keys remembered; past it the oldest windows are forgotten
+
+
+class LogLimiter:
+    """At most ``burst`` lines per kind per ``interval`` seconds."""
+
+    def __init__(self, burst: int = 10, interval: float = 60.0):
+        self.burst = burst
+        self.interval = interval
+        self._windows: dict[Hashable, list] = {}      # key -> [start, passed, suppressed]
+
+    def allow(self, key: Hashable) -> tuple[bool, int]:
+        """Whether a line of kind ``key`` may go out now, and how many of its
+        kind were left out before it (to say so in that line)."""
+        now = time.monotonic()
+        w = self._windows.get(key)
+        if w is None or now - w[0] >= self.interval:
+            left_out = w[2] if w is not None else 0
+            if w is None and len(self._windows) >= MAX_KINDS:
+                self._windows.pop(next(iter(self._windows)))
+            self._windows[key] = [now, 1, 0]
+            return True, left_out
+        if w[1] < self.burst:
+            w[1] += 1
+            left_out, w[2] = w[2], 0
+            return True, left_out
+        w[2] += 1
+        return False, 0
+
+    def warning(self, key: Hashable, msg: str, *args, logger: logging.Logger = log) -> None:
+        ok, left_out = self.allow(key)
+        if ok:
+            if left_out:
+                msg += f" ({left_out} similar lines left out)"
+            logger.warning(msg, *args)
+
+
+LIMITED = LogLimiter()
+
+
+class LimitFilter(logging.Filter):
+    """The limiter as a filter on a logger: keyed by logger and template."""
+
+    def __init__(self, limiter: LogLimiter):
+        super().__init__()
+        self.limiter = limiter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ok, left_out = self.limiter.allow((record.name, str(record.msg)[:200]))
+        if ok and left_out:
+            record.msg = f"{record.msg} ({left_out} similar lines left out)"
+        return ok
+
+
+def install(limiter: LogLimiter | None = None) -> LimitFilter:
+    """Rate-limit the loggers clients can make talk; returns the filter for ``remove``."""
+    flt = LimitFilter(limiter or LogLimiter())
+    for name in NOISY:
+        logging.getLogger(name).addFilter(flt)
+    return flt
+
+
+def remove(flt: LimitFilter) -> None:
+    for name in NOISY:
+        logging.getLogger(name).removeFilter(flt)
