@@ -133,7 +133,7 @@ def build_app(service, config: ApiConfig, state_dir: Path | None = None) -> web.
 class ApiRunner(web.AppRunner):
     """An ``AppRunner`` that remembers the log filter it installed."""
 
-    liveprof_log_filter: logs.LimitFilter | None = None
+    liveprof_log_filter: list[logs.LimitFilter] | None = None
 
 
 async def start_api(service, config: ApiConfig, *, state_dir: Path | None = None

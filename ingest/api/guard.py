@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import resource
+import socket
 
 from aiohttp import web
 
@@ -33,13 +35,31 @@ _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-Aft
             b'{"error": "too many connections open"}\n')
 
 
+def _file_limit() -> int | None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
 def connection_cap(configured: int) -> int:
     """``configured``, lowered to half the process's file limit (the rest is
     for InfluxDB, the spool, sources and the accept itself)."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return configured
-    return max(4, min(configured, soft // 2))
+    soft = _file_limit()
+    return configured if soft is None else max(4, min(configured, soft // 2))
+
+
+LISTEN_BACKLOG = 1024     # the kernel's queue of connections not yet accepted
+
+
+def accept_batch() -> int:
+    """How many connections asyncio accepts in one go (its ``backlog``
+    argument): their file descriptors are taken before the cap closes anyone
+    (a closed connection frees its descriptor one loop turn later), so it is
+    kept to an eighth of the file limit; past the limit, accepting stops for
+    a second and /healthz waits.  The kernel's queue is set apart, larger
+    (``LISTEN_BACKLOG``), so a burst of connections is not dropped (a dropped
+    SYN costs the client a second)."""
+    soft = _file_limit()
+    return 128 if soft is None else max(8, min(128, soft // 8))
 
 
 class ConnectionGuard:
@@ -69,6 +89,7 @@ class ConnectionGuard:
                             "idle or half-sent one (%s) for %s", len(self.conns), victim.peer,
                             conn.peer)
             victim.close()
+            self.release(victim)
         self.conns[conn] = None
         self.by_handler[conn.inner] = conn
         return True
@@ -143,9 +164,8 @@ class _Guarded(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """``web.TCPSite``, with every connection going through a ``ConnectionGuard``."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard,
-                 backlog: int = 128):
-        super().__init__(runner, backlog=backlog)
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard):
+        super().__init__(runner, backlog=accept_batch())
         self._host = host
         self._port = port
         self.guard = guard
@@ -162,3 +182,6 @@ class GuardedSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self.guard, self._host, self._port,
                                                 backlog=self._backlog)
+        for sock in self._server.sockets:     # asyncio's wrappers have no listen()
+            with socket.socket(fileno=os.dup(sock.fileno())) as same:
+                same.listen(LISTEN_BACKLOG)

@@ -77,14 +77,18 @@ class LimitFilter(logging.Filter):
         return ok
 
 
-def install(limiter: LogLimiter | None = None) -> LimitFilter:
-    """Rate-limit the loggers clients can make talk; returns the filter for ``remove``."""
-    flt = LimitFilter(limiter or LogLimiter())
-    for name in NOISY:
-        logging.getLogger(name).addFilter(flt)
-    return flt
+ACCESS = "aiohttp.access"     # one line per request: a larger allowance of its own
 
 
-def remove(flt: LimitFilter) -> None:
+def install() -> list[LimitFilter]:
+    """Rate-limit the loggers clients can make talk; returns the filters for ``remove``."""
+    errors, access = LimitFilter(LogLimiter()), LimitFilter(LogLimiter(burst=100, interval=10))
     for name in NOISY:
-        logging.getLogger(name).removeFilter(flt)
+        logging.getLogger(name).addFilter(access if name == ACCESS else errors)
+    return [errors, access]
+
+
+def remove(filters: list[LimitFilter]) -> None:
+    for name in NOISY:
+        for flt in filters:
+            logging.getLogger(name).removeFilter(flt)
