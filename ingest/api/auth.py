@@ -203,6 +203,18 @@ def problem(status: int, message: str, **extra) -> web.HTTPException:
                     content_type="application/json", headers=headers)
 
 
+async def json_object(request: web.Request) -> dict:
+    """The request's JSON body, which must be an object; 400 otherwise (also
+    for JSON nested too deep to parse).  aiohttp bounds its size (1 MiB)."""
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):
+        raise problem(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise problem(400, "the body must be a JSON object")
+    return body
+
+
 def authenticate(store: TokenStore, request: web.Request) -> Token:
     header = request.headers.get("Authorization", "")
     scheme, _, text = header.partition(" ")

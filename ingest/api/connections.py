@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
 from ..sources.socket import SocketConfig, SocketSource
-from .auth import problem
+from .auth import json_object, problem
 from .files import read_private, write_private
 from .routing import api
 from .state import CONNECTIONS, TOKEN
@@ -144,16 +144,6 @@ def _body_error(exc: ValidationError | ValueError) -> web.HTTPException:
     return problem(422, str(exc))
 
 
-async def _json(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise problem(400, "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise problem(400, "the body must be a JSON object")
-    return body
-
-
 def _store(request) -> ConnectionStore:
     return request.app[CONNECTIONS]
 
@@ -178,7 +168,7 @@ async def list_connections(request: web.Request) -> web.Response:
 
 @api("POST", "/api/v1/connections", scope="admin", all_apps=True)
 async def create_connection(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await json_object(request)
     kind, config = body.get("kind"), body.get("config", {})
     if not isinstance(config, dict):
         raise problem(400, "config must be an object")
@@ -198,7 +188,7 @@ async def show_connection(request: web.Request) -> web.Response:
 @api("PUT", "/api/v1/connections/{id}", scope="admin", all_apps=True)
 async def update_connection(request: web.Request) -> web.Response:
     cid = _get(request)
-    body = await _json(request)
+    body = await json_object(request)
     config = body.get("config")
     if not isinstance(config, dict):
         raise problem(400, "config must be an object")

@@ -63,17 +63,38 @@ class LogLimiter:
 LIMITED = LogLimiter()
 
 
-class LimitFilter(logging.Filter):
-    """The limiter as a filter on a logger: keyed by logger and template."""
+def _client_error(record: logging.LogRecord) -> None:
+    """A request aiohttp could not parse is the client's fault, not the
+    service's: one warning line naming it, without a traceback."""
+    from aiohttp.http_exceptions import HttpProcessingError
 
-    def __init__(self, limiter: LogLimiter):
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        what = " ".join(str(exc.message).split())[:200]
+        # formatted here: the client's text may hold a '%'
+        record.msg, record.args = f"{record.getMessage()}: bad HTTP ({exc.code}): {what}", None
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+
+
+class LimitFilter(logging.Filter):
+    """The limiter as a filter on a logger: keyed by logger and template;
+    a client's unparsable request logged as one line."""
+
+    def __init__(self, limiter: LogLimiter, by_template: bool = True):
         super().__init__()
         self.limiter = limiter
+        self.by_template = by_template      # else one allowance for the whole logger
 
     def filter(self, record: logging.LogRecord) -> bool:
-        ok, left_out = self.limiter.allow((record.name, str(record.msg)[:200]))
-        if ok and left_out:
-            record.msg = f"{record.msg} ({left_out} similar lines left out)"
+        key = (record.name, str(record.msg)[:80] if self.by_template else "")
+        ok, left_out = self.limiter.allow(key)
+        if not ok:
+            return False
+        _client_error(record)
+        if left_out:
+            record.msg, record.args = \
+                f"{record.getMessage()} ({left_out} similar lines left out)", None
         return ok
 
 
@@ -82,7 +103,8 @@ ACCESS = "aiohttp.access"     # one line per request: a larger allowance of its 
 
 def install() -> list[LimitFilter]:
     """Rate-limit the loggers clients can make talk; returns the filters for ``remove``."""
-    errors, access = LimitFilter(LogLimiter()), LimitFilter(LogLimiter(burst=100, interval=10))
+    errors = LimitFilter(LogLimiter())
+    access = LimitFilter(LogLimiter(burst=100, interval=10), by_template=False)
     for name in NOISY:
         logging.getLogger(name).addFilter(access if name == ACCESS else errors)
     return [errors, access]

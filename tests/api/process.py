@@ -59,14 +59,20 @@ class Served:
             return False
 
 
+ADDRESS_SPACE = 3 << 30     # a runaway server fails with MemoryError, not the machine
+
+
 @asynccontextmanager
 async def served(influxd, database: str, tmp_path, *, nofile: int | None = None, **api):
     """Run ``serve_main`` with these ``api`` settings (and, with ``nofile``,
-    that soft file limit); yields a ``Served``; stops it after."""
+    that soft file limit); yields a ``Served``; stops it after.  Its address
+    space is capped at ``ADDRESS_SPACE``: the tests attack it, and a defect
+    must not take the shared machine's memory with it."""
     def limit():
         if nofile is not None:
             _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.api.serve_main", influxd.url, database,
         str(tmp_path / "state"), ADMIN, json.dumps(api), cwd=REPO,
