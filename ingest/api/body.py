@@ -20,6 +20,7 @@ waiting for the client counts: while the upload waits for the InfluxDB sink
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -61,8 +62,6 @@ def encoding_of(request: web.Request) -> str | None:
 async def _network(request: web.Request, config: ApiConfig) -> AsyncIterator[bytes]:
     """The body's bytes as they arrive, under the idle timeout and the
     minimum rate (time is counted only while waiting for the client)."""
-    import asyncio
-
     chunks = request.content.iter_chunked(config.chunk_bytes)
     window = config.upload_rate_window
     need = config.upload_min_rate * window

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import resource
 import socket
@@ -27,8 +26,6 @@ import socket
 from aiohttp import web
 
 from .logs import LIMITED
-
-log = logging.getLogger("liveprof.api")
 
 _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
             b"Content-Type: application/json\r\nContent-Length: 39\r\n\r\n"
