@@ -1,7 +1,7 @@
 """The API's own files (token store, its key, connections): private and
 written so that nobody else can read, swap or redirect them.
 
-``write_private`` makes the directory 0700, writes a fresh temporary file
+``write_private`` makes the directory (0700) if needed, writes a fresh temporary file
 next to the target, created exclusively (``O_EXCL``) and without following
 a link (``O_NOFOLLOW``), mode 0600, synced, then renamed over the target.
 A planted link or file at the temporary name cannot receive the secrets: a
@@ -10,18 +10,28 @@ new random name is tried instead.  ``read_private`` refuses to follow a link.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import secrets
 from pathlib import Path
 
+log = logging.getLogger("liveprof.api")
+_warned: set[Path] = set()
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
 def private_dir(path: Path) -> None:
-    """``path`` exists and is ours alone (0700)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
+    """``path`` exists; made 0700 when created here.  An existing directory
+    is left as it is (it may be shared, like /tmp), with a warning when
+    others may enter it."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)
+    elif path.stat().st_mode & 0o077 and path not in _warned:
+        _warned.add(path)
+        log.warning("%s is open to other users (mode %o): the API's files in it are 0600, "
+                    "but make it 0700", path, path.stat().st_mode & 0o777)
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -50,6 +60,12 @@ def write_private(path: Path, data: bytes) -> None:
 def read_private(path: Path) -> bytes:
     """The file's bytes; ``FileNotFoundError`` when missing; ``OSError``
     (ELOOP) when it is a link."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(exc.errno, f"{path} is a symbolic link; the API reads only a "
+                                     f"plain file there") from None
+        raise
     with os.fdopen(fd, "rb") as f:
         return f.read()
