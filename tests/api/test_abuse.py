@@ -193,7 +193,7 @@ class Campaign:
 
     async def worker(self, n: int, until: float) -> None:
         rng = random.Random(self.seed * 31 + n)
-        timeout = aiohttp.ClientTimeout(total=60)
+        timeout = aiohttp.ClientTimeout(total=20)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while time.monotonic() < until:
                 attack = rng.choice([self.raw, self.upload, self.resumable, self.json_call])
