@@ -106,6 +106,10 @@ class TokenStore:
             try:
                 self._key = bytes.fromhex(read_private(self.key_path).decode().strip())
             except FileNotFoundError:
+                if any(t.kind == "hmac-sha256" for t in self.tokens.values()):
+                    log.error("%s is missing: the configured admin token stored in %s cannot "
+                              "be checked (remove the store to make it again from the "
+                              "configuration)", self.key_path, self.path)
                 self._key = secrets.token_bytes(32)
                 write_private(self.key_path, self._key.hex().encode())
         return self._key
