@@ -13,6 +13,8 @@ from typing import NamedTuple, Union
 
 import cbor2
 
+from . import _cbor
+
 
 class MessageError(ValueError):
     """A frame or datagram body that is not a valid ``ProfileMsg``."""
@@ -113,8 +115,8 @@ def decode_message(body: bytes) -> Message:
         if start > 0 and len(body) >= start + size:
             return EventMessage(Full(body[start:start + size]))
     try:
-        item = cbor2.loads(body)
-    except Exception as exc:  # cbor2 raises several types, incl. ValueError and MemoryError
+        item = _cbor.loads(body)
+    except _cbor.CborError as exc:
         raise MessageError(f"not valid CBOR: {exc}") from None
     return _profile_msg(item)
 
@@ -150,8 +152,22 @@ def _cons(value, what: str, arities: dict[int, int]) -> tuple[int, list]:
 
 
 def _show(value) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+    """A short description of a decoded value for an error message.  Never
+    ``repr`` of the whole value: it came from a peer, and its text may be huge
+    (an integer's digits, a deeply shared list) or may not be made at all."""
+    kind = type(value).__name__
+    if type(value) is int:
+        if value.bit_length() > 64:
+            return f"int of {value.bit_length()} bits"
+        return f"int {value}"
+    if type(value) in (bool, float) or value is None:
+        return f"{kind} {value!r}"
+    if type(value) in (str, bytes):
+        head = repr(value[:32])
+        return f"{kind} {head}{'...' if len(value) > 32 else ''} ({len(value)} long)"
+    if type(value) in (list, tuple, dict):
+        return f"{kind} of {len(value)} items"
+    return kind
 
 
 def _profile_msg(item) -> Message:
