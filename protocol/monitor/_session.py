@@ -16,7 +16,8 @@ What a peer can make a session hold is bounded: the header (``max_records``
 records, ``max_header_bytes`` bytes: a real GHC declares ~200 small types),
 the events held before it (``hold_events``/``hold_bytes``, and a ``Budget``
 shared by many sessions), the duplicate window (``dedupe`` fingerprints, not
-records) and the split messages (the ``Reassembler``'s bounds).
+records), the split messages (the ``Reassembler``'s bounds) and the state
+snapshots decoded (``max_state`` bytes; a bigger one is skipped and counted).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class SessionStats:
     messages: int = 0
     events: int = 0                 # event records passed on
     states: int = 0                 # snapshots received
+    states_skipped: int = 0         # snapshots over max_state bytes, not decoded
     duplicate_events: int = 0       # datagram mode: identical record seen recently
     dropped_before_header: int = 0  # events beyond the hold bound before the header
     block_headers: int = 0          # accepted and ignored (spec 7.3)
@@ -87,13 +89,15 @@ class Session:
     def __init__(self, *, datagram: bool = False, hold_events: int = 10_000,
                  hold_bytes: int = 4 << 20, dedupe: int = 4096,
                  reassembler: Reassembler | None = None, hold_budget: Budget | None = None,
-                 max_records: int = 1024, max_header_bytes: int = 64 << 10):
+                 max_records: int = 1024, max_header_bytes: int = 64 << 10,
+                 max_state: int = 4 << 20):
         self.datagram = datagram
         self.hold_events = hold_events
         self.hold_bytes = hold_bytes
         self.hold_budget = hold_budget
         self.max_records = max_records
         self.max_header_bytes = max_header_bytes
+        self.max_state = max_state
         self._header_bytes = 0
         self.reassembler = reassembler or Reassembler()
         self.stats = SessionStats()
@@ -165,7 +169,9 @@ class Session:
             self._header_length(msg.count, out)
         elif isinstance(msg, StateMessage):
             payload = self.reassembler.add("state", msg.payload, now)
-            if payload is not None:
+            if payload is not None and len(payload) > self.max_state:
+                self.stats.states_skipped += 1     # optional: not worth unbounded work
+            elif payload is not None:
                 self.state = decode_state(payload)
                 self.stats.states += 1
         elif isinstance(msg, BlockHeader):
