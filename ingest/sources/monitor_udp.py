@@ -200,6 +200,19 @@ class MonitorUdpSource:
             transport.close()
             for key in list(self.peers):
                 self._end(key, None)
+            log.info("monitor_udp: stopped: %s", ", ".join(
+                f"{v} {k}" for k, v in self.totals().items()))
+
+    def totals(self) -> dict[str, int]:
+        """What the listener did, and what it refused, since it started."""
+        return {"streams": self.streams, "refused (not in allow)": self.refused_address,
+                "unauthenticated": self.unauthenticated,
+                "invalid from senders without a session": self.invalid_strangers,
+                "bad from senders with a session": self.bad_datagrams,
+                "dropped (queue full)": self.dropped_queue_full,
+                "dropped (no session slot)": self.dropped_sessions,
+                "sessions evicted (no header)": self.evicted_sessions,
+                "consumer failures": self.consumer_failures}
 
     def _socket(self) -> socket.socket:
         """A bound socket with a large receive buffer: bursts of datagrams
@@ -280,7 +293,7 @@ class MonitorUdpSource:
             if peer is None:
                 self.invalid_strangers += 1
                 if _sparse(self.invalid_strangers):
-                    log.warning("monitor_udp %s:%s: datagram dropped, no session started: %s "
+                    log.warning("monitor_udp %s:%s: datagram dropped, no session for it: %s "
                                 "(%d such so far)", key[0], key[1], exc, self.invalid_strangers)
             else:
                 self._bad(peer, exc)
