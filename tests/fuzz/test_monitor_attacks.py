@@ -20,7 +20,7 @@ from protocol.monitor import (AuthError, EventMessage, Full, HeaderLength, Heade
                               verify_datagram)
 from protocol.monitor._messages import _show
 
-from .test_monitor_session import HEADER, create_thread, header_msgs, type_record, user_message
+from tests.protocol.test_monitor_session import HEADER, create_thread, header_msgs, type_record, user_message
 
 
 def bignum_datagram(size: int) -> bytes:
