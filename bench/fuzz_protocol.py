@@ -90,6 +90,7 @@ class Campaign:
             bodies = mon.real_bodies()
             while time.monotonic() < until:
                 rng = random.Random(self.rng.randrange(1 << 30))
+                drops = dg.kernel_udp_drops()
                 try:
                     async with dg.Listener(idle_timeout=1.0) as listener:
                         good = asyncio.create_task(
@@ -97,6 +98,7 @@ class Campaign:
                         self.tried["datagram"] += await dg.blast(listener.address, rng, bodies,
                                                                  2500)
                         await good
+                        drops = dg.kernel_udp_drops() - drops
                         dg.check_bounds(listener.source)
                         await listener.got.wait(
                             lambda g: any(s.ended and s.info.peer.startswith("127.0.0.1:")
@@ -104,7 +106,10 @@ class Campaign:
                         assert not listener.task.done(), "the listener stopped"
                     (stream,) = [s for s in listener.got.streams
                                  if s.info.peer.startswith("127.0.0.1:")]
-                    dg.assert_same_events(stream.lines, dg.SMALL)
+                    if drops:      # the machine stalled the listener: not liveprof's loss
+                        self.tried["datagram rounds with kernel drops"] += 1
+                    dg.assert_complete_unless_dropped(stream.lines, dg.SMALL, drops,
+                                                      dg.assert_same_events)
                 except Exception as exc:
                     self.failed("datagram", exc, None)
                 self.tried["datagram rounds"] += 1

@@ -192,8 +192,9 @@ class MonitorUdpSource:
                     batch.append(self.queue.get_nowait())
                 now = loop.time()
                 for data, addr in batch:
-                    self.queued_bytes -= len(data) + DATAGRAM_COST
-                    self._datagram(data, addr, now)
+                    if addr is not None:     # (None: the sweeper's wake-up call)
+                        self.queued_bytes -= len(data) + DATAGRAM_COST
+                        self._datagram(data, addr, now)
                 self._flush()
         finally:
             sweeper.cancel()
@@ -268,8 +269,6 @@ class MonitorUdpSource:
         return ok
 
     def _datagram(self, data: bytes, addr, now: float) -> None:
-        if addr is None:
-            return
         key = addr[:2]
         peer = self.peers.get(key)
         if peer is not None:

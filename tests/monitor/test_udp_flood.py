@@ -20,6 +20,7 @@ from pathlib import Path
 import cbor2
 
 from tests.monitor import fake_monitor as fm
+from tests.monitor.receiver import assert_complete_unless_dropped, kernel_udp_drops
 from tests.monitor.test_receive_udp import SMALL, assert_same_events
 
 # RSS the flood may add to the listener: its queue holds at most 32 MiB of datagrams
@@ -102,6 +103,7 @@ def test_garbage_flood_from_253_addresses_while_a_real_log_streams(tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
             time.sleep(0.05)
         before = rss_kib(proc.pid)
+        drops = kernel_udp_drops()
         stop, sent = threading.Event(), [0]
         flooder = threading.Thread(target=flood, args=(("127.0.0.1", port), stop, sent))
         flooder.start()
@@ -114,6 +116,7 @@ def test_garbage_flood_from_253_addresses_while_a_real_log_streams(tmp_path):
             time.sleep(0.05)
         good.join()
         flooder.join()
+        drops = kernel_udp_drops() - drops
         # the good session ends after its idle timeout
         deadline = time.monotonic() + 60
         while b"session ended" not in err.read_bytes():
@@ -126,7 +129,9 @@ def test_garbage_flood_from_253_addresses_while_a_real_log_streams(tmp_path):
         proc.wait(30)
     log = err.read_text()
     lines = out.read_text().splitlines()
-    assert_same_events(lines, SMALL)
+    # (only if this shared machine stalled the listener so long that the kernel's buffer
+    # overflowed even for both copies of a datagram may events be missing: then said)
+    assert_complete_unless_dropped(lines, SMALL, drops, assert_same_events)
     # one stream, from the good sender; the flood only counted
     started = re.findall(r"(monitor_udp \S+) #\d+: session started", log)
     assert len(started) == 1 and started[0].startswith("monitor_udp 127.0.0.1:")
@@ -138,5 +143,6 @@ def test_garbage_flood_from_253_addresses_while_a_real_log_streams(tmp_path):
     grew_mib = (max(peak, hwm) - before) / 1024
     print(f"\nflood: {sent[0]} garbage datagrams from {len(FLOOD_HOSTS)} addresses, "
           f"{invalid} decoded and refused; RSS before {before / 1024:.1f} MiB, peak "
-          f"{max(peak, hwm) / 1024:.1f} MiB (+{grew_mib:.1f} MiB, bound {RSS_BOUND_MIB} MiB)")
+          f"{max(peak, hwm) / 1024:.1f} MiB (+{grew_mib:.1f} MiB, bound {RSS_BOUND_MIB} MiB); "
+          f"{drops} datagrams dropped by the kernel")
     assert grew_mib < RSS_BOUND_MIB
