@@ -11,7 +11,9 @@ naming the byte offset.
 
 Everything is bounded by the input: a declared length or count is checked
 against the bytes left before anything is allocated, nesting is limited to
-``MAX_DEPTH`` levels, and map keys are integers or strings, unique.
+``MAX_DEPTH`` levels, the items of one input to ``max_items`` (a message has
+a dozen; a 16 MiB frame of tiny items would otherwise make millions of
+objects), and map keys are integers or strings, unique.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ class _Break:
 _BREAK_ITEM = _Break()
 
 
-def loads(data: bytes) -> object:
+def loads(data: bytes, max_items: int = 1 << 20) -> object:
     """The first CBOR item of ``data`` (bytes after it are ignored, as the
-    reference receiver does)."""
+    reference receiver does), made of at most ``max_items`` items."""
     if not data:
         raise CborError("empty input")
-    value, _ = _item(memoryview(data), 0, 0)
+    budget = [max_items]
+    value, _ = _item(memoryview(data), 0, 0, budget)
     if value is _BREAK_ITEM:
         raise CborError("unexpected break byte 0xff at offset 0")
     return value
@@ -64,8 +67,11 @@ def _head(buf, pos: int) -> tuple[int, int, int, int]:
     raise CborError(f"reserved additional information {info} at offset {pos - 1}")
 
 
-def _item(buf, pos: int, depth: int):
+def _item(buf, pos: int, depth: int, budget: list):
     start = pos
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise CborError(f"more items than the bound at offset {start}")
     major, info, arg, pos = _head(buf, pos)
     if major == 0:
         if arg < 0:
@@ -93,8 +99,8 @@ def _item(buf, pos: int, depth: int):
         if depth >= MAX_DEPTH:
             raise CborError(f"nesting deeper than {MAX_DEPTH} levels at offset {start}")
         if major == 4:
-            return _array(buf, pos, depth + 1, arg, start)
-        return _map(buf, pos, depth + 1, arg, start)
+            return _array(buf, pos, depth + 1, arg, start, budget)
+        return _map(buf, pos, depth + 1, arg, start, budget)
     if major == 6:
         raise CborError(f"CBOR tag {arg} at offset {start}: tags are not used by the protocol")
     # major 7: simple values and floats
@@ -107,26 +113,26 @@ def _item(buf, pos: int, depth: int):
     raise CborError(f"simple value {arg} at offset {start}: not used by the protocol")
 
 
-def _array(buf, pos: int, depth: int, count: int, start: int):
+def _array(buf, pos: int, depth: int, count: int, start: int, budget: list):
     out = []
     if count >= 0:
         if count > len(buf) - pos:     # every item takes at least one byte
             raise CborError(f"array of {count} items at offset {start} cannot fit in the "
                             f"{len(buf)}-byte input")
         for _ in range(count):
-            value, pos = _item(buf, pos, depth)
+            value, pos = _item(buf, pos, depth, budget)
             if value is _BREAK_ITEM:
                 raise CborError(f"unexpected break byte in the array at offset {start}")
             out.append(value)
         return out, pos
     while True:
-        value, pos = _item(buf, pos, depth)
+        value, pos = _item(buf, pos, depth, budget)
         if value is _BREAK_ITEM:
             return out, pos
         out.append(value)
 
 
-def _map(buf, pos: int, depth: int, count: int, start: int):
+def _map(buf, pos: int, depth: int, count: int, start: int, budget: list):
     out: dict = {}
     if count >= 0 and 2 * count > len(buf) - pos:
         raise CborError(f"map of {count} entries at offset {start} cannot fit in the "
@@ -134,7 +140,7 @@ def _map(buf, pos: int, depth: int, count: int, start: int):
     taken = 0
     while count < 0 or taken < count:
         key_at = pos
-        key, pos = _item(buf, pos, depth)
+        key, pos = _item(buf, pos, depth, budget)
         if key is _BREAK_ITEM:
             if count < 0:
                 return out, pos
@@ -143,7 +149,7 @@ def _map(buf, pos: int, depth: int, count: int, start: int):
             raise CborError(f"map key at offset {key_at} is not an integer or a string")
         if key in out:
             raise CborError(f"map at offset {start} repeats a key (at offset {key_at})")
-        value, pos = _item(buf, pos, depth)
+        value, pos = _item(buf, pos, depth, budget)
         if value is _BREAK_ITEM:
             raise CborError(f"map at offset {start}: a key without a value")
         out[key] = value

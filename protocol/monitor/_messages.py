@@ -95,6 +95,10 @@ U32 = (1 << 32) - 1
 
 # -- decoding ------------------------------------------------------------------------------
 
+# CBOR items in the largest message (a block header: 12); state snapshots travel as a
+# byte string inside their message and are decoded on their own
+MAX_ITEMS = 64
+
 _EVENT_FULL = b"\x82\x02\x82\x01\x82\x00"  # [2, [1, [0, <bytes>]]]: nearly every message
 _EVENT_PART = b"\x82\x02\x82\x01\x84\x02"  # [2, [1, [2, id, part, <bytes>]]]
 _EVENT_SPLIT = b"\x82\x02\x82\x01\x82\x01\x83\x00"  # [2, [1, [1, [0, id, parts]]]]
@@ -153,7 +157,7 @@ def decode_message(body: bytes) -> Message:
     if fast is not None:
         return fast
     try:
-        item = _cbor.loads(body)
+        item = _cbor.loads(body, MAX_ITEMS)
     except _cbor.CborError as exc:
         raise MessageError(f"not valid CBOR: {exc}") from None
     return _profile_msg(item)

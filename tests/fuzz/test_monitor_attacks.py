@@ -75,6 +75,8 @@ def test_error_text_of_any_value_is_short():
     (b"\xa2\x01\x01\x01\x02", "repeats a key"),
     (b"\xa1\x81\x01\x01", "not an integer or a string"),
     (b"\x82\x01\x82\x00\x1c", "reserved"),
+    # a frame may be 16 MiB: many tiny items would be millions of objects
+    (b"\x82\x01\x82\x00\x99\x27\x10" + b"\x00" * 10_000, "more items than the bound"),
 ])
 def test_cbor_outside_the_protocol_subset_is_refused(data, what):
     with pytest.raises(MessageError, match=what):
