@@ -21,6 +21,8 @@ from protocol import DecodeError, Decoder
 from protocol.monitor import (BlockHeader, BlockPart, EventMessage, HeaderChanged, HeaderLength,
                               HeaderType, MessageError, ServicePause, Session, StateMessage,
                               decode_message)
+from protocol.monitor import _cbor
+from protocol.monitor._messages import _fast, _profile_msg
 from tests.corpus import DATA
 from tests.monitor import fake_monitor as fm
 
@@ -104,6 +106,14 @@ def decode(body: bytes):
         raise Failure(f"{time.perf_counter() - start:.1f} s for {len(body)} bytes")
     if not isinstance(msg, MESSAGE_TYPES + (MessageError,)):
         raise Failure(f"decode_message returned {type(msg).__name__}")
+    fast = _fast(body)
+    if fast is not None:       # the shortcut for split events reads what the general path reads
+        try:
+            general = _profile_msg(_cbor.loads(body))
+        except MessageError as exc:
+            general = exc
+        if general != fast:
+            raise Failure(f"shortcut {fast!r:.80} != {general!r:.80} for {body[:40].hex()}")
     if isinstance(msg, MessageError):
         if len(str(msg)) > 400:
             raise Failure(f"error text of {len(str(msg))} characters")
