@@ -37,16 +37,14 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from protocol.monitor import (AuthError, Budget, HeaderChanged, MessageError, Reassembler,
-                              Session, datagram_key, decode_message, verify_datagram)
+from protocol.monitor import (DEFAULT_ALLOW, AllowList, AuthError, Budget, HeaderChanged,
+                              MessageError, Reassembler, Session, datagram_key, decode_message,
+                              verify_datagram)
 
 from .base import Opener, StreamConsumer, StreamInfo
 
 log = logging.getLogger("liveprof.monitor_udp")
 
-# loopback and private ranges: what a sender on this host or a private network uses
-DEFAULT_ALLOW = ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                 "fc00::/7"]
 SENDER_REASSEMBLY = 4 << 20   # split-message bytes one sender may hold
 DATAGRAM_COST = 128           # bytes charged per queued datagram beyond its data
 
@@ -156,8 +154,7 @@ class MonitorUdpSource:
         self.budget = Budget(config.reassembly_bytes)
         self.hold_budget = Budget(config.hold_bytes_total)
         self.key = datagram_key(config.secret.get_secret_value()) if config.secret else None
-        self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allow]
-        self._admitted: dict[str, bool] = {}
+        self.allow = AllowList(config.allow)
         self.peers: dict[tuple, _Peer] = {}
         self._headerless: OrderedDict[tuple, None] = OrderedDict()   # oldest first
         self.streams = 0
@@ -244,23 +241,11 @@ class MonitorUdpSource:
                 self.queue.put_nowait((b"", None))   # wake the reader so run() returns
 
     def admit(self, addr) -> bool:
-        """Is the sender in ``allow``?  (Remembered for a few thousand addresses.)"""
+        """Is the sender in ``allow``?  Counted and logged (sparsely) if not."""
         if addr is None:
             return True
         host = addr[0]
-        ok = self._admitted.get(host)
-        if ok is None:
-            try:
-                ip = ipaddress.ip_address(host.split("%", 1)[0])
-            except ValueError:
-                ip = None
-            if ip is not None and ip.version == 6 and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            ok = ip is not None and any(ip in net for net in self._networks
-                                        if net.version == ip.version)
-            if len(self._admitted) >= 4096:
-                self._admitted.clear()
-            self._admitted[host] = ok
+        ok = host in self.allow
         if not ok:
             self.refused_address += 1
             if _sparse(self.refused_address):

@@ -9,7 +9,8 @@
   datagrams (liveprof's extension, docs/monitor-protocol.md section 3.4).
 """
 
-from ._auth import TAG_SIZE, AuthError, datagram_key, sign_datagram, verify_datagram
+from ._auth import (DEFAULT_ALLOW, TAG_SIZE, AllowList, AuthError, datagram_key, sign_datagram,
+                    verify_datagram)
 from ._frames import MAX_FRAME, FrameError, FrameReader, frame
 from ._messages import (BlockHeader, BlockPart, EventMessage, Full, HeaderLength, HeaderType,
                         Message, MessageError, Part, ServicePause, SplitHeader, StateMessage,
@@ -21,7 +22,7 @@ from ._state import (CapsetState, CapState, EventlogState, StateError, TaskState
                      decode_state, encode_state)
 
 __all__ = [
-    "TAG_SIZE", "AuthError", "datagram_key", "sign_datagram", "verify_datagram",
+    "DEFAULT_ALLOW", "TAG_SIZE", "AllowList", "AuthError", "datagram_key", "sign_datagram", "verify_datagram",
     "MAX_FRAME", "FrameError", "FrameReader", "frame",
     "BlockHeader", "BlockPart", "EventMessage", "Full", "HeaderLength", "HeaderType", "Message",
     "MessageError", "Part", "ServicePause", "SplitHeader", "StateMessage", "decode_message",

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 
 from ._messages import MessageError
 
 TAG_SIZE = 16          # bytes of the HMAC-SHA256 output kept (128 bits)
+# loopback and private ranges: what a sender on this host or a private network uses
+DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                 "fc00::/7")
 MIN_SECRET = 16        # characters a secret must have at least
 
 
@@ -51,3 +55,30 @@ def verify_datagram(datagram: bytes, key: bytes) -> bytes:
     if not hmac.compare_digest(_tag(key, body), tag):
         raise AuthError("datagram tag does not match the shared secret")
     return body
+
+
+class AllowList:
+    """Sender networks a receiver hears (``"10.0.0.0/8"``, ``"::1"``, ...);
+    ``host in allow`` for an address string (an IPv4-mapped IPv6 address
+    counts as its IPv4 address, a zone ``%eth0`` is ignored).  Answers are
+    remembered for a few thousand addresses."""
+
+    def __init__(self, networks):
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self._known: dict[str, bool] = {}
+
+    def __contains__(self, host: str) -> bool:
+        ok = self._known.get(host)
+        if ok is None:
+            try:
+                ip = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                ip = None
+            if ip is not None and ip.version == 6 and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            ok = ip is not None and any(ip in net for net in self.networks
+                                        if net.version == ip.version)
+            if len(self._known) >= 4096:
+                self._known.clear()
+            self._known[host] = ok
+        return ok

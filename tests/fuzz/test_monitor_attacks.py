@@ -203,3 +203,17 @@ def test_wrong_missing_or_short_tags_are_refused():
         verify_datagram(bytes(flipped), key)
     with pytest.raises(ValueError):
         datagram_key("short")
+
+
+def test_allow_list():
+    from protocol.monitor import DEFAULT_ALLOW, AllowList
+    default = AllowList(DEFAULT_ALLOW)
+    for host in ("127.0.0.1", "127.3.4.5", "::1", "10.1.2.3", "172.31.0.1", "192.168.1.1",
+                 "fd00::5", "::ffff:10.0.0.7", "fc00::1"):
+        assert host in default, host
+    for host in ("8.8.8.8", "172.32.0.1", "2001:db8::1", "::ffff:8.8.8.8", "fe80::1%eth0",
+                 "not an address", ""):
+        assert host not in default, host
+    assert "8.8.8.8" in AllowList(["0.0.0.0/0", "::/0"])
+    assert "2001:db8::1" in AllowList(["0.0.0.0/0", "::/0"])
+    assert "10.0.0.1" not in AllowList([])
