@@ -43,6 +43,12 @@ def add_parser(sub) -> None:
                    help="stop after the first session ends (no redial)")
     p.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
                    help="--udp: a sender silent this long ends its session (default 60)")
+    p.add_argument("--allow", action="append", metavar="NETWORK", default=[],
+                   help="--udp: hear senders in this network only (repeatable; default loopback "
+                        "and private ranges)")
+    p.add_argument("--secret-file", metavar="FILE",
+                   help="--udp: datagrams must carry the HMAC tag of the secret in FILE "
+                        "(docs/monitor-protocol.md 3.4; or LIVEPROF_MONITOR_UDP_SECRET)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     p.set_defaults(run=run)
 
@@ -94,6 +100,8 @@ def save_path(base: str | None, number: int) -> str | None:
 
 def run(args) -> int:
     from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
+    from pydantic import ValidationError
+
     from ..sources.monitor_udp import MonitorUdpConfig, MonitorUdpSource
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -101,12 +109,23 @@ def run(args) -> int:
     try:
         if args.udp:
             host, port = parse_address(args.address, DEFAULT_PORT, default_host="0.0.0.0")
+            options = {"allow": args.allow} if args.allow else {}
+            secret = os.environ.get("LIVEPROF_MONITOR_UDP_SECRET") or None
+            if args.secret_file:
+                with open(args.secret_file, encoding="utf-8") as f:
+                    secret = f.read().strip()
             source = MonitorUdpSource(MonitorUdpConfig(
-                host=host, port=port, idle_timeout=args.idle_timeout, once=args.once))
+                host=host, port=port, idle_timeout=args.idle_timeout, once=args.once,
+                secret=secret, **options))
         else:
             host, port = parse_address(args.address, DEFAULT_PORT)
             source = MonitorTcpSource(MonitorTcpConfig(host=host, port=port, once=args.once))
-    except ValueError as exc:
+    except ValidationError as exc:     # (its text would quote the input: a secret)
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            print(f"liveprof: {where}: {err['msg']}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
         return 2
 

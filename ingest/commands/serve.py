@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
                    help="dial a live-profile-monitor (repeatable; default port 8242)")
     p.add_argument("--udp", metavar="[HOST:]PORT",
                    help="listen for monitor datagrams (default host 0.0.0.0)")
+    p.add_argument("--udp-allow", action="append", metavar="NETWORK", default=[],
+                   help="--udp: hear senders in this network only (repeatable; default loopback "
+                        "and private ranges; the shared secret: LIVEPROF_MONITOR_UDP_SECRET)")
     p.add_argument("--socket", action="append", metavar="PATH|HOST:PORT", default=[],
                    help="dial a program serving its eventlog on a Unix or TCP socket "
                         "(repeatable)")
@@ -95,6 +98,8 @@ def overrides(args) -> dict:
     if args.udp:
         host, port = parse_address(args.udp, DEFAULT_MONITOR_PORT, default_host="0.0.0.0")
         out["monitor_udp"] = {"host": host, "port": port}
+        if args.udp_allow:
+            out["monitor_udp"]["allow"] = args.udp_allow
     return out
 
 

@@ -134,7 +134,7 @@ class SocketSource:
                     error = f"socket {self.peer}: not an eventlog: {exc}; closing the connection"
                     break
                 if check.ended:
-                    chunk = chunk[:len(chunk) - len(check.trailing)]
+                    chunk = chunk[:check.end_offset - got]
                 got += len(chunk)
                 self.bytes += len(chunk)
                 try:
