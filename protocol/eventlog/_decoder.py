@@ -116,6 +116,7 @@ class Decoder:
         self._failed: DecodeError | None = None
         self.header: Header | None = None
         self.trailing = bytearray()  # bytes after the end-of-data marker
+        self.skipped = 0  # records of types left out by ``only``, not decoded
 
     # -- public API ------------------------------------------------------------
 
@@ -281,8 +282,9 @@ class Decoder:
         if not self.native:
             return self._records_py(buf, pos, events)
         base = self._base
-        pos, block_end, self._block_cap, status, need, partial = _speedups.records(
+        pos, block_end, self._block_cap, status, need, partial, skipped = _speedups.records(
             buf, pos, self._table, self._block_end - base, self._block_cap, events, Event, UNKNOWN)
+        self.skipped += skipped
         self._block_end = block_end + base
         self._partial_id = None if partial < 0 else partial
         if status == _MORE:
@@ -307,6 +309,7 @@ class Decoder:
         base = self._base
         block_end = self._block_end - base
         block_cap = self._block_cap
+        skipped = 0
         self._partial_id = None
         try:
             while True:
@@ -354,6 +357,7 @@ class Decoder:
                     f = st(buf, start, end)
                 elif kind == K_SKIP:
                     pos = end
+                    skipped += 1
                     continue
                 elif kind == K_BLOCK:
                     if end - start < st.size:
@@ -380,3 +384,4 @@ class Decoder:
         finally:
             self._block_end = block_end + base
             self._block_cap = block_cap
+            self.skipped += skipped
