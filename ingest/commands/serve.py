@@ -28,6 +28,14 @@ def add_influx_flags(p) -> None:
     g.add_argument("--influx-token", metavar="TOKEN")
 
 
+# the settings each flag sets, so that a configuration error names the flag
+INFLUX_FLAGS = {"influx.url": "--influx-url", "influx.database": "--database",
+                "influx.user": "--influx-user", "influx.password": "--influx-password",
+                "influx.token": "--influx-token"}
+DERIVE_FLAGS = {"derive.window": "--window", "derive.app": "--app", "derive.host": "--host",
+                "derive.max_lag": "--max-lag"}
+
+
 def influx_overrides(args) -> dict:
     return {"influx.url": args.influx_url, "influx.database": args.database,
             "influx.user": args.influx_user, "influx.password": args.influx_password,
@@ -98,11 +106,27 @@ def overrides(args) -> dict:
     return out
 
 
+def flags(args) -> dict[str, str]:
+    """The flag behind each override (a list item: the flag with its value)."""
+    out = {**INFLUX_FLAGS, **DERIVE_FLAGS}
+    for key, flag, values in (("monitors", "--monitor", args.monitor),
+                              ("sockets", "--socket", args.socket),
+                              ("fifos", "--fifo", args.fifo),
+                              ("files", "--file", args.file + args.follow)):
+        for i, value in enumerate(values):
+            if key == "files" and i >= len(args.file):
+                flag = "--follow"
+            out[f"{key}.{i}"] = f"{flag} {value}"
+    out.update({"api": f"--http {args.http}", "monitor_udp": f"--udp {args.udp}",
+                "stdin": "--stdin"})
+    return out
+
+
 def run(args) -> int:
     from ..config import load  # (heavy imports only for the command that runs)
 
     try:
-        settings = load(args.config, overrides(args))
+        settings = load(args.config, overrides(args), flags(args))
     except (ConfigError, ValueError) as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
         return 2
