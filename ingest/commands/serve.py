@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PermanentSourceError, SourceError
 from ..sources.base import parse_address
 
 DEFAULT_MONITOR_PORT = 8242
@@ -85,7 +85,7 @@ def overrides(args) -> dict:
     if args.monitor:
         monitors = []
         for text in args.monitor:
-            host, port = parse_address(text, DEFAULT_MONITOR_PORT)
+            host, port = _address("--monitor", text, DEFAULT_MONITOR_PORT)
             monitors.append({"host": host, "port": port})
         out["monitors"] = monitors
     if args.socket:
@@ -98,12 +98,19 @@ def overrides(args) -> dict:
     if args.stdin:
         out["stdin"] = {}
     if args.http:
-        host, port = parse_address(args.http, 8080)
+        host, port = _address("--http", args.http, 8080)
         out["api"] = {"host": host, "port": port}
     if args.udp:
-        host, port = parse_address(args.udp, DEFAULT_MONITOR_PORT, default_host="0.0.0.0")
+        host, port = _address("--udp", args.udp, DEFAULT_MONITOR_PORT, "0.0.0.0")
         out["monitor_udp"] = {"host": host, "port": port}
     return out
+
+
+def _address(flag: str, text: str, port: int, host: str = "127.0.0.1") -> tuple[str, int]:
+    try:
+        return parse_address(text, port, default_host=host)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
 
 
 def flags(args) -> dict[str, str]:
@@ -139,6 +146,15 @@ def run(args) -> int:
 
     async def main() -> None:
         service = Service(settings)
+        for source in service.sources:      # a path that cannot work: refuse to start
+            check = getattr(source, "check", None)
+            try:
+                if check is not None:
+                    check()
+            except PermanentSourceError:
+                raise
+            except SourceError:
+                pass                        # transient: the source tries again itself
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, service.stop)
@@ -146,6 +162,9 @@ def run(args) -> int:
 
     try:
         asyncio.run(main())
+    except PermanentSourceError as exc:  # a source that cannot work as configured
+        print(f"liveprof serve: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a failure to start: say it plainly
         print(f"liveprof: {exc}", file=sys.stderr)
         return 1
