@@ -202,7 +202,7 @@ def run(args) -> int:
     # command says itself what became of the data
     logging.getLogger("liveprof.sinks").setLevel(logging.CRITICAL)
     config = settings.influx.model_copy(update={
-        "check_on_start": False, "create_database": False,
+        "check_on_start": False, "create_database": False, "spool_dir": None,
         "timeout": min(settings.influx.timeout, args.timeout)})
     tune_gc()
 
