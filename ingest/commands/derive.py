@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import gc
-import operator
 import os
 import socket
 import stat
@@ -14,6 +13,7 @@ import time
 from protocol import DecodeError, Decoder
 
 from ..chunks import read_chunks
+from ..counts import decoded_events
 from ..derive.base import DeriveSettings
 from ..derive.order import OrderSettings
 from ..derive.pipeline import Identity, Pipeline
@@ -22,7 +22,6 @@ from ..errors import SourceError
 from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
 
 BLOCK_MARKER = 18
-_TYPE = operator.itemgetter(0)
 # WallClockTime, ProgramArgs, OsProcessPid, OsProcessParentPid, RtsIdentifier, HeapInfoGHC
 PREAMBLE = (43, 30, 32, 33, 29, 52)
 
@@ -108,15 +107,6 @@ def tune_gc() -> None:
     gc.disable()
 
 
-def count_read(events: list, wants) -> int:
-    """Events in a batch decoded with ``Decoder(only=wants)``, block markers
-    left out (they frame the events; ``dump --summary`` does not count them
-    either).  Add the decoder's ``skipped`` for every event read."""
-    if BLOCK_MARKER in wants:
-        return len(events) - list(map(_TYPE, events)).count(BLOCK_MARKER)
-    return len(events)
-
-
 def run(args) -> int:
     names = None
     if args.measurements:
@@ -163,13 +153,13 @@ def run(args) -> int:
     try:
         for chunk in read_chunks(args.path):
             events = decoder.feed(chunk)
-            decoded += count_read(events, pipe.wants)
+            decoded += decoded_events(events, pipe.wants)
             write(pipe.feed(events))
     except SourceError as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
         status = USAGE
     except DecodeError as exc:
-        decoded += count_read(exc.events, pipe.wants)
+        decoded += decoded_events(exc.events, pipe.wants)
         write(pipe.feed(exc.events))
         print(f"liveprof: {args.path}: {exc}", file=sys.stderr)
         status = BAD_DATA

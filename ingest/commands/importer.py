@@ -29,7 +29,8 @@ from ..chunks import read_chunks
 from ..derive.base import DeriveSettings
 from ..derive.order import OrderSettings
 from ..errors import ConfigError, SourceError
-from .derive import count_read, file_pipeline, tune_gc
+from ..counts import decoded_events
+from .derive import file_pipeline, tune_gc
 from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
 from .serve import DERIVE_FLAGS, INFLUX_FLAGS, add_influx_flags, influx_overrides
 
@@ -99,7 +100,7 @@ async def import_file(path: str, sink, settings, args, show: bool) -> dict:
                 evs = decoder.feed(chunk)
             except DecodeError as exc:
                 evs, problem = exc.events, f"{path}: {exc}"
-            decoded += count_read(evs, pipe.wants)
+            decoded += decoded_events(evs, pipe.wants)
             out = pipe.feed(evs)
             points += len(out)
             sink.submit(out)
