@@ -131,6 +131,7 @@ class Decoder:
         self.end_offset: int | None = None
         self.trailing = bytearray()
         self.trailing_dropped = 0
+        self.skipped = 0  # records of types left out by ``only``, not decoded
 
     # -- public API ------------------------------------------------------------
 
@@ -317,8 +318,9 @@ class Decoder:
         if not self.native:
             return self._records_py(buf, pos, events)
         base = self._base
-        pos, block_end, self._block_cap, status, need, partial = _speedups.records(
+        pos, block_end, self._block_cap, status, need, partial, skipped = _speedups.records(
             buf, pos, self._table, self._block_end - base, self._block_cap, events, Event, UNKNOWN)
+        self.skipped += skipped
         self._block_end = block_end + base
         self._partial_id = None if partial < 0 else partial
         if status == _MORE:
@@ -352,6 +354,7 @@ class Decoder:
         base = self._base
         block_end = self._block_end - base
         block_cap = self._block_cap
+        skipped = 0
         self._partial_id = None
         try:
             while True:
@@ -399,6 +402,7 @@ class Decoder:
                     f = st(buf, start, end)
                 elif kind == K_SKIP:
                     pos = end
+                    skipped += 1
                     continue
                 elif kind == K_BLOCK:
                     if end - start < st.size:
@@ -424,3 +428,4 @@ class Decoder:
         finally:
             self._block_end = block_end + base
             self._block_cap = block_cap
+            self.skipped += skipped
