@@ -171,9 +171,12 @@ async def test_cancelled_upload_ends_its_stream(api):
 
 async def test_limits_size_concurrency_and_stalls(influxd, influx_database, tmp_path):
     data = LOG.read_bytes()
+    # (a generous idle timeout here: the first upload below must stay open
+    # however long the second one takes on a busy machine)
     cfg = api_config(max_upload_bytes=100_000, max_concurrent_uploads=1,
-                     upload_idle_timeout=0.5)
-    async with Running(settings_for(influxd, influx_database, tmp_path), cfg) as api:
+                     upload_idle_timeout=60)
+    settings = settings_for(influxd, influx_database, tmp_path)
+    async with Running(settings, cfg) as api:
         # announced too large: refused before a byte is read
         status, body = await api.call("POST", "/api/v1/upload", data=data)
         assert status == 413 and body["bytes"] == 0
@@ -198,6 +201,7 @@ async def test_limits_size_concurrency_and_stalls(influxd, influx_database, tmp_
         release.set()
         status, body = await first
         assert status == 422 and body["bytes"] == 2000   # cut: truncated mid-log
+    async with Running(settings, api_config(upload_idle_timeout=0.5)) as api:
         # a body that stalls past the idle timeout: 408, the stream ended
         async def stall():
             yield data[:1000]
