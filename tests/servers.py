@@ -70,6 +70,24 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Every thread of ``pid`` is stopped (or gone), by /proc/PID/task/*/stat."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return True
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except FileNotFoundError:  # the thread exited meanwhile
+            continue
+        state = stat[stat.rindex(b")") + 2:][:1]   # the field after "(comm)"
+        if state not in (b"T", b"t", b"Z", b"X"):
+            return False
+    return True
+
+
 class _Process:
     """A child server process with its log file; the base of both servers."""
 
@@ -144,6 +162,28 @@ class _Process:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def freeze(self) -> None:
+        """Hang the server (SIGSTOP): its ports still accept connections, it
+        answers nothing.  Returns once every thread of it is stopped: kill()
+        only starts the stop, and a thread already running, or one the kernel
+        has yet to schedule, goes on for a while (milliseconds on a busy
+        machine), long enough to answer a request sent meanwhile."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise ServerError(f"{self.name} is not running: nothing to freeze")
+        proc.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while not _all_threads_stopped(proc.pid):
+            if time.monotonic() > deadline:
+                raise ServerError(f"{self.name} (pid {proc.pid}) did not stop within "
+                                  f"{STOP_TIMEOUT:.0f} s of SIGSTOP")
+            time.sleep(0.001)
+
+    def thaw(self) -> None:
+        """Let a frozen server run again (SIGCONT)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def start(self) -> None:
         raise NotImplementedError

@@ -14,15 +14,16 @@ from protocol import Decoder
 from protocol.eventlog import CATALOGUE
 from tests.api.conftest import Running, api_config, settings_for
 from tests.api.helpers import count, events_read, expected_events, total, upload_wants
-from tests.corpus import DATA, all_logs, sibling, summary
+from tests.corpus import DATA, all_logs, sibling, summary, with_summary
 
 SESSION_EVENTS = {CATALOGUE[t].name for t in SessionDeriver.wants}
 LOG = DATA / "threads-mvar.nonthreaded.l.eventlog"
 
 
 async def test_every_corpus_log_uploads_to_its_reference_figures(api, influxd, influx_database):
-    logs = [p for p in all_logs().values() if sibling(p, ".summary.json").exists()]
-    assert len(logs) >= 20
+    logs = with_summary()
+    # every log the corpus helper found: at least all of tests/data's
+    assert len(logs) >= len(list(DATA.glob("*.summary.json"))) >= 20
     problems = []
     for path in logs:
         data = path.read_bytes()
@@ -170,9 +171,12 @@ async def test_cancelled_upload_ends_its_stream(api):
 
 async def test_limits_size_concurrency_and_stalls(influxd, influx_database, tmp_path):
     data = LOG.read_bytes()
+    # (a generous idle timeout here: the first upload below must stay open
+    # however long the second one takes on a busy machine)
     cfg = api_config(max_upload_bytes=100_000, max_concurrent_uploads=1,
-                     upload_idle_timeout=0.5)
-    async with Running(settings_for(influxd, influx_database, tmp_path), cfg) as api:
+                     upload_idle_timeout=60)
+    settings = settings_for(influxd, influx_database, tmp_path)
+    async with Running(settings, cfg) as api:
         # announced too large: refused before a byte is read
         status, body = await api.call("POST", "/api/v1/upload", data=data)
         assert status == 413 and body["bytes"] == 0
@@ -197,6 +201,7 @@ async def test_limits_size_concurrency_and_stalls(influxd, influx_database, tmp_
         release.set()
         status, body = await first
         assert status == 422 and body["bytes"] == 2000   # cut: truncated mid-log
+    async with Running(settings, api_config(upload_idle_timeout=0.5)) as api:
         # a body that stalls past the idle timeout: 408, the stream ended
         async def stall():
             yield data[:1000]

@@ -10,10 +10,11 @@ import threading
 
 from ingest.cli import main
 
-from pipeline_logs import REPO, all_logs, run
+from tests.corpus import REPO, pick
+from tests.derive.helpers import run_pipeline as run
 
-LOG = next(p for p in all_logs() if p.name == "threads-mvar.N2.l.eventlog")
-KILLED = next(p for p in all_logs() if p.name == "threads-mvar.N2.l.killed.eventlog")
+LOG = pick("threads-mvar.N2.l", "threads-mvar-small.N2.l")
+KILLED = pick("threads-mvar.N2.l.killed", "threads-mvar.nonthreaded.l.cut")
 ARGS = ["--host", "test", "--measurements", "session,gc,heap,capability"]
 
 

@@ -10,13 +10,12 @@ import pytest
 from ingest.derive.base import DeriveSettings, Windows
 from ingest.derive.registry import REGISTRY
 
-try:
-    from .corpus_logs import events
-except ImportError:
-    from corpus_logs import events
+from tests.corpus import log_id, pick
+from tests.derive.helpers import events
 
-LOGS = ["eventlogs/threads-mvar.N2.l", "eventlogs/sparks.N2.la", "eventlogs/gc-heap.N2.nonmoving",
-        "eventlogs/heapprof.prof.N2.hc-p"]
+LOGS = [pick("threads-mvar.N2.l", "threads-mvar-small.N2.l"), pick("sparks.N2.la", "sparks-small.N2.l"),
+        pick("gc-heap.N2.nonmoving", "nonmoving-gc-census"),
+        pick("heapprof.prof.N2.hc-p", "heapprof-small.prof.N2.hc-p")]
 SETTINGS = DeriveSettings(window_ns=3_000_000, top_n=3)
 
 
@@ -24,7 +23,7 @@ def lines(points):
     return [(p.measurement, sorted(p.tags.items()), list(p.fields.items()), p.time) for p in points]
 
 
-@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("name", LOGS, ids=log_id)
 @pytest.mark.parametrize("measurement", list(REGISTRY))
 def test_feed_many_is_feed_one_by_one(name, measurement):
     cls = REGISTRY[measurement]
@@ -44,7 +43,7 @@ def test_feed_many_is_feed_one_by_one(name, measurement):
 
 
 def test_feed_ignores_types_it_does_not_want():
-    evs = events("eventlogs/threads-mvar.N2.l", frozenset(range(256)))
+    evs = events(LOGS[0], frozenset(range(256)))
     for cls in REGISTRY.values():
         d = cls(SETTINGS)
         assert all(d.feed(ev) == [] for ev in evs if ev.type not in cls.wants)

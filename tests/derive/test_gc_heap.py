@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_logs import log_id, reference, summary, whole, with_summary
+from tests.corpus import log_id, reference, summary, with_summary
+from tests.derive.helpers import whole
 
 LOGS = with_summary()
 

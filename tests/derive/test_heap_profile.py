@@ -9,12 +9,10 @@ import pytest
 from ingest.derive.base import DeriveSettings
 from ingest.derive.heap_profile import MODES, HeapProfileDeriver
 
-try:
-    from .corpus_logs import events, logs_with_summary, run, summary
-except ImportError:
-    from corpus_logs import events, logs_with_summary, run, summary
+from tests.corpus import log_id, pick, summary, with_summary
+from tests.derive.helpers import events, run
 
-LOGS = [n for n in logs_with_summary() if summary(n)["heap"]["heap_profile_samples"]]
+LOGS = [n for n in with_summary() if summary(n)["heap"]["heap_profile_samples"]]
 BEGINS = (162, 166)
 
 
@@ -42,7 +40,7 @@ def run_points(name, top_n):
     return run(HeapProfileDeriver(DeriveSettings(top_n=top_n)), events(name, HeapProfileDeriver.wants))
 
 
-@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("name", LOGS, ids=log_id)
 def test_census_count_and_totals(name):
     evs = events(name, HeapProfileDeriver.wants)
     d = HeapProfileDeriver()
@@ -62,14 +60,14 @@ def test_census_count_and_totals(name):
     assert d.orphan_samples == 0
 
 
-@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("name", LOGS, ids=log_id)
 def test_mode_tag_from_heap_prof_begin(name):
     evs = events(name, HeapProfileDeriver.wants)
     breakdowns = {MODES[ev.fields[2]] for ev in evs if ev.type == 160}
     assert {p.tags["mode"] for p in run(HeapProfileDeriver(), evs)} == breakdowns
 
 
-@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("name", LOGS, ids=log_id)
 def test_top_n_keeps_busiest_and_sums_rest(name):
     full = run_points(name, 10_000)
     top = run_points(name, 2)
@@ -90,7 +88,7 @@ def test_top_n_keeps_busiest_and_sums_rest(name):
 
 
 def test_cost_centre_stacks_rendered_as_names():
-    name = "eventlogs/heapprof.prof.N2.hc-p"
+    name = pick("heapprof.prof.N2.hc-p", "heapprof-small.prof.N2.hc-p")
     evs = events(name, HeapProfileDeriver.wants)
     names = {ev.fields[1] for ev in evs if ev.type == 161}
     modules = {ev.fields[2] for ev in evs if ev.type == 161}
@@ -106,7 +104,7 @@ def test_cost_centre_stacks_rendered_as_names():
 
 
 def test_biographical_census_at_sample_time():
-    name = "eventlogs/heapprof.prof.nonthreaded.hb"
+    name = pick("heapprof.prof.nonthreaded.hb")
     evs = events(name, HeapProfileDeriver.wants)
     sample_times = {ev.fields[1] for ev in evs if ev.type == 166}
     points = run_points(name, 10)

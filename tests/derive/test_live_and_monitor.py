@@ -15,9 +15,10 @@ from protocol import Decoder
 from protocol.monitor import Session, decode_message
 from tests.monitor import fake_monitor as fm
 
-from pipeline_logs import all_logs, data, log_id
+from tests.corpus import log_id, logs, pick
+from tests.corpus import read as data
 
-LOGS = all_logs()
+LOGS = logs()
 LIVE = OrderSettings(live=True)          # the service's defaults (10 s lag bound)
 NO_CAPS = DeriveSettings(caps_known=False)
 
@@ -58,7 +59,7 @@ def test_monitor_protocol_gives_the_same_points(log):
 
 
 def test_without_capabilities_only_per_capability_figures_are_left_out():
-    log = next(p for p in LOGS if p.name.startswith("gc-heap.N2.l"))
+    log = pick("gc-heap.N2.l", "gc-heap-small.N2.hT")
     full, bare = derive(data(log)), derive(data(log), NO_CAPS)
     assert set(full) - set(bare) == PER_CAPABILITY and PER_CAPABILITY <= set(REGISTRY)
     assert "allocated_bytes=" in full["heap"][0] and "allocated_bytes=" not in bare["heap"][0]

@@ -10,13 +10,11 @@ import pytest
 
 from ingest.derive.nonmoving import NonmovingCensusDeriver, NonmovingPhasesDeriver
 
-try:
-    from .corpus_logs import CORPUS, events, logs_with_summary, run, summary
-except ImportError:
-    from corpus_logs import CORPUS, events, logs_with_summary, run, summary
+from tests.corpus import log_id, sibling, summary, with_summary
+from tests.derive.helpers import events, run
 
-PHASE_LOGS = [n for n in logs_with_summary() if summary(n)["counts"].get("ConcMarkBegin")]
-CENSUS_LOGS = [n for n in logs_with_summary() if summary(n)["counts"].get("NonmovingHeapCensus")]
+PHASE_LOGS = [n for n in with_summary() if summary(n)["counts"].get("ConcMarkBegin")]
+CENSUS_LOGS = [n for n in with_summary() if summary(n)["counts"].get("NonmovingHeapCensus")]
 PHASES = {"mark": ("ConcMarkBegin", "ConcMarkEnd"), "sync": ("ConcSyncBegin", "ConcSyncEnd"),
           "sweep": ("ConcSweepBegin", "ConcSweepEnd")}
 CENSUS_LINE = re.compile(r"^(\d+): nonmoving heap census (\d+): (\d+) active segments, "
@@ -24,7 +22,7 @@ CENSUS_LINE = re.compile(r"^(\d+): nonmoving heap census (\d+): (\d+) active seg
 
 
 def dump(name) -> list[dict]:
-    with gzip.open(CORPUS / f"{name}.jsonl.gz", "rt") as f:
+    with gzip.open(sibling(name, ".jsonl.gz"), "rt") as f:
         return [json.loads(line) for line in f]
 
 
@@ -32,7 +30,7 @@ def census_form(name) -> int:
     return next(e["size"] for e in summary(name)["header_event_types"] if e["num"] == 207)
 
 
-@pytest.mark.parametrize("name", PHASE_LOGS)
+@pytest.mark.parametrize("name", PHASE_LOGS, ids=log_id)
 def test_phase_durations_match_dump(name):
     ref = dump(name)
     d = NonmovingPhasesDeriver()
@@ -55,7 +53,7 @@ def reference_census(name) -> list[tuple[int, int, int, int, int]]:
     """(t, block size in bytes, active, filled, live) from the newer ghc-events'
     .reference where there is one (it prints byte sizes for both forms), else
     from the dump of a 13-byte log (log2 sizes)."""
-    path = CORPUS / f"{name}.eventlog.reference"
+    path = sibling(name, ".eventlog.reference")
     if path.exists():
         out = []
         for line in path.read_text().splitlines():
@@ -69,7 +67,7 @@ def reference_census(name) -> list[tuple[int, int, int, int, int]]:
             for e in dump(name) if e["type"] == "NonmovingHeapCensus"]
 
 
-@pytest.mark.parametrize("name", CENSUS_LOGS)
+@pytest.mark.parametrize("name", CENSUS_LOGS, ids=log_id)
 def test_census_matches_reference(name):
     points = run(NonmovingCensusDeriver(), events(name, NonmovingCensusDeriver.wants))
     got = sorted((p.time, int(p.tags["block_size"]), p.fields["active_segments"],

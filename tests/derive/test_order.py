@@ -9,9 +9,11 @@ import pytest
 from protocol import Decoder
 from ingest.derive.order import Merge, OrderSettings
 
-from pipeline_logs import all_logs, chunks_of, data, log_id
+from tests.corpus import big, log_id, logs
+from tests.corpus import read as data
+from tests.derive.helpers import chunks_of
 
-LOGS = all_logs()
+LOGS = logs()
 
 
 def decoded(log):
@@ -53,7 +55,7 @@ def test_live_in_order_but_late(log):
     assert merged(log, 11, settings)[0] == out
 
 
-@pytest.mark.parametrize("log", [p for p in LOGS if p.stat().st_size > 900_000], ids=log_id)
+@pytest.mark.parametrize("log", big(), ids=log_id)
 def test_memory_bound(log):
     settings = OrderSettings(max_held=5000, check_every=512)
     merge = Merge(settings)
@@ -71,7 +73,7 @@ def test_memory_bound(log):
     assert in_order == sorted(in_order)
 
 
-@pytest.mark.parametrize("log", [p for p in LOGS if p.stat().st_size > 900_000], ids=log_id)
+@pytest.mark.parametrize("log", big(), ids=log_id)
 @pytest.mark.parametrize("live", [False, True])
 def test_memory_bound_same_whatever_the_chunking(log, live):
     settings = OrderSettings(live=live, max_held=3000, check_every=256, max_lag_ns=10**12)

@@ -9,9 +9,10 @@ from ingest.derive.base import DeriveSettings
 from ingest.derive.order import OrderSettings
 from ingest.derive.pipeline import Identity
 
-from pipeline_logs import all_logs, log_id, reference, run, sibling, summary, whole
+from tests.corpus import big, log_id, logs, pick, reference, sibling, summary
+from tests.derive.helpers import run_pipeline as run, whole
 
-LOGS = all_logs()
+LOGS = logs()
 SMALL = [p for p in LOGS if p.stat().st_size <= 300_000]
 
 
@@ -103,7 +104,7 @@ def test_clock_and_identity(log):
 
 
 def test_identity_overrides_and_fallback():
-    log = next(p for p in LOGS if p.name.startswith("threads-mvar.N2.l.killed"))
+    log = pick("threads-mvar.N2.l.killed", "threads-mvar.nonthreaded.l.cut")
     points, pipe = run(log, identity=Identity(app="svc", host="h1", session="s1",
                                               start_wall_ns=1_700_000_000_000_000_000))
     assert pipe.clock.source == "fallback"
@@ -113,7 +114,7 @@ def test_identity_overrides_and_fallback():
     assert first_gc >= 1_700_000_000_000_000_000
 
 
-@pytest.mark.parametrize("log", [p for p in LOGS if p.stat().st_size > 900_000], ids=log_id)
+@pytest.mark.parametrize("log", big(), ids=log_id)
 def test_preamble_keeps_identity_under_memory_bound(log):
     """With a memory bound far below the log, the global buffer at the end of
     the file arrives late; a file's pre-scan (as `liveprof derive` does) still

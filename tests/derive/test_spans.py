@@ -9,13 +9,11 @@ import pytest
 from ingest.derive.base import DeriveSettings
 from ingest.derive.spans import MarkersDeriver, SpansDeriver
 
-try:
-    from .corpus_logs import events, file_order_events, logs_with_summary, run, run_unordered, summary
-except ImportError:
-    from corpus_logs import events, file_order_events, logs_with_summary, run, run_unordered, summary
+from tests.corpus import log_id, pick, summary, with_summary
+from tests.derive.helpers import events, file_order_events, run, run_unordered
 
-SPAN_LOGS = [n for n in logs_with_summary() if summary(n)["user"]["spans"]]
-USER_LOGS = [n for n in logs_with_summary()
+SPAN_LOGS = [n for n in with_summary() if summary(n)["user"]["spans"]]
+USER_LOGS = [n for n in with_summary()
              if summary(n)["user"]["messages"] or summary(n)["user"]["markers"]]
 MS = 1_000_000
 ALL = 10_000  # top_n: every label by name
@@ -47,7 +45,7 @@ def totals(points):
     return out
 
 
-@pytest.mark.parametrize("name", SPAN_LOGS)
+@pytest.mark.parametrize("name", SPAN_LOGS, ids=log_id)
 @pytest.mark.parametrize("window_ms", [1000, 3])
 def test_span_totals_match_summary(name, window_ms):
     evs = [e for e in events(name, SpansDeriver.wants) if e.fields[0].startswith(("START ", "STOP "))]
@@ -64,13 +62,15 @@ def test_span_totals_match_summary(name, window_ms):
 
 
 def test_killed_log_has_open_spans():
-    # the killed log ends inside 102 spans: their time up to the end is counted
-    name = "eventlogs/threads-mvar.N2.l.killed"
+    # the killed log ends inside 102 spans (its stand-in inside 61): their
+    # time up to the end is counted
+    name = pick("threads-mvar.N2.l.killed", "threads-mvar.nonthreaded.l.cut")
+    assert name in SPAN_LOGS
     spans = summary(name)["user"]["spans"]
     assert sum(s["unmatched_starts"] for s in spans.values()) > 0
 
 
-@pytest.mark.parametrize("name", SPAN_LOGS)
+@pytest.mark.parametrize("name", SPAN_LOGS, ids=log_id)
 def test_span_windows_are_aligned_and_nonnegative(name):
     window = 2 * MS
     points = run(SpansDeriver(DeriveSettings(window_ns=window)), events(name, SpansDeriver.wants))
@@ -82,7 +82,7 @@ def test_span_windows_are_aligned_and_nonnegative(name):
     assert len(keys) == len(set(keys))
 
 
-@pytest.mark.parametrize("name", USER_LOGS)
+@pytest.mark.parametrize("name", USER_LOGS, ids=log_id)
 def test_markers_and_message_counts(name):
     evs = events(name, MarkersDeriver.wants)
     points = run(MarkersDeriver(), evs)
@@ -98,7 +98,8 @@ def test_markers_and_message_counts(name):
     assert len({p.time for p in windows}) == len(windows)
 
 
-@pytest.mark.parametrize("name", ["eventlogs/threads-mvar.N2.l", "eventlogs/gc-heap.N2.l"])
+@pytest.mark.parametrize("name", [pick("threads-mvar.N2.l", "threads-mvar-small.N2.l"),
+                                  pick("gc-heap.N2.l", "gc-heap-small.N2.hT")], ids=log_id)
 def test_late_messages_are_folded_in(name):
     d = SpansDeriver(DeriveSettings(window_ns=10 * MS, top_n=ALL))
     points = run_unordered(d, file_order_events(name, SpansDeriver.wants))
@@ -111,7 +112,7 @@ def test_late_messages_are_folded_in(name):
     assert sum(p.fields.get("messages", 0) for p in points) == summary(name)["user"]["messages"]
 
 
-@pytest.mark.parametrize("name", SPAN_LOGS)
+@pytest.mark.parametrize("name", SPAN_LOGS, ids=log_id)
 @pytest.mark.parametrize("top", [1, 3])
 def test_span_labels_top_n(name, top):
     """Per window the ``top`` labels with the most time keep their name, the
@@ -145,5 +146,5 @@ def test_span_labels_top_n(name, top):
             assert vals == labels[label]
             assert all(vals[0] >= v[0] for v in rest.values())
         assert kept["other"] == tuple(sum(v[i] for v in rest.values()) for i in range(3))
-    if "threads-mvar" in name:  # (up to 102 labels at once; the other logs may never fold)
+    if "threads-mvar" in name.name:  # (up to 102 labels at once; the other logs may never fold)
         assert folded, "no window had more labels than the bound: the test shows nothing"

@@ -9,12 +9,11 @@ import pytest
 from ingest.derive.base import DeriveSettings
 from ingest.derive.sparks import CUMULATIVE, DELTAS, NAMES, SparksDeriver
 
-try:
-    from .corpus_logs import events, logs_with_summary, run, summary
-except ImportError:
-    from corpus_logs import events, logs_with_summary, run, summary
+from tests.corpus import log_id, pick, summary, with_summary
+from tests.derive.helpers import events, run
 
-LOGS = [n for n in logs_with_summary() if summary(n)["counts"].get("SparkCounters")]
+LOGS = [n for n in with_summary() if summary(n)["counts"].get("SparkCounters")]
+SPARKS = pick("sparks.N2.la", "sparks-small.N2.l")
 SUMMARY_KEYS = ("sparksCreated", "sparksDud", "sparksOverflowed", "sparksConverted",
                 "sparksFizzled", "sparksGCd", "sparksRemaining")
 MS = 1_000_000
@@ -27,7 +26,7 @@ def by_cap(points):
     return out
 
 
-@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("name", LOGS, ids=log_id)
 @pytest.mark.parametrize("window_ms", [1000, 1])
 def test_last_counters_match_summary(name, window_ms):
     points = run(SparksDeriver(DeriveSettings(window_ns=window_ms * MS)),
@@ -43,7 +42,7 @@ def test_last_counters_match_summary(name, window_ms):
             assert sum(p.fields[delta] for p in pts) == last.fields[cum]
 
 
-@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("name", LOGS, ids=log_id)
 def test_at_most_one_point_per_cap_per_window(name):
     window = 10 * MS
     evs = events(name, SparksDeriver.wants)
@@ -54,8 +53,8 @@ def test_at_most_one_point_per_cap_per_window(name):
 
 
 def test_sparks_log_converts_sparks():
-    ref = summary("eventlogs/sparks.N2.la")["spark_counters_last"]
+    ref = summary(SPARKS)["spark_counters_last"]
     assert sum(c["sparksConverted"] for c in ref.values()) > 0
-    points = run(SparksDeriver(), events("eventlogs/sparks.N2.la", SparksDeriver.wants))
+    points = run(SparksDeriver(), events(SPARKS, SparksDeriver.wants))
     assert sum(p.fields["converted_delta"] for p in points) == sum(
         c["sparksConverted"] for c in ref.values())

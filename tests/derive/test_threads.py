@@ -10,12 +10,11 @@ import pytest
 from ingest.derive.base import DeriveSettings
 from ingest.derive.threads import BLOCK_REASONS, FINISHED, ThreadsDeriver
 
-try:
-    from .corpus_logs import events, file_order_events, logs_with_summary, run, run_unordered, summary
-except ImportError:
-    from corpus_logs import events, file_order_events, logs_with_summary, run, run_unordered, summary
+from tests.corpus import log_id, pick, reference, summary, with_summary
+from tests.derive.helpers import events, file_order_events, run, run_unordered
 
-LOGS = [n for n in logs_with_summary() if summary(n)["counts"].get("RunThread")]
+LOGS = [n for n in with_summary() if summary(n)["counts"].get("RunThread")]
+THREADS_MVAR = pick("threads-mvar.N2.l", "threads-mvar-small.N2.l")
 MS = 1_000_000
 
 
@@ -48,7 +47,7 @@ def count_points(points):
     return [p for p in points if "label" not in p.tags]
 
 
-@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("name", LOGS, ids=log_id)
 @pytest.mark.parametrize("window_ms", [1000, 7])
 def test_runtime_equals_run_stop_time(name, window_ms):
     evs = events(name, ThreadsDeriver.wants)
@@ -58,7 +57,7 @@ def test_runtime_equals_run_stop_time(name, window_ms):
     assert sum(p.fields["runs"] for p in label_points(points)) == summary(name)["counts"]["RunThread"]
 
 
-@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("name", LOGS, ids=log_id)
 def test_window_runtime_bounded_by_caps(name):
     window = 5 * MS
     evs = events(name, ThreadsDeriver.wants)
@@ -71,7 +70,7 @@ def test_window_runtime_bounded_by_caps(name):
     assert max(per_window.values()) <= window * len(caps)
 
 
-@pytest.mark.parametrize("name", LOGS)
+@pytest.mark.parametrize("name", LOGS, ids=log_id)
 def test_counts_against_summary(name):
     evs = events(name, ThreadsDeriver.wants)
     points = count_points(run(ThreadsDeriver(), evs))
@@ -88,13 +87,13 @@ def test_counts_against_summary(name):
 
 
 def test_blocking_reasons_seen_in_threads_mvar():
-    points = count_points(run(ThreadsDeriver(), events("eventlogs/threads-mvar.N2.l", ThreadsDeriver.wants)))
+    points = count_points(run(ThreadsDeriver(), events(THREADS_MVAR, ThreadsDeriver.wants)))
     seen = {k for p in points for k in p.fields if k.startswith("blocked_")}
     # the program blocks on an STM gate, a black hole, an MVar, readMVar and threadDelay
     assert {"blocked_stm", "blocked_black_hole", "blocked_mvar", "blocked_mvar_read"} <= seen
 
 
-@pytest.mark.parametrize("name", ["eventlogs/threads-mvar.N2.l", "ghc-events-testdata/stop.hT"])
+@pytest.mark.parametrize("name", [THREADS_MVAR, pick("stop.hT", "sleep.h")], ids=log_id)
 def test_labels_not_thread_ids_and_top_n(name):
     evs = events(name, ThreadsDeriver.wants)
     labels = {ev.fields[1] for ev in evs if ev.type == 44}
@@ -118,13 +117,20 @@ def test_labels_not_thread_ids_and_top_n(name):
 
 
 def test_labelled_workers_get_their_labels():
-    evs = events("eventlogs/threads-mvar.N2.l", ThreadsDeriver.wants)
+    evs = events(THREADS_MVAR, ThreadsDeriver.wants)
     points = label_points(run(ThreadsDeriver(DeriveSettings(top_n=1000)), evs))
     labelled = {p.tags["label"] for p in points} - {"unlabelled"}
-    assert len(labelled) >= 100
+    # (from the official parser's view:) every label the program gave; it
+    # labels each of its workers, as many as its first argument says
+    ref = reference(THREADS_MVAR)
+    given = {e["fields"]["threadlabel"] for e in ref if e["type"] == "ThreadLabel"}
+    workers = int(next(e for e in ref if e["type"] == "ProgramArgs")["fields"]["args"][1])
+    assert labelled == given
+    assert len(labelled) >= workers >= 20
 
 
-@pytest.mark.parametrize("name", ["eventlogs/threads-mvar.N2.l", "eventlogs/sparks.N2.la"])
+@pytest.mark.parametrize("name", [THREADS_MVAR, pick("sparks.N2.la", "sparks-small.N2.l")],
+                         ids=log_id)
 def test_late_events_are_folded_in(name):
     evs = file_order_events(name, ThreadsDeriver.wants)
     d = ThreadsDeriver(DeriveSettings(window_ns=10 * MS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.corpus import DATA, all_logs, summary
+from tests.corpus import DATA, pick, summary
 
 CLI = [sys.executable, "-m", "ingest.cli"]
 
@@ -25,7 +25,7 @@ def points(server, database) -> dict[str, int]:
 
 
 def test_import_twice_leaves_the_same_data(influxd):
-    log = all_logs().get("gc-heap.N2.l", DATA / "threads-mvar.nonthreaded.l.eventlog")
+    log = pick("gc-heap.N2.l", "threads-mvar.nonthreaded.l")
     db = "import_twice"
     first = run_import(influxd, db, log, extra=["--progress", "always"])
     assert first.returncode == 0, first.stderr
@@ -68,7 +68,7 @@ def test_imported_figures_equal_the_reference_summary(influxd):
     queried back from InfluxDB, equal the official parser's summary."""
     import os
 
-    log = all_logs().get("gc-heap.N2.l", DATA / "threads-mvar.nonthreaded.l.eventlog")
+    log = pick("gc-heap.N2.l", "threads-mvar.nonthreaded.l")
     db = "import_figures"
     env = dict(os.environ, LIVEPROF_DERIVE_TOP="1000")      # every span label by name
     run = subprocess.run(CLI + ["import", str(log), "--influx-url", influxd.url,

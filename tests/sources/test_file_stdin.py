@@ -15,7 +15,7 @@ import pytest
 from ingest.errors import SourceError
 from ingest.sources.file import FileConfig, FileSource
 from ingest.sources.stdin import StdinConfig, StdinSource
-from tests.corpus import REPO, all_logs
+from tests.corpus import REPO, all_logs, log_id, pick
 from tests.sources.helpers import Streams, cancel, fd_targets, open_fds, other_tasks
 
 LOGS = all_logs()
@@ -37,8 +37,8 @@ async def until(predicate):
 
 # -- import once -----------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(LOGS)[:8] + ["threads-mvar.N2.l.killed"]
-                         if "threads-mvar.N2.l.killed" in LOGS else sorted(LOGS)[:8])
+@pytest.mark.parametrize("name", sorted(LOGS)[:8] + [
+    log_id(pick("threads-mvar.N2.l.killed", "threads-mvar.nonthreaded.l.cut"))])
 async def test_import_a_file_once(tmp_path, name):
     data = LOGS[name].read_bytes()
     got = Streams()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ingest.sources.socket import SocketConfig, SocketSource, parse_target
-from tests.corpus import all_logs
+from tests.corpus import all_logs, log_id, pick
 from tests.sources.helpers import (
     EventlogServer,
     Streams,
@@ -18,9 +18,8 @@ from tests.sources.helpers import (
 )
 
 LOGS = all_logs()
-SOME = ["threads-mvar.nonthreaded.l", "hello-ghc-8.6.5", "trace-binary-event"]
-if "gc-heap.N2.hT" in LOGS:
-    SOME.append("gc-heap.N2.hT")     # about 1 MB, from the full corpus
+SOME = ["threads-mvar.nonthreaded.l", "hello-ghc-8.6.5", "trace-binary-event",
+        log_id(pick("gc-heap.N2.hT", "gc-heap-small.N2.hT"))]   # about 1 MB in the full corpus
 SMALL = LOGS["hello-ghc-8.6.5"].read_bytes()
 
 
