@@ -66,6 +66,8 @@ class CapabilityDeriver(Batched):
             if t >= we:
                 out.extend(clock.advance(t, self._close, caps.__len__))
                 we = clock.end
+            if not fields:  # (an UnknownEvent: a shorter layout than any known)
+                continue
             if ty == CAP_CREATE:
                 self._rec(fields[0], t)
             elif ty == CAP_DELETE:

@@ -266,6 +266,8 @@ class Merge:
         """``Startup`` (n caps) or ``CapCreate``: capabilities that exist but
         may not have shown an event yet hold the watermark back (at minus
         infinity, so only the lag bound moves the frontier) until they do."""
+        if not ev.fields:  # (an UnknownEvent: a shorter layout than any known)
+            return
         if ev.type == STARTUP:
             self._announced = True
         caps = range(ev.fields[0]) if ev.type == STARTUP else (ev.fields[0],)
@@ -278,6 +280,8 @@ class Merge:
             self._recompute_watermark()
 
     def _block_marker(self, ev: Event) -> None:
+        if len(ev.fields) < 2:  # (an UnknownEvent: a shorter layout than any known)
+            return
         self._blocks = True
         # a new block means the stream's previous block is complete up to its end_time
         prev = self._last_block_stream

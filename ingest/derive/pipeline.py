@@ -37,17 +37,26 @@ holding them at exit, i.e. at the end of the file; a big file outgrows the
 merge's memory bound long before, so without the pre-scan they would arrive
 late (no clock, no program name, no major/minor).  They are merged first and
 their copies in the stream are dropped, so every event is seen once.
+
+Faults (docs/schema.md): a jump in time (between released events, in time
+order) longer than ``settings.max_gap_ns``, or a time beyond any real
+eventlog's (``MAX_TIME``), is a *stream fault*: the stream's points end at the
+event before it, the rest of the stream is dropped and counted, and the fault
+is logged and kept in ``stream_fault``.  A deriver that raises (a bug: every
+deriver takes whatever the decoder returns) loses only its own measurement
+from there on: logged, naming the event, and kept in ``deriver_faults``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from protocol import Event
 
-from .base import DeriveSettings
+from .base import DeriveFault, DeriveSettings
 from .clock import WALL_CLOCK_TIME, Clock
 from .order import _TYPE, BLOCK_MARKER, CAP_CREATE, LATE, STARTUP, Merge, OrderSettings, _Late
 from .point import Point
@@ -62,6 +71,11 @@ _BIT = {WALL_CLOCK_TIME: 1, OS_PID: 2, PROGRAM_ARGS: 4}
 # still in the CPU cache when the derivers read them
 _SLICE = 4096
 _TYPE_IDS = 1 << 16  # event type ids are 16-bit
+# eventlog times beyond this (73 years after the RTS started) are corrupt: no point
+# could be written with them (InfluxDB takes times up to 2262)
+MAX_TIME = 1 << 61
+
+log = logging.getLogger("liveprof.derive")
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,10 @@ class PipelineStats:
     late_events: int = 0
     evicted_events: int = 0
     clock: str | None = None
+    stream_fault: str | None = None  # why the stream's points ended early
+    dropped_events: int = 0  # events after a stream fault
+    deriver_faults: dict = field(default_factory=dict)  # measurement -> why it ended
+    labels_folded: dict = field(default_factory=dict)  # measurement -> entries put in other
     extra: dict = field(default_factory=dict)
 
 
@@ -132,6 +150,10 @@ class Pipeline:
         self._events = 0
         self._points = 0
         self._closed = False
+        self._max_gap = self.settings.max_gap_ns
+        self.stream_fault: str | None = None
+        self.deriver_faults: dict[str, str] = {}
+        self._dropped = 0
         # events known ahead of the stream (a file's pre-scan): merged first; their
         # copies in the stream, matched by (type, time, cap), are dropped
         self._preamble = {(ev.type, ev.time, ev.cap) for ev in preamble}
@@ -169,8 +191,11 @@ class Pipeline:
         self._closed = True
         points = self._run(self.merge.flush(), stamp=False)
         end = self._last if self._last is not None else 0
-        for d in self.derivers:
-            points.extend(d.flush(end))
+        for i, d in enumerate(self.derivers):
+            try:
+                points.extend(d.flush(end))
+            except Exception as exc:  # noqa: BLE001 -- a bug: ends this deriver only
+                self._deriver_fault(i, exc, None, "at the end of the stream")
         if self._held is not None:
             self._held.extend(points)
             points = self._held
@@ -180,8 +205,10 @@ class Pipeline:
     @property
     def stats(self) -> PipelineStats:
         late = self.merge.late_events
+        folded = {d.measurement: d.folded for d in self.derivers if hasattr(d, "folded")}
         return PipelineStats(self._events, self._points, late, self.merge.evicted,
-                             self.clock.source)
+                             self.clock.source, self.stream_fault, self._dropped,
+                             dict(self.deriver_faults), folded)
 
     @property
     def tags(self) -> dict[str, str] | None:
@@ -195,6 +222,9 @@ class Pipeline:
         events themselves (so the batching cannot change it).  ``stamp=False``
         (at close) leaves stamping and settling to the caller."""
         if not items:
+            return []
+        if self.stream_fault is not None:
+            self._dropped += len(items)
             return []
         self._events += len(items)
         n = len(items)
@@ -252,22 +282,92 @@ class Pipeline:
         """Feed ``items[start:stop]`` to the derivers: routed to per-deriver
         buckets, each taken in one ``feed_many``; a late item first empties the
         buckets, then goes to its derivers alone (so every deriver sees its
-        events in the released order)."""
+        events in the released order).  A slice is first checked for a time
+        jump (``_jump``): the events from one on are not fed."""
         route = self._route
         self._out = points
         for lo in range(start, stop, _SLICE):
             hi = min(lo + _SLICE, stop)
-            for ev in (items if lo == 0 and hi == len(items) else items[lo:hi]):
+            cut = self._jump(items, lo, hi)
+            for ev in (items if lo == 0 and cut == len(items) else items[lo:cut]):
                 for append in route[ev[0]]:
                     append(ev)
             self._drain(points)
-        # released events that are not late come in time order: the last is the newest
-        for j in range(stop - 1, start - 1, -1):
+            if cut < hi:
+                self._stream_fault(items, cut, stop)
+                break
+
+    def _jump(self, items: list, lo: int, hi: int) -> int:
+        """The index in ``items[lo:hi]`` of the first event (not late) more than
+        ``max_gap_ns`` after the one before it, or beyond ``MAX_TIME``; ``hi``
+        if none.  Released events that are not late come in time order, so the
+        slice's last one tells whether to look closer; ``_last`` follows them."""
+        last = self._last
+        if last is None:  # the stream's first events: from the first one
+            for j in range(lo, hi):
+                ev = items[j]
+                if ev.__class__ is not _Late:
+                    if ev.time > MAX_TIME:
+                        return j
+                    last = ev.time
+                    break
+            else:
+                return hi
+        for j in range(hi - 1, lo - 1, -1):
             ev = items[j]
             if ev.__class__ is not _Late:
-                if self._last is None or ev.time > self._last:
-                    self._last = ev.time
+                t = ev.time
+                if t <= MAX_TIME and (last is None or t - last <= self._max_gap):
+                    self._last = t
+                    return hi
                 break
+        else:
+            return hi
+        for j in range(lo, hi):
+            ev = items[j]
+            if ev.__class__ is not _Late:
+                t = ev.time
+                if t > MAX_TIME or (last is not None and t - last > self._max_gap):
+                    return j
+                last = self._last = t
+        return hi
+
+    def _stream_fault(self, items: list, at: int, stop: int) -> None:
+        ev = items[at]
+        n = self._events - len(items) + at + 1
+        if ev.time > MAX_TIME:
+            why = f"time {ev.time} ns is beyond any real eventlog's"
+        else:
+            why = (f"time jumps {ev.time - self._last} ns (over derive.max_gap, "
+                   f"{self._max_gap} ns) from {self._last} ns")
+        self.stream_fault = (f"time jump: event {n} of the stream ({_show(ev)}): {why}; "
+                             f"the stream's points end before it")
+        self._dropped += stop - at
+        log.warning("%s%s", self._who(), self.stream_fault)
+
+    def _who(self) -> str:
+        tags = self._tags
+        return f"session {tags['session']}: " if tags else ""
+
+    def _deriver_fault(self, i: int, exc: Exception, bucket, where: str = "") -> None:
+        """Derivers[i] raised: it is replaced by one that takes nothing."""
+        d = self.derivers[i]
+        name = d.measurement
+        if isinstance(exc, DeriveFault) and exc.event is not None:
+            where = f"at {_show(exc.event)}"
+        elif bucket:
+            where = (f"in {len(bucket)} events from {_show(bucket[0])} to {_show(bucket[-1])}")
+        cause = exc.cause if isinstance(exc, DeriveFault) else exc
+        msg = (f"{name}: {type(cause).__name__}: {str(cause)[:200]} {where} "
+               f"(near event {self._events} of the stream); no more {name} points")
+        self.deriver_faults[name] = msg
+        dead = _Dead(name)
+        self.derivers[i] = dead
+        for ds in self._wanting.values():
+            for k, other in enumerate(ds):
+                if other is d:
+                    ds[k] = dead
+        log.error("%sderiver fault: %s", self._who(), msg)
 
     def _drain(self, points: list) -> None:
         own = self._own_bucket
@@ -275,9 +375,13 @@ class Pipeline:
             for ev in own:
                 self._own[ev.type](ev, False)
             own.clear()
-        for d, bucket in zip(self.derivers, self._buckets):
+        for i, (d, bucket) in enumerate(zip(self.derivers, self._buckets)):
             if bucket:
-                out = d.feed_many(bucket, False)
+                try:
+                    out = d.feed_many(bucket, False)
+                except Exception as exc:  # noqa: BLE001 -- a bug: ends this deriver only
+                    self._deriver_fault(i, exc, bucket)
+                    out = None
                 bucket.clear()
                 if out:
                     points.extend(out)
@@ -291,7 +395,11 @@ class Pipeline:
         if own is not None:
             own(ev, True)
         for d in self._wanting.get(ev.type, ()):
-            out = d.feed_many((ev,), True)
+            try:
+                out = d.feed_many((ev,), True)
+            except Exception as exc:  # noqa: BLE001 -- a bug: ends this deriver only
+                self._deriver_fault(self.derivers.index(d), exc, None, f"at late {_show(ev)}")
+                out = None
             if out:
                 points.extend(out)
 
@@ -327,13 +435,50 @@ class Pipeline:
         return None
 
     def _program_args(self, ev: Event, late: bool):
-        if self._program is None:
+        if self._program is None and len(ev.fields) > 1:
             args = ev.fields[1]
             if args and args[0]:
                 self._program = args[0].replace("\\", "/").rsplit("/", 1)[-1]
         return None
 
     def _on_pid(self, ev: Event, late: bool):
-        if self._pid is None:
+        if self._pid is None and len(ev.fields) > 1:
             self._pid = ev.fields[1]
         return None
+
+
+class _Dead:
+    """What a deriver that raised is replaced with: takes nothing, gives nothing."""
+
+    wants: frozenset = frozenset()
+
+    def __init__(self, measurement: str):
+        self.measurement = measurement
+
+    def feed_many(self, events, late: bool = False) -> list:
+        return []
+
+    def feed(self, ev, late: bool = False) -> list:
+        return []
+
+    def flush(self, end: int) -> list:
+        return []
+
+
+def _show(ev) -> str:
+    """An event for a message: type, name, time, capability, a short view of the fields."""
+    if ev.__class__ is _Late:
+        ev = ev[3]
+    fields = ", ".join(_short(f) for f in ev.fields[:8])
+    return f"{ev.name} (type {ev.type}) at {ev.time} ns, cap {ev.cap}, fields ({fields})"
+
+
+def _short(value) -> str:
+    """Never the whole of an untrusted value (``repr`` of a huge int raises)."""
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 64 else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, str):
+        return repr(value[:40] + ("..." if len(value) > 40 else ""))
+    if isinstance(value, (list, tuple)):
+        return f"<{type(value).__name__} of {len(value)}>"
+    return type(value).__name__

@@ -40,6 +40,8 @@ class SparksDeriver(ByType):
         self._handlers = {SPARK_COUNTERS: self._counters}
 
     def _counters(self, ev: Event, late: bool) -> list[Point]:
+        if len(ev.fields) < len(NAMES):  # (an UnknownEvent: a shorter layout than any known)
+            return []
         t = ev.time
         clock = self._clock
         out: list[Point] = []
