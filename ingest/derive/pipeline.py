@@ -71,9 +71,9 @@ _BIT = {WALL_CLOCK_TIME: 1, OS_PID: 2, PROGRAM_ARGS: 4}
 # still in the CPU cache when the derivers read them
 _SLICE = 4096
 _TYPE_IDS = 1 << 16  # event type ids are 16-bit
-# eventlog times beyond this (73 years after the RTS started) are corrupt: no point
-# could be written with them (InfluxDB takes times up to 2262)
-MAX_TIME = 1 << 61
+# eventlog times beyond this (146 years after the RTS started) are corrupt: anchored
+# at today's Unix time, no point could be written with them past 2262 (InfluxDB's end)
+MAX_TIME = 1 << 62
 
 log = logging.getLogger("liveprof.derive")
 
@@ -284,6 +284,8 @@ class Pipeline:
         buckets, then goes to its derivers alone (so every deriver sees its
         events in the released order).  A slice is first checked for a time
         jump (``_jump``): the events from one on are not fed."""
+        if self.stream_fault is not None:
+            return
         route = self._route
         self._out = points
         for lo in range(start, stop, _SLICE):
@@ -294,7 +296,7 @@ class Pipeline:
                     append(ev)
             self._drain(points)
             if cut < hi:
-                self._stream_fault(items, cut, stop)
+                self._stream_fault(items, cut)
                 break
 
     def _jump(self, items: list, lo: int, hi: int) -> int:
@@ -332,7 +334,7 @@ class Pipeline:
                 last = self._last = t
         return hi
 
-    def _stream_fault(self, items: list, at: int, stop: int) -> None:
+    def _stream_fault(self, items: list, at: int) -> None:
         ev = items[at]
         n = self._events - len(items) + at + 1
         if ev.time > MAX_TIME:
@@ -342,7 +344,7 @@ class Pipeline:
                    f"{self._max_gap} ns) from {self._last} ns")
         self.stream_fault = (f"time jump: event {n} of the stream ({_show(ev)}): {why}; "
                              f"the stream's points end before it")
-        self._dropped += stop - at
+        self._dropped += len(items) - at
         log.warning("%s%s", self._who(), self.stream_fault)
 
     def _who(self) -> str:

@@ -202,7 +202,8 @@ def derive(data: bytes, decoder_cls=Decoder, chunk: int = 65536, live: bool = Fa
            settings: DeriveSettings | None = None) -> tuple[list, Pipeline, str | None]:
     """The whole pipeline over ``data``, as ``liveprof derive`` runs it: points
     (rendered as line protocol), the pipeline, and the DecodeError text if the
-    decoder stopped.  Anything else raised is a bug and propagates."""
+    decoder stopped (or where the stream was cut).  Anything else raised is a
+    bug and propagates."""
     pipe = Pipeline(settings or DeriveSettings(), Identity(host="fuzz", session="s"),
                     order=OrderSettings(live=live))
     dec = decoder_cls(only=pipe.wants)
@@ -210,7 +211,9 @@ def derive(data: bytes, decoder_cls=Decoder, chunk: int = 65536, live: bool = Fa
     try:
         for i in range(0, len(data), chunk):
             points.extend(pipe.feed(dec.feed(data[i:i + chunk])))
-        dec.close()
+        end = dec.close()
+        if end.truncated:
+            error = f"cut: {end.reason} at byte {end.offset}"
     except DecodeError as exc:
         points.extend(pipe.feed(exc.events))
         error = str(exc)
