@@ -88,7 +88,7 @@ class Identity:
 
 @dataclass
 class PipelineStats:
-    events: int = 0
+    events: int = 0  # events derived (a stream fault's dropped ones are not)
     points: int = 0
     late_events: int = 0
     evicted_events: int = 0
@@ -116,6 +116,7 @@ class Pipeline:
             names = [n for n in names if n not in PER_CAPABILITY]
         self.derivers = [REGISTRY[n](self.settings) for n in names]
         self.merge = Merge(order)
+        self.merge.max_gap = self.settings.max_gap_ns
         self.clock = Clock(self.identity.start_wall_ns)
         self._wait = identity_wait_ns
         self._max_held = max_held_events
@@ -166,12 +167,30 @@ class Pipeline:
     def feed(self, events: Iterable[Event]) -> list[Point]:
         if not isinstance(events, list):
             events = list(events)
+        if self.stream_fault is not None:
+            self._dropped += sum(1 for ev in events if ev[0] != BLOCK_MARKER)
+            return []
         # the batch's types, in one pass (in C) over events fresh from the decoder
         # (each further pass costs about as much: they no longer fit in the cache)
         types = set(map(_TYPE, events))
         if self._preamble and not self._preamble_types.isdisjoint(types):
             events = self._drop_preamble(events)
-        return self._run(self.merge.push(events, types))
+        out = self._run(self.merge.push(events, types))
+        if self.merge.jumped is not None:  # live: a jump stopped the merge
+            out += self._run(self.merge.flush())
+            self._arrival_fault()
+        return out
+
+    def _arrival_fault(self) -> None:
+        merge = self.merge
+        ev = merge.jumped
+        if self.stream_fault is None:
+            self.stream_fault = (
+                f"time jump: an event arriving after event {self._events} of the stream "
+                f"({_show(ev)}) is over derive.max_gap ({self._max_gap} ns) past the newest "
+                f"before it; the stream's points end before it")
+            log.warning("%s%s", self._who(), self.stream_fault)
+        self._dropped += merge.jump_dropped
 
     def _drop_preamble(self, events: list) -> list[Event]:
         types, seen = self._preamble_types, self._preamble
@@ -345,6 +364,7 @@ class Pipeline:
         self.stream_fault = (f"time jump: event {n} of the stream ({_show(ev)}): {why}; "
                              f"the stream's points end before it")
         self._dropped += len(items) - at
+        self._events -= len(items) - at  # (counted as dropped, not as derived)
         log.warning("%s%s", self._who(), self.stream_fault)
 
     def _who(self) -> str:

@@ -31,12 +31,12 @@ def series(lines) -> set[str]:
 _ORIGINAL: dict = {}
 
 
-def original(live: bool):
+def original(live: bool, events: bool = False):
     if live not in _ORIGINAL:
         lines, pipe, error = derive(LOG.data, settings=NO_LIMIT, live=live)
         assert error is None and pipe.stream_fault is None
-        _ORIGINAL[live] = lines
-    return _ORIGINAL[live]
+        _ORIGINAL[live] = lines, pipe.stats.events
+    return _ORIGINAL[live][events]
 
 
 def unix(line: str) -> int:
@@ -71,9 +71,10 @@ def test_an_absurd_jump_is_a_logged_stream_fault(caplog, live, shift):
         lines, pipe, error = derive(LOG.shift(SPLIT, shift), live=live)
     assert error is None and not pipe.deriver_faults
     fault = pipe.stream_fault
-    assert fault is not None and fault.startswith("time jump: event ")
+    assert fault is not None and fault.startswith("time jump: ")
     assert "over derive.max_gap" in fault or "beyond any real eventlog" in fault
-    assert 0 < pipe.stats.dropped_events < pipe.stats.events
+    assert 0 < pipe.stats.dropped_events
+    assert pipe.stats.events + pipe.stats.dropped_events == original(live, events=True)
     assert [r for r in caplog.records if r.name == "liveprof.derive"
             and r.levelno == logging.WARNING and "time jump" in r.getMessage()]
     # nothing after the jump; everything well before it as the whole log has it
@@ -87,5 +88,26 @@ def test_a_stream_starting_past_any_real_time_is_a_fault():
     data = LOG.shift(0, 10**10 * SECOND)
     lines, pipe, error = derive(data)
     assert pipe.stream_fault is not None and "beyond any real eventlog" in pipe.stream_fault
-    assert pipe.stats.dropped_events == pipe.stats.events > 0
+    assert pipe.stats.events == 0 and pipe.stats.dropped_events > 0
     assert all(unix(line) < 1 << 63 for line in lines)
+
+
+def test_capabilities_past_the_bound_make_no_series():
+    """A stream naming 5,000 capabilities (CapCreate, then a run on each, in
+    every one of 3 windows): capability points for at most MAX_CAPS of them."""
+    from protocol import Event
+    from ingest.derive.capability import MAX_CAPS
+    from ingest.derive.pipeline import Identity, Pipeline
+
+    n = 5000
+    evs = [Event(45, "CapCreate", 1, None, (c,)) for c in range(n)]
+    for w in range(3):
+        for c in range(n):
+            t = w * SECOND + 10 + c
+            evs += [Event(1, "RunThread", t, c, (1,)), Event(2, "StopThread", t + 1, c, (1, 3, 0))]
+    pipe = Pipeline(identity=Identity(host="h", session="s"), derivers=["capability"])
+    points = pipe.feed(evs) + pipe.close()
+    caps = {p.tags["cap"] for p in points}
+    assert len(caps) == MAX_CAPS
+    assert len(points) <= MAX_CAPS * 3
+    assert pipe.derivers[0].refused_caps > 0
