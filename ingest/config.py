@@ -56,7 +56,13 @@ class DeriveConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     window: float = Field(1.0, gt=0, description="aggregation window, seconds")
-    top: int = Field(10, ge=1, description="busiest labels kept by name per window")
+    top: int = Field(10, ge=1, description="a label is named when among the busiest this "
+                                           "many of a window, and keeps its name")
+    max_labels: int = Field(100, ge=1, description="labels named per session and measurement "
+                                                   "(the rest: 'other'); docs/schema.md")
+    max_gap: float = Field(86400.0, gt=0, description="a longer jump in eventlog time is a "
+                                                      "corrupt stream: its points end there, "
+                                                      "seconds")
     measurements: list[str] | None = Field(None, description="None: all of them")
     app: str | None = Field(None, description="the app tag; None: the program's name")
     host: str | None = Field(None, description="the host tag; None: the stream's peer")

@@ -82,6 +82,8 @@ class Stream:
         # the monitor protocol drops every event's capability
         caps_known = info.source not in ("monitor_tcp", "monitor_udp")
         settings = DeriveSettings(window_ns=max(1, int(config.window * 1e9)), top_n=config.top,
+                                  max_labels=config.max_labels,
+                                  max_gap_ns=int(config.max_gap * 1e9),
                                   caps_known=caps_known)
         host = host if host is not None else config.host
         identity = Identity(app=app if app is not None else config.app,
@@ -117,7 +119,7 @@ class Stream:
             if end.truncated and end.reason != "no end marker":
                 log.info("%s: stream cut (%s at byte %d)", rec.info.name, end.reason, end.offset)
         self._submit(self.pipeline.close())
-        rec.error = rec.error or error
+        rec.error = rec.error or error or self.pipeline.stream_fault
         rec.ended = time.time()
         rec.clock = self.pipeline.stats.clock
         log.info("%s: ended: %d bytes, %d events, %d points%s", rec.info.name, rec.bytes,

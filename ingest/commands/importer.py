@@ -86,7 +86,8 @@ class Unavailable(Exception):
 async def import_file(path: str, sink, settings, args, show: bool) -> dict:
     derive = settings.derive
     pipe, decoder = file_pipeline(
-        path, DeriveSettings(window_ns=max(1, int(derive.window * 1e9)), top_n=derive.top),
+        path, DeriveSettings(window_ns=max(1, int(derive.window * 1e9)), top_n=derive.top,
+                             max_labels=derive.max_labels, max_gap_ns=int(derive.max_gap * 1e9)),
         app=derive.app, host=derive.host, derivers=derive.measurements,
         order=OrderSettings(live=False))
     progress = Progress(os.path.basename(path), os.path.getsize(path), show)

@@ -19,6 +19,11 @@ Contract:
   last event time seen) and returns the remaining points.
 - ``wants`` lists the event type ids the deriver needs, so that the decoder
   can skip the rest.
+- Whatever the decoder returns must be safe: an event of an older or shorter
+  layout (fewer fields, ``None`` for a field it could not read, ``()`` for an
+  ``UnknownEvent``) is skipped or taken for what it has, never an error.  If a
+  deriver raises all the same, the pipeline ends that deriver's points alone
+  and logs which event it was (``DeriveFault``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ from protocol import Event
 from .point import Point
 
 SECOND = 1_000_000_000
+DAY = 86_400 * SECOND
+# a gap of more than this many windows with nothing in them is written as this
+# many windows, one by one, then the rest of the gap as one point (see Windows)
+GAP_WINDOWS = 10
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,23 @@ class DeriveSettings:
     # it): the per-capability measurements (capability, sparks, heap allocation)
     # cannot be computed and are left out rather than made up
     caps_known: bool = True
+    # a time jump (between events in time order) longer than this is a stream fault:
+    # the stream's points end there (docs/schema.md); no real program goes a day silent
+    # between two events of its eventlog, a corrupt timestamp does
+    max_gap_ns: int = DAY
+    # labels named per session and measurement (threads, spans, heap_profile per mode):
+    # once named a label keeps its name; labels beyond the bound go to other_label
+    max_labels: int = 100
+
+
+class DeriveFault(Exception):
+    """A deriver could not take an event (a bug: derivers take whatever the
+    decoder returns); ``event`` is that event when known."""
+
+    def __init__(self, event, cause: BaseException):
+        super().__init__(f"{type(cause).__name__}: {str(cause)[:200]}")
+        self.event = event
+        self.cause = cause
 
 
 class Deriver(Protocol):
@@ -55,21 +81,57 @@ class Deriver(Protocol):
     def flush(self, end: int) -> list[Point]: ...
 
 
-def top_n_with_other(acc: dict[str, list[int]], n: int, other: str) -> list[tuple[str, list[int]]]:
-    """The ``n`` entries with the largest first value (ties by name), the rest
-    summed element-wise under ``other`` (merged with a real label of that name)."""
-    if len(acc) <= n:
+class Names:
+    """Stable label names of one measurement in one session (issue 14, item 3).
+
+    A label is named the first time it is among the ``top_n`` of a window (or
+    census; ranked by the first value, largest first, ties by name), while
+    fewer than ``max_labels`` are named; once named it keeps its name in every
+    later window.  Labels without a name are summed (element-wise) under
+    ``other``, merged with a real label of that name.  So names never flicker,
+    a label's series sums to its total from the window it was named in, at
+    most ``max_labels`` + 1 series are made, and the naming depends only on
+    the windows' contents in time order, never on how the stream was cut into
+    pieces.  ``folded``: entries summed into ``other`` (one per label and
+    window)."""
+
+    __slots__ = ("named", "top_n", "max_labels", "other", "folded")
+
+    def __init__(self, top_n: int, max_labels: int, other: str):
+        self.named: set[str] = set()
+        self.top_n = top_n
+        self.max_labels = max_labels
+        self.other = other
+        self.folded = 0
+
+    def split(self, acc: dict[str, list[int]]) -> list[tuple[str, list[int]]]:
+        """The window's entries by name, sorted (``acc`` is consumed)."""
+        named, other = self.named, self.other
+        new = [label for label in acc if label not in named and label != other]
+        if not new:
+            return sorted(acc.items())
+        room = self.max_labels - len(named)
+        if room > 0:
+            if len(acc) > self.top_n:
+                ranked = sorted(acc, key=lambda label: (-acc[label][0], label))
+                top = {label for label in ranked[:self.top_n] if label not in named
+                       and label != other}
+            else:
+                top = set(new)
+            if top:
+                if len(top) > room:
+                    top = set(sorted(top, key=lambda label: (-acc[label][0], label))[:room])
+                named.update(top)
+                new = [label for label in new if label not in top]
+        if new:
+            self.folded += len(new)
+            rest = [0] * len(acc[new[0]])
+            for label in new:
+                for i, v in enumerate(acc.pop(label)):
+                    rest[i] += v
+            mine = acc.get(other)
+            acc[other] = [a + b for a, b in zip(mine, rest)] if mine else rest
         return sorted(acc.items())
-    ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))
-    kept = dict(ranked[:n])
-    rest = [0] * len(ranked[0][1])
-    for _, vals in ranked[n:]:
-        for i, v in enumerate(vals):
-            rest[i] += v
-    if other in kept:
-        rest = [a + b for a, b in zip(kept[other], rest)]
-    kept[other] = rest
-    return sorted(kept.items())
 
 
 def window_start(t: int, window_ns: int) -> int:
@@ -102,12 +164,15 @@ class ByType:
     def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
         handlers = self._handlers
         out: list[Point] = []
-        for ev in events:
-            h = handlers.get(ev[0])
-            if h is not None:
-                got = h(ev, late)
-                if got:
-                    out.extend(got)
+        try:
+            for ev in events:
+                h = handlers.get(ev[0])
+                if h is not None:
+                    got = h(ev, late)
+                    if got:
+                        out.extend(got)
+        except Exception as exc:  # (a bug; the pipeline names the event)
+            raise DeriveFault(ev, exc) from exc
         return out
 
 
@@ -140,16 +205,28 @@ class Windows:
         credits what is open up to the window end and returns the window's
         points.  If ``carry()`` (something is still open) the next window
         follows the closed one, else the clock jumps to ``t``'s window.  The
-        first call only opens ``t``'s window."""
+        first call only opens ``t``'s window.
+
+        A gap costs at most ``GAP_WINDOWS + 2`` closes, however long: after
+        ``GAP_WINDOWS`` empty windows carried one by one (a pause of the
+        program shows as it is), the rest of the gap up to ``t``'s window is
+        closed as one window (its point, at its start, covers it whole)."""
         if self.end == -1:
             self.open_at(t)
             return []
         out: list[Point] = []
+        empty = 0
         while t >= self.end:
             end = self.end
             out.extend(close(end))
-            if carry is not None and carry():
-                self.start, self.end = end, end + self.size
-            else:
+            if carry is None or not carry():
                 self.open_at(t)
+            elif empty == GAP_WINDOWS and t >= end + self.size:
+                stop = window_start(t, self.size)
+                self.start, self.end = end, stop
+                out.extend(close(stop))
+                self.start, self.end = stop, stop + self.size
+            else:
+                empty += 1
+                self.start, self.end = end, end + self.size
         return out

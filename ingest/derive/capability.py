@@ -9,7 +9,9 @@ whichever comes first: a killed log has no ``CapCreate``) to its
 was spent in and split at window boundaries, so for every window
 ``mutator_ns + gc_ns + idle_ns`` is the time the capability existed in it:
 the window length, except in its first and last window.  Windows in which
-nothing happened still get their points (all idle, or all in one state).
+nothing happened still get their points (all idle, or all in one state).  At
+most ``MAX_CAPS`` capabilities per stream are followed (the events of others
+are counted in ``refused_caps``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from .point import Point
 
 RUN_THREAD, STOP_THREAD, START_GC, END_GC = 1, 2, 9, 10
 CAP_CREATE, CAP_DELETE = 45, 46
+# capabilities per session (and so series): more than any machine GHC runs on has
+# cores; a crafted stream naming all 65,536 would make that many points per window
+MAX_CAPS = 1024
 MUT, GC, IDLE = 2, 3, 4  # state: the index in a capability's record of the time spent in it
 # event type -> the state it puts its capability in (None: not a transition)
 _STATE = [None] * 64
@@ -38,8 +43,9 @@ class CapabilityDeriver(Batched):
         self._clock = Windows((settings or DeriveSettings()).window_ns)
         self._caps: dict[int, list] = {}  # cap -> [state, since, mut, gc, idle]
         self._gone: dict[int, list] = {}  # deleted during the current window
-        self._tags: dict[int, str] = {}
+        self._tags: dict[int, str] = {}  # every capability seen -> its tag
         self.late_events = 0
+        self.refused_caps = 0  # events of capabilities past MAX_CAPS
 
     def feed_many(self, events: Sequence[Event], late: bool = False) -> list:
         if late:  # a late event would rewrite a capability's past: ignored
@@ -58,7 +64,11 @@ class CapabilityDeriver(Batched):
                 if t >= we:
                     out.extend(clock.advance(t, self._close, caps.__len__))
                     we = clock.end
-                rec = caps.get(cap) or self._rec(cap, t)
+                rec = caps.get(cap)
+                if rec is None:
+                    rec = self._rec(cap, t)
+                    if rec is None:
+                        continue
                 rec[rec[0]] += t - rec[1]
                 rec[0] = state
                 rec[1] = t
@@ -66,6 +76,8 @@ class CapabilityDeriver(Batched):
             if t >= we:
                 out.extend(clock.advance(t, self._close, caps.__len__))
                 we = clock.end
+            if not fields:  # (an UnknownEvent: a shorter layout than any known)
+                continue
             if ty == CAP_CREATE:
                 self._rec(fields[0], t)
             elif ty == CAP_DELETE:
@@ -107,11 +119,16 @@ class CapabilityDeriver(Batched):
                              {"mutator_ns": mut, "gc_ns": gc, "idle_ns": idle}, ws))
         rec[MUT] = rec[GC] = rec[IDLE] = 0
 
-    def _rec(self, cap: int, t: int) -> list:
+    def _rec(self, cap: int, t: int) -> list | None:
+        """The record of ``cap`` (opened at ``t`` if new); None past ``MAX_CAPS``."""
         rec = self._caps.get(cap)
         if rec is None:
             rec = self._gone.pop(cap, None)
             if rec is None:
+                if len(self._tags) >= MAX_CAPS and cap not in self._tags:
+                    self.refused_caps += 1
+                    return None
+                self._tags.setdefault(cap, str(cap))
                 rec = [IDLE, t, 0, 0, 0]
             else:
                 rec[0], rec[1] = IDLE, t

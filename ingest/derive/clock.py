@@ -15,6 +15,7 @@ Unix epoch.  See docs/schema.md.
 from __future__ import annotations
 
 WALL_CLOCK_TIME = 43
+MAX_UNIX_NS = 1 << 62  # year 2116; InfluxDB takes up to 2262 (a WallClockTime past it is corrupt)
 
 
 class Clock:
@@ -30,10 +31,13 @@ class Clock:
 
     def observe(self, ev) -> bool:
         """Take a WallClockTime event; True if it anchored the clock (the first
-        one does; later ones are ignored: time must not jump)."""
-        if self.offset is not None:
+        one does; later ones are ignored: time must not jump; so is one too
+        short to carry the time, or one past ``MAX_UNIX_NS``)."""
+        if self.offset is not None or len(ev.fields) < 3:
             return False
         sec, nsec = ev.fields[1], ev.fields[2]
+        if sec * 1_000_000_000 + nsec >= MAX_UNIX_NS:  # corrupt: no point could be written
+            return False
         self.wall_clock = (ev.time, sec, nsec)
         self.offset = sec * 1_000_000_000 + nsec - ev.time
         self.source = "wall_clock_event"

@@ -124,6 +124,8 @@ class GcDeriver(ByType):
         return _NONE
 
     def _stats(self, ev: Event, late: bool):
+        if len(ev.fields) < 8:  # (an UnknownEvent: a shorter layout than any known)
+            return _NONE
         cur = self._cur
         if cur is not None and cur.stats is None:
             cur.stats = ev.fields
@@ -156,7 +158,8 @@ class GcDeriver(ByType):
         return _NONE
 
     def _heap_info(self, ev: Event, late: bool):
-        self._gens = ev.fields[1]
+        if len(ev.fields) > 1:
+            self._gens = ev.fields[1]
         return _NONE
 
     # -- output ----------------------------------------------------------------

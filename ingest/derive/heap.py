@@ -6,7 +6,8 @@ current / needed / returned, last in the window).  Allocation: ``HeapAllocated``
 is a cumulative per-capability counter; the bytes allocated in a window are the
 sum over capabilities of the counter's increases posted in that window (the
 first posting of a capability counts from 0, a counter never goes down, so
-over a whole log this is the sum of each capability's last value).
+over a whole log this is the sum of each capability's last value).  Events
+too short to carry their figures (an ``UnknownEvent``) only move the clock.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class HeapDeriver(ByType):
 
     def _allocated_ev(self, ev: Event, late: bool):
         out = self._roll(ev.time)
+        if len(ev.fields) < 2:  # (an UnknownEvent: a shorter layout than any known)
+            return out
         value = ev.fields[1]
         last = self._alloc_last.get(ev.cap, 0)
         if value > last:
@@ -99,6 +102,8 @@ class HeapDeriver(ByType):
 
         def handler(ev: Event, late: bool):
             out = self._roll(ev.time)
+            if len(ev.fields) < 2:
+                return out
             v = ev.fields[1]
             g = self._gauges.get(name)
             if late:
@@ -120,6 +125,8 @@ class HeapDeriver(ByType):
 
     def _mem_ev(self, ev: Event, late: bool):
         out = self._roll(ev.time)
+        if len(ev.fields) < 4:
+            return out
         if late:
             self.late_events += 1
             if self._mem is not None:

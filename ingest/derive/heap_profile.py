@@ -14,8 +14,10 @@ of one label within a census are summed.
 
 One point per label per census, at the census begin time (for biographical
 censuses, the ``sample_time`` the RTS records, as their events are all written
-at the end of the run); only the ``top_n`` labels by residency keep their
-name, the rest is summed into ``other_label``.  Tag ``mode`` is the breakdown
+at the end of the run).  Labels are named stably per heap profile, as threads'
+are (``Names``: named the first time among a census's ``top_n`` by residency,
+at most ``max_labels`` per profile and session); the rest is summed into
+``other_label``.  Tag ``mode`` is the breakdown
 of the profile (``HeapProfBegin``); an empty census gives no point.
 """
 
@@ -26,7 +28,7 @@ from typing import ClassVar
 from protocol import Event
 from protocol.eventlog import HeapProfBreakdown
 
-from .base import ByType, DeriveSettings, top_n_with_other
+from .base import ByType, DeriveSettings, Names
 from .point import Point
 
 HEAP_PROF_BEGIN, COST_CENTRE, SAMPLE_BEGIN, SAMPLE_CC, SAMPLE_STRING, SAMPLE_END, BIO_BEGIN = (
@@ -55,8 +57,8 @@ class HeapProfileDeriver(ByType):
 
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
-        self._top_n = s.top_n
-        self._other = s.other_label
+        self._settings = s
+        self._names: dict[int, Names] = {}  # heap profile id -> its stable label names
         self._modes: dict[int, str] = {}  # heap profile id -> breakdown mode
         self._cc_names: dict[int, str] = {}  # cost centre id -> label
         self._stacks: dict[tuple, str] = {}  # rendered cost-centre stacks
@@ -74,6 +76,10 @@ class HeapProfileDeriver(ByType):
             SAMPLE_END: self._end,
         }
 
+    @property
+    def folded(self) -> int:
+        return sum(n.folded for n in self._names.values())
+
     def flush(self, end: int) -> list[Point]:
         return self._close()
 
@@ -81,20 +87,29 @@ class HeapProfileDeriver(ByType):
 
     def _begin_profile(self, ev: Event, late: bool = False) -> list[Point]:
         out = self._close()
-        breakdown = ev.fields[2]
-        self._modes[ev.fields[0]] = MODES.get(breakdown) or f"breakdown_{int(breakdown)}"
+        f = ev.fields
+        if len(f) > 2 and f[0] is not None:
+            breakdown = f[2]
+            mode = MODES.get(breakdown) if breakdown is not None else UNKNOWN_MODE
+            self._modes[f[0]] = mode or f"breakdown_{int(breakdown)}"
         return out
 
     def _cost_centre(self, ev: Event, late: bool = False) -> list[Point]:
-        cc, label, module, _srcloc, flags = ev.fields
+        if len(ev.fields) < 5:
+            return []
+        cc, label, module, _srcloc, flags = ev.fields[:5]
+        if cc is None or label is None:  # (cut short: its stacks show it as cc<id>)
+            return []
         # a CAF cost centre is per module: "GHC.Conc.Signal.CAF", as the RTS prints it
-        self._cc_names[cc] = f"{module}.{label}" if flags and flags & 1 else label
+        self._cc_names[cc] = f"{module}.{label}" if flags and flags & 1 and module else label
         return []
 
     def _begin(self, ev: Event, late: bool = False) -> list[Point]:
         out = self._close()
         # HeapBioProfSampleBegin: (era, sample_time); HeapProfSampleBegin: (era,)
-        self._time = ev.fields[1] if ev.type == BIO_BEGIN else ev.time
+        f = ev.fields
+        # (written at the end of the run, after their sample time: a later one is corrupt)
+        self._time = f[1] if ev.type == BIO_BEGIN and len(f) > 1 and f[1] <= ev.time else ev.time
         return out
 
     def _end(self, ev: Event, late: bool = False) -> list[Point]:
@@ -104,20 +119,26 @@ class HeapProfileDeriver(ByType):
         if self._time is None:
             self.orphan_samples += 1
             return []
-        key = (ev.fields[0], ev.fields[2] or EMPTY_LABEL)
-        self._acc[key] = self._acc.get(key, 0) + ev.fields[1]
+        f = ev.fields
+        if len(f) < 3 or f[0] is None or f[1] is None:  # (cut short)
+            return []
+        key = (f[0], f[2] or EMPTY_LABEL)
+        self._acc[key] = self._acc.get(key, 0) + f[1]
         return []
 
     def _sample_cc(self, ev: Event, late: bool = False) -> list[Point]:
         if self._time is None:
             self.orphan_samples += 1
             return []
-        stack = tuple(ev.fields[3] or ())
+        f = ev.fields
+        if len(f) < 4 or f[0] is None or f[1] is None:  # (cut short)
+            return []
+        stack = tuple(f[3] or ())
         label = self._stacks.get(stack)
         if label is None:
             label = self._render(stack)
-        key = (ev.fields[0], label)
-        self._acc[key] = self._acc.get(key, 0) + ev.fields[1]
+        key = (f[0], label)
+        self._acc[key] = self._acc.get(key, 0) + f[1]
         return []
 
     def _render(self, stack: tuple) -> str:
@@ -146,7 +167,11 @@ class HeapProfileDeriver(ByType):
         out = []
         for pid, sizes in per_profile.items():
             mode = self._modes.get(pid, UNKNOWN_MODE)
-            for label, (size,) in top_n_with_other(sizes, self._top_n, self._other):
+            names = self._names.get(pid)
+            if names is None:
+                s = self._settings
+                names = self._names[pid] = Names(s.top_n, s.max_labels, s.other_label)
+            for label, (size,) in names.split(sizes):
                 out.append(Point("heap_profile", {"mode": mode, "label": label},
                                  {"residency_bytes": size}, t))
         return out

@@ -16,7 +16,8 @@ stream: a census lists every allocator from the smallest up, and the
 logarithms (3, 4, 5, ...) are not multiples of 8 while byte sizes (8, 16,
 24, 32, ...) all are, from 32 on unambiguously.  Events seen before the form
 is known (at most the first three of the first census) wait for it; at the
-end of a stream that never told, byte sizes are assumed.
+end of a stream that never told, byte sizes are assumed.  A census of a block
+size past ``2**MAX_LOG2`` (corrupt) or too short to read is dropped (``bad``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from .point import Point
 
 MARK_BEGIN, MARK_END, SYNC_BEGIN, SYNC_END, SWEEP_BEGIN, SWEEP_END = range(200, 206)
 CENSUS = 207
+# the largest block size (as a base-2 logarithm) taken: the RTS's allocators go up
+# to a few KiB; past 2 GiB (with a u32 block count) live_bytes would overflow 64 bits
+MAX_LOG2 = 31
 
 # begin id -> phase, end id -> phase
 BEGINS = {MARK_BEGIN: "mark", SYNC_BEGIN: "sync", SWEEP_BEGIN: "sweep"}
@@ -60,7 +64,7 @@ class NonmovingPhasesDeriver(ByType):
             return []
         begin = starts.popleft()
         fields: dict = {"duration_ns": ev.time - begin}
-        if ev.type == MARK_END:
+        if ev.type == MARK_END and ev.fields:
             fields["marked_objects"] = ev.fields[0]
         return [Point("nonmoving", {"phase": phase}, fields, begin)]
 
@@ -78,9 +82,13 @@ class NonmovingCensusDeriver(ByType):
     def __init__(self, settings: DeriveSettings | None = None):
         self._log2: bool | None = None  # block size form, once known
         self._pending: list[Event] = []
+        self.bad = 0  # censuses dropped: too short, or a block size no allocator has
         self._handlers = {CENSUS: self._census}
 
     def _census(self, ev: Event, late: bool) -> list[Point]:
+        if len(ev.fields) < 4:  # (an UnknownEvent: a shorter layout than any known)
+            self.bad += 1
+            return []
         if self._log2 is None:
             raw = ev.fields[0]
             if raw % 8:
@@ -92,18 +100,33 @@ class NonmovingCensusDeriver(ByType):
                 return []
             pending, self._pending = self._pending, []
             pending.append(ev)
-            return [self._point(e) for e in pending]
-        return [self._point(ev)]
+            return self._points(pending)
+        return self._points((ev,))
 
     def flush(self, end: int) -> list[Point]:
         if self._log2 is None:
             self._log2 = False
         pending, self._pending = self._pending, []
-        return [self._point(e) for e in pending]
+        return self._points(pending)
 
-    def _point(self, ev: Event) -> Point:
-        raw, active, filled, live = ev.fields
-        size = 1 << raw if self._log2 else raw
+    def _points(self, events) -> list[Point]:
+        out = []
+        for ev in events:
+            p = self._point(ev)
+            if p is None:
+                self.bad += 1
+            else:
+                out.append(p)
+        return out
+
+    def _point(self, ev: Event) -> Point | None:
+        raw, active, filled, live = ev.fields[:4]
+        if self._log2:
+            if raw > MAX_LOG2:
+                return None
+            size = 1 << raw
+        else:
+            size = raw
         return Point("nonmoving_census", {"block_size": str(size)}, {
             "active_segments": active, "filled_segments": filled,
             "live_blocks": live, "live_bytes": live * size}, ev.time)

@@ -23,6 +23,11 @@ Two modes:
 An event that arrives older than the frontier is released at once, marked
 *late* (``late=True`` to the derivers), and counted in ``late_events``.
 
+Live, an event more than ``max_gap_ns`` after the newest so far (a corrupt
+time: left in, it would make every later event late) stops the merge: it and
+the rest of its batch are not taken, ``jumped`` is that event and
+``jump_dropped`` how many were left; the caller ends the stream (``flush``).
+
 Memory bound: every ``check_every`` arrivals, if more than ``max_held`` events
 are held, the oldest are released until ``max_held // 2`` remain, and the frontier
 moves up to the last one released (later arrivals behind it are late).  At
@@ -51,6 +56,7 @@ STARTUP, CAP_CREATE = 17, 45  # announce capabilities (streams) before they show
 _TYPE = itemgetter(0)  # Event.type
 _TIME = itemgetter(2)  # Event.time, and _Late's sort key
 _NEG_INF = -(1 << 63)
+_POS_INF = 1 << 80  # above any 64-bit time
 LATE = -1  # a _Late item's first element, where an event has its type id
 
 
@@ -101,6 +107,9 @@ class Merge:
         self._countdown = s.check_every
         self.late_events = 0
         self.evicted = 0  # events released early by the memory bound
+        self.max_gap = _POS_INF  # live: a longer jump past the newest stops the merge
+        self.jumped: Event | None = None
+        self.jump_dropped = 0
 
     @staticmethod
     def unwrap(item) -> tuple[Event, bool]:
@@ -116,7 +125,9 @@ class Merge:
         """``types``: the set of type ids in ``events`` (or a superset), if the
         caller has it: it saves a pass over them."""
         if self.live:
-            self._push_live(events)
+            if self.jumped is not None:
+                return []
+            self._push_live(events if isinstance(events, list) else list(events))
         else:
             self._push_whole(events, types)
         held_min, frontier = self._held_min, self._frontier
@@ -137,8 +148,15 @@ class Merge:
         frontier = self._frontier
         newest = self._newest
         held_min = self._held_min
+        jump_at = newest + self.max_gap if newest != _NEG_INF else _POS_INF
         for ev in events:
             t = ev.time
+            if t > jump_at:
+                self.jumped = ev
+                # (no earlier event equals it: it would have jumped)
+                self.jump_dropped = sum(1 for e in events[events.index(ev):]
+                                        if e[0] != BLOCK_MARKER)
+                break
             ty = ev.type
             if ty == BLOCK_MARKER:
                 self._frontier = frontier
@@ -159,6 +177,7 @@ class Merge:
                     held_min = t
             if t > newest:
                 newest = t
+                jump_at = t + self.max_gap
             cap = ev.cap
             old = latest.get(cap, _NO_STREAM)
             if old is _NO_STREAM:
@@ -266,6 +285,8 @@ class Merge:
         """``Startup`` (n caps) or ``CapCreate``: capabilities that exist but
         may not have shown an event yet hold the watermark back (at minus
         infinity, so only the lag bound moves the frontier) until they do."""
+        if not ev.fields:  # (an UnknownEvent: a shorter layout than any known)
+            return
         if ev.type == STARTUP:
             self._announced = True
         caps = range(ev.fields[0]) if ev.type == STARTUP else (ev.fields[0],)
@@ -278,6 +299,8 @@ class Merge:
             self._recompute_watermark()
 
     def _block_marker(self, ev: Event) -> None:
+        if len(ev.fields) < 2:  # (an UnknownEvent: a shorter layout than any known)
+            return
         self._blocks = True
         # a new block means the stream's previous block is complete up to its end_time
         prev = self._last_block_stream

@@ -37,6 +37,15 @@ holding them at exit, i.e. at the end of the file; a big file outgrows the
 merge's memory bound long before, so without the pre-scan they would arrive
 late (no clock, no program name, no major/minor).  They are merged first and
 their copies in the stream are dropped, so every event is seen once.
+
+Faults (docs/schema.md; ``faults.FaultGuard``): a jump in time (between
+released events, in time order; live, also past the newest arrived) longer
+than ``settings.max_gap_ns``, or a time beyond any real eventlog's
+(``faults.MAX_TIME``), is a *stream fault*: the stream's points end at the
+event before it, the rest of the stream is dropped and counted, and the fault
+is logged and kept in ``stream_fault``.  A deriver that raises (a bug: every
+deriver takes whatever the decoder returns) loses only its own measurement
+from there on: logged, naming the event, and kept in ``deriver_faults``.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from typing import Iterable, Sequence
 from protocol import Event
 
 from .base import DeriveSettings
+from .faults import FaultGuard, _show
 from .clock import WALL_CLOCK_TIME, Clock
 from .order import _TYPE, BLOCK_MARKER, CAP_CREATE, LATE, STARTUP, Merge, OrderSettings, _Late
 from .point import Point
@@ -74,15 +84,19 @@ class Identity:
 
 @dataclass
 class PipelineStats:
-    events: int = 0
+    events: int = 0  # events derived (a stream fault's dropped ones are not)
     points: int = 0
     late_events: int = 0
     evicted_events: int = 0
     clock: str | None = None
+    stream_fault: str | None = None  # why the stream's points ended early
+    dropped_events: int = 0  # events after a stream fault
+    deriver_faults: dict = field(default_factory=dict)  # measurement -> why it ended
+    labels_folded: dict = field(default_factory=dict)  # measurement -> entries put in other
     extra: dict = field(default_factory=dict)
 
 
-class Pipeline:
+class Pipeline(FaultGuard):
     def __init__(self, settings: DeriveSettings | None = None, identity: Identity | None = None,
                  derivers: Sequence[str] | None = None, order: OrderSettings | None = None,
                  identity_wait_ns: int = 1_000_000_000, max_held_events: int = 200_000,
@@ -98,6 +112,7 @@ class Pipeline:
             names = [n for n in names if n not in PER_CAPABILITY]
         self.derivers = [REGISTRY[n](self.settings) for n in names]
         self.merge = Merge(order)
+        self.merge.max_gap = self.settings.max_gap_ns
         self.clock = Clock(self.identity.start_wall_ns)
         self._wait = identity_wait_ns
         self._max_held = max_held_events
@@ -132,6 +147,10 @@ class Pipeline:
         self._events = 0
         self._points = 0
         self._closed = False
+        self._max_gap = self.settings.max_gap_ns
+        self.stream_fault: str | None = None
+        self.deriver_faults: dict[str, str] = {}
+        self._dropped = 0
         # events known ahead of the stream (a file's pre-scan): merged first; their
         # copies in the stream, matched by (type, time, cap), are dropped
         self._preamble = {(ev.type, ev.time, ev.cap) for ev in preamble}
@@ -144,12 +163,19 @@ class Pipeline:
     def feed(self, events: Iterable[Event]) -> list[Point]:
         if not isinstance(events, list):
             events = list(events)
+        if self.stream_fault is not None:
+            self._dropped += sum(1 for ev in events if ev[0] != BLOCK_MARKER)
+            return []
         # the batch's types, in one pass (in C) over events fresh from the decoder
         # (each further pass costs about as much: they no longer fit in the cache)
         types = set(map(_TYPE, events))
         if self._preamble and not self._preamble_types.isdisjoint(types):
             events = self._drop_preamble(events)
-        return self._run(self.merge.push(events, types))
+        out = self._run(self.merge.push(events, types))
+        if self.merge.jumped is not None:  # live: a jump stopped the merge
+            out += self._run(self.merge.flush())
+            self._arrival_fault()
+        return out
 
     def _drop_preamble(self, events: list) -> list[Event]:
         types, seen = self._preamble_types, self._preamble
@@ -169,8 +195,11 @@ class Pipeline:
         self._closed = True
         points = self._run(self.merge.flush(), stamp=False)
         end = self._last if self._last is not None else 0
-        for d in self.derivers:
-            points.extend(d.flush(end))
+        for i, d in enumerate(self.derivers):
+            try:
+                points.extend(d.flush(end))
+            except Exception as exc:  # noqa: BLE001 -- a bug: ends this deriver only
+                self._deriver_fault(i, exc, None, "at the end of the stream")
         if self._held is not None:
             self._held.extend(points)
             points = self._held
@@ -180,8 +209,10 @@ class Pipeline:
     @property
     def stats(self) -> PipelineStats:
         late = self.merge.late_events
+        folded = {d.measurement: d.folded for d in self.derivers if hasattr(d, "folded")}
         return PipelineStats(self._events, self._points, late, self.merge.evicted,
-                             self.clock.source)
+                             self.clock.source, self.stream_fault, self._dropped,
+                             dict(self.deriver_faults), folded)
 
     @property
     def tags(self) -> dict[str, str] | None:
@@ -195,6 +226,9 @@ class Pipeline:
         events themselves (so the batching cannot change it).  ``stamp=False``
         (at close) leaves stamping and settling to the caller."""
         if not items:
+            return []
+        if self.stream_fault is not None:
+            self._dropped += len(items)
             return []
         self._events += len(items)
         n = len(items)
@@ -252,21 +286,21 @@ class Pipeline:
         """Feed ``items[start:stop]`` to the derivers: routed to per-deriver
         buckets, each taken in one ``feed_many``; a late item first empties the
         buckets, then goes to its derivers alone (so every deriver sees its
-        events in the released order)."""
+        events in the released order).  A slice is first checked for a time
+        jump (``_jump``): the events from one on are not fed."""
+        if self.stream_fault is not None:
+            return
         route = self._route
         self._out = points
         for lo in range(start, stop, _SLICE):
             hi = min(lo + _SLICE, stop)
-            for ev in (items if lo == 0 and hi == len(items) else items[lo:hi]):
+            cut = self._jump(items, lo, hi)
+            for ev in (items if lo == 0 and cut == len(items) else items[lo:cut]):
                 for append in route[ev[0]]:
                     append(ev)
             self._drain(points)
-        # released events that are not late come in time order: the last is the newest
-        for j in range(stop - 1, start - 1, -1):
-            ev = items[j]
-            if ev.__class__ is not _Late:
-                if self._last is None or ev.time > self._last:
-                    self._last = ev.time
+            if cut < hi:
+                self._stream_fault(items, cut)
                 break
 
     def _drain(self, points: list) -> None:
@@ -275,9 +309,13 @@ class Pipeline:
             for ev in own:
                 self._own[ev.type](ev, False)
             own.clear()
-        for d, bucket in zip(self.derivers, self._buckets):
+        for i, (d, bucket) in enumerate(zip(self.derivers, self._buckets)):
             if bucket:
-                out = d.feed_many(bucket, False)
+                try:
+                    out = d.feed_many(bucket, False)
+                except Exception as exc:  # noqa: BLE001 -- a bug: ends this deriver only
+                    self._deriver_fault(i, exc, bucket)
+                    out = None
                 bucket.clear()
                 if out:
                     points.extend(out)
@@ -291,7 +329,11 @@ class Pipeline:
         if own is not None:
             own(ev, True)
         for d in self._wanting.get(ev.type, ()):
-            out = d.feed_many((ev,), True)
+            try:
+                out = d.feed_many((ev,), True)
+            except Exception as exc:  # noqa: BLE001 -- a bug: ends this deriver only
+                self._deriver_fault(self.derivers.index(d), exc, None, f"at late {_show(ev)}")
+                out = None
             if out:
                 points.extend(out)
 
@@ -327,13 +369,13 @@ class Pipeline:
         return None
 
     def _program_args(self, ev: Event, late: bool):
-        if self._program is None:
+        if self._program is None and len(ev.fields) > 1:
             args = ev.fields[1]
             if args and args[0]:
                 self._program = args[0].replace("\\", "/").rsplit("/", 1)[-1]
         return None
 
     def _on_pid(self, ev: Event, late: bool):
-        if self._pid is None:
+        if self._pid is None and len(ev.fields) > 1:
             self._pid = ev.fields[1]
         return None

@@ -39,6 +39,7 @@ _NAME_BACKSLASHES = re.compile(r'\\+(?=[,= "]|\Z)')
 _HEADS: dict[tuple, str] = {}
 _KEYS: dict[str, str] = {}
 _CACHE_MAX = 4096
+_I64_MAX, _I64_MIN = (1 << 63) - 1, -(1 << 63)  # InfluxDB's integers
 
 
 @dataclass(slots=True)
@@ -54,8 +55,10 @@ class Point:
 
     def to_line(self) -> str:
         """InfluxDB line protocol, nanosecond precision.  Integers are written
-        as ``123i``, floats as decimals, strings quoted, booleans as true/false;
-        empty tag values are left out (InfluxDB refuses them)."""
+        as ``123i`` (saturated to 64 bits: only a corrupt event gives more, and
+        InfluxDB would refuse the whole batch), floats as decimals, strings
+        quoted, booleans as true/false; empty tag values are left out (InfluxDB
+        refuses them)."""
         key = (self.measurement, *self.tags.items())
         head = _HEADS.get(key)
         if head is None:
@@ -72,7 +75,10 @@ class Point:
                 ek = _key(k)
             cls = value.__class__
             if cls is int:
-                append(f"{ek}={value}i")
+                if _I64_MIN <= value <= _I64_MAX:
+                    append(f"{ek}={value}i")
+                else:  # (from a corrupt event) InfluxDB would refuse the whole batch
+                    append(f"{ek}={_I64_MAX if value > 0 else _I64_MIN}i")
             elif cls is float:
                 append(f"{ek}={value!r}")
             elif value is not None:

@@ -23,6 +23,9 @@ RTS_IDENTIFIER, PROGRAM_ARGS, OS_PID, OS_PPID = 29, 30, 32, 33
 CAP_CREATE, HEAP_INFO_GHC = 45, 52
 _NONE: tuple = ()
 _COMPLETE = 4  # program, rts, pid, heap info
+# fields each event must have to be taken (fewer: an UnknownEvent of a shorter layout)
+_NEED = {STARTUP: 1, VERSION: 1, PROGRAM_INVOCATION: 1, RTS_IDENTIFIER: 2, PROGRAM_ARGS: 2,
+         OS_PID: 2, OS_PPID: 2, CAP_CREATE: 1, HEAP_INFO_GHC: 6}
 
 
 class SessionDeriver(ByType):
@@ -50,8 +53,10 @@ class SessionDeriver(ByType):
         f = self._fields
         ty = ev.type
         x = ev.fields
+        if len(x) < _NEED[ty]:
+            return _NONE
         if ty == PROGRAM_ARGS:
-            args = [a for a in x[1] if a is not None]
+            args = [a for a in x[1] or () if a is not None]
             if args:
                 f["program"] = args[0].replace("\\", "/").rsplit("/", 1)[-1]
                 f["command"] = args[0]
@@ -66,7 +71,7 @@ class SessionDeriver(ByType):
                 self._have.add("program")
         elif ty == RTS_IDENTIFIER:
             f["rts"] = x[1]
-            ident = x[1].split()
+            ident = (x[1] or "").split()
             if ident and ident[0].startswith("GHC-"):
                 f["ghc_version"] = ident[0][4:]
             if len(ident) > 1:

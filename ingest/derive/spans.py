@@ -8,9 +8,11 @@ window boundaries: a window gets the part of each span that lies inside it;
 nested spans of one label each count), ``starts`` and ``stops`` (counted in
 the window of the message).  A STOP with no open START counts as a stop and
 adds no time.  Spans still open at ``flush(end)`` are credited up to ``end``.
-Per window only the ``top_n`` labels with the most ``time_ns`` (ties by name)
-keep their name; the others are summed, all three fields, into ``other_label``
-(as threads do).
+Labels are named stably, as threads' are (``Names``: named the first time
+among the ``top_n`` with the most ``time_ns`` in a window, ties by name, at
+most ``max_labels`` per session); the others are summed, all three fields,
+into ``other_label``.  Closing a window costs one step per label with open
+spans, however many spans are open.
 
 ``markers``: one point per ``UserMarker`` at its time (field ``text``, for
 annotations), and per window the number of user messages and markers.
@@ -22,7 +24,7 @@ from typing import ClassVar, Sequence
 
 from protocol import Event
 
-from .base import Batched, DeriveSettings, Windows, top_n_with_other
+from .base import Batched, DeriveSettings, Names, Windows
 from .point import Point
 
 USER_MESSAGE, USER_MARKER = 19, 58
@@ -35,9 +37,9 @@ class SpansDeriver(Batched):
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
         self._clock = Windows(s.window_ns)  # opened by the first span message
-        self._top_n = s.top_n
-        self._other = s.other_label
-        # label -> [time_ns, starts, stops of this window, open start times (most recent last)];
+        self.names = Names(s.top_n, s.max_labels, s.other_label)
+        # label -> [time_ns, starts, stops of this window, open start times (most recent last),
+        # how many of those began before the window, sum of the others' start times];
         # a label leaves when a window closes with none of its spans open
         self._labels: dict[str, list] = {}
         # whole message -> (state of its label, is START): one lookup per message
@@ -68,11 +70,16 @@ class SpansDeriver(Batched):
             if start:
                 st[1] += 1
                 st[3].append(t)
+                st[5] += t
             else:
                 st[2] += 1
                 stack = st[3]
                 if stack:
                     begin = stack.pop()
+                    if len(stack) >= st[4]:  # it began in this window
+                        st[5] -= begin
+                    else:
+                        st[4] -= 1
                     if t > begin:  # (a late STOP may be older than its START)
                         st[0] += t - (begin if begin > ws else ws)
                 else:
@@ -88,9 +95,13 @@ class SpansDeriver(Batched):
             return None
         st = self._labels.get(label)
         if st is None:
-            st = self._labels[label] = [0, 0, 0, []]
+            st = self._labels[label] = [0, 0, 0, [], 0, 0]
         kind = self._kinds[msg] = (st, start)
         return kind
+
+    @property
+    def folded(self) -> int:
+        return self.names.folded
 
     def flush(self, end: int) -> list[Point]:
         clock = self._clock
@@ -100,19 +111,22 @@ class SpansDeriver(Batched):
         self._credit_open(max(end, clock.start))
         for st in self._labels.values():
             st[3].clear()
+            st[4] = st[5] = 0
         out.extend(self._emit())
         clock.reset()
         return out
 
     def _credit_open(self, upto: int) -> None:
+        """Credit the open spans up to ``upto``; from then on all of them began
+        before the (next) window."""
         ws = self._clock.start
         for st in self._labels.values():
             stack = st[3]
             if stack:
-                ns = 0
-                for begin in stack:
-                    ns += upto - (begin if begin > ws else ws)
-                st[0] += ns
+                carried = st[4]
+                st[0] += carried * (upto - ws) + (len(stack) - carried) * upto - st[5]
+                st[4] = len(stack)
+                st[5] = 0
 
     def _close(self, end: int) -> list[Point]:
         self._credit_open(end)
@@ -134,7 +148,7 @@ class SpansDeriver(Batched):
             labels = self._labels
             self._kinds = {m: k for m, k in self._kinds.items() if k[0] is labels.get(m[6:] if k[1] else m[5:])}
         return [Point("spans", {"label": label}, {"time_ns": v[0], "starts": v[1], "stops": v[2]}, ws)
-                for label, v in top_n_with_other(acc, self._top_n, self._other)]
+                for label, v in self.names.split(acc)]
 
 
 class MarkersDeriver(Batched):

@@ -8,7 +8,8 @@ at the time of that post.  Besides the cumulative values as posted, each
 point carries ``*_delta`` fields: the increase since the previous point of the
 same capability (from zero for its first), so that summing the deltas of a
 cap gives its last cumulative value.  ``remaining`` is a gauge (the sparks in
-the pool), not cumulative, and has no delta.
+the pool), not cumulative, and has no delta.  At most ``MAX_CAPS`` capabilities
+per stream, as for ``capability``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import ClassVar
 from protocol import Event
 
 from .base import ByType, DeriveSettings, Windows
+from .capability import MAX_CAPS
 from .point import Point
 
 SPARK_COUNTERS = 34
@@ -37,9 +39,18 @@ class SparksDeriver(ByType):
         self._latest: dict[int | None, Event] = {}  # cap -> latest SparkCounters of this window
         self._prev: dict[int | None, tuple] = {}  # cap -> counters of its previous point
         self.late = 0
+        self._seen: set = set()  # capabilities (at most MAX_CAPS: the series of a session)
+        self.refused_caps = 0
         self._handlers = {SPARK_COUNTERS: self._counters}
 
     def _counters(self, ev: Event, late: bool) -> list[Point]:
+        if len(ev.fields) < len(NAMES):  # (an UnknownEvent: a shorter layout than any known)
+            return []
+        if ev.cap not in self._seen:
+            if len(self._seen) >= MAX_CAPS:
+                self.refused_caps += 1
+                return []
+            self._seen.add(ev.cap)
         t = ev.time
         clock = self._clock
         out: list[Point] = []

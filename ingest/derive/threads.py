@@ -12,9 +12,12 @@ Events without a capability (the monitor protocol drops it) key runs by
 thread instead: a thread runs on one capability at a time.
 
 Thread ids never become tags: a thread's time goes to its current label
-(``ThreadLabel``), or to ``unlabelled``.  Per window only the ``top_n``
-labels with the most runtime keep their name; the others are summed into
-``other_label``.  Run counts go to the window and label of the ``RunThread``.
+(``ThreadLabel``), or to ``unlabelled``.  Labels are named stably (``Names``):
+a label is named the first time it is among the ``top_n`` with the most
+runtime in a window, at most ``max_labels`` per session, and keeps its name;
+the time of labels without a name is summed into ``other_label``.  Run counts
+go to the window and label of the ``RunThread``.  Events too short to carry
+what is needed (an ``UnknownEvent`` of a shorter layout) are skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import ClassVar, Sequence
 from protocol import Event
 from protocol.eventlog import StopStatus
 
-from .base import Batched, DeriveSettings, Windows, top_n_with_other
+from .base import Batched, DeriveSettings, Names, Windows
 from .point import Point
 
 CREATE_THREAD, RUN_THREAD, STOP_THREAD, THREAD_LABEL = 0, 1, 2, 44  # (1, 2 as literals in feed_many)
@@ -56,8 +59,7 @@ class ThreadsDeriver(Batched):
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
         self._clock = Windows(s.window_ns)
-        self._top_n = s.top_n
-        self._other = s.other_label
+        self.names = Names(s.top_n, s.max_labels, s.other_label)
         self._labels: dict[int, str] = {}  # thread id -> label (dropped when it finishes)
         # cap -> [thread, start of uncredited time, its label (kept equal to _labels')]
         self._running: dict[int | None, list] = {}
@@ -86,7 +88,10 @@ class ThreadsDeriver(Batched):
                 self.late += 1
                 t = ws
             if ty == 2:  # StopThread
-                thread, status = fields[0], fields[1]
+                try:
+                    thread, status = fields[0], fields[1]
+                except IndexError:  # (no zero-cost check is cheaper: it is the hot loop)
+                    continue
                 if cap is None:  # capability unknown (monitor protocol): key by thread
                     cap = ~thread
                 run = running.pop(cap, None)
@@ -104,7 +109,10 @@ class ThreadsDeriver(Batched):
                     if status == finished and labels.pop(thread, None) is not None:
                         self._relabel(thread, unlabelled)
             elif ty == 1:  # RunThread
-                thread = fields[0]
+                try:
+                    thread = fields[0]
+                except IndexError:
+                    continue
                 label = labels.get(thread, unlabelled)
                 if cap is None:
                     cap = ~thread
@@ -125,9 +133,14 @@ class ThreadsDeriver(Batched):
             elif ty == CREATE_THREAD:
                 self._created += 1
             elif ty == THREAD_LABEL:
-                labels[fields[0]] = fields[1]
-                self._relabel(fields[0], fields[1])
+                if len(fields) == 2 and fields[0] is not None:
+                    labels[fields[0]] = fields[1]
+                    self._relabel(fields[0], fields[1])
         return out
+
+    @property
+    def folded(self) -> int:
+        return self.names.folded
 
     def flush(self, end: int) -> list[Point]:
         clock = self._clock
@@ -169,7 +182,7 @@ class ThreadsDeriver(Batched):
         ws = self._clock.start
         out = [
             Point("threads", {"label": label}, {"runtime_ns": vals[0], "runs": vals[1]}, ws)
-            for label, vals in top_n_with_other(self._acc, self._top_n, self._other)
+            for label, vals in self.names.split(self._acc)
         ]
         stops = self._stops
         if self._created or any(stops):

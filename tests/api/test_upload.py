@@ -14,7 +14,7 @@ from protocol import Decoder
 from protocol.eventlog import CATALOGUE
 from tests.api.conftest import Running, api_config, settings_for
 from tests.api.helpers import count, events_read, expected_events, total, upload_wants
-from tests.corpus import DATA, all_logs, sibling, summary, with_summary
+from tests.corpus import DATA, summary, with_summary
 
 SESSION_EVENTS = {CATALOGUE[t].name for t in SessionDeriver.wants}
 LOG = DATA / "threads-mvar.nonthreaded.l.eventlog"

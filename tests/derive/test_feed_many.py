@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ingest.derive.base import DeriveSettings, Windows
+from ingest.derive.base import GAP_WINDOWS, DeriveSettings, Windows
 from ingest.derive.registry import REGISTRY
 
 from tests.corpus import log_id, pick
@@ -67,3 +67,30 @@ def test_windows_carry_or_jump():
     assert w.advance(93, close, lambda: True) == [60, 70, 80, 90] and (w.start, w.end) == (90, 100)
     w.reset()
     assert not w.started and w.advance(5, close) == [] and (w.start, w.end) == (0, 10)
+
+
+def test_a_gap_costs_a_bounded_number_of_closes():
+    """Something open across a gap of any length: GAP_WINDOWS empty windows
+    one by one, then the rest of the gap as one (closed at the start of t's)."""
+    closed = []
+
+    def close(end):
+        closed.append((w.start, end))
+        return [end]
+
+    w = Windows(10)
+    w.advance(3, close)
+    for gap in (10**5, 10**19):
+        closed.clear()
+        t = w.start + gap * 10 + 7
+        out = w.advance(t, close, lambda: True)
+        assert len(out) == GAP_WINDOWS + 2
+        first = closed[0][0]
+        singles = [(first + 10 * i, first + 10 * (i + 1)) for i in range(GAP_WINDOWS + 1)]
+        assert closed[:-1] == singles
+        assert closed[-1] == (singles[-1][1], t - t % 10)  # the stretch: up to t's window
+        assert (w.start, w.end) == (t - t % 10, t - t % 10 + 10)
+    # a gap of exactly GAP_WINDOWS + 1 empty windows: no stretch, all one by one
+    closed.clear()
+    w.advance(w.start + 10 * (GAP_WINDOWS + 2), close, lambda: True)
+    assert len(closed) == GAP_WINDOWS + 2 and all(b - a == 10 for a, b in closed)

@@ -11,6 +11,7 @@ from ingest.derive.spans import MarkersDeriver, SpansDeriver
 
 from tests.corpus import log_id, pick, summary, with_summary
 from tests.derive.helpers import events, file_order_events, run, run_unordered
+from tests.derive.naming import expected, per_window
 
 SPAN_LOGS = [n for n in with_summary() if summary(n)["user"]["spans"]]
 USER_LOGS = [n for n in with_summary()
@@ -49,7 +50,8 @@ def totals(points):
 @pytest.mark.parametrize("window_ms", [1000, 3])
 def test_span_totals_match_summary(name, window_ms):
     evs = [e for e in events(name, SpansDeriver.wants) if e.fields[0].startswith(("START ", "STOP "))]
-    points = run(SpansDeriver(DeriveSettings(window_ns=window_ms * MS, top_n=ALL)), evs)
+    points = run(SpansDeriver(DeriveSettings(window_ns=window_ms * MS, top_n=ALL, max_labels=ALL)),
+                 evs)
     got = totals(points)
     spans = summary(name)["user"]["spans"]
     still_open = open_at_end(evs)
@@ -101,7 +103,7 @@ def test_markers_and_message_counts(name):
 @pytest.mark.parametrize("name", [pick("threads-mvar.N2.l", "threads-mvar-small.N2.l"),
                                   pick("gc-heap.N2.l", "gc-heap-small.N2.hT")], ids=log_id)
 def test_late_messages_are_folded_in(name):
-    d = SpansDeriver(DeriveSettings(window_ns=10 * MS, top_n=ALL))
+    d = SpansDeriver(DeriveSettings(window_ns=10 * MS, top_n=ALL, max_labels=ALL))
     points = run_unordered(d, file_order_events(name, SpansDeriver.wants))
     got = totals(points)
     for label, ref in summary(name)["user"]["spans"].items():
@@ -112,39 +114,22 @@ def test_late_messages_are_folded_in(name):
     assert sum(p.fields.get("messages", 0) for p in points) == summary(name)["user"]["messages"]
 
 
-@pytest.mark.parametrize("name", SPAN_LOGS, ids=log_id)
-@pytest.mark.parametrize("top", [1, 3])
-def test_span_labels_top_n(name, top):
-    """Per window the ``top`` labels with the most time keep their name, the
-    rest is summed into ``other``: nothing is lost, the kept ones are the
-    busiest, and a window with few labels is left as it is."""
+@pytest.mark.parametrize("name", SPAN_LOGS)
+@pytest.mark.parametrize("top,max_labels", [(1, 100), (3, 100), (3, 5)])
+def test_span_labels_named_stably(name, top, max_labels):
+    """Labels are named the first time among a window's ``top`` busiest, at
+    most ``max_labels`` of them, and keep their name; the rest is summed into
+    ``other``: nothing is lost, a named label's points are its own figures."""
     evs = events(name, SpansDeriver.wants)
     window = 20 * MS
-    full = run(SpansDeriver(DeriveSettings(window_ns=window, top_n=ALL)), evs)
-    cut = run(SpansDeriver(DeriveSettings(window_ns=window, top_n=top)), evs)
+    full = run(SpansDeriver(DeriveSettings(window_ns=window, top_n=ALL, max_labels=ALL)), evs)
+    d = SpansDeriver(DeriveSettings(window_ns=window, top_n=top, max_labels=max_labels))
+    cut = run(d, evs)
     assert "other" not in {p.tags["label"] for p in full}  # (no real label of that name)
     fields = ("time_ns", "starts", "stops")
-    by_window = collections.defaultdict(dict)
-    for p in full:
-        by_window[p.time][p.tags["label"]] = tuple(p.fields[f] for f in fields)
-    cut_by_window = collections.defaultdict(dict)
-    for p in cut:
-        assert p.tags["label"] not in cut_by_window[p.time]
-        cut_by_window[p.time][p.tags["label"]] = tuple(p.fields[f] for f in fields)
-    assert set(cut_by_window) == set(by_window)
-    folded = 0
-    for t, labels in by_window.items():
-        kept = cut_by_window[t]
-        if len(labels) <= top:
-            assert kept == labels
-            continue
-        folded += 1
-        assert len(kept) == top + 1 and "other" in kept
-        named = {k: v for k, v in kept.items() if k != "other"}
-        rest = {k: v for k, v in labels.items() if k not in named}
-        for label, vals in named.items():
-            assert vals == labels[label]
-            assert all(vals[0] >= v[0] for v in rest.values())
-        assert kept["other"] == tuple(sum(v[i] for v in rest.values()) for i in range(3))
+    want, named, folded = expected(per_window(full, fields), top, max_labels)
+    assert per_window(cut, fields) == want
+    assert len(named) <= max_labels
+    assert d.folded == folded
     if "threads-mvar" in name.name:  # (up to 102 labels at once; the other logs may never fold)
         assert folded, "no window had more labels than the bound: the test shows nothing"

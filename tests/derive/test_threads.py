@@ -12,6 +12,7 @@ from ingest.derive.threads import BLOCK_REASONS, FINISHED, ThreadsDeriver
 
 from tests.corpus import log_id, pick, reference, summary, with_summary
 from tests.derive.helpers import events, file_order_events, run, run_unordered
+from tests.derive.naming import expected, per_window
 
 LOGS = [n for n in with_summary() if summary(n)["counts"].get("RunThread")]
 THREADS_MVAR = pick("threads-mvar.N2.l", "threads-mvar-small.N2.l")
@@ -94,31 +95,28 @@ def test_blocking_reasons_seen_in_threads_mvar():
 
 
 @pytest.mark.parametrize("name", [THREADS_MVAR, pick("stop.hT", "sleep.h")], ids=log_id)
-def test_labels_not_thread_ids_and_top_n(name):
+@pytest.mark.parametrize("top,max_labels", [(3, 100), (3, 7)])
+def test_labels_not_thread_ids_and_named_stably(name, top, max_labels):
     evs = events(name, ThreadsDeriver.wants)
     labels = {ev.fields[1] for ev in evs if ev.type == 44}
-    full = label_points(run(ThreadsDeriver(DeriveSettings(top_n=1000)), evs))
-    top = label_points(run(ThreadsDeriver(DeriveSettings(top_n=3)), evs))
+    full = label_points(run(ThreadsDeriver(DeriveSettings(top_n=1000, max_labels=1000)), evs))
+    d = ThreadsDeriver(DeriveSettings(top_n=top, max_labels=max_labels))
+    cut = label_points(run(d, evs))
     allowed = labels | {"unlabelled", "other"}
     assert {p.tags["label"] for p in full} <= allowed
     assert all(set(p.tags) == {"label"} for p in full)
-    per_window = collections.Counter(p.time for p in top)
-    assert max(per_window.values()) <= 4
     for field in ("runtime_ns", "runs"):
-        assert sum(p.fields[field] for p in top) == sum(p.fields[field] for p in full)
-    # the kept labels are the busiest of their window
-    by_window = collections.defaultdict(dict)
-    for p in full:
-        by_window[p.time][p.tags["label"]] = p.fields["runtime_ns"]
-    for p in top:
-        if p.tags["label"] != "other":
-            rest = [v for k, v in by_window[p.time].items() if k not in {q.tags["label"] for q in top if q.time == p.time}]
-            assert all(p.fields["runtime_ns"] >= v for v in rest)
+        assert sum(p.fields[field] for p in cut) == sum(p.fields[field] for p in full)
+    # named the first time among a window's busiest, then kept; the rest in other
+    want, named, folded = expected(per_window(full, ("runtime_ns", "runs")), top, max_labels)
+    assert per_window(cut, ("runtime_ns", "runs")) == want
+    assert d.folded == folded
+    assert len({p.tags["label"] for p in cut} - {"other"}) <= max_labels
 
 
 def test_labelled_workers_get_their_labels():
     evs = events(THREADS_MVAR, ThreadsDeriver.wants)
-    points = label_points(run(ThreadsDeriver(DeriveSettings(top_n=1000)), evs))
+    points = label_points(run(ThreadsDeriver(DeriveSettings(top_n=1000, max_labels=1000)), evs))
     labelled = {p.tags["label"] for p in points} - {"unlabelled"}
     # (from the official parser's view:) every label the program gave; it
     # labels each of its workers, as many as its first argument says

@@ -6,7 +6,6 @@ session slot, and the service process's RSS stays within a stated bound."""
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import signal

@@ -42,7 +42,7 @@ async def test_import_retries_a_transient_5xx_at_its_first_check(influxd, failur
     assert "503" in stderr  # the transient failure is said, not hidden
     written = int(re.search(r"(\d+) points written", stderr).group(1))
     assert written > 0
-    stored = influxd.series(f'SELECT count(*) FROM "gc"', database)
+    stored = influxd.series('SELECT count(*) FROM "gc"', database)
     assert stored and stored[0]["values"][0][1] > 0
     influxd.drop_database(database)
 
