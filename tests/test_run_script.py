@@ -8,10 +8,10 @@ quick start a new user runs."""
 from __future__ import annotations
 
 import os
-import time
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from tests.corpus import REPO, summary
