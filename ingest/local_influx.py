@@ -187,6 +187,14 @@ def _free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         import ctypes
@@ -271,6 +279,9 @@ def influxd_for(url: str, state_dir: Path, *, install: bool = True) -> Iterator[
                     "local influxd started; the service keeps trying it", _no_credentials(url))
         yield None
         return
+    if _accepts(*where):
+        raise LocalInfluxError(f"something listens on {where[0]} port {where[1]} but does not "
+                               f"answer as InfluxDB (GET /ping): choose another --influx-url port")
     server = LocalInfluxd(Path(state_dir) / "influxdb", *where, find_influxd(install))
     server.start()
     try:

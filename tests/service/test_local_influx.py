@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -191,3 +192,16 @@ def test_no_influxd_to_start_is_a_clear_environment_error(tmp_path):
 ])
 def test_only_plain_http_on_loopback_gets_a_local_influxd(url, want):
     assert loopback_address(url) == want
+
+
+def test_a_port_taken_by_something_else_is_named(tmp_path):
+    """Not InfluxDB at the URL, but the port is taken: say so, start nothing."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        proc = serve(tmp_path, f"http://127.0.0.1:{port}")
+        assert proc.wait(WAIT) == 2
+    text = (tmp_path / "serve.err").read_text()
+    assert f"something listens on 127.0.0.1 port {port}" in text, text
+    assert not (tmp_path / "state" / "influxdb").exists()
