@@ -17,7 +17,7 @@ import pytest
 
 from ingest import config_doc
 from ingest.cli import build_parser
-from ingest.config import SECTIONS, load
+from ingest.config import SECTIONS, Settings, load
 from tests.corpus import REPO
 
 DOC = REPO / "docs" / "configuration.md"
@@ -75,29 +75,39 @@ def _documented_section_variables():
         yield m[1], m[2], m[3].strip(), m[4]
 
 
+def _other_value(field, default):
+    """A value of a number field other than ``default`` and within its
+    bounds (``ge``/``gt``/``le``/``lt``); None when there is none."""
+    low, high = float("-inf"), float("inf")
+    for c in field.metadata:
+        low = max(low, getattr(c, "ge", low), getattr(c, "gt", low - 1) + 1e-9)
+        high = min(high, getattr(c, "le", high), getattr(c, "lt", high + 1) - 1e-9)
+    steps = (1, -1) if isinstance(default, int) else (default * 0.5 or 0.5, -default * 0.5)
+    for step in steps:
+        if low <= default + step <= high:
+            return default + step
+    return None
+
+
 def test_documented_variables_set_their_settings(monkeypatch):
-    """Each LIVEPROF_<SECTION>_<FIELD> of a number or switch, set to a value
-    other than its default, changes exactly that setting."""
+    """Each documented LIVEPROF_<SECTION>_<FIELD> of a number or switch, set
+    to another valid value, sets that field."""
     for key in [k for k in os.environ if k.startswith("LIVEPROF_")]:
         monkeypatch.delenv(key)
     tried = 0
     for name, type_, default, var in _documented_section_variables():
         section = next((s for s in SECTIONS if var == f"LIVEPROF_{s}_{name}".upper()), None)
-        if section is None:
-            continue
         m = re.fullmatch(r"`([^`]+)`.*", default)
-        if type_ == "bool" and m:
-            value, want = ("false", False) if m[1] == "true" else ("true", True)
-        elif type_ in ("int", "float") and m:
-            number = float(m[1]) + (3 if type_ == "int" else 1.5)
-            want = int(number) if type_ == "int" else number
-            value = str(want)
-        else:
+        if section is None or m is None or type_ not in ("bool", "int", "float"):
             continue
-        if name in ("gzip_level", "max_in_flight") or "port" in name:
-            want = int(m[1]) + 1 if type_ == "int" else want   # bounded: stay in range
-            value = str(want)
-        monkeypatch.setenv(var, value)
+        field = config_doc._model_of(Settings.model_fields[section].annotation).model_fields[name]
+        if type_ == "bool":
+            want = m[1] != "true"
+        else:
+            want = _other_value(field, int(m[1]) if type_ == "int" else float(m[1]))
+            if want is None:
+                continue
+        monkeypatch.setenv(var, str(want).lower() if type_ == "bool" else str(want))
         settings = load()
         assert getattr(getattr(settings, section), name) == want, var
         monkeypatch.delenv(var)
