@@ -37,7 +37,9 @@ def test_every_path_it_names_exists():
     named = set(re.findall(r"(?<![\w/.])((?:docs|deploy|bench|grafana|tests|ingest|protocol)"
                            r"/[\w./-]+\w)", README))
     assert len(named) > 10
-    missing = sorted(p for p in named if not (REPO / p).exists() and "*" not in p)
+    # bench/data/ is made by bench/make_log.sh and git-ignored: not in a clone
+    missing = sorted(p for p in named if not (REPO / p).exists() and "*" not in p
+                     and not p.startswith("bench/data/"))
     assert not missing, f"README names files that are not in the repository: {missing}"
 
 
