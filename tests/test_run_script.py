@@ -36,7 +36,7 @@ def fresh_copy(tmp_path: Path) -> Path:
 def clean_env(tmp_path: Path) -> dict[str, str]:
     """No virtual environment active, no liveprof settings: a new user's shell."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("LIVEPROF_") and k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+           if not k.startswith("LIVEPROF_") and k not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH")}
     venv_bin = os.environ.get("VIRTUAL_ENV")
     if venv_bin:
         env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
