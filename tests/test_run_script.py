@@ -81,9 +81,9 @@ def test_run_sets_up_and_runs_the_pipeline_from_a_fresh_copy(tmp_path):
     python = clone / ".venv" / "bin" / "python"
     # liveprof from the copy, without the test extras
     where = subprocess.run([str(python), "-c", "import ingest; print(ingest.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True)
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert Path(where.stdout.strip()).is_relative_to(clone)
-    no_pytest = subprocess.run([str(python), "-c", "import pytest"], capture_output=True,
-                               check=False)
+    no_pytest = subprocess.run([str(python), "-c", "import pytest"], env=env,
+                               capture_output=True, check=False)
     assert no_pytest.returncode != 0
     assert (tmp_path / "state" / "influxdb" / "influxd.conf").is_file()
