@@ -444,3 +444,11 @@ def test_commented_examples_in_env_example_are_valid(clean_environ):
         want = TypeAdapter(annotation).validate_python(config_module._maybe_json(text))
         assert _plain(value) == _plain(want) and _plain(value), key
         clean_environ.delenv(key)
+
+
+def test_the_secrets_file_stays_out_of_git_and_the_image():
+    """deploy/make-env writes .env into the checkout: git and the Docker
+    build context both leave it out."""
+    patterns = (REPO / ".gitignore").read_text().split()
+    assert ".env" in patterns or "/.env" in patterns, ".env is not in .gitignore"
+    assert dockerignored(".env")
