@@ -35,6 +35,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .derive.point import Point
+
 # -- what each field becomes -------------------------------------------------
 
 # functions a field may be rolled up with, and how each composes when a
@@ -534,22 +536,14 @@ def rp_levels(config: RollupConfig) -> list[RpLevel]:
     return out
 
 
-def _lp_escape(text: str, specials: str) -> str:
-    text = text.replace("\\", "\\\\")
-    for ch in specials:
-        text = text.replace(ch, "\\" + ch)
-    return text
-
-
 def rp_points(config: RollupConfig) -> list[str]:
-    """The switch's points as line protocol (time 0), tagged ``policy``."""
-    m = _lp_escape(config.rp_switch.measurement, ", ")
-    lines = []
-    for lv in rp_levels(config):
-        fields = (f'rp="{_lp_escape(lv.rp, chr(34))}",kind="{lv.kind}",start={lv.start_ms}i,'
-                  f'end={lv.end_ms}i,interval="{lv.interval}",interval_ms={lv.interval_ms}i')
-        lines.append(f"{m},policy={_lp_escape(lv.rp, ', =')} {fields} 0")
-    return lines
+    """The switch's points as line protocol (time 0), tagged ``policy``; encoded
+    by ``Point.to_line``, the one line-protocol encoder."""
+    m = config.rp_switch.measurement
+    return [Point(m, {"policy": lv.rp},
+                  {"rp": lv.rp, "kind": lv.kind, "start": lv.start_ms, "end": lv.end_ms,
+                   "interval": lv.interval, "interval_ms": lv.interval_ms}, 0).to_line()
+            for lv in rp_levels(config)]
 
 
 def rp_select(config: RollupConfig) -> str:

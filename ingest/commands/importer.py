@@ -138,7 +138,9 @@ def run(args) -> int:
     async def main() -> int:
         status = 0
         async with InfluxSink(settings.influx) as sink:
-            await sink.healthcheck()        # an import fails at once when InfluxDB is away
+            # transient trouble (5xx, a restart) is retried like writes; an import fails
+            # when InfluxDB stays away for --timeout, or at once for a configuration error
+            await sink.wait_ready(args.timeout)
             for path in args.paths:
                 s = await import_file(path, sink, settings, args, show)
                 await sink.flush(args.timeout)

@@ -1,12 +1,36 @@
-"""A point of a time series and its InfluxDB line-protocol encoding."""
+"""A point of a time series and its InfluxDB line-protocol encoding.
+
+The escaping follows what InfluxDB 1.x parses (checked against 1.6.7, see
+tests/sinks/test_line_protocol.py and docs/influxdb-sink.md):
+
+- measurement: ``,`` and space are escaped; tag keys, tag values and field
+  keys: ``,`` ``=`` and space.  A backslash there is literal (1.x keeps
+  ``\\\\`` as two), so it is written as it is, except
+- a backslash at the *end* of a name, key or value would escape the separator
+  after it, and 1.x has no way to write one: each trailing backslash becomes
+  ``\uff3c`` (FULLWIDTH REVERSE SOLIDUS), so the line stays valid; in
+  measurements and field keys so does a backslash right before ``,`` ``=``
+  space or ``"`` (1.x unescapes those pairs there, and has no spelling for a
+  backslash before them);
+- a newline would end the line and 1.x has no escape for it: it is written as
+  the two characters ``\\n``; a measurement starting with ``#`` (a comment
+  line) gets a backslash in front;
+- string field values: ``"`` and ``\\`` are escaped, everything else (newline
+  included) is written as it is, and comes back equal.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 _MEASUREMENT_ESC = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
 _TAG_ESC = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
-_STR_ESC = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n"})
+_STR_ESC = str.maketrans({'"': '\\"', "\\": "\\\\"})
+_TRAILING_BACKSLASH = "\uff3c"  # stands in for a backslash 1.x cannot write at the end
+# 1.x unescapes \, \= \space and \" in measurements and field keys (and scans
+# field keys in escape pairs): a backslash right before one of those has no spelling
+_NAME_BACKSLASHES = re.compile(r'\\+(?=[,= "]|\Z)')
 
 # Rendering caches: the escaped "measurement,tag=value,..." head of a line by
 # (measurement, tag items), and escaped field keys.  Points of one stream repeat
@@ -56,17 +80,47 @@ class Point:
         return f"{head} {','.join(fields)} {self.time}"
 
 
+def escape_measurement(name: str) -> str:
+    """A measurement name as line protocol writes it."""
+    out = _name_backslashes(name).translate(_MEASUREMENT_ESC)
+    return "\\" + out if out.startswith("#") else out
+
+
+def escape_key(text: str) -> str:
+    """A tag key or tag value as line protocol writes it."""
+    if text.endswith("\\"):
+        kept = text.rstrip("\\")
+        text = kept + _TRAILING_BACKSLASH * (len(text) - len(kept))
+    return text.translate(_TAG_ESC)
+
+
+def escape_field_key(text: str) -> str:
+    """A field key as line protocol writes it."""
+    return _name_backslashes(text).translate(_TAG_ESC)
+
+
+def _name_backslashes(text: str) -> str:
+    if "\\" in text:
+        return _NAME_BACKSLASHES.sub(lambda m: _TRAILING_BACKSLASH * len(m.group()), text)
+    return text
+
+
+def escape_string(text: str) -> str:
+    """A string field value, quotes included."""
+    return '"' + text.translate(_STR_ESC) + '"'
+
+
 def _head(measurement: str, tags: dict) -> str:
-    parts = [measurement.translate(_MEASUREMENT_ESC)]
+    parts = [escape_measurement(measurement)]
     for key in sorted(tags):
         value = tags[key]
         if value != "" and value is not None:
-            parts.append(f"{key.translate(_TAG_ESC)}={str(value).translate(_TAG_ESC)}")
+            parts.append(f"{escape_key(key)}={escape_key(str(value))}")
     return ",".join(parts)
 
 
 def _key(k: str) -> str:
-    ek = k.translate(_TAG_ESC)
+    ek = escape_field_key(k)
     if len(_KEYS) >= _CACHE_MAX:
         _KEYS.clear()
     _KEYS[k] = ek
@@ -82,4 +136,4 @@ def _field_value(value) -> str:
         return f"{value}i"
     if isinstance(value, float):
         return repr(value)
-    return '"' + str(value).translate(_STR_ESC) + '"'
+    return escape_string(str(value))

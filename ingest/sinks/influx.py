@@ -7,7 +7,11 @@ Data path, oldest first::
 
 ``submit()`` appends to the memory buffer and returns at once.  When the buffer
 holds more than ``memory_max_bytes``, its oldest lines move to the spool (or,
-without a spool, are dropped and counted).  A dispatcher task cuts batches
+without a spool, are dropped and counted); so does everything in it once its
+oldest line has waited ``spill_after`` seconds, and a batch whose delivery has
+failed for that long is written to the spool too (still retried from memory,
+acknowledged on disk once stored): a crash during an outage loses at most
+about ``spill_after`` seconds of data.  A dispatcher task cuts batches
 (``batch_lines`` / ``batch_bytes``, or whatever waited ``flush_interval``),
 from the spool first, then from memory, and hands each to a sender task.
 
@@ -33,16 +37,14 @@ import dataclasses
 import gzip
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ingest.sinks._retry import Action, Backoff, classify, retry_after
 from ingest.sinks.errors import SinkAuthError, SinkError
-from ingest.sinks.influx_api import (InfluxClient, Series, WriteError, check_credentials,
-                                     parse_write_error)
+from ingest.sinks.influx_api import InfluxClient, Series, WriteError, parse_write_error
+from ingest.sinks.influx_config import InfluxSinkConfig, SinkStats
 from ingest.sinks.spool import Spool, SpoolRecord, fsync_close
 
 if TYPE_CHECKING:
@@ -51,74 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("liveprof.sinks.influx")
 
 _GZIP_IN_THREAD = 256 << 10  # compress bodies above this off the event loop
-
-
-class InfluxSinkConfig(BaseModel):
-    """Where and how the InfluxDB sink writes.  Sizes are in bytes of line
-    protocol (characters, which line protocol mostly is)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str = Field("http://127.0.0.1:8086", description="InfluxDB 1.x base URL")
-    database: str = Field("liveprof", min_length=1)
-    retention_policy: str | None = Field(None, description="target RP; None: the database default")
-    user: str | None = None
-    password: SecretStr | None = None
-    token: SecretStr | None = Field(None, description="sent as 'Authorization: Token ...' instead of user/password")
-    auth: Literal["basic", "query"] = Field(
-        "basic", description="user/password as basic auth, or as u/p query parameters"
-    )
-    gzip: bool = True
-    gzip_level: int = Field(1, ge=1, le=9)
-    batch_lines: int = Field(5000, ge=1)
-    batch_bytes: int = Field(1 << 20, ge=1)
-    flush_interval: float = Field(1.0, gt=0, description="longest a line waits for its batch to fill")
-    max_in_flight: int = Field(4, ge=1)
-    timeout: float = Field(10.0, gt=0, description="per request")
-    memory_max_bytes: int = Field(64 << 20, ge=1, description="buffer bound before spilling to disk")
-    spool_dir: Path | None = Field(None, description="on-disk queue; None: drop the oldest when memory is full")
-    spool_max_bytes: int = Field(1 << 30, ge=1)
-    spool_segment_bytes: int = Field(16 << 20, ge=1)
-    retry_base_delay: float = Field(0.2, gt=0)
-    retry_max_delay: float = Field(30.0, gt=0)
-    retry_max_attempts: int | None = Field(
-        None, ge=1, description="per batch for transient errors; None: until delivered (data waits on disk)"
-    )
-    close_timeout: float = Field(10.0, ge=0, description="how long close() tries to deliver before spooling")
-    check_on_start: bool = Field(True, description="probe /ping and the credentials when entering")
-    create_database: bool = Field(False, description="CREATE DATABASE when entering (needs admin rights)")
-
-    @model_validator(mode="after")
-    def _credentials(self):
-        check_credentials(self.user, self.password, self.token)
-        if self.retry_max_delay < self.retry_base_delay:
-            raise ValueError("retry_max_delay must be >= retry_base_delay")
-        return self
-
-
-@dataclasses.dataclass
-class SinkStats:
-    """Counters of one sink (lines unless said otherwise), for /metrics."""
-
-    submitted: int = 0  # lines given to submit()
-    written: int = 0  # lines InfluxDB stored
-    batches: int = 0  # batches delivered (wholly or partly)
-    requests: int = 0  # /write requests sent
-    retried: int = 0  # requests repeated after a transient error
-    dropped_4xx: int = 0  # lines InfluxDB refused (bad line, type conflict, ...)
-    dropped_overflow: int = 0  # oldest lines dropped for the memory/disk bounds
-    dropped_retries: int = 0  # lines of batches that ran out of retry_max_attempts
-    dropped_shutdown: int = 0  # lines neither delivered nor spooled at close (no spool)
-    buffered: int = 0  # lines in the memory buffer
-    buffered_bytes: int = 0
-    spooled: int = 0  # lines waiting on disk
-    spooled_bytes: int = 0
-    in_flight: int = 0  # requests in progress (or waiting to retry)
-    in_flight_lines: int = 0
-    last_error: str | None = None
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(slots=True)
@@ -172,6 +106,10 @@ class InfluxSink:
         self._dispatcher: asyncio.Task | None = None
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._overflow_logged_at = 0.0
+        self._overflow_unlogged = 0  # lines dropped for the bounds since the last log line
+        self._down_since: float | None = None  # when the current outage began (monotonic)
+        self._down_logged_at = 0.0
+        self._database_ok = False
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -224,6 +162,7 @@ class InfluxSink:
         assert self.client is not None
         try:
             await self.client.ensure_database(self.config.database)
+            self._database_ok = True
         except SinkError as exc:
             if not exc.retryable:
                 raise
@@ -235,10 +174,15 @@ class InfluxSink:
         except SinkAuthError:
             raise
         except SinkError as exc:
-            if not exc.retryable:
+            if not (exc.retryable or self._creating(exc.status)):
                 raise
             log.warning("%s; writing to the buffer%s until it answers", exc,
-                        " and spool" if self._spool else "")
+                        " and spool" if self._spool is not None else "")
+
+    def _creating(self, status: int | None) -> bool:
+        """A 404 (no such database) while the database is still to be created:
+        transient (creating it failed transiently so far)."""
+        return status == 404 and self.config.create_database and not self._database_ok
 
     async def healthcheck(self) -> None:
         """/ping, then an empty write: raises ``SinkAuthError`` for refused
@@ -257,6 +201,30 @@ class InfluxSink:
         if status >= 500:
             raise SinkError(f"InfluxDB /write answered {status}: {text.strip()}", retryable=True, status=status)
 
+    async def wait_ready(self, timeout: float) -> None:
+        """Create the database (``create_database``) and pass ``healthcheck``,
+        retrying transient failures (unreachable, 5xx, 429) with the write
+        backoff for up to ``timeout`` seconds; then, or at once for a
+        configuration error, raise what failed last."""
+        cfg = self.config
+        backoff = Backoff(cfg.retry_base_delay, cfg.retry_max_delay)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if cfg.create_database and not self._database_ok:
+                    assert self.client is not None, "start() first"
+                    await self.client.ensure_database(cfg.database)
+                    self._database_ok = True
+                await self.healthcheck()
+                return
+            except SinkError as exc:
+                left = deadline - time.monotonic()
+                if not exc.retryable or left <= 0:
+                    raise
+                delay = min(backoff.next_delay(), left)
+                log.warning("InfluxDB not ready (%s); trying again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+
     async def close(self, timeout: float | None = None) -> None:
         """Deliver what was submitted by ``timeout`` (default ``close_timeout``),
         then save the rest to the spool (or count it dropped) and release
@@ -272,8 +240,17 @@ class InfluxSink:
         if self._fatal is None and timeout > 0:
             try:
                 await self._wait_settled(self._seq, timeout)
-            except (TimeoutError, SinkError) as exc:
-                log.warning("closing with data not delivered: %s", exc or "timed out")
+            except TimeoutError:
+                log.warning("closing with data not delivered: %d lines still waiting after %.1f s "
+                            "(close_timeout); InfluxDB %s; %s", self._seq - self._settled, timeout,
+                            f"last failed with: {self.stats.last_error}" if self.stats.last_error
+                            else "did not answer in time",
+                            "spooling them for the next start" if self._spool is not None
+                            else "without a spool they are lost")
+            except SinkError as exc:
+                log.warning("closing with data not delivered: %s", exc)
+        elif self._fatal is not None:
+            log.warning("closing with data not delivered: %s", self._fatal)
         for task in [self._dispatcher, *self._tasks]:
             if task is not None:
                 task.cancel()
@@ -283,6 +260,16 @@ class InfluxSink:
         await self._shutdown_resources()
         self._state = "closed"
         self._update_gauges()
+        self._log_drop_totals()
+
+    def _log_drop_totals(self) -> None:
+        s = self.stats
+        total = s.dropped_overflow + s.dropped_4xx + s.dropped_retries + s.dropped_shutdown
+        if total:
+            log.error("InfluxDB sink closed: %d lines dropped in all (%d for the memory/disk bounds, "
+                      "%d refused by InfluxDB, %d out of retries, %d at shutdown); %d written",
+                      total, s.dropped_overflow, s.dropped_4xx, s.dropped_retries,
+                      s.dropped_shutdown, s.written)
 
     aclose = close
 
@@ -350,7 +337,7 @@ class InfluxSink:
                 dropped += 1
             self.stats.dropped_overflow += dropped
             self._settled += dropped
-            self._log_overflow(f"memory buffer full and no spool: dropped the {dropped} oldest lines")
+            self._log_overflow("memory buffer full (memory_max_bytes) and no spool", dropped)
             self._notify_settled()
         else:
             while self._mem and self._mem_bytes > limit:
@@ -363,17 +350,34 @@ class InfluxSink:
         if dropped:
             self.stats.dropped_overflow += dropped.lines
             self._settled += dropped.lines
-            self._log_overflow(
-                f"spool over {self.config.spool_max_bytes} bytes: dropped the oldest {dropped.lines} lines "
-                f"({dropped.bytes} bytes)"
-            )
+            self._log_overflow(f"spool over spool_max_bytes ({self.config.spool_max_bytes} bytes)",
+                               dropped.lines)
             self._notify_settled()
 
-    def _log_overflow(self, message: str) -> None:
+    def _log_overflow(self, what: str, lines: int) -> None:
+        """At most one line per 5 s, counting every drop since the last one
+        and the running total (the total at close comes from ``close``)."""
+        self._overflow_unlogged += lines
         now = time.monotonic()
         if now - self._overflow_logged_at >= 5.0:
             self._overflow_logged_at = now
-            log.error("%s (%d dropped for bounds so far)", message, self.stats.dropped_overflow)
+            log.error("%s: dropped the oldest %d lines since the last report, %d in all so far",
+                      what, self._overflow_unlogged, self.stats.dropped_overflow)
+            self._overflow_unlogged = 0
+
+    def _spill_late(self) -> None:
+        """With a spool, move the memory buffer to disk once its oldest line has
+        waited ``spill_after`` (InfluxDB slow or down): what a crash can lose."""
+        if self._spool is None or self._mem_since is None or not self._mem:
+            return
+        if time.monotonic() - self._mem_since < self.config.spill_after:
+            return
+        n = len(self._mem)
+        while self._mem:
+            self._count_spool_drop(self._spool.append(self._pop_batch()))
+        self._mem_since = None
+        self.stats.spilled_late += n
+        self._update_gauges()
 
     def _pop_batch(self) -> list[str]:
         """The oldest lines of the memory buffer, at most one batch."""
@@ -461,9 +465,16 @@ class InfluxSink:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 self._update_gauges()
+            self._spill_late()
             timeout = None
-            if self._may_send() and self._mem_since is not None:
-                timeout = max(0.0, self._mem_since + self.config.flush_interval - time.monotonic())
+            if self._mem_since is not None:
+                due = []
+                if self._may_send():
+                    due.append(self._mem_since + self.config.flush_interval)
+                if self._spool is not None:
+                    due.append(self._mem_since + self.config.spill_after)
+                if due:
+                    timeout = max(0.0, min(due) - time.monotonic())
             try:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
@@ -524,6 +535,7 @@ class InfluxSink:
         backoff = Backoff(self.config.retry_base_delay, self.config.retry_max_delay)
         holder = batch if batch is not None else _Batch(id=0, lines=lines)
         attempts = 0
+        started = time.monotonic()
         while True:
             attempts += 1
             status: int | None = None
@@ -538,6 +550,15 @@ class InfluxSink:
             if action is Action.OK:
                 self._recovered()
                 return len(lines), 0
+            if action is Action.FATAL and self._creating(status):
+                try:  # created when InfluxDB answers again; until then, like a 5xx
+                    await self.client.ensure_database(self.config.database)
+                    self._database_ok = True
+                    continue
+                except SinkError as exc:
+                    if not exc.retryable:
+                        raise
+                    action, detail = Action.RETRY, str(exc)
             if action is Action.RETRY:
                 limit = self.config.retry_max_attempts
                 if limit is not None and attempts >= limit:
@@ -546,8 +567,12 @@ class InfluxSink:
                     self._healthy = True  # let the next batch make its own attempts
                     return 0, len(lines)
                 delay = max(wait or 0.0, backoff.next_delay())
-                if self._healthy:
-                    log.warning("InfluxDB write failed (%s); retrying with backoff, buffering meanwhile", detail)
+                self._note_failure(detail)
+                if (batch is not None and batch.record is None and self._spool is not None
+                        and time.monotonic() - started + delay >= self.config.spill_after):
+                    batch.record = self._spool.persist(lines)  # a crash now replays it
+                    self.stats.spilled_late += len(lines)
+                    self._update_gauges()
                 log.debug("batch of %d lines: attempt %d failed (%s); next in %.2f s",
                           len(lines), attempts, detail, delay)
                 self._healthy = False
@@ -588,9 +613,30 @@ class InfluxSink:
             return None
         return first[0] + second[0], first[1] + second[1]
 
+    def _note_failure(self, detail: str) -> None:
+        """Log the first failure of an outage, then a line per
+        ``down_log_interval`` with how long it lasts and what waits."""
+        now = time.monotonic()
+        if self._healthy or self._down_since is None:
+            self._down_since = self._down_logged_at = now
+            log.warning("InfluxDB write failed (%s); retrying with backoff, %s meanwhile", detail,
+                        "buffering and spooling" if self._spool is not None else "buffering")
+        elif now - self._down_logged_at >= self.config.down_log_interval:
+            self._down_logged_at = now
+            self._update_gauges()
+            s = self.stats
+            log.warning("InfluxDB still down after %.0f s (%s): %d lines waiting (%d in flight, "
+                        "%d in memory, %d on disk, %d bytes on disk); %d dropped so far",
+                        now - self._down_since, detail, self._seq - self._settled,
+                        s.in_flight_lines, s.buffered, s.spooled, s.spooled_bytes,
+                        s.dropped_overflow + s.dropped_retries)
+
     def _recovered(self) -> None:
         if not self._healthy:
-            log.info("InfluxDB writes succeed again")
+            down = time.monotonic() - self._down_since if self._down_since is not None else 0.0
+            log.info("InfluxDB writes succeed again after %.0f s; %d lines waiting to be sent",
+                     down, self._seq - self._settled)
+            self._down_since = None
             self._healthy = True
             if self._wake is not None:
                 self._wake.set()
@@ -598,7 +644,7 @@ class InfluxSink:
     async def _post(self, batch: _Batch) -> tuple[int, str, dict]:
         assert self.client is not None
         if batch.body is None:
-            raw = ("\n".join(batch.lines) + "\n").encode()
+            raw = ("\n".join(batch.lines) + "\n").encode("utf-8", "replace")  # lone surrogates
             if self.config.gzip:
                 level = self.config.gzip_level
                 if len(raw) > _GZIP_IN_THREAD:

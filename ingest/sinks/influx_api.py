@@ -242,6 +242,9 @@ class InfluxClient:
                             retryable=True) from exc
         if status in (401, 403):
             raise SinkAuthError(self.auth_message(status, text), status=status)
+        if status in (408, 429) or (500 <= status < 600 and status != 501):
+            raise InfluxQueryError(f"InfluxDB /query answered {status}: {_error_message(text)[:200]}",
+                                   retryable=True, status=status)
         try:
             data = json.loads(text)
         except ValueError:

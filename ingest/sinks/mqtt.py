@@ -14,10 +14,16 @@ connect again, forever.  An alert whose PUBACK did not come stays first in line
 and is published again on the next connection (QoS 1: at least once, so a
 subscriber may see it twice after a reconnect).
 
+No alert can stop the publisher: one the client refuses (``ValueError``, ...)
+is dropped at once, one that loses the connection ``MAX_ATTEMPTS`` times (a
+broker that cuts clients sending it) is dropped then; both are logged and
+counted per alert kind (``failed``).  Should ``run()`` still end on an
+unexpected error, a supervisor starts it again after a backoff
+(``publisher_restarts``); ``healthy`` and ``status()`` tell readiness.
+
 Topic: ``<prefix>/<app>/<session>/alert/gc_pause`` (and ``.../gc_pause_share``
-for the optional per-window share alert), each of app and session escaped
-(``topic_level``) so ``/ + #`` in an app name neither adds a level nor becomes
-a wildcard.
+for the optional per-window share alert), each of app and session made one
+safe, bounded level (``ingest.sinks.mqtt_messages``).
 """
 
 from __future__ import annotations
@@ -28,211 +34,26 @@ import dataclasses
 import json
 import logging
 import ssl
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Self
-from urllib.parse import unquote, urlsplit
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from typing import TYPE_CHECKING, Any, Self
 
 from ingest.backoff import Backoff
+from ingest.sinks.mqtt_config import MqttAlertConfig
+from ingest.sinks.mqtt_messages import (ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE, Window, alert_topic,
+                                        gc_pause_alert, iso_time, pause_share_alert, topic_level)
 
 if TYPE_CHECKING:
     from ingest.derive.point import Point
 
 log = logging.getLogger("liveprof.sinks.mqtt")
 
-ALERT_GC_PAUSE = "gc_pause"
-ALERT_GC_PAUSE_SHARE = "gc_pause_share"
+__all__ = ["MqttAlertConfig", "MqttAlertSink", "MqttAlertStats", "alert_topic", "topic_level",
+           "ALERT_GC_PAUSE", "ALERT_GC_PAUSE_SHARE", "iso_time", "gc_pause_alert", "pause_share_alert"]
 _MAX_SHARE_SESSIONS = 10_000  # open pause-share windows kept (oldest forgotten)
 
 
-class MqttAlertConfig(BaseModel):
-    """Where the live alerts go and when a collection is worth one.
-
-    The broker is ``url`` (``mqtt://[user[:password]@]host[:port]``, or
-    ``mqtts://`` for TLS with the system's CA certificates) when given, else
-    ``host`` and ``port``; credentials in the URL win over ``username`` and
-    ``password``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str | None = Field(None, description="mqtt://host[:port] or mqtts://...; "
-                                              "overrides host and port")
-    host: str = Field("127.0.0.1", min_length=1, description="broker host")
-    port: int = Field(1883, ge=1, le=65535, description="broker port")
-    tls: bool = Field(False, description="TLS with the system CA certificates "
-                                         "(mqtts:// sets it too)")
-    username: str | None = None
-    password: SecretStr | None = None
-    client_id: str | None = Field(None, description="MQTT client identifier; None: "
-                                                    "a random one per connection")
-    topic_prefix: str = Field("liveprof", description="first topic level(s); no + or #; "
-                                                      "a trailing / is ignored")
-    pause_threshold_ms: float = Field(
-        100.0, ge=0, description="alert on every collection whose pause_ns exceeds this "
-                                 "many milliseconds (fractions allowed: 0.5 is 500 us)")
-    pause_share_threshold: float | None = Field(
-        None, gt=0, le=1, description="also alert when GC pauses take more than this "
-                                      "share (0..1) of a pause_share_window; None: off")
-    pause_share_window: float = Field(10.0, gt=0, description="seconds, for pause_share_threshold")
-    qos: Literal[0, 1, 2] = Field(1, description="QoS of the alert messages")
-    retain: bool = Field(False, description="publish alerts as retained messages")
-    keepalive: int = Field(60, ge=1, description="MQTT keepalive, seconds")
-    timeout: float = Field(10.0, gt=0, description="connect (CONNACK) and PUBACK timeout, seconds")
-    queue_size: int = Field(1000, ge=1, description="alerts held while the broker is away; "
-                                                    "past it the oldest is dropped")
-    backoff_initial: float = Field(0.5, gt=0, description="first delay before reconnecting, s")
-    backoff_max: float = Field(30.0, gt=0, description="longest delay between attempts, s")
-    close_timeout: float = Field(5.0, ge=0, description="how long closing may spend "
-                                                        "publishing what is queued, s")
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        value = value.rstrip("/")
-        if not value:
-            raise ValueError("the topic prefix must not be empty")
-        bad = sorted({c for c in value if c in "+#\0"})
-        if bad:
-            raise ValueError(f"the topic prefix must not contain {' '.join(bad)!s} "
-                             "(MQTT wildcards or NUL)")
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
-        try:
-            parts.port  # noqa: B018  (raises on a bad port)
-        except ValueError as exc:
-            raise ValueError(f"bad port in {value!r}") from exc
-        return value
-
-    @model_validator(mode="after")
-    def _checks(self):
-        if self.backoff_max < self.backoff_initial:
-            raise ValueError("backoff_max must be >= backoff_initial")
-        if self.password is not None and self.username is None:
-            raise ValueError("a password needs a username")
-        return self
-
-    @property
-    def pause_threshold_ns(self) -> int:
-        return round(self.pause_threshold_ms * 1_000_000)
-
-    def endpoint(self) -> tuple[str, int, bool, str | None, str | None]:
-        """``(host, port, tls, username, password)`` of the broker."""
-        user = self.username
-        password = self.password.get_secret_value() if self.password is not None else None
-        if self.url is None:
-            return self.host, self.port, self.tls, user, password
-        parts = urlsplit(self.url)
-        tls = self.tls or parts.scheme in ("mqtts", "ssl")
-        if parts.username is not None:
-            user = unquote(parts.username)
-            password = unquote(parts.password) if parts.password is not None else None
-        return parts.hostname, parts.port or (8883 if tls else 1883), tls, user, password
-
-    def describe_broker(self) -> str:
-        host, port, tls, _, _ = self.endpoint()
-        return f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"
-
-
 # -- pure parts ------------------------------------------------------------------
-
-_LEVEL_ESC = str.maketrans({"%": "%25", "/": "%2F", "+": "%2B", "#": "%23", "\0": "%00"})
-
-
-def topic_level(value: str) -> str:
-    """One topic level from any text: ``%``, ``/``, ``+``, ``#`` and NUL are
-    percent-encoded (``%25 %2F %2B %23 %00``), everything else is kept, so
-    ``urllib.parse.unquote`` gives the text back and no value can add a level
-    or act as a wildcard."""
-    return value.translate(_LEVEL_ESC)
-
-
-def alert_topic(prefix: str, app: str, session: str, alert: str = ALERT_GC_PAUSE) -> str:
-    return f"{prefix}/{topic_level(app)}/{topic_level(session)}/alert/{alert}"
-
-
-def iso_time(ns: int) -> str:
-    """Unix nanoseconds as ISO 8601 UTC with all nine digits:
-    ``2015-07-17T09:29:35.371186356Z``."""
-    sec, frac = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z"
-
-
-def _generation(tags: dict) -> int | None:
-    try:
-        return int(tags["gen"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def gc_pause_alert(point: Point, threshold_ns: int) -> dict[str, Any]:
-    """The payload of a ``gc_pause`` alert for a ``gc`` point (docs/alerts.md)."""
-    tags = point.tags
-    pause_ns = point.fields.get("pause_ns", 0)
-    payload: dict[str, Any] = {
-        "alert": ALERT_GC_PAUSE,
-        "app": tags.get("app", ""),
-        "host": tags.get("host", ""),
-        "session": tags.get("session", ""),
-        "time": iso_time(point.time),
-        "time_ns": point.time,
-        "pause_ns": pause_ns,
-        "pause_ms": pause_ns / 1e6,
-        "threshold_ns": threshold_ns,
-        "threshold_ms": threshold_ns / 1e6,
-        "generation": _generation(tags),
-        "kind": tags.get("kind"),
-    }
-    for key, value in point.fields.items():
-        payload.setdefault(key, value)
-    return payload
-
-
-@dataclasses.dataclass
-class _Window:
-    start_ns: int  # window start, Unix ns (a multiple of the window length)
-    pause_ns: int = 0
-    collections: int = 0
-    max_pause_ns: int = 0
-    open: bool = True
-    tags: dict = dataclasses.field(default_factory=dict)
-
-
-def pause_share_alert(window: _Window, window_ns: int, threshold: float) -> dict[str, Any]:
-    """The payload of a ``gc_pause_share`` alert for a closed window."""
-    tags = window.tags
-    return {
-        "alert": ALERT_GC_PAUSE_SHARE,
-        "app": tags.get("app", ""),
-        "host": tags.get("host", ""),
-        "session": tags.get("session", ""),
-        "time": iso_time(window.start_ns),
-        "time_ns": window.start_ns,
-        "window_ns": window_ns,
-        "pause_total_ns": window.pause_ns,
-        "pause_max_ns": window.max_pause_ns,
-        "collections": window.collections,
-        "share": window.pause_ns / window_ns,
-        "threshold": threshold,
-    }
-
 
 @dataclasses.dataclass
 class MqttAlertStats:
@@ -249,6 +70,10 @@ class MqttAlertStats:
     connect_failures: int = 0  # connection attempts that failed
     disconnects: int = 0  # connections lost (or publish timeouts)
     queued: int = 0  # alerts waiting (gauge, includes one in flight)
+    publish_errors: int = 0  # publish attempts that failed (refused, or no PUBACK)
+    failed: int = 0  # alerts given up: they could not be published
+    failed_by_alert: dict[str, int] = dataclasses.field(default_factory=dict)  # ... per kind
+    publisher_restarts: int = 0  # times the publisher task died and was started again
     connected: bool = False
     last_error: str | None = None
 
@@ -260,6 +85,10 @@ class MqttAlertStats:
 class Alert:
     topic: str
     payload: dict[str, Any]
+    attempts: int = 0  # publish calls made for it
+
+
+MAX_ATTEMPTS = 5  # an alert in flight when the connection was lost this often is dropped
 
 
 class MqttAlertSink:
@@ -278,12 +107,14 @@ class MqttAlertSink:
         self._inflight: Alert | None = None  # taken from the queue, not yet acknowledged
         self._threshold_ns = config.pause_threshold_ns
         self._window_ns = max(1, round(config.pause_share_window * 1e9))
-        self._windows: collections.OrderedDict[tuple, _Window] = collections.OrderedDict()
+        self._windows: collections.OrderedDict[tuple, Window] = collections.OrderedDict()
         self._task: asyncio.Task | None = None
         self._idle = asyncio.Event()  # nothing queued nor in flight
         self._idle.set()
         self._client_factory = client_factory
         self._closing = False
+        self._restarting = False  # the publisher died and waits to be started again
+        self._attempting = False  # a publish of the alert in flight is under way
 
     # -- ingest side -----------------------------------------------------------------
 
@@ -316,7 +147,7 @@ class MqttAlertSink:
         start = p.time - p.time % self._window_ns
         w = self._windows.get(key)
         if w is None:
-            w = self._windows[key] = _Window(start, tags=dict(p.tags))
+            w = self._windows[key] = Window(start, tags=dict(p.tags))
             if len(self._windows) > _MAX_SHARE_SESSIONS:
                 self._windows.popitem(last=False)
         else:
@@ -343,7 +174,7 @@ class MqttAlertSink:
         if w is not None and w.open and p.time >= w.start_ns + 2 * self._window_ns:
             self._evaluate(w)
 
-    def _evaluate(self, w: _Window) -> None:
+    def _evaluate(self, w: Window) -> None:
         w.open = False
         threshold = self.config.pause_share_threshold
         if threshold is not None and w.pause_ns > threshold * self._window_ns:
@@ -390,8 +221,63 @@ class MqttAlertSink:
 
     def start(self) -> asyncio.Task:
         if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="sink:mqtt")
+            self._task = asyncio.create_task(self._supervise(), name="sink:mqtt")
         return self._task
+
+    @property
+    def healthy(self) -> bool:
+        """True while the publisher runs (connected or dialling the broker);
+        False before ``start``, after ``close``, and while it waits to be
+        restarted after dying.  A broker that is away is not unhealthy by
+        itself (alerts queue; see ``status()["connected"]``)."""
+        t = self._task
+        return t is not None and not t.done() and not self._restarting and not self._closing
+
+    def status(self) -> dict[str, Any]:
+        """A summary for readiness and /readyz: state, broker, counters."""
+        if self._task is None:
+            state = "not started"
+        elif self._closing or self._task.done():
+            state = "stopped"
+        elif self._restarting:
+            state = "restarting"
+        else:
+            state = "connected" if self.stats.connected else "connecting"
+        s = self.stats
+        return {"healthy": self.healthy, "state": state, "broker": self.config.describe_broker(),
+                "connected": s.connected, "pending": self.pending, "failed": s.failed,
+                "publish_errors": s.publish_errors, "publisher_restarts": s.publisher_restarts,
+                "last_error": s.last_error}
+
+    async def _supervise(self) -> None:
+        """Run the publisher; should it end on an unexpected error, log it,
+        count it and start it again after a growing delay (reset once it has
+        run a minute)."""
+        cfg = self.config
+        backoff = Backoff(cfg.backoff_initial, cfg.backoff_max)
+        while True:
+            began = time.monotonic()
+            try:
+                await self.run()
+                error: BaseException = RuntimeError("the publisher returned")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (anything: the point is to survive it)
+                error = exc
+            self.stats.publisher_restarts += 1
+            self.stats.connected = False
+            self.stats.last_error = f"{type(error).__name__}: {error}"[:500]
+            if time.monotonic() - began > 60:
+                backoff.reset()
+            delay = backoff.next()
+            log.error("the MQTT alert publisher stopped (%s); starting it again in %.1f s, "
+                      "%d alert(s) waiting", self.stats.last_error, delay, self.pending,
+                      exc_info=error)
+            self._restarting = True
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._restarting = False
 
     async def close(self, timeout: float | None = None) -> None:
         """Publish what is queued for up to ``timeout`` (default
@@ -466,6 +352,7 @@ class MqttAlertSink:
                     self.stats.connect_failures += 1
             finally:
                 self.stats.connected = False
+                self._attempt_failed()
             delay = backoff.next()
             if connected:
                 log.warning("lost the MQTT broker %s (%s); reconnecting in %.1f s, "
@@ -500,6 +387,8 @@ class MqttAlertSink:
         raise _lost()
 
     async def _publish_loop(self, client) -> None:
+        import aiomqtt
+
         cfg = self.config
         while True:
             if self._inflight is None:
@@ -510,13 +399,58 @@ class MqttAlertSink:
             else:
                 self.stats.republished += 1
             alert = self._inflight
-            body = json.dumps(alert.payload, separators=(",", ":"), ensure_ascii=False)
-            await client.publish(alert.topic, body.encode(), qos=cfg.qos, retain=cfg.retain)
+            alert.attempts += 1
+            self._attempting = True
+            try:
+                body = json.dumps(alert.payload, separators=(",", ":"), ensure_ascii=False,
+                                  default=str).encode("utf-8", "replace")
+                await client.publish(alert.topic, body, qos=cfg.qos, retain=cfg.retain)
+            except aiomqtt.MqttError:
+                raise  # the connection: counted by run() (_attempt_failed), the alert stays
+            except (ValueError, TypeError) as exc:  # this alert cannot be sent (topic, payload)
+                self._attempting = False
+                self.stats.publish_errors += 1
+                self._give_up(alert, f"the MQTT client refused it: {type(exc).__name__}: {exc}")
+                continue
+            except Exception as exc:
+                self._attempting = False  # not the connection: maybe the alert, maybe a bug
+                self.stats.publish_errors += 1
+                self._give_up(alert, f"publishing failed: {type(exc).__name__}: {exc}")
+                raise  # the supervisor starts the publisher again
+            self._attempting = False
             self._inflight = None
             self.stats.published += 1
             self._gauge()
             if self._queue.empty():
                 self._idle.set()
+
+    def _attempt_failed(self) -> None:
+        """The connection ended while the alert in flight was being published:
+        count it; past ``MAX_ATTEMPTS`` give the alert up (a broker that cuts
+        every client sending it, e.g. over its max_packet_size)."""
+        if not self._attempting:
+            return
+        self._attempting = False
+        self.stats.publish_errors += 1
+        alert = self._inflight
+        if alert is not None and alert.attempts >= MAX_ATTEMPTS:
+            self._give_up(alert, f"the connection ended during each of {alert.attempts} "
+                                 "attempts to publish it (does the broker refuse it?)")
+
+    def _give_up(self, alert: Alert, why: str) -> None:
+        kind = str(alert.payload.get("alert", "?"))
+        s = self.stats
+        s.failed += 1
+        s.failed_by_alert[kind] = s.failed_by_alert.get(kind, 0) + 1
+        s.last_error = why[:500]
+        log.error("MQTT alert %s of app %.80r session %.40r dropped: %.300s (topic %.200s; "
+                  "%d alert(s) given up so far)", kind, alert.payload.get("app"),
+                  alert.payload.get("session"), why, alert.topic, s.failed)
+        if self._inflight is alert:
+            self._inflight = None
+        self._gauge()
+        if self._queue.empty() and self._inflight is None:
+            self._idle.set()
 
 
 def _lost():

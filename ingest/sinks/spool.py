@@ -8,9 +8,12 @@ Layout of the directory::
                                which everything was acknowledged, plus records
                                acknowledged beyond it (out-of-order acks)
 
-A segment is a run of records, each a 16-byte header (magic ``LPS1``, payload
-length, line count, CRC-32 of the payload, little endian) and the payload
-(the lines, UTF-8, joined by ``\\n``).  Writes are flushed to the OS at every
+A segment is a run of records, each a 16-byte header (magic, payload
+length, line count, CRC-32 of the payload, little endian) and the payload:
+with magic ``LPS1`` the lines, UTF-8, joined by ``\\n``; with ``LPS2`` (a
+batch where a line holds a newline itself, inside a string field) the lines
+as a JSON list.  The directory is 0700 and every file 0600, opened without
+following symbolic links (``ingest.sinks.files``).  Writes are flushed to the OS at every
 append (a crash of the process loses nothing) and a segment is fsynced when it
 is sealed (full, or at ``close()``).  Opening scans every segment: a torn or
 corrupt tail is cut off and counted (``corrupt_bytes``); the cursor tells what
@@ -41,12 +44,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ingest.sinks.files import open_private, private_dir, write_atomic
+
 __all__ = ["Spool", "SpoolRecord", "Dropped", "fsync_close"]
 
 log = logging.getLogger("liveprof.sinks.spool")
 
 _HEADER = struct.Struct("<4sIII")
-_MAGIC = b"LPS1"
+_MAGIC = b"LPS1"  # lines joined by newlines
+_MAGIC_JSON = b"LPS2"  # lines as a JSON list (some line holds a newline)
+_MAGICS = (_MAGIC, _MAGIC_JSON)
 _SUFFIX = ".seg"
 _CURSOR = "cursor.json"
 _FIRST_SEQ = 10**12  # room below for prepend()
@@ -107,8 +114,7 @@ class Spool:
     ) -> None:
         if max_bytes <= 0 or segment_bytes <= 0:
             raise ValueError("spool bounds must be positive")
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = private_dir(directory)
         self.max_bytes = max_bytes
         # segments are the unit of dropping: keep several under the bound
         self.segment_bytes = max(1, min(segment_bytes, max_bytes // 4))
@@ -159,6 +165,9 @@ class Spool:
                 seq = int(path.stem)
             except ValueError:
                 continue
+            if path.is_symlink() or not path.is_file():
+                log.warning("spool %s: %s is not a regular file; left alone", self.directory, path.name)
+                continue
             seg = _Segment(seq=seq, path=path)
             self._scan(seg)
             acked, done = cursor.get(seq, (0, []))
@@ -174,34 +183,50 @@ class Spool:
 
     def _scan(self, seg: _Segment) -> None:
         """Count valid records; cut a torn or corrupt tail."""
-        data = seg.path.read_bytes()
+        fd = open_private(seg.path, os.O_RDWR)  # 0600 also for a file an older version made
+        try:
+            data = _read_all(fd)
+            pos = self._valid_prefix(data)
+            if pos < len(data):
+                self.corrupt_bytes += len(data) - pos
+                log.warning("spool segment %s: cut %d bytes of torn or corrupt records at offset %d",
+                            seg.path.name, len(data) - pos, pos)
+                os.ftruncate(fd, pos)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        seg.size = pos
+        seg.lines = self._lines_in(data[:pos])
+
+    @staticmethod
+    def _valid_prefix(data: bytes) -> int:
         pos = 0
         lines = 0
         while pos + _HEADER.size <= len(data):
             magic, length, n, crc = _HEADER.unpack_from(data, pos)
             end = pos + _HEADER.size + length
-            if magic != _MAGIC or end > len(data) or zlib.crc32(data[pos + _HEADER.size : end]) != crc:
+            if magic not in _MAGICS or end > len(data) or zlib.crc32(data[pos + _HEADER.size : end]) != crc:
                 break
             pos = end
+        return pos
+
+    @staticmethod
+    def _lines_in(data: bytes) -> int:
+        pos = lines = 0
+        while pos < len(data):
+            _, length, n, _ = _HEADER.unpack_from(data, pos)
+            pos += _HEADER.size + length
             lines += n
-        if pos < len(data):
-            self.corrupt_bytes += len(data) - pos
-            log.warning("spool segment %s: cut %d bytes of torn or corrupt records at offset %d",
-                        seg.path.name, len(data) - pos, pos)
-            with open(seg.path, "r+b") as f:
-                f.truncate(pos)
-                os.fsync(f.fileno())
-        seg.size = pos
-        seg.lines = lines
+        return lines
 
     def _apply_cursor(self, seg: _Segment, acked: int, done: list) -> None:
         """Skip what the cursor says was delivered (by walking the headers)."""
         done_starts = {int(s): int(e) for s, e in done}
         pos = 0
-        with open(seg.path, "rb") as f:
+        fd = open_private(seg.path, os.O_RDONLY)
+        try:
             while pos < seg.size:
-                f.seek(pos)
-                _, length, n, _ = _HEADER.unpack(f.read(_HEADER.size))
+                _, length, n, _ = _HEADER.unpack(os.pread(fd, _HEADER.size, pos))
                 end = pos + _HEADER.size + length
                 if pos < acked and end <= acked:
                     seg.acked = end
@@ -209,6 +234,8 @@ class Spool:
                 elif done_starts.get(pos) == end:
                     seg.done[pos] = (end, n)
                 pos = end
+        finally:
+            os.close(fd)
         self._advance_ack(seg)
         seg.read = seg.acked
         seg.read_lines = seg.acked_lines
@@ -216,11 +243,15 @@ class Spool:
     def _load_cursor(self) -> dict[int, tuple[int, list]]:
         path = self.directory / _CURSOR
         try:
-            raw = json.loads(path.read_text())
+            fd = open_private(path, os.O_RDONLY)
+            try:
+                raw = json.loads(_read_all(fd))
+            finally:
+                os.close(fd)
             return {int(k): (int(v["acked"]), v.get("done", [])) for k, v in raw.get("segments", {}).items()}
         except FileNotFoundError:
             return {}
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
             log.warning("spool %s: unreadable cursor, replaying every segment from its start", self.directory)
             return {}
 
@@ -230,9 +261,7 @@ class Spool:
             for s in self._segments
             if s.acked or s.done
         }
-        tmp = self.directory / (_CURSOR + ".tmp")
-        tmp.write_text(json.dumps({"segments": segments}))
-        os.replace(tmp, self.directory / _CURSOR)
+        write_atomic(self.directory / _CURSOR, json.dumps({"segments": segments}).encode(), sync=False)
 
     def close(self) -> None:
         """Seal the segment being written (fsync) and save the cursor."""
@@ -251,8 +280,8 @@ class Spool:
         """Store a batch at the end; drop the oldest segments first if the bound
         needs it (a batch larger than the bound itself is dropped)."""
         self._check_open()
-        payload = "\n".join(lines).encode()
-        size = _HEADER.size + len(payload)
+        record = _record(lines)
+        size = len(record)
         dropped = Dropped()
         if size > self.max_bytes:
             dropped.lines += len(lines)
@@ -266,7 +295,7 @@ class Spool:
         if self._fd is None:
             self._new_tail()
         seg = self._segments[-1]
-        _write_all(self._fd, _record(payload, len(lines)))
+        _write_all(self._fd, record)
         seg.size += size
         seg.lines += len(lines)
         self._count_drop(dropped)
@@ -277,26 +306,40 @@ class Spool:
         in a new sealed segment (fsynced before returning)."""
         self._check_open()
         batches = [b for b in batches if b]
-        if not batches:
-            return
+        if batches:
+            self._front_segment(batches)
+
+    def persist(self, lines: list[str]) -> SpoolRecord:
+        """Store a batch that is being delivered already (so ``read()`` does not
+        hand it out): before everything, in its own sealed segment, fsynced.
+        ``ack`` the record once delivered; after a crash it is replayed first."""
+        self._check_open()
+        seg = self._front_segment([lines])
+        seg.read, seg.read_lines = seg.size, seg.lines
+        return SpoolRecord(seq=seg.seq, start=0, end=seg.size, lines=lines)
+
+    def _front_segment(self, batches: list[list[str]]) -> _Segment:
         seq = (self._segments[0].seq if self._segments else _FIRST_SEQ) - 1
         seg = _Segment(seq=seq, path=self.directory / f"{seq:020d}{_SUFFIX}")
-        fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = open_private(seg.path, os.O_WRONLY, exclusive=True)
         try:
             for lines in batches:
-                payload = "\n".join(lines).encode()
-                _write_all(fd, _record(payload, len(lines)))
-                seg.size += _HEADER.size + len(payload)
+                record = _record(lines)
+                _write_all(fd, record)
+                seg.size += len(record)
                 seg.lines += len(lines)
             os.fsync(fd)
         finally:
             os.close(fd)
         self._segments.insert(0, seg)
+        return seg
 
     def _new_tail(self) -> None:
         seq = self._segments[-1].seq + 1 if self._segments else _FIRST_SEQ
+        while os.path.lexists(self.directory / f"{seq:020d}{_SUFFIX}"):  # a file left alone at open
+            seq += 1
         seg = _Segment(seq=seq, path=self.directory / f"{seq:020d}{_SUFFIX}", sealed=False)
-        self._fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = open_private(seg.path, os.O_WRONLY | os.O_APPEND, exclusive=True)
         self._segments.append(seg)
 
     def _seal(self, final: bool = False) -> None:
@@ -354,21 +397,21 @@ class Spool:
                 payload = os.pread(fd, length, start + _HEADER.size)
                 end = start + _HEADER.size + length
                 seg.read, seg.read_lines = end, seg.read_lines + n
-                if magic != _MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
+                if magic not in _MAGICS or len(payload) != length or zlib.crc32(payload) != crc:
                     # scanned at open and written by us since: only a disk fault gets here
                     log.error("spool segment %s: corrupt record at %d, skipping the segment", seg.path.name, start)
                     self.corrupt_bytes += seg.size - start
                     self.dropped_lines += seg.lines - seg.read_lines + n
                     seg.read, seg.read_lines = seg.size, seg.lines
                     break
-                lines = payload.decode().split("\n") if n else []
+                lines = _lines(magic, payload, n)
                 return SpoolRecord(seq=seg.seq, start=start, end=end, lines=lines)
         return None
 
     def _read_fd(self, seg: _Segment) -> int:
         fd = self._read_fds.get(seg.seq)
         if fd is None:
-            fd = self._read_fds[seg.seq] = os.open(seg.path, os.O_RDONLY)
+            fd = self._read_fds[seg.seq] = open_private(seg.path, os.O_RDONLY)
         return fd
 
     def ack(self, record: SpoolRecord) -> None:
@@ -401,8 +444,31 @@ class Spool:
             raise RuntimeError("spool is closed")
 
 
-def _record(payload: bytes, lines: int) -> bytes:
-    return _HEADER.pack(_MAGIC, len(payload), lines, zlib.crc32(payload)) + payload
+def _record(lines: list[str]) -> bytes:
+    """A record of ``lines``: newline-joined unless a line holds a newline
+    (then a JSON list).  Text that is not valid UTF-8 (lone surrogates) is
+    replaced, as the sink does on the wire."""
+    payload = "\n".join(lines).encode("utf-8", "replace")
+    magic = _MAGIC
+    if lines and payload.count(b"\n") != len(lines) - 1:
+        magic = _MAGIC_JSON
+        payload = json.dumps(lines, ensure_ascii=False).encode("utf-8", "replace")
+    return _HEADER.pack(magic, len(payload), len(lines), zlib.crc32(payload)) + payload
+
+
+def _lines(magic: bytes, payload: bytes, n: int) -> list[str]:
+    if not n:
+        return []
+    if magic == _MAGIC_JSON:
+        return [str(line) for line in json.loads(payload)]
+    return payload.decode("utf-8", "replace").split("\n")
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 from pathlib import Path
 
 import aiomqtt
@@ -152,3 +153,35 @@ class TcpProxy:
             await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
         finally:
             self._writers -= {writer, up_writer}
+
+
+def eventlog_with_program(path: Path, program: str) -> bytes:
+    """The bytes of the eventlog at ``path`` with its ``ProgramArgs`` event
+    (type 30) rewritten so the program name (its first argument) is
+    ``program``; the size of the event and of the block holding it are
+    adjusted.  What a program started under that name would have written."""
+    data = path.read_bytes()
+    (event,) = [e for e in _decode(data) if e.type == 30][:1]
+    args = b"\0".join(a.encode() for a in event.fields[1])
+    at = data.index(args) - 16  # type u16, time u64, size u16, capset u32
+    (size,) = struct.unpack_from(">H", data, at + 10)
+    assert struct.unpack_from(">H", data, at)[0] == 30 and size >= 4 + len(args), "ProgramArgs"
+    new_args = b"\0".join([program.encode(), *[a.encode() for a in event.fields[1][1:]]]) + b"\0"
+    assert 4 + len(new_args) < 1 << 16, "a ProgramArgs event holds at most 64 KiB"
+    new_event = (data[at:at + 10] + struct.pack(">H", 4 + len(new_args))
+                 + data[at + 12:at + 16] + new_args)
+    end = at + 12 + size
+    grow = len(new_event) - (end - at)
+    out = bytearray(data[:at] + new_event + data[end:])
+    # the block (type 18: time u64, size u32 from the marker's start) that holds it
+    block = next(p for p in range(at - 2, -1, -1) if data[p:p + 2] == b"\x00\x12"
+                 and p < at < p + struct.unpack_from(">I", data, p + 10)[0] <= len(data))
+    struct.pack_into(">I", out, block + 10, struct.unpack_from(">I", data, block + 10)[0] + grow)
+    return bytes(out)
+
+
+def _decode(data: bytes) -> list:
+    decoder = Decoder()
+    events = decoder.feed(data)
+    decoder.close()
+    return events

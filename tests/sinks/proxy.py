@@ -31,6 +31,7 @@ class WriteProxy:
         self.fail_status: int | None = None
         self.fail_count = 0  # how many requests to fail with fail_status
         self.fail_headers: dict[str, str] = {}
+        self.fail_path: str | None = None  # fail only requests to this path (None: any)
         self.cut = False  # close connections without answering
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -53,8 +54,15 @@ class WriteProxy:
         await self._runner.cleanup()
         await self._session.close()
 
-    def fail(self, status: int, count: int, headers: dict[str, str] | None = None) -> None:
+    def fail(self, status: int, count: int, headers: dict[str, str] | None = None,
+             path: str | None = None) -> None:
         self.fail_status, self.fail_count, self.fail_headers = status, count, headers or {}
+        self.fail_path = path
+
+    @property
+    def failed(self) -> list[Seen]:
+        """Requests the proxy answered itself (injected failures)."""
+        return [s for s in self.seen if s.status is None]
 
     @property
     def delivered(self) -> list[list[str]]:
@@ -71,7 +79,8 @@ class WriteProxy:
             assert request.transport is not None
             request.transport.abort()
             return web.Response(status=502)
-        if self.fail_count > 0 and self.fail_status is not None:
+        if (self.fail_count > 0 and self.fail_status is not None
+                and self.fail_path in (None, request.path)):
             self.fail_count -= 1
             return web.json_response({"error": "injected by the test proxy"}, status=self.fail_status,
                                      headers=self.fail_headers)
@@ -83,7 +92,9 @@ class WriteProxy:
             ) as resp:
                 data = await resp.read()
                 seen.status = resp.status
-                out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
+                # the body is passed on as it came (still gzipped): keep its encoding
+                out = {k: v for k, v in resp.headers.items()
+                       if k.lower() not in _HOP or k.lower() == "content-encoding"}
                 return web.Response(status=resp.status, body=data, headers=out)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             # upstream down: behave as the server itself would, cut the connection

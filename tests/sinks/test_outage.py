@@ -87,7 +87,7 @@ async def test_the_disk_bound_drops_the_oldest_counts_and_logs_it(influxd_factor
     server.stop()
     spool_dir = tmp_path / "spool"
     cfg = InfluxSinkConfig(url=server.url, database="db", batch_lines=50, flush_interval=0.05, max_in_flight=1,
-                           memory_max_bytes=4_000, spool_dir=spool_dir, spool_max_bytes=40_000,
+                           memory_max_bytes=4_000, spool_dir=spool_dir, spool_max_bytes=40_000, batch_bytes=8_000,
                            spool_segment_bytes=8_000, **FAST_RETRY)
     caplog.set_level(logging.ERROR, logger="liveprof.sinks.influx")
     total = 4000  # ~180 KB of line protocol
