@@ -20,21 +20,24 @@ def read_chunks(path: str, chunk: int = CHUNK) -> Iterator[bytes]:
     its writer closes it)."""
     if path == "-":
         fd = sys.stdin.buffer.fileno()
-        yield from _read_fd(fd, chunk)
+        yield from _read_fd(fd, chunk, "standard input")
         return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
     try:
-        yield from _read_fd(fd, chunk)
+        yield from _read_fd(fd, chunk, path)
     finally:
         os.close(fd)
 
 
-def _read_fd(fd: int, chunk: int) -> Iterator[bytes]:
+def _read_fd(fd: int, chunk: int, path: str = "-") -> Iterator[bytes]:
     while True:
-        data = os.read(fd, chunk)
+        try:
+            data = os.read(fd, chunk)
+        except OSError as exc:     # a directory, an I/O error: the path's fault, said so
+            raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
         if not data:
             return
         yield data

@@ -8,11 +8,26 @@ import argparse
 import sys
 
 from .commands import COMMANDS
+from .errors import LiveprofError
+
+
+def version() -> str:
+    """The installed package's version (its metadata, so one number, in pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as of
+
+    try:
+        return of("liveprof")
+    except PackageNotFoundError:     # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="liveprof", description="Live profiling and monitoring of GHC eventlogs.")
+        prog="liveprof", description="Live profiling and monitoring of GHC eventlogs.",
+        epilog="Exit status of dump, derive, import, upload and monitor: 0 success, 1 bad "
+               "data (malformed, cut or empty log), 2 usage or environment error.")
+    parser.add_argument("--version", action="version", version=f"liveprof {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)
@@ -25,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except KeyboardInterrupt:
         return 130
+    except LiveprofError as exc:     # ours, with a message: no traceback
+        print(f"liveprof {args.command}: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # the reader went away (e.g. `liveprof dump x | head`): not an error
         sys.stderr.close()

@@ -47,32 +47,38 @@ OTHER_VARIABLES = {
 
 def serve_flags() -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
     """``{setting key: [flag usage, ...]}`` and the serve flags that set no
-    setting (``[(usage, help)]``), found by parsing each flag alone."""
+    setting (``[(usage, help)]``), found by parsing each flag with a sample
+    value, alone and beside ``--udp`` (flags that refine another flag)."""
     from .cli import build_parser
     from .commands import serve
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     serve_parser = sub.choices["serve"]
-    base = _flatten(serve.overrides(parser.parse_args(["serve"])))
     by_key: dict[str, list[str]] = {}
     others = []
     for action in serve_parser._actions:
         if not action.option_strings or action.dest == "help":
             continue
         flag = max(action.option_strings, key=len)
-        argv = ["serve", flag]
-        if action.nargs != 0:
-            argv.append("7.25" if action.type is float else "sentinel-host:4321")
         usage = flag + (f" {action.metavar or action.dest.upper()}" if action.nargs != 0 else "")
-        try:
-            changed = _flatten(serve.overrides(parser.parse_args(argv)))
-        except (Exception, SystemExit):  # noqa: BLE001 (a flag that validates its value)
-            changed = base
-        keys = sorted(k for k in changed if changed[k] != base.get(k))
+        keys = set()
+        for context in ([], ["--udp", "8242"]):
+            base = _flatten(serve.overrides(parser.parse_args(["serve", *context])))
+            samples = [[]] if action.nargs == 0 else \
+                [["7.25"]] if action.type is float else \
+                [["sentinel-host:4321"], ["10.9.8.0/24"], ["7.25"]]
+            for sample in samples:
+                try:
+                    changed = _flatten(serve.overrides(
+                        parser.parse_args(["serve", *context, flag, *sample])))
+                except (Exception, SystemExit):  # noqa: BLE001 (a value the flag refuses)
+                    continue
+                keys |= {k for k in changed if changed[k] != base.get(k)}
+                break
         if not keys:
             others.append((usage, " ".join((action.help or "").split())))
-        for key in keys:
+        for key in sorted(keys):
             by_key.setdefault(key, []).append(usage)
     return by_key, others
 
@@ -172,6 +178,8 @@ def _show(value, bytes_: bool = False) -> str:
     if isinstance(value, BaseModel):
         return "(table)"
     if isinstance(value, list):
+        if value and not isinstance(value[0], BaseModel):
+            return ", ".join(f"`{v}`" for v in value)
         return "`[]`" if not value else f"{len(value)} entries (below)"
     if bytes_ and isinstance(value, int) and value >= 1024 and value & (value - 1) == 0:
         for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):

@@ -9,9 +9,11 @@ open streams, so their last points are made and can still raise alerts), then
 close the sinks in reverse order: InfluxDB delivers what it can by its
 deadline and spools the rest.
 
-A source that fails unexpectedly is logged and restarted after a jittered
-delay; the others never notice.  A source that finishes (a file imported)
-just ends.
+A source that fails is restarted after a jittered delay; the others never
+notice.  A fault that waiting cannot mend (``PermanentSourceError``, or an
+``OSError`` such as permission denied: ingest/errors.py) stops that source
+with one log line instead.  A source that finishes (a file imported) just
+ends.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from .backoff import Backoff
 from .config import Settings
+from .errors import PERMANENT_ERRNOS, PermanentSourceError, SourceError
 from .sinks.influx import InfluxSink
 from .sinks.mqtt import MqttAlertSink
 from .sources.fifo import FifoSource
@@ -175,6 +178,18 @@ class Service:
                 return
             except asyncio.CancelledError:
                 raise
+            except (PermanentSourceError, OSError) as exc:
+                if isinstance(exc, PermanentSourceError) or exc.errno in PERMANENT_ERRNOS:
+                    log.error("source %s stopped: %s (not retried: fix it and restart)",
+                              source.kind, exc)
+                    return
+                delay = backoff.next()
+                log.warning("source %s: %s; trying again in %.1f s", source.kind, exc, delay)
+                await asyncio.sleep(delay)
+            except SourceError as exc:
+                delay = backoff.next()
+                log.warning("source %s: %s; trying again in %.1f s", source.kind, exc, delay)
+                await asyncio.sleep(delay)
             except Exception:
                 delay = backoff.next()
                 log.exception("source %s failed; restarting it in %.1f s", source.kind, delay)

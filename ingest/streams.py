@@ -21,6 +21,7 @@ from typing import Protocol, Sequence
 from protocol import DecodeError, Decoder
 
 from .config import DeriveConfig
+from .counts import decoded_events
 from .derive.base import DeriveSettings
 from .derive.order import OrderSettings
 from .derive.pipeline import Identity, Pipeline
@@ -39,7 +40,8 @@ class PointSink(Protocol):
 class StreamRecord:
     info: StreamInfo
     bytes: int = 0
-    events: int = 0
+    events: int = 0             # every event read (ingest/counts.py)
+    decoded: int = 0            # of them, the ones decoded for the derivers
     points: int = 0
     error: str | None = None
     ended: float | None = None              # epoch seconds
@@ -53,7 +55,7 @@ class StreamRecord:
     def as_dict(self) -> dict:
         return {"source": self.info.source, "peer": self.info.peer, "number": self.info.number,
                 "started": self.info.started, "ended": self.ended, "bytes": self.bytes,
-                "events": self.events, "points": self.points, "error": self.error,
+                "events": self.events, "decoded": self.decoded, "points": self.points, "error": self.error,
                 "tags": dict(self.tags), "clock": self.clock}
 
 
@@ -102,7 +104,8 @@ class Stream:
             self.failed = True
             rec.error = f"{rec.info.name}: {exc}"
             log.error("%s", rec.error)
-        rec.events += len(events)
+        rec.decoded += decoded_events(events, self.pipeline.wants)
+        rec.events = rec.decoded + self.decoder.skipped
         self._submit(self.pipeline.feed(events))
 
     def end(self, error: str | None) -> None:

@@ -59,7 +59,8 @@ def test_dump_named_pipe(tmp_path):
                                   if p.stat().st_size < 3_000_000], ids=lambda p: p.name)
 def test_summary_counts_equal_reference(path):
     result = liveprof("dump", "--summary", str(path))
-    assert result.returncode == 0
+    # a log without its end-of-data marker (the program died) is bad data: 1
+    assert result.returncode == (0 if path.read_bytes().endswith(b"\xff\xff") else 1)
     import json
     ours = json.loads(result.stdout)
     ref = summary(path)
@@ -73,7 +74,7 @@ def test_truncated_file_keeps_events_and_says_where(tmp_path):
     cut = tmp_path / "cut.eventlog"
     cut.write_bytes(data[:-5])
     result = liveprof("dump", str(cut))
-    assert result.returncode == 0
+    assert result.returncode == 1      # a cut log is bad data; its events are still printed
     lines = result.stdout.decode().splitlines()
     assert lines == reference_lines(path)[: len(lines)] and lines
     assert b"byte offset" in result.stderr and str(cut).encode() in result.stderr
@@ -89,4 +90,4 @@ def test_garbage_is_a_clear_error(tmp_path):
 
 def test_missing_file():
     result = liveprof("dump", "/nonexistent/x.eventlog")
-    assert result.returncode == 2 and b"cannot open" in result.stderr
+    assert result.returncode == 2 and b"/nonexistent/x.eventlog: No such file" in result.stderr

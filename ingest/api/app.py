@@ -6,6 +6,13 @@ shutdown) and returns the runner; ``stop_api(runner)`` stops listening,
 lets requests in progress finish (``shutdown_timeout``), ends open uploads
 and stops the connections' sources.
 
+Connections go through a ``ConnectionGuard`` (``guard.py``: a cap that
+closes idle and half-sent connections first), headers must come within
+``header_timeout`` (aiohttp's keepalive timeout, which also closes a
+connection that never completes a request), aiohttp's own gzip inflating is
+off (``body.py`` inflates upload bodies within bounds), and the loggers
+clients can make talk are rate-limited while the API runs (``logs.py``).
+
 One middleware applies each route's rules (``routing.api``): bearer token
 (401), scope (403), app-limited tokens kept off all-app resources (403), the
 request timeout (504; uploads have their own idle timeout), and counts the
@@ -20,15 +27,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import connections, health, metrics, openapi, sessions, tokens, upload  # noqa: F401
+from . import connections, health, metrics, openapi, sessions, tokens, upload_routes  # noqa: F401
 from .auth import TokenStore, authenticate, problem, require_scope, require_unrestricted
+from . import logs
 from .config import ApiConfig
 from .connections import ConnectionStore
+from .guard import ConnectionGuard, GuardedSite, connection_cap
 from .routing import ROUTES, route_of
 from .state import (
     CONFIG,
     CONNECTIONS,
     COUNTERS,
+    GUARD,
     SERVICE,
     TOKEN,
     TOKENS,
@@ -40,9 +50,14 @@ from .upload import Uploads
 log = logging.getLogger("liveprof.api")
 
 
-def _guard(store: TokenStore, config: ApiConfig, counters: ApiCounters):
+def _guard(store: TokenStore, config: ApiConfig, counters: ApiCounters,
+           conns: ConnectionGuard):
     @web.middleware
     async def guard(request: web.Request, handler):
+        with conns.busy(request.protocol):
+            return await _checked(request, handler)
+
+    async def _checked(request: web.Request, handler):
         route = route_of(request)
         label = route.path if route is not None else "unmatched"
         status = 500
@@ -86,7 +101,9 @@ def build_app(service, config: ApiConfig, state_dir: Path | None = None) -> web.
             log.warning("no token store and no admin token (LIVEPROF_ADMIN_TOKEN): "
                         "every API request but health will be refused")
     counters = ApiCounters()
-    app = web.Application(middlewares=[_guard(store, config, counters)])
+    conn_guard = ConnectionGuard(connection_cap(config.max_connections))
+    app = web.Application(middlewares=[_guard(store, config, counters, conn_guard)])
+    app[GUARD] = conn_guard
     app[SERVICE] = service
     app[CONFIG] = config
     app[TOKENS] = store
@@ -113,25 +130,40 @@ def build_app(service, config: ApiConfig, state_dir: Path | None = None) -> web.
     return app
 
 
+class ApiRunner(web.AppRunner):
+    """An ``AppRunner`` that remembers the log filter it installed."""
+
+    liveprof_log_filter: list[logs.LimitFilter] | None = None
+
+
 async def start_api(service, config: ApiConfig, *, state_dir: Path | None = None
                     ) -> web.AppRunner:
     """Serve the API for ``service`` on ``config.host:config.port``."""
     app = build_app(service, config, state_dir)
-    runner = web.AppRunner(app, shutdown_timeout=config.shutdown_timeout,
-                           handler_cancellation=True)
+    runner = ApiRunner(app, shutdown_timeout=config.shutdown_timeout,
+                           handler_cancellation=True, auto_decompress=False,
+                           keepalive_timeout=config.header_timeout)
     await runner.setup()
+    limiter = logs.install()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = GuardedSite(runner, config.host, config.port, app[GUARD])
         await site.start()
     except BaseException:
+        logs.remove(limiter)
         await runner.cleanup()
         raise
+    runner.liveprof_log_filter = limiter
     log.info("HTTP API on %s", ", ".join(f"http://{h}:{p}" for h, p, *_ in runner.addresses))
     return runner
 
 
 async def stop_api(runner: web.AppRunner) -> None:
-    await runner.cleanup()
+    try:
+        await runner.cleanup()
+    finally:
+        limiter = getattr(runner, "liveprof_log_filter", None)
+        if limiter is not None:
+            logs.remove(limiter)
 
 
 def bound_port(runner: web.AppRunner) -> int:

@@ -41,6 +41,20 @@ class ApiConfig(BaseModel):
         30.0, gt=0, description="longest a request other than an upload body may take, seconds")
     upload_idle_timeout: float = Field(
         60.0, gt=0, description="longest an upload body may stall between chunks, seconds")
+    upload_min_rate: int = Field(
+        1024, ge=0, description="an upload body must bring this many bytes per second over "
+                                "every upload_rate_window spent waiting for it (408 past it)")
+    upload_rate_window: float = Field(
+        30.0, gt=0, description="seconds over which upload_min_rate is measured")
+    max_inflate_ratio: int = Field(
+        32, ge=1, description="a gzip/deflate body may expand at most this many times "
+                               "(plus 1 MiB) (413 past it)")
+    header_timeout: float = Field(
+        10.0, gt=0, description="longest a connection may take to send a request's headers, "
+                                "and stay idle between requests, seconds")
+    max_connections: int = Field(
+        256, ge=4, description="connections served at once; past it the oldest idle or "
+                               "half-sent one is closed (lowered to half the file limit)")
     resumable_idle_timeout: float = Field(
         3600.0, gt=0, description="a resumable upload untouched this long is ended, seconds")
     chunk_bytes: int = Field(1 << 16, ge=1024, description="body chunk size fed to the decoder")

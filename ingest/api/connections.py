@@ -1,12 +1,18 @@
 """Connections: monitors and eventlog sockets the service dials, changed at
 run time (``service.add_source`` / ``remove_source``) and kept in a JSON
-file under the state directory, so they come back after a restart."""
+file under the state directory (0600, ``files.py``), so they come back after
+a restart.
+
+Two guards, because the API makes the service dial wherever it is told:
+redial delays have a floor (``MIN_BACKOFF``), so no connection dials a closed
+port in a tight loop; and only admin tokens see how dialling goes (running,
+peer, connection and error counts): to a read token those would tell whether
+a host's port is open, a port scanner by proxy."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import time
 from pathlib import Path
@@ -16,11 +22,14 @@ from pydantic import BaseModel, ValidationError
 
 from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
 from ..sources.socket import SocketConfig, SocketSource
-from .auth import problem
+from .auth import json_object, problem
+from .files import read_private, write_private
 from .routing import api
-from .state import CONNECTIONS
+from .state import CONNECTIONS, TOKEN
 
 log = logging.getLogger("liveprof.api.connections")
+
+MIN_BACKOFF = 0.5      # seconds: the shortest redial delay a connection may ask for
 
 KINDS: dict[str, tuple[type[BaseModel], type]] = {
     "monitor": (MonitorTcpConfig, MonitorTcpSource),
@@ -39,7 +48,7 @@ class ConnectionStore:
 
     def load(self) -> None:
         try:
-            data = json.loads(self.path.read_text())
+            data = json.loads(read_private(self.path))
         except FileNotFoundError:
             return
         for item in data.get("connections", []):
@@ -51,10 +60,8 @@ class ConnectionStore:
             self.items[item["id"]] = item
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"connections": list(self.items.values())}, indent=1))
-        os.replace(tmp, self.path)
+        text = json.dumps({"connections": list(self.items.values())}, indent=1)
+        write_private(self.path, text.encode())
 
     # -- sources -----------------------------------------------------------------------
 
@@ -62,7 +69,12 @@ class ConnectionStore:
     def _validate(kind: str, config: dict) -> BaseModel:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}")
-        return KINDS[kind][0].model_validate(config)
+        model = KINDS[kind][0].model_validate(config)
+        for name in ("backoff_initial", "backoff_max"):
+            if getattr(model, name) < MIN_BACKOFF:
+                raise ValueError(f"config.{name}: at least {MIN_BACKOFF:g} s "
+                                 f"(got {getattr(model, name):g})")
+        return model
 
     def start_all(self) -> None:
         for cid in self.items:
@@ -110,8 +122,11 @@ class ConnectionStore:
         del self.items[cid]
         self.save()
 
-    def view(self, cid: str) -> dict:
+    def view(self, cid: str, full: bool = True) -> dict:
+        """The connection; with ``full`` (admins) how its dialling goes."""
         item = dict(self.items[cid])
+        if not full:
+            return item
         source = self.sources.get(cid)
         running = source is not None and id(source) in self.service.source_tasks
         item["running"] = running
@@ -129,18 +144,12 @@ def _body_error(exc: ValidationError | ValueError) -> web.HTTPException:
     return problem(422, str(exc))
 
 
-async def _json(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise problem(400, "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise problem(400, "the body must be a JSON object")
-    return body
-
-
 def _store(request) -> ConnectionStore:
     return request.app[CONNECTIONS]
+
+
+def _admin(request) -> bool:
+    return request[TOKEN].allows("admin")
 
 
 def _get(request) -> str:
@@ -153,12 +162,13 @@ def _get(request) -> str:
 @api("GET", "/api/v1/connections", scope="read", all_apps=True)
 async def list_connections(request: web.Request) -> web.Response:
     store = _store(request)
-    return web.json_response({"connections": [store.view(c) for c in store.items]})
+    full = _admin(request)
+    return web.json_response({"connections": [store.view(c, full) for c in store.items]})
 
 
 @api("POST", "/api/v1/connections", scope="admin", all_apps=True)
 async def create_connection(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await json_object(request)
     kind, config = body.get("kind"), body.get("config", {})
     if not isinstance(config, dict):
         raise problem(400, "config must be an object")
@@ -172,13 +182,13 @@ async def create_connection(request: web.Request) -> web.Response:
 
 @api("GET", "/api/v1/connections/{id}", scope="read", all_apps=True)
 async def show_connection(request: web.Request) -> web.Response:
-    return web.json_response(_store(request).view(_get(request)))
+    return web.json_response(_store(request).view(_get(request), _admin(request)))
 
 
 @api("PUT", "/api/v1/connections/{id}", scope="admin", all_apps=True)
 async def update_connection(request: web.Request) -> web.Response:
     cid = _get(request)
-    body = await _json(request)
+    body = await json_object(request)
     config = body.get("config")
     if not isinstance(config, dict):
         raise problem(400, "config must be an object")

@@ -14,7 +14,7 @@ from collections import defaultdict
 from aiohttp import web
 
 from .routing import api
-from .state import COUNTERS, SERVICE, UPLOADS
+from .state import COUNTERS, GUARD, SERVICE, UPLOADS
 
 _FIELDS = ("bytes", "events", "points")
 
@@ -77,7 +77,7 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-def render(service, totals: StreamTotals, counters, uploads) -> str:
+def render(service, totals: StreamTotals, counters, uploads, guard=None) -> str:
     out = Exposition()
     by_kind, live = totals.update(service.registry)
     out.family("liveprof_up", "gauge", "the service answers", [({}, 1)])
@@ -150,8 +150,15 @@ def render(service, totals: StreamTotals, counters, uploads) -> str:
                [({"reason": r}, n) for r, n in sorted(counters.refused.items())])
     out.family("liveprof_uploads_receiving", "gauge", "upload bodies being received",
                [({}, uploads.receiving)])
-    out.family("liveprof_uploads_open", "gauge", "resumable uploads open",
-               [({}, sum(u.state == "open" for u in uploads.open.values()))])
+    out.family("liveprof_uploads_open", "gauge", "resumable uploads open (held in memory)",
+               [({}, len(uploads.open))])
+    if guard is not None:
+        out.family("liveprof_http_connections", "gauge", "API connections open",
+                   [({}, len(guard.conns))])
+        out.family("liveprof_http_connections_closed_total", "counter",
+                   "API connections closed by the connection cap: evicted (idle or "
+                   "half-sent, for a new one) or refused (every one inside a request)",
+                   [({"reason": "evicted"}, guard.evicted), ({"reason": "refused"}, guard.refused)])
     return out.text()
 
 
@@ -161,6 +168,6 @@ TOTALS = web.AppKey("stream_totals", StreamTotals)
 @api("GET", "/metrics", scope="read", all_apps=True)
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    text = render(app[SERVICE], app[TOTALS], app[COUNTERS], app[UPLOADS])
+    text = render(app[SERVICE], app[TOTALS], app[COUNTERS], app[UPLOADS], app.get(GUARD))
     return web.Response(body=text.encode(), headers={
         "Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"})

@@ -68,7 +68,9 @@ SCHEMAS = {
                          "properties": {"kind": {"type": "string", "enum": ["monitor", "socket"]},
                                         "config": {"type": "object",
                                                    "additionalProperties": True}}},
-    "Connection": {"type": "object", "required": ["id", "kind", "config", "running"],
+    # running, peer and stats: admin tokens only (to a read token they would tell
+    # whether a dialled port is open)
+    "Connection": {"type": "object", "required": ["id", "kind", "config"],
                    "properties": {"id": STR, "kind": {"type": "string",
                                                       "enum": ["monitor", "socket"]},
                                   "config": {"type": "object", "additionalProperties": True},
@@ -103,8 +105,11 @@ def _json(schema: dict, description: str) -> dict:
 def _errors(*codes: int) -> dict:
     text = {400: "bad request", 401: "no valid bearer token",
             403: "the token lacks the scope, or the app", 404: "not found",
-            408: "the body stalled", 409: "conflict (state or offset)",
-            413: "over the upload size limit", 422: "invalid input (or eventlog: `offset` says where)",
+            408: "the body stalled, or came slower than the minimum rate",
+            409: "conflict (state or offset)",
+            413: "over the upload size limit, or a compressed body expanding past the ratio",
+            415: "a Content-Encoding other than gzip or deflate",
+            422: "invalid input (or eventlog: `offset` says where)",
             429: "a limit on concurrent uploads", 503: "not ready / InfluxDB unavailable",
             504: "timed out"}
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
@@ -144,7 +149,7 @@ def document() -> dict:
         "/api/v1/upload": {"post": _op(
             "upload a whole eventlog in one streamed body (scope write)",
             {"201": _json(_ref("UploadResult"), "ingested"),
-             **_errors(*AUTH, 408, 413, 422, 429, 503)},
+             **_errors(400, *AUTH, 408, 413, 415, 422, 429, 503)},
             parameters=[APP_Q, HOST_Q], requestBody=EVENTLOG_BODY)},
         "/api/v1/uploads": {"post": _op(
             "open a resumable upload (scope write)",
@@ -156,7 +161,7 @@ def document() -> dict:
                        {"200": _json(_ref("Upload"), "the upload"), **_errors(*AUTH, 404)}),
             "put": _op("append the next bytes at ?offset= (the bytes received so far)",
                        {"200": _json(_ref("Upload"), "appended"),
-                        **_errors(400, *AUTH, 404, 408, 409, 413, 422, 429)},
+                        **_errors(400, *AUTH, 404, 408, 409, 413, 415, 422, 429)},
                        parameters=[{"name": "offset", "in": "query", "required": True,
                                     "schema": {"type": "integer", "minimum": 0}}],
                        requestBody=EVENTLOG_BODY),

@@ -13,6 +13,7 @@ from .config import ApiConfig
 
 if TYPE_CHECKING:
     from .connections import ConnectionStore
+    from .guard import ConnectionGuard
     from .upload import Uploads
 
 
@@ -32,6 +33,7 @@ TOKENS = web.AppKey("tokens", TokenStore)
 CONNECTIONS: web.AppKey[ConnectionStore] = web.AppKey("connections", object)
 UPLOADS: web.AppKey[Uploads] = web.AppKey("uploads", object)
 COUNTERS = web.AppKey("counters", ApiCounters)
+GUARD: web.AppKey[ConnectionGuard] = web.AppKey("guard", object)
 
 # the authenticated token of a request
 TOKEN: web.RequestKey[Token] | str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .auth import SCOPES, problem
+from .auth import SCOPES, json_object, problem
 from .routing import api
 from .state import TOKENS
 
@@ -17,12 +17,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 @api("POST", "/api/v1/tokens", scope="admin", all_apps=True)
 async def create_token(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise problem(400, "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise problem(400, "the body must be a JSON object")
+    body = await json_object(request)
     name, scopes, apps = body.get("name", ""), body.get("scopes"), body.get("apps")
     if not isinstance(name, str) or not name:
         raise problem(422, "name: a non-empty string")

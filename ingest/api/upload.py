@@ -12,7 +12,11 @@ from the offset the server reports.
 Nothing is held whole: the body is read with ``iter_chunked`` (never
 ``read()``), each chunk goes to the session's decoder and derivers, and the
 reader waits (back-pressure on the client's TCP connection) while the
-InfluxDB sink's memory buffer is above ``sink_backlog_bytes``.
+InfluxDB sink's memory buffer is above ``sink_backlog_bytes``.  Bodies are
+read (and gzip inflated) within bounds of time and memory by ``body.py``.
+An upload that is over (finished, failed, cancelled) leaves ``open`` at
+once, with its stream, decoder and derivers; only its figures stay, in a
+short list (``done``), for a client asking again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -30,12 +35,15 @@ from protocol import DecodeError
 
 from ..sources.base import StreamInfo
 from .auth import Token, problem
+from .body import BodyRefused, body_pieces
 from .config import ApiConfig
+from .logs import LIMITED
 from .state import ApiCounters
 
 log = logging.getLogger("liveprof.api.upload")
 
 SOURCE = "http_upload"
+KEEP_DONE = 256          # figures of uploads that are over, kept for clients asking again
 
 
 def open_stream(registry, info: StreamInfo, app: str | None, host: str | None):
@@ -80,6 +88,27 @@ class Upload:
                 "created": self.created, "touched": self.touched}
 
 
+@dataclass
+class Done:
+    """What is left of a resumable upload once it is over: its figures."""
+
+    id: str
+    app: str | None
+    state: str
+    offset: int
+    error: str | None
+    error_offset: int | None
+    figures: dict
+    resumable: bool = True
+
+    @classmethod
+    def of(cls, up: Upload) -> "Done":
+        return cls(up.id, up.app, up.state, up.offset, up.error, up.error_offset, up.as_dict())
+
+    def as_dict(self) -> dict:
+        return {**self.figures, "receiving": False}
+
+
 class Uploads:
     """Uploads in progress and the limits on them."""
 
@@ -88,7 +117,8 @@ class Uploads:
         self.config = config
         self.counters = counters
         self.receiving = 0                  # bodies being read now
-        self.open: dict[str, Upload] = {}   # resumable ones, by id
+        self.open: dict[str, Upload] = {}   # resumable ones not yet over, by id
+        self.done: OrderedDict[str, Done] = OrderedDict()   # the last KEEP_DONE over
         self._numbers = 0
         self._reaper: asyncio.Task | None = None
 
@@ -105,6 +135,7 @@ class Uploads:
             if up.state == "open":
                 self._end(up, "service stopped", state="cancelled")
         self.open.clear()
+        self.done.clear()
 
     async def _reap(self) -> None:
         while True:
@@ -113,10 +144,8 @@ class Uploads:
             for up in list(self.open.values()):
                 if now - up.touched < self.config.resumable_idle_timeout or up.lock.locked():
                     continue
-                if up.state == "open":
-                    self._end(up, "resumable upload abandoned", state="cancelled")
-                    self.counters.uploads["abandoned"] += 1
-                del self.open[up.id]
+                self.counters.uploads["abandoned"] += 1
+                self._end(up, "resumable upload abandoned", state="cancelled")
 
     # -- opening ----------------------------------------------------------------------
 
@@ -133,8 +162,7 @@ class Uploads:
                 raise problem(403, "this token is limited to some apps: say which with ?app=")
             if app not in token.apps:
                 raise problem(403, f"this token may not use app {app!r}")
-        if resumable and sum(u.state == "open" for u in self.open.values()) \
-                >= self.config.max_open_uploads:
+        if resumable and len(self.open) >= self.config.max_open_uploads:
             self.counters.refused["open_uploads"] += 1
             raise problem(429, "too many resumable uploads open", retry_after=5)
         self._numbers += 1
@@ -145,8 +173,8 @@ class Uploads:
             self.open[up.id] = up
         return up
 
-    def get(self, upload_id: str, token: Token) -> Upload:
-        up = self.open.get(upload_id)
+    def get(self, upload_id: str, token: Token) -> Upload | Done:
+        up = self.open.get(upload_id) or self.done.get(upload_id)
         if up is None:
             raise problem(404, f"no upload {upload_id!r}")
         if not token.sees(up.app):
@@ -184,25 +212,19 @@ class Uploads:
         length = request.content_length
         if length is not None and up.offset + length > cfg.max_upload_bytes:
             self._too_large(up)
-        chunks = request.content.iter_chunked(cfg.chunk_bytes)
-        stream = up.stream
-        while True:
-            try:
-                async with asyncio.timeout(cfg.upload_idle_timeout):
-                    chunk = await anext(chunks, None)
-            except TimeoutError:
-                self._timed_out(up)
-            if chunk is None:
-                break
-            up.touched = time.time()
-            room = cfg.max_upload_bytes - up.offset
-            if len(chunk) > room:
-                self._feed(up, chunk[:room])
-                self._too_large(up)
-            self._feed(up, chunk)
-            if stream.failed:
-                self._decode_failed(up)
-            await self._pace()
+        try:
+            async for chunk in body_pieces(request, cfg):
+                up.touched = time.time()
+                room = cfg.max_upload_bytes - up.offset
+                if len(chunk) > room:
+                    self._feed(up, chunk[:room])
+                    self._too_large(up)
+                self._feed(up, chunk)
+                if up.stream.failed:
+                    self._decode_failed(up)
+                await self._pace()
+        except BodyRefused as exc:
+            self._refused(up, exc)
 
     def _feed(self, up: Upload, chunk: bytes) -> None:
         if not chunk:
@@ -232,6 +254,11 @@ class Uploads:
             up.error = up.error or error
             up.stream.end(error)
             up.touched = time.time()
+        if self.open.pop(up.id, None) is not None:
+            # over: the stream, decoder and derivers go; the figures stay a while
+            self.done[up.id] = Done.of(up)
+            while len(self.done) > KEEP_DONE:
+                self.done.popitem(last=False)
 
     def _too_large(self, up: Upload):
         msg = f"upload larger than {self.config.max_upload_bytes} bytes"
@@ -240,12 +267,17 @@ class Uploads:
         self.counters.uploads["too_large"] += 1
         raise problem(413, msg, offset=up.offset, **self._figures(up))
 
-    def _timed_out(self, up: Upload):
-        msg = f"no body data for {self.config.upload_idle_timeout:g} s"
-        if not up.resumable:
-            self._end(up, msg, "failed")
-        self.counters.uploads["timeout"] += 1
-        raise problem(408, msg, offset=up.offset, **self._figures(up))
+    def _refused(self, up: Upload, exc: BodyRefused):
+        """A body past a bound of time, rate or inflating (``body.py``): a
+        one-shot upload ends there; a resumable one waits for the rest,
+        unless its body was a bomb (413)."""
+        if not up.resumable or exc.status == 413:
+            self._end(up, exc.message, "failed")
+            up.error_offset = up.offset
+        self.counters.uploads[exc.outcome] += 1
+        LIMITED.warning(("upload", exc.outcome), "upload %s from %s refused (%d): %s", up.id,
+                        up.record.info.peer, exc.status, exc.message)
+        raise problem(exc.status, exc.message, offset=up.offset, **self._figures(up))
 
     def _decode_failed(self, up: Upload):
         offset = None
@@ -268,9 +300,10 @@ class Uploads:
                           f"{type(exc).__name__}", "failed")
             self.counters.uploads["interrupted"] += 1
 
-    async def finish(self, up: Upload) -> web.Response:
+    async def finish(self, up: Upload | Done) -> web.Response:
         """End the stream; 201 with the session's figures, or 422 when the
-        log was cut inside a record (its events before the cut are kept)."""
+        log was cut inside a record (its events before the cut are kept).
+        Asked again (the client lost the answer), the same answer."""
         if up.state == "open":
             end = up.stream.decoder.close()
             up.complete = end.complete
@@ -283,6 +316,8 @@ class Uploads:
                 up.error_offset = end.offset
             self._end(up, error, "failed" if error else "finished")
             up.stored = await self._flush()
+            if up.id in self.done:
+                self.done[up.id] = Done.of(up)
             self.counters.uploads["truncated" if error else "ok"] += 1
         elif up.state == "cancelled":
             raise problem(409, f"upload is {up.state}", **self._figures(up))
@@ -291,10 +326,12 @@ class Uploads:
             raise problem(422, up.error or "upload failed", offset=up.error_offset, **body)
         return web.json_response(body, status=201)
 
-    async def cancel(self, up: Upload) -> None:
-        self._end(up, "upload cancelled", "cancelled")
+    async def cancel(self, up: Upload | Done) -> None:
+        if isinstance(up, Done):
+            raise problem(409, f"upload is {up.state}", offset=up.offset)
         self.counters.uploads["cancelled"] += 1
-        self.open.pop(up.id, None)
+        self._end(up, "upload cancelled", "cancelled")
+        self.done.pop(up.id, None)
 
     async def _flush(self) -> bool:
         """Wait (a bounded time) for the sink to store what it was given: the
@@ -318,69 +355,3 @@ class Uploads:
         d = up.as_dict()
         return {k: d[k] for k in ("id", "session", "app", "host", "bytes", "events", "points",
                                   "complete", "stored", "state")}
-
-
-# -- handlers ---------------------------------------------------------------------------
-
-from .routing import api
-from .state import TOKEN, UPLOADS
-
-
-@api("POST", "/api/v1/upload", scope="write", timeout=False)
-async def upload_once(request: web.Request) -> web.Response:
-    uploads: Uploads = request.app[UPLOADS]
-    with uploads.slot():
-        up = uploads.begin(request, request[TOKEN], resumable=False)
-        await uploads.receive(up, request)
-        return await uploads.finish(up)
-
-
-@api("POST", "/api/v1/uploads", scope="write")
-async def create_upload(request: web.Request) -> web.Response:
-    uploads: Uploads = request.app[UPLOADS]
-    up = uploads.begin(request, request[TOKEN], resumable=True)
-    return web.json_response(up.as_dict(), status=201,
-                             headers={"Location": f"/api/v1/uploads/{up.id}"})
-
-
-@api("GET", "/api/v1/uploads/{id}", scope="write")
-async def show_upload(request: web.Request) -> web.Response:
-    up = request.app[UPLOADS].get(request.match_info["id"], request[TOKEN])
-    return web.json_response(up.as_dict())
-
-
-@api("PUT", "/api/v1/uploads/{id}", scope="write", timeout=False)
-async def append_upload(request: web.Request) -> web.Response:
-    uploads: Uploads = request.app[UPLOADS]
-    up = uploads.get(request.match_info["id"], request[TOKEN])
-    text = request.query.get("offset")
-    if text is None or not text.isdigit():
-        raise problem(400, "give ?offset=N, the bytes received so far", offset=up.offset)
-    if up.state != "open":
-        raise problem(409, f"upload is {up.state}", offset=up.offset)
-    if up.lock.locked():
-        raise problem(409, "another chunk of this upload is in progress", offset=up.offset)
-    async with up.lock:
-        if int(text) != up.offset:
-            raise problem(409, f"offset {text} is not where the upload stands", offset=up.offset)
-        with uploads.slot():
-            await uploads.receive(up, request)
-    return web.json_response(up.as_dict())
-
-
-@api("POST", "/api/v1/uploads/{id}/finish", scope="write")
-async def finish_upload(request: web.Request) -> web.Response:
-    uploads: Uploads = request.app[UPLOADS]
-    up = uploads.get(request.match_info["id"], request[TOKEN])
-    if up.lock.locked():
-        raise problem(409, "a chunk of this upload is in progress", offset=up.offset)
-    async with up.lock:
-        return await uploads.finish(up)
-
-
-@api("DELETE", "/api/v1/uploads/{id}", scope="write")
-async def cancel_upload(request: web.Request) -> web.Response:
-    uploads: Uploads = request.app[UPLOADS]
-    up = uploads.get(request.match_info["id"], request[TOKEN])
-    await uploads.cancel(up)
-    return web.Response(status=204)

@@ -13,12 +13,13 @@ import time
 from protocol import DecodeError, Decoder
 
 from ..chunks import read_chunks
+from ..counts import decoded_events
 from ..derive.base import DeriveSettings
 from ..derive.order import OrderSettings
 from ..derive.pipeline import Identity, Pipeline
 from ..derive.registry import REGISTRY
 from ..errors import SourceError
-from .dump import describe_end
+from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
 
 BLOCK_MARKER = 18
 # WallClockTime, ProgramArgs, OsProcessPid, OsProcessParentPid, RtsIdentifier, HeapInfoGHC
@@ -112,28 +113,38 @@ def run(args) -> int:
         names = [n.strip() for n in args.measurements.split(",") if n.strip()]
         unknown = [n for n in names if n not in REGISTRY]
         if unknown:
-            print(f"liveprof: unknown measurement(s) {', '.join(unknown)}; known: "
-                  f"{', '.join(REGISTRY)}", file=sys.stderr)
-            return 2
-    regular = fifo = False
-    if args.path != "-":
-        try:
-            mode = os.stat(args.path).st_mode
-        except OSError as exc:
-            print(f"liveprof: cannot open {args.path}: {exc.strerror}", file=sys.stderr)
-            return 2
-        regular, fifo = stat.S_ISREG(mode), stat.S_ISFIFO(mode)
+            print(f"liveprof: --measurements: unknown measurement(s) {', '.join(unknown)}; "
+                  f"known: {', '.join(REGISTRY)}", file=sys.stderr)
+            return USAGE
+    for flag, value in (("--window", args.window), ("--max-lag", args.max_lag)):
+        if not value > 0:
+            print(f"liveprof: {flag} {value}: must be more than 0 seconds", file=sys.stderr)
+            return USAGE
+    if args.top < 1:
+        print(f"liveprof: --top {args.top}: must be at least 1", file=sys.stderr)
+        return USAGE
+    try:
+        mode = check_input(args.path)
+    except InputError as exc:
+        print(f"liveprof: {exc}", file=sys.stderr)
+        return USAGE
+    regular, fifo = stat.S_ISREG(mode), stat.S_ISFIFO(mode)
     # a named pipe is most likely a running program: merge live; a file or stdin
     # (usually a file piped in) is sorted whole, within the memory bound
     live = fifo if args.live is None else args.live
     settings = DeriveSettings(window_ns=max(1, int(args.window * 1e9)), top_n=args.top)
     order = OrderSettings(live=live, max_lag_ns=int(args.max_lag * 1e9))
-    pipe, decoder = file_pipeline(args.path, settings, app=args.app, host=args.host,
-                                  session=args.session, derivers=names, order=order,
-                                  regular=regular)
+    try:
+        pipe, decoder = file_pipeline(args.path, settings, app=args.app, host=args.host,
+                                      session=args.session, derivers=names, order=order,
+                                      regular=regular)
+    except SourceError as exc:
+        print(f"liveprof: {exc}", file=sys.stderr)
+        return USAGE
     tune_gc()
     out = sys.stdout
-    status = 0
+    status = OK
+    decoded = 0
 
     def write(points) -> None:
         if points:
@@ -141,23 +152,28 @@ def run(args) -> int:
 
     try:
         for chunk in read_chunks(args.path):
-            write(pipe.feed(decoder.feed(chunk)))
+            events = decoder.feed(chunk)
+            decoded += decoded_events(events, pipe.wants)
+            write(pipe.feed(events))
     except SourceError as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
-        status = 2
+        status = USAGE
     except DecodeError as exc:
+        decoded += decoded_events(exc.events, pipe.wants)
         write(pipe.feed(exc.events))
         print(f"liveprof: {args.path}: {exc}", file=sys.stderr)
-        status = 1
+        status = BAD_DATA
     else:
-        end = decoder.close()
-        if end.truncated:
-            print(f"liveprof: {describe_end(args.path, end)}", file=sys.stderr)
+        problem = describe_end(args.path, decoder.close())
+        if problem:
+            print(f"liveprof: {problem}", file=sys.stderr)
+            status = BAD_DATA
     write(pipe.close())
     out.flush()
     if args.stats:
         s = pipe.stats
-        print(f"liveprof: {s.events} events, {s.points} points, {s.late_events} late, "
+        print(f"liveprof: {decoded + decoder.skipped} events read ({decoded} decoded for the "
+              f"measurements), {s.points} points, {s.late_events} late, "
               f"{s.evicted_events} released early (memory bound), clock: {s.clock}",
               file=sys.stderr)
     return status

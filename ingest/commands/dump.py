@@ -6,10 +6,11 @@ import json
 import sys
 from collections import Counter
 
-from protocol import DecodeError, Decoder, EndOfStream, event_json
+from protocol import DecodeError, Decoder, event_json
 
 from ..chunks import read_chunks
 from ..errors import SourceError
+from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
 
 BLOCK_MARKER = 18
 
@@ -24,20 +25,16 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def describe_end(path: str, end: EndOfStream) -> str:
-    if end.reason == "header":
-        return f"{path}: stream ends inside the header at byte offset {end.offset}"
-    if end.reason == "event":
-        return (f"{path}: stream cut inside an event of type {end.event_id} at byte offset "
-                f"{end.offset} ({end.pending} bytes dropped)")
-    return f"{path}: stream ends at byte offset {end.offset} without the end-of-data marker"
-
-
 def run(args) -> int:
+    try:
+        check_input(args.path)
+    except InputError as exc:
+        print(f"liveprof: {exc}", file=sys.stderr)
+        return USAGE
     decoder = Decoder()
     out = sys.stdout
     counts: Counter = Counter()
-    status = 0
+    status = OK
     try:
         for chunk in read_chunks(args.path):
             events = decoder.feed(chunk)
@@ -48,19 +45,21 @@ def run(args) -> int:
                                    if ev.type != BLOCK_MARKER]))
     except SourceError as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
-        return 2
+        return USAGE
     except DecodeError as exc:
         if not args.summary:
             out.write("".join(event_json(ev) + "\n" for ev in exc.events
                               if ev.type != BLOCK_MARKER))
         counts.update(ev.name for ev in exc.events if ev.type != BLOCK_MARKER)
         print(f"liveprof: {args.path}: {exc}", file=sys.stderr)
-        status = 1
+        status = BAD_DATA
         end = None
     else:
         end = decoder.close()
-        if end.truncated:
-            print(f"liveprof: {describe_end(args.path, end)}", file=sys.stderr)
+        problem = describe_end(args.path, end)
+        if problem:
+            print(f"liveprof: {problem}", file=sys.stderr)
+            status = BAD_DATA
     if args.summary:
         summary = {"event_count": sum(counts.values()), "counts": dict(sorted(counts.items())),
                    "complete": bool(end and end.complete),

@@ -7,12 +7,19 @@ the InfluxDB sink.  Importing the same file twice writes the same points
 and wall-clock sample), so InfluxDB keeps one copy.  A progress line on
 standard error (when it is a terminal) shows bytes and events per second; a
 summary line per file follows.
+
+A one-shot command, not the service: nothing waits for InfluxDB beyond
+``--timeout`` (the first answer, and each time the data waits to be
+taken), and when InfluxDB is away the command says so and ends (exit 2,
+commands/outcome.py); nothing is kept for later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import stat
 import sys
 import time
 
@@ -22,9 +29,10 @@ from ..chunks import read_chunks
 from ..derive.base import DeriveSettings
 from ..derive.order import OrderSettings
 from ..errors import ConfigError, SourceError
+from ..counts import decoded_events
 from .derive import file_pipeline, tune_gc
-from .dump import describe_end
-from .serve import add_influx_flags, influx_overrides
+from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
+from .serve import DERIVE_FLAGS, INFLUX_FLAGS, add_influx_flags, influx_overrides
 
 
 def add_parser(sub) -> None:
@@ -42,7 +50,8 @@ def add_parser(sub) -> None:
                         "`raw` once `liveprof influx setup` ran; InfluxDB drops points older "
                         "than the policy keeps, so an old log needs a longer policy)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
-                   help="give up when InfluxDB takes no data for this long (default 120)")
+                   help="give up when InfluxDB does not answer, or takes no data, for this "
+                        "long (default 120)")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress line on standard error (auto: when it is a terminal)")
     p.set_defaults(run=run)
@@ -70,6 +79,10 @@ class Progress:
             sys.stderr.write("\n")
 
 
+class Unavailable(Exception):
+    """InfluxDB did not answer or take data within --timeout."""
+
+
 async def import_file(path: str, sink, settings, args, show: bool) -> dict:
     derive = settings.derive
     pipe, decoder = file_pipeline(
@@ -78,8 +91,8 @@ async def import_file(path: str, sink, settings, args, show: bool) -> dict:
         order=OrderSettings(live=False))
     progress = Progress(os.path.basename(path), os.path.getsize(path), show)
     limit = sink.config.memory_max_bytes // 2
-    done = events = points = 0
-    problem = note = None
+    done = decoded = points = 0
+    problem = None
     try:
         for chunk in read_chunks(path):
             done += len(chunk)
@@ -87,31 +100,76 @@ async def import_file(path: str, sink, settings, args, show: bool) -> dict:
                 evs = decoder.feed(chunk)
             except DecodeError as exc:
                 evs, problem = exc.events, f"{path}: {exc}"
-            events += len(evs)
+            decoded += decoded_events(evs, pipe.wants)
             out = pipe.feed(evs)
             points += len(out)
             sink.submit(out)
             if sink.stats.buffered_bytes > limit:       # let InfluxDB catch up
-                await sink.flush(args.timeout)
+                await flush(sink, args.timeout)
             else:
                 await asyncio.sleep(0)      # the sink sends while the next chunk is derived
-            progress.show(done, events)
+            progress.show(done, decoded + decoder.skipped)
             if problem:
                 break
         else:
-            end = decoder.close()
-            if end.truncated:      # a killed program's log: what is there is good
-                note = describe_end(path, end)
+            problem = describe_end(path, decoder.close())   # cut (a killed program) or empty
     finally:
         out = pipe.close()
         points += len(out)
         sink.submit(out)
-        progress.show(done, events, force=True)
+        progress.show(done, decoded + decoder.skipped, force=True)
         progress.done()
     tags = pipe.tags or {}
-    return {"path": path, "events": events, "points": points, "session": tags.get("session"),
-            "app": tags.get("app"), "clock": pipe.stats.clock, "problem": problem, "note": note,
+    return {"path": path, "events": decoded + decoder.skipped, "decoded": decoded,
+            "points": points, "session": tags.get("session"), "app": tags.get("app"),
+            "clock": pipe.stats.clock, "problem": problem,
             "seconds": time.monotonic() - progress.start}
+
+
+async def flush(sink, timeout: float) -> None:
+    try:
+        await sink.flush(timeout)
+    except TimeoutError:
+        raise Unavailable(f"InfluxDB at {sink.config.url} took no data for {timeout:g} s "
+                          f"(--timeout {timeout:g})") from None
+
+
+async def connect(sink, timeout: float) -> None:
+    """Create the database (when allowed) and check that InfluxDB takes
+    writes, trying again after transient errors (5xx, a dropped connection)
+    until ``timeout``; ``Unavailable`` then.  Nothing listening at the
+    address (connection refused, unknown host) fails at once."""
+    import aiohttp
+
+    from ..sinks.errors import SinkAuthError, SinkError
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay, last = 0.2, "no answer"
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                try:
+                    await sink.client.ensure_database(sink.config.database)
+                except SinkAuthError:
+                    pass        # a user that may write but not create: the write below tells
+                await sink.healthcheck()
+            return
+        except TimeoutError:
+            break
+        except SinkAuthError:
+            raise
+        except SinkError as exc:
+            if isinstance(exc.__cause__, aiohttp.ClientConnectorError) or not (
+                    exc.retryable or (exc.status or 0) >= 500):
+                raise
+            last = str(exc)
+        if loop.time() + delay >= deadline:
+            break
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, 2.0)
+    raise Unavailable(f"InfluxDB at {sink.config.url} did not answer within {timeout:g} s "
+                      f"(--timeout {timeout:g}): {last}")
 
 
 def run(args) -> int:
@@ -119,53 +177,70 @@ def run(args) -> int:
     from ..sinks.errors import SinkError
     from ..sinks.influx import InfluxSink
 
+    if not args.timeout > 0:
+        print(f"liveprof import: --timeout {args.timeout:g}: must be more than 0 seconds",
+              file=sys.stderr)
+        return USAGE
     over = influx_overrides(args)
     over.update({"derive.app": args.app, "derive.host": args.host, "derive.window": args.window,
-                 "influx.create_database": True,
                  "influx.retention_policy": args.retention_policy})
     try:
-        settings = load(args.config, over)
+        settings = load(args.config, over, {**INFLUX_FLAGS, **DERIVE_FLAGS,
+                                            "influx.retention_policy": "--retention-policy"})
     except (ConfigError, ValueError) as exc:
-        print(f"liveprof: {exc}", file=sys.stderr)
-        return 2
+        print(f"liveprof import: {exc}", file=sys.stderr)
+        return USAGE
     for path in args.paths:
-        if not os.path.isfile(path):
-            print(f"liveprof: {path}: not a file", file=sys.stderr)
-            return 2
+        try:
+            if not stat.S_ISREG(check_input(path)):
+                raise InputError(f"{path}: not a regular file (import reads files; "
+                                 f"`liveprof serve --fifo` reads named pipes)")
+        except InputError as exc:
+            print(f"liveprof import: {exc}", file=sys.stderr)
+            return USAGE
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    # the sink's own log lines speak of a service that keeps data for later; this
+    # command says itself what became of the data
+    logging.getLogger("liveprof.sinks").setLevel(logging.CRITICAL)
+    config = settings.influx.model_copy(update={
+        "check_on_start": False, "create_database": False, "spool_dir": None,
+        "timeout": min(settings.influx.timeout, args.timeout)})
     tune_gc()
 
     async def main() -> int:
-        status = 0
-        async with InfluxSink(settings.influx) as sink:
-            # transient trouble (5xx, a restart) is retried like writes; an import fails
-            # when InfluxDB stays away for --timeout, or at once for a configuration error
-            await sink.wait_ready(args.timeout)
-            for path in args.paths:
-                s = await import_file(path, sink, settings, args, show)
-                await sink.flush(args.timeout)
-                if s["note"]:
-                    print(f"liveprof: {s['note']}", file=sys.stderr)
-                if s["problem"]:
-                    print(f"liveprof: {s['problem']}", file=sys.stderr)
-                    status = 1
-                print(f"{path}: {s['events']} events, {s['points']} points, session "
-                      f"{s['session']} (app {s['app']}, clock {s['clock']}), "
-                      f"{s['seconds']:.1f} s", file=sys.stderr)
+        status = OK
+        async with InfluxSink(config) as sink:
+            try:
+                await connect(sink, args.timeout)
+                for path in args.paths:
+                    s = await import_file(path, sink, settings, args, show)
+                    await flush(sink, args.timeout)
+                    if s["problem"]:
+                        print(f"liveprof import: {s['problem']}", file=sys.stderr)
+                        status = BAD_DATA
+                    print(f"{path}: {s['events']} events read ({s['decoded']} decoded), "
+                          f"{s['points']} points, session {s['session']} (app {s['app']}, clock "
+                          f"{s['clock']}), {s['seconds']:.1f} s", file=sys.stderr)
+            except BaseException:
+                await sink.close(0)         # no waiting for what cannot be delivered
+                st = sink.stats
+                if st.submitted:
+                    print(f"liveprof import: {st.written} points written, "
+                          f"{st.submitted - st.written - st.dropped_4xx} not written",
+                          file=sys.stderr)
+                raise
             st = sink.stats
-            print(f"liveprof: {st.written} points written to {settings.influx.database} at "
-                  f"{settings.influx.url}; {st.dropped_4xx} refused by InfluxDB",
-                  file=sys.stderr)
+            print(f"liveprof import: {st.written} points written to {config.database} at "
+                  f"{config.url}; {st.dropped_4xx} refused by InfluxDB", file=sys.stderr)
             if st.dropped_4xx or st.dropped_overflow:
-                status = 1
+                status = BAD_DATA
             if st.written:
-                print("liveprof: rollups of past data: liveprof influx backfill --start TIME",
-                      file=sys.stderr)
+                print("liveprof import: rollups of past data: liveprof influx backfill "
+                      "--start TIME", file=sys.stderr)
         return status
 
     try:
         return asyncio.run(main())
-    except (SinkError, TimeoutError, SourceError) as exc:
-        print(f"liveprof: import failed: {exc or 'InfluxDB took no data for --timeout'}",
-              file=sys.stderr)
-        return 1
+    except (Unavailable, SinkError, SourceError) as exc:
+        print(f"liveprof import: {exc}", file=sys.stderr)
+        return USAGE

@@ -16,7 +16,7 @@ import sys
 from datetime import UTC, datetime
 
 from ..errors import ConfigError, LiveprofError
-from .serve import add_influx_flags, influx_overrides
+from .serve import INFLUX_FLAGS, add_influx_flags, influx_overrides
 
 def add_parser(sub) -> None:
     p = sub.add_parser("influx", help="set up InfluxDB: database, retention, rollups",
@@ -85,7 +85,9 @@ def build_config(args):
         over["rollups.rollups"] = [_parse_rollup(r).model_dump() for r in args.rollup]
     from ..config import load  # (heavy imports only for the command that runs)
 
-    return load(args.config, over).setup_config()
+    flags = {**INFLUX_FLAGS, "rollups.raw": "--raw-policy/--raw-duration",
+             "rollups.rollups": "--rollup"}
+    return load(args.config, over, flags).setup_config()
 
 
 def _config_or_error(args):

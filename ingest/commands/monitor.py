@@ -9,6 +9,12 @@ decoder as files.  ``--dump`` prints its events as JSON lines, the shape of
 (the second session of a run to FILE's name with ``-2`` before the
 extension, and so on).  Without either, a line per session on stderr says
 what arrived.
+
+Exit status (commands/outcome.py): 0 when every session that ended was
+whole, 1 when one was malformed or cut short (inside a record, or its
+connection lost; a session still open when the command is stopped does not
+count; the protocol has no end-of-data marker, so its absence is no fault),
+2 for a bad address or a port that cannot be listened on.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from protocol import DecodeError, Decoder, event_json
 from protocol.monitor import END_OF_DATA
 
 from ..sources.base import StreamInfo, parse_address
+from .outcome import BAD_DATA, OK, USAGE, describe_end
 
 log = logging.getLogger("liveprof.monitor")
 DEFAULT_PORT = 8242
@@ -43,6 +50,12 @@ def add_parser(sub) -> None:
                    help="stop after the first session ends (no redial)")
     p.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
                    help="--udp: a sender silent this long ends its session (default 60)")
+    p.add_argument("--allow", action="append", metavar="NETWORK", default=[],
+                   help="--udp: hear senders in this network only (repeatable; default loopback "
+                        "and private ranges)")
+    p.add_argument("--secret-file", metavar="FILE",
+                   help="--udp: datagrams must carry the HMAC tag of the secret in FILE "
+                        "(docs/monitor-protocol.md 3.4; or LIVEPROF_MONITOR_UDP_SECRET)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     p.set_defaults(run=run)
 
@@ -50,8 +63,9 @@ def add_parser(sub) -> None:
 class SessionOutput:
     """One session's consumer: decode, print, save, count."""
 
-    def __init__(self, info: StreamInfo, dump: bool, save: str | None):
+    def __init__(self, info: StreamInfo, dump: bool, save: str | None, outcome: "Outcome"):
         self.info = info
+        self.outcome = outcome
         self.dump = dump
         self.decoder = Decoder()
         self.events = 0
@@ -81,8 +95,25 @@ class SessionOutput:
             self.file.write(END_OF_DATA)
             self.file.close()
         saved = f", saved to {self.save}" if self.save else ""
+        if not self.failed and error is None:
+            end = self.decoder.close()
+            # the protocol sends no end-of-data marker (--save adds one): a
+            # session is cut only inside a record or its header
+            if end.reason in ("event", "header") and (end.offset or end.pending):
+                error = describe_end(self.info.name, end)
         why = f" ({error})" if error else ""
         log.info("%s: session ended: %d events%s%s", self.info.name, self.events, saved, why)
+        if (self.failed or error) and not self.outcome.stopping:
+            self.outcome.bad += 1
+
+
+class Outcome:
+    """Sessions with bad data; ``stopping`` once the command is told to stop
+    (the sessions it cuts then are not the data's fault)."""
+
+    def __init__(self):
+        self.bad = 0
+        self.stopping = False
 
 
 def save_path(base: str | None, number: int) -> str | None:
@@ -94,6 +125,8 @@ def save_path(base: str | None, number: int) -> str | None:
 
 def run(args) -> int:
     from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
+    from pydantic import ValidationError
+
     from ..sources.monitor_udp import MonitorUdpConfig, MonitorUdpSource
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -101,29 +134,54 @@ def run(args) -> int:
     try:
         if args.udp:
             host, port = parse_address(args.address, DEFAULT_PORT, default_host="0.0.0.0")
+            options = {"allow": args.allow} if args.allow else {}
+            secret = os.environ.get("LIVEPROF_MONITOR_UDP_SECRET") or None
+            if args.secret_file:
+                with open(args.secret_file, encoding="utf-8") as f:
+                    secret = f.read().strip()
             source = MonitorUdpSource(MonitorUdpConfig(
-                host=host, port=port, idle_timeout=args.idle_timeout, once=args.once))
+                host=host, port=port, idle_timeout=args.idle_timeout, once=args.once,
+                secret=secret, **options))
         else:
             host, port = parse_address(args.address, DEFAULT_PORT)
             source = MonitorTcpSource(MonitorTcpConfig(host=host, port=port, once=args.once))
-    except ValueError as exc:
-        print(f"liveprof: {exc}", file=sys.stderr)
+    except ValidationError as exc:     # (its text would quote the input: a secret)
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            print(f"liveprof: {where}: {err['msg']}", file=sys.stderr)
         return 2
+    except (ValueError, OSError) as exc:
+        print(f"liveprof: {exc}", file=sys.stderr)
+        return USAGE
+
+    outcome = Outcome()
 
     def opener(info: StreamInfo) -> SessionOutput:
         log.info("%s: session started", info.name)
-        return SessionOutput(info, args.dump, save_path(args.save, info.number))
+        return SessionOutput(info, args.dump, save_path(args.save, info.number), outcome)
 
     async def main() -> None:
         task = asyncio.current_task()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await source.run(opener)
+
+        def stop() -> None:
+            outcome.stopping = True
+            task.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
+        try:
+            await source.run(opener)
+        except asyncio.CancelledError:
+            outcome.stopping = True
+            raise
 
     try:
         asyncio.run(main())
     except asyncio.CancelledError:
         pass
+    except KeyboardInterrupt:
+        return 130
     except OSError as exc:
-        print(f"liveprof: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        where = f"udp {args.address}" if args.udp else args.address
+        print(f"liveprof: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return USAGE
+    return BAD_DATA if outcome.bad else OK

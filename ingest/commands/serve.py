@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PermanentSourceError, SourceError
 from ..sources.base import parse_address
 
 DEFAULT_MONITOR_PORT = 8242
@@ -27,6 +27,14 @@ def add_influx_flags(p) -> None:
     g.add_argument("--influx-user", metavar="USER")
     g.add_argument("--influx-password", metavar="PASSWORD")
     g.add_argument("--influx-token", metavar="TOKEN")
+
+
+# the settings each flag sets, so that a configuration error names the flag
+INFLUX_FLAGS = {"influx.url": "--influx-url", "influx.database": "--database",
+                "influx.user": "--influx-user", "influx.password": "--influx-password",
+                "influx.token": "--influx-token"}
+DERIVE_FLAGS = {"derive.window": "--window", "derive.app": "--app", "derive.host": "--host",
+                "derive.max_lag": "--max-lag"}
 
 
 def influx_overrides(args) -> dict:
@@ -45,6 +53,9 @@ def add_parser(sub) -> None:
                    help="dial a live-profile-monitor (repeatable; default port 8242)")
     p.add_argument("--udp", metavar="[HOST:]PORT",
                    help="listen for monitor datagrams (default host 0.0.0.0)")
+    p.add_argument("--udp-allow", action="append", metavar="NETWORK", default=[],
+                   help="--udp: hear senders in this network only (repeatable; default loopback "
+                        "and private ranges; the shared secret: LIVEPROF_MONITOR_UDP_SECRET)")
     p.add_argument("--socket", action="append", metavar="PATH|HOST:PORT", default=[],
                    help="dial a program serving its eventlog on a Unix or TCP socket "
                         "(repeatable)")
@@ -82,7 +93,7 @@ def overrides(args) -> dict:
     if args.monitor:
         monitors = []
         for text in args.monitor:
-            host, port = parse_address(text, DEFAULT_MONITOR_PORT)
+            host, port = _address("--monitor", text, DEFAULT_MONITOR_PORT)
             monitors.append({"host": host, "port": port})
         out["monitors"] = monitors
     if args.socket:
@@ -95,11 +106,36 @@ def overrides(args) -> dict:
     if args.stdin:
         out["stdin"] = {}
     if args.http:
-        host, port = parse_address(args.http, 8080)
+        host, port = _address("--http", args.http, 8080)
         out["api"] = {"host": host, "port": port}
     if args.udp:
-        host, port = parse_address(args.udp, DEFAULT_MONITOR_PORT, default_host="0.0.0.0")
+        host, port = _address("--udp", args.udp, DEFAULT_MONITOR_PORT, "0.0.0.0")
         out["monitor_udp"] = {"host": host, "port": port}
+        if args.udp_allow:
+            out["monitor_udp"]["allow"] = args.udp_allow
+    return out
+
+
+def _address(flag: str, text: str, port: int, host: str = "127.0.0.1") -> tuple[str, int]:
+    try:
+        return parse_address(text, port, default_host=host)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+
+
+def flags(args) -> dict[str, str]:
+    """The flag behind each override (a list item: the flag with its value)."""
+    out = {**INFLUX_FLAGS, **DERIVE_FLAGS}
+    for key, flag, values in (("monitors", "--monitor", args.monitor),
+                              ("sockets", "--socket", args.socket),
+                              ("fifos", "--fifo", args.fifo),
+                              ("files", "--file", args.file + args.follow)):
+        for i, value in enumerate(values):
+            if key == "files" and i >= len(args.file):
+                flag = "--follow"
+            out[f"{key}.{i}"] = f"{flag} {value}"
+    out.update({"api": f"--http {args.http}", "monitor_udp": f"--udp {args.udp}",
+                "stdin": "--stdin"})
     return out
 
 
@@ -107,7 +143,7 @@ def run(args) -> int:
     from ..config import load  # (heavy imports only for the command that runs)
 
     try:
-        settings = load(args.config, overrides(args))
+        settings = load(args.config, overrides(args), flags(args))
     except (ConfigError, ValueError) as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
         return 2
@@ -120,6 +156,15 @@ def run(args) -> int:
 
     async def main() -> None:
         service = Service(settings)
+        for source in service.sources:      # a path that cannot work: refuse to start
+            check = getattr(source, "check", None)
+            try:
+                if check is not None:
+                    check()
+            except PermanentSourceError:
+                raise
+            except SourceError:
+                pass                        # transient: the source tries again itself
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, service.stop)
@@ -130,6 +175,9 @@ def run(args) -> int:
         with (influxd_for(settings.influx.url, settings.state_dir) if args.start_influxd
               else contextlib.nullcontext()):
             asyncio.run(main())
+    except PermanentSourceError as exc:  # a source that cannot work as configured
+        print(f"liveprof serve: {exc}", file=sys.stderr)
+        return 2
     except LocalInfluxError as exc:  # no InfluxDB and none to start: the environment
         print(f"liveprof: {exc}", file=sys.stderr)
         return 2

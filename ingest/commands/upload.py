@@ -17,9 +17,12 @@ import argparse
 import asyncio
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
+
+from ..urls import mask_url
 
 
 READ = 1 << 16
@@ -199,17 +202,31 @@ async def _offset(http, where: str) -> int:
 
 
 def run(args) -> int:
+    from .outcome import BAD_DATA, OK, USAGE, InputError, check_input
+
     if not args.token:
         print("liveprof upload: give --token (or set LIVEPROF_TOKEN)", file=sys.stderr)
-        return 2
+        return USAGE
+    try:
+        if not stat.S_ISREG(check_input(args.path)):
+            raise InputError(f"{args.path}: not a regular file")
+    except InputError as exc:
+        print(f"liveprof upload: {exc}", file=sys.stderr)
+        return USAGE
+    if os.path.getsize(args.path) == 0:
+        print(f"liveprof upload: {args.path}: empty: no eventlog in it", file=sys.stderr)
+        return BAD_DATA
+    import aiohttp
+
     show = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         result = asyncio.run(upload(args.path, args.url, args.token, app=args.app,
                                     host=args.host, chunk_size=args.chunk_size,
                                     resumable=True if args.resumable else None, progress=show))
-    except OSError as exc:
-        print(f"liveprof upload: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+        print(f"liveprof upload: {args.path}: cannot upload to {mask_url(args.url)}: "
+              f"{exc or type(exc).__name__}", file=sys.stderr)
+        return USAGE
     except UploadFailed as exc:
         body = exc.body
         if isinstance(body, dict):
@@ -219,9 +236,15 @@ def run(args) -> int:
             message = body
         print(f"liveprof upload: {args.path}: refused ({exc.status}): {message}",
               file=sys.stderr)
-        return 1
+        # the service judged the data bad (the events before the fault are kept);
+        # anything else (credentials, limits, the service unwell) is the environment's
+        return BAD_DATA if exc.status == 422 else USAGE
     print(json.dumps(result))
-    return 0
+    if result.get("complete") is False:
+        print(f"liveprof upload: {args.path}: the eventlog has no end marker (cut short); "
+              f"its {result.get('events')} events were kept", file=sys.stderr)
+        return BAD_DATA
+    return OK
 
 
 def main(argv: list[str] | None = None) -> int:

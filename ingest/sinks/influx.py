@@ -201,30 +201,6 @@ class InfluxSink:
         if status >= 500:
             raise SinkError(f"InfluxDB /write answered {status}: {text.strip()}", retryable=True, status=status)
 
-    async def wait_ready(self, timeout: float) -> None:
-        """Create the database (``create_database``) and pass ``healthcheck``,
-        retrying transient failures (unreachable, 5xx, 429) with the write
-        backoff for up to ``timeout`` seconds; then, or at once for a
-        configuration error, raise what failed last."""
-        cfg = self.config
-        backoff = Backoff(cfg.retry_base_delay, cfg.retry_max_delay)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if cfg.create_database and not self._database_ok:
-                    assert self.client is not None, "start() first"
-                    await self.client.ensure_database(cfg.database)
-                    self._database_ok = True
-                await self.healthcheck()
-                return
-            except SinkError as exc:
-                left = deadline - time.monotonic()
-                if not exc.retryable or left <= 0:
-                    raise
-                delay = min(backoff.next_delay(), left)
-                log.warning("InfluxDB not ready (%s); trying again in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-
     async def close(self, timeout: float | None = None) -> None:
         """Deliver what was submitted by ``timeout`` (default ``close_timeout``),
         then save the rest to the spool (or count it dropped) and release

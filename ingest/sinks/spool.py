@@ -201,7 +201,6 @@ class Spool:
     @staticmethod
     def _valid_prefix(data: bytes) -> int:
         pos = 0
-        lines = 0
         while pos + _HEADER.size <= len(data):
             magic, length, n, crc = _HEADER.unpack_from(data, pos)
             end = pos + _HEADER.size + length

@@ -10,6 +10,7 @@ waits for them reads no more (back-pressure); sinks behind them never block.
 
 from __future__ import annotations
 
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -66,3 +67,13 @@ def _port(text: str, whole: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise ValueError(f"bad port in address {whole!r}")
     return int(text)
+
+
+def path_kind(mode: int) -> str:
+    """``st_mode`` in words, for messages about a path of the wrong type."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a regular file"),
+                       (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "of another type"

@@ -19,6 +19,9 @@ synchronous); the program's writes then wait in the pipe buffer, and GHC
 blocks on a full pipe.  A consumer that raises ends its own session (the
 rest of that run is dropped and counted); the source reads on.
 
+A path that cannot become a pipe (a regular file or a directory there, no
+permission, a missing directory) is a ``PermanentSourceError``: the service
+stops this source with one line, and ``serve`` refuses to start (``check``).
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ import stat
 from pydantic import BaseModel, ConfigDict, Field
 
 
-from ..errors import SourceError
+from ..errors import PermanentSourceError, SourceError, source_fault
 from ._streams import SplitStreams, read_fd
-from .base import Opener
+from .base import Opener, path_kind
 
 log = logging.getLogger("liveprof.fifo")
 
@@ -71,15 +74,28 @@ class FifoSource:
                 log.info("fifo %s: created", path)
             except FileExistsError:
                 pass
+            except OSError as exc:      # no such directory, no permission to create
+                raise source_fault(f"fifo {path}: cannot create it", exc,
+                                   missing_is_permanent=True) from exc
         try:
             fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError as exc:     # removed since: look again
+            raise SourceError(f"fifo {path}: gone before it could be opened") from exc
         except OSError as exc:
-            raise SourceError(f"fifo {path}: cannot open: {exc}") from exc
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            raise source_fault(f"fifo {path}: cannot open", exc) from exc
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISFIFO(mode):
             os.close(fd)
-            raise SourceError(f"fifo {path}: not a named pipe (make one with mkfifo, or use the "
-                              f"file source)")
+            raise PermanentSourceError(f"fifo {path}: {path_kind(mode)}, not a named pipe (make "
+                                       f"one with mkfifo, or read a file with --file/--follow)")
         return fd
+
+    def check(self) -> None:
+        """At start: ``PermanentSourceError`` if the path cannot serve (it
+        creates the pipe when missing, as ``run`` would)."""
+        fd = self._open()
+        if fd is not None:
+            os.close(fd)
 
     async def run(self, opener: Opener) -> None:
         """Read the pipe until cancelled; a session per program run."""

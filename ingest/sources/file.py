@@ -13,6 +13,10 @@ inode at the path) is read again from its start with a new splitter, the
 open session ending with an error; a path that disappears is waited for.
 The source runs until cancelled.
 
+A path that cannot be read (a directory, no permission; for a one-time
+import also a missing file) is a ``PermanentSourceError``: the service stops
+this source with one line, and ``serve`` refuses to start (``check``).
+
 Full policy: block (reading waits while a consumer works).  Reads are plain
 blocking reads of a local file, one chunk at a time, yielding to the loop
 between chunks; the open is done in a worker thread.
@@ -23,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import SourceError
-from .base import Opener
+from ..errors import PermanentSourceError, source_fault
+from .base import Opener, path_kind
 from ._streams import SplitStreams
 
 log = logging.getLogger("liveprof.file")
@@ -76,6 +81,22 @@ class FileSource:
                                     first_number=first)
         return self.streams
 
+    def check(self) -> None:
+        """At start: ``PermanentSourceError`` if the path cannot be read (a
+        followed file may be missing: it is waited for)."""
+        path = self.config.path
+        try:
+            mode = os.stat(path).st_mode
+            if stat.S_ISDIR(mode):
+                raise PermanentSourceError(f"file {path}: {path_kind(mode)}, not an eventlog file")
+            if stat.S_ISREG(mode):
+                os.close(os.open(path, os.O_RDONLY))
+        except FileNotFoundError as exc:
+            if not self.config.follow:
+                raise PermanentSourceError(f"file {path}: no such file") from exc
+        except OSError as exc:
+            raise source_fault(f"file {path}: cannot open", exc) from exc
+
     async def run(self, opener: Opener) -> None:
         if self.config.follow:
             await self._follow(opener)
@@ -87,7 +108,8 @@ class FileSource:
         try:
             f = await _open(cfg.path)
         except OSError as exc:
-            raise SourceError(f"file {cfg.path}: cannot open: {exc}") from exc
+            raise source_fault(f"file {cfg.path}: cannot open", exc,
+                               missing_is_permanent=True) from exc
         streams = self._new_streams(opener)
         try:
             with f:
@@ -125,7 +147,7 @@ class FileSource:
                         await asyncio.sleep(cfg.poll_interval)
                         continue
                     except OSError as exc:
-                        raise SourceError(f"file {cfg.path}: cannot open: {exc}") from exc
+                        raise source_fault(f"file {cfg.path}: cannot open", exc) from exc
                     waiting_logged = False
                     inode = os.fstat(f.fileno()).st_ino
                     position = 0

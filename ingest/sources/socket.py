@@ -13,6 +13,12 @@ liveprof dials again, forever, after a jittered delay that grows up to
 ``backoff_max`` while connections fail, and starts over once a connection
 delivered bytes.
 
+A Unix socket path that holds something else (a regular file, a directory)
+or that may not be reached (no permission, a file where a directory should
+be) is a ``PermanentSourceError``: the service stops this source with one
+line, and ``serve`` refuses to start (``check``); a missing path is only a
+program not started yet, dialled again.
+
 Errors are logged with the address.  Full policy: block (reading waits while
 the consumer works; the program's writes then wait in the socket buffer).
 """
@@ -20,15 +26,19 @@ the consumer works; the program's writes then wait in the socket buffer).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import stat
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from protocol import DecodeError, Decoder
 
 from ..backoff import Backoff
+from ..errors import PermanentSourceError, source_fault
 from ._dial import dial_forever
-from .base import Opener, StreamInfo, parse_address
+from .base import Opener, StreamInfo, parse_address, path_kind
 
 log = logging.getLogger("liveprof.socket")
 
@@ -88,10 +98,34 @@ class SocketSource:
         self.errors = 0
         self.bytes = 0
 
+    def check(self) -> None:
+        """``PermanentSourceError`` if a Unix socket path cannot be a socket
+        to dial (a missing one is fine: the program is not started yet)."""
+        mode, where = self.config.target
+        if mode != "unix":
+            return
+        try:
+            st_mode = os.stat(where).st_mode
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise source_fault(f"socket {where}", exc) from exc
+        if not stat.S_ISSOCK(st_mode):
+            raise PermanentSourceError(f"socket {where}: {path_kind(st_mode)}, not a socket")
+
     async def _connect(self):
         mode, where = self.config.target
         if mode == "unix":
-            return await asyncio.open_unix_connection(where, limit=self.config.read_size)
+            try:
+                return await asyncio.open_unix_connection(where, limit=self.config.read_size)
+            except OSError as exc:
+                # refused: a program gone, or no socket there at all (a file, a directory)
+                if exc.errno not in (errno.ENOENT, errno.ECONNREFUSED):
+                    fault = source_fault(f"socket {where}: cannot connect", exc)
+                    if isinstance(fault, PermanentSourceError):
+                        raise fault from exc
+                self.check()
+                raise           # transient: dialled again after a delay
         return await asyncio.open_connection(where[0], where[1], limit=self.config.read_size)
 
     async def run(self, opener: Opener) -> None:
@@ -134,7 +168,7 @@ class SocketSource:
                     error = f"socket {self.peer}: not an eventlog: {exc}; closing the connection"
                     break
                 if check.ended:
-                    chunk = chunk[:len(chunk) - len(check.trailing)]
+                    chunk = chunk[:check.end_offset - got]
                 got += len(chunk)
                 self.bytes += len(chunk)
                 try:

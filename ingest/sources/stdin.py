@@ -23,7 +23,8 @@ import stat
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import Opener
+from ..errors import PermanentSourceError
+from .base import Opener, path_kind
 from ._streams import SplitStreams, read_fd
 
 log = logging.getLogger("liveprof.stdin")
@@ -45,6 +46,16 @@ class StdinSource:
         self.config = config or StdinConfig()
         self.peer = "-" if self.config.fd == 0 else f"fd:{self.config.fd}"
         self.streams: SplitStreams | None = None
+
+    def check(self) -> None:
+        """At start: ``PermanentSourceError`` for a descriptor that is not
+        open, or a directory."""
+        try:
+            mode = os.fstat(self.config.fd).st_mode
+        except OSError as exc:
+            raise PermanentSourceError(f"stdin {self.peer}: {exc.strerror}") from exc
+        if stat.S_ISDIR(mode):
+            raise PermanentSourceError(f"stdin {self.peer}: {path_kind(mode)}, not a stream")
 
     async def run(self, opener: Opener) -> None:
         """Read to end-of-file (or until cancelled); a session per eventlog."""

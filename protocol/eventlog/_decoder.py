@@ -4,6 +4,10 @@
 only the bytes of the one record (or header declaration) it is in the middle
 of.  ``Decoder.close()`` says how the stream ended.  Malformed input raises
 ``DecodeError``, after which the decoder refuses more input.
+
+Memory is bounded whatever the input: the header by ``MAX_DECLARATIONS`` and
+``MAX_HEADER`` (a real GHC declares ~200 types in a few KB), the bytes kept
+after the end marker by ``max_trailing``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,12 @@ K_STRUCT, K_VSTRUCT, K_EMPTY, K_READ, K_BLOCK, K_SKIP, K_UNKNOWN = range(7)
 S_MAGIC, S_DECLS, S_HEADER_END, S_DATA, S_ENDED = range(5)
 
 # A header declaration longer than this is taken as corruption, not waited for.
-MAX_DECLARATION = 1 << 20
+MAX_DECLARATION = 1 << 16
+# Bounds of the whole header: declarations, and their bytes (etb to ete) together.
+MAX_DECLARATIONS = 4096
+MAX_HEADER = 1 << 18
+# Bytes after the end-of-data marker kept in ``Decoder.trailing`` (the rest are counted).
+MAX_TRAILING = 1 << 20
 
 try:  # the C record loop, unless disabled or not compiled
     if os.environ.get("LIVEPROF_PURE_PYTHON"):
@@ -102,8 +111,9 @@ class Decoder:
 
     native = _speedups is not None  # use the C record loop
 
-    def __init__(self, only: Iterable[int] | None = None):
+    def __init__(self, only: Iterable[int] | None = None, max_trailing: int = MAX_TRAILING):
         self._only = None if only is None else frozenset(only)
+        self.max_trailing = max_trailing
         self._pending = bytearray()
         self._base = 0  # stream offset of _pending[0]
         self._need = 0  # bytes _pending must hold before parsing is worth trying
@@ -114,8 +124,14 @@ class Decoder:
         self._block_cap: int | None = None
         self._partial_id: int | None = None
         self._failed: DecodeError | None = None
+        self._decl_bytes = 0  # bytes of the declarations read so far
         self.header: Header | None = None
-        self.trailing = bytearray()  # bytes after the end-of-data marker
+        # after the end-of-data marker: the stream offset just past it, the first
+        # ``max_trailing`` bytes that followed it, and how many more were dropped
+        self.end_offset: int | None = None
+        self.trailing = bytearray()
+        self.trailing_dropped = 0
+        self.skipped = 0  # records of types left out by ``only``, not decoded
 
     # -- public API ------------------------------------------------------------
 
@@ -134,7 +150,7 @@ class Decoder:
             raise DecodeError("decoder has already failed: " + self._failed.message,
                               self._failed.offset, self._failed.event_id)
         if self._state == S_ENDED:
-            self.trailing += data
+            self._keep_trailing(data)
             return []
         pend = self._pending
         pend += data
@@ -154,12 +170,20 @@ class Decoder:
             err.events = events
             raise
         if self._state == S_ENDED:
-            self.trailing += pend[pos:]
-            pos = len(pend)
+            self.end_offset = self._base + pos
+            self._keep_trailing(pend, pos)
+            pend.clear()
+            self._base, self._need = self.end_offset, 0
+            return events
         del pend[:pos]
         self._base += pos
         self._need -= pos
         return events
+
+    def _keep_trailing(self, data, start: int = 0) -> None:
+        room = max(0, self.max_trailing - len(self.trailing))
+        self.trailing += data[start:start + room]
+        self.trailing_dropped += max(0, len(data) - start - room)
 
     def close(self) -> EndOfStream:
         """End of input.  Returns whether the stream was complete and, if not,
@@ -167,7 +191,7 @@ class Decoder:
         returned by ``feed``."""
         pending = len(self._pending)
         if self._state == S_ENDED:
-            return EndOfStream(True, self._base, "complete")
+            return EndOfStream(True, self.end_offset, "complete")
         if self._state != S_DATA:
             return EndOfStream(False, self._base, "header", None, pending)
         if pending:
@@ -220,12 +244,16 @@ class Decoder:
             raise _NeedMore(resume)
 
     def _declaration(self, buf, start: int, n: int) -> int:
+        if len(self._decls) >= MAX_DECLARATIONS:
+            raise DecodeError(f"header declares more than {MAX_DECLARATIONS} event types",
+                              self._base + start)
         pos = start + 4
         self._require(buf, pos, 8, start)
         type_id, size, desc_len = _DECL.unpack_from(buf, pos)
         if desc_len > MAX_DECLARATION:
             raise DecodeError(f"event type {type_id}: description length {desc_len} is too large",
                               self._base + pos + 4, type_id)
+        self._header_room(start, pos + 8 + desc_len + 8, type_id)
         pos += 8
         self._require(buf, pos, desc_len + 4, start)
         description = bytes(buf[pos:pos + desc_len]).decode("utf-8", "replace")
@@ -234,13 +262,22 @@ class Decoder:
         if extra_len > MAX_DECLARATION:
             raise DecodeError(f"event type {type_id}: extra info length {extra_len} is too large",
                               self._base + pos, type_id)
+        self._header_room(start, pos + 4 + extra_len + 4, type_id)
         pos += 4 + extra_len
         self._require(buf, pos, 4, start)
         if buf[pos:pos + 4] != ETE:
             raise DecodeError(f"event type {type_id}: declaration end marker 'ete' not found",
                               self._base + pos, type_id)
         self._decls.append(EventType(type_id, None if size == VARIABLE else size, description))
+        self._decl_bytes += pos + 4 - start
         return pos + 4
+
+    def _header_room(self, start: int, end: int, type_id: int) -> None:
+        """Refuse a declaration (``start`` to ``end``) that takes the header past
+        ``MAX_HEADER`` bytes, before waiting for its bytes."""
+        if self._decl_bytes + end - start > MAX_HEADER:
+            raise DecodeError(f"event type {type_id}: the header's declarations exceed "
+                              f"{MAX_HEADER} bytes", self._base + start, type_id)
 
     def _build_table(self, header: Header) -> list:
         declared = header.declared()
@@ -281,8 +318,9 @@ class Decoder:
         if not self.native:
             return self._records_py(buf, pos, events)
         base = self._base
-        pos, block_end, self._block_cap, status, need, partial = _speedups.records(
+        pos, block_end, self._block_cap, status, need, partial, skipped = _speedups.records(
             buf, pos, self._table, self._block_end - base, self._block_cap, events, Event, UNKNOWN)
+        self.skipped += skipped
         self._block_end = block_end + base
         self._partial_id = None if partial < 0 else partial
         if status == _MORE:
@@ -293,8 +331,17 @@ class Decoder:
             raise DecodeError(f"event type {partial} is not declared in the header",
                               base + pos, partial)
         else:
-            raise DecodeError("block marker payload is too short", base + pos, partial)
+            raise self._short_block(buf, pos, partial)
         return pos
+
+    def _short_block(self, buf, pos: int, tid: int) -> DecodeError:
+        """The one error both record loops raise for a block marker whose
+        payload is shorter than its layout (``pos``: where the record starts)."""
+        size = self._table[tid][0]
+        if size is None:
+            size = buf[pos + 10] << 8 | buf[pos + 11]
+        return DecodeError(f"block marker payload of {size} bytes is too short",
+                           self._base + pos, tid)
 
     def _records_py(self, buf: bytearray, pos: int, events: list) -> int:
         n = len(buf)
@@ -307,6 +354,7 @@ class Decoder:
         base = self._base
         block_end = self._block_end - base
         block_cap = self._block_cap
+        skipped = 0
         self._partial_id = None
         try:
             while True:
@@ -354,11 +402,11 @@ class Decoder:
                     f = st(buf, start, end)
                 elif kind == K_SKIP:
                     pos = end
+                    skipped += 1
                     continue
                 elif kind == K_BLOCK:
                     if end - start < st.size:
-                        raise DecodeError(f"block marker payload of {end - start} bytes is too short",
-                                          base + pos, tid)
+                        raise self._short_block(buf, pos, tid)
                     f = st.unpack_from(buf, start)
                     block_end = pos + f[0]
                     block_cap = None if f[2] == 0xFFFF else f[2]
@@ -380,3 +428,4 @@ class Decoder:
         finally:
             self._block_end = block_end + base
             self._block_cap = block_cap
+            self.skipped += skipped

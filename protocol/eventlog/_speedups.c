@@ -109,7 +109,7 @@ static PyObject *make_event(PyTypeObject *etype, long tid, PyObject *name, uint6
 }
 
 /* records(buf, pos, table, block_end, block_cap, events, Event, unknown_name)
- * -> (pos, block_end, block_cap, status, need, partial_id) */
+ * -> (pos, block_end, block_cap, status, need, partial_id, skipped) */
 static PyObject *records(PyObject *self, PyObject *args)
 {
     PyObject *bufobj, *table, *block_cap, *events, *etype_obj, *unknown;
@@ -131,6 +131,7 @@ static PyObject *records(PyObject *self, PyObject *args)
     int status = ST_MORE;
     Py_ssize_t need = 0;
     long partial = -1;
+    Py_ssize_t skipped = 0; /* records of unwanted types, passed over */
     PyObject *result = NULL;
 
     for (;;) {
@@ -186,6 +187,7 @@ static PyObject *records(PyObject *self, PyObject *args)
         PyObject *fields = NULL;
         if (kind == K_SKIP) {
             pos = end;
+            skipped++;
             continue;
         }
         if (kind == K_STRUCT || kind == K_VSTRUCT || kind == K_BLOCK) {
@@ -291,7 +293,8 @@ static PyObject *records(PyObject *self, PyObject *args)
         Py_DECREF(ev);
         pos = end;
     }
-    result = Py_BuildValue("nnOnnl", pos, block_end, block_cap, (Py_ssize_t)status, need, partial);
+    result = Py_BuildValue("nnOnnln", pos, block_end, block_cap, (Py_ssize_t)status, need, partial,
+                           skipped);
 fail:
     Py_DECREF(block_cap);
     PyBuffer_Release(&view);

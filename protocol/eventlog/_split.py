@@ -354,7 +354,7 @@ class LogSplitter:
                 error, fail_at = exc, self._log_at + exc.offset
             else:
                 if log.ended:
-                    self._log_end = fed - len(log.trailing)
+                    self._log_end = self._log_at + log.end_offset
                     log.trailing.clear()
             i = self._unemitted.find(MAGIC, max(0, self._scan_from - base))
         ended_at = self._log_end if log.ended else None
@@ -449,7 +449,7 @@ class LogSplitter:
                     self._wit_fail = self._wit_at + exc.offset
                 else:
                     if self._wit.ended:
-                        self._wit_end = end - len(self._wit.trailing)
+                        self._wit_end = self._wit_at + self._wit.end_offset
                         self._wit.trailing.clear()
             if self._wit_header is None and self._wit.header is not None:
                 status, _ = scan_header(bytes(self._unemitted[self._wit_at - self._emitted:]))
@@ -485,7 +485,7 @@ class LogSplitter:
                 try:
                     d.feed(u[i:])
                     # still reading at the end of the bytes: it ran past the log's end
-                    stop = base + len(u) - (len(d.trailing) if d.ended else 0)
+                    stop = base + i + d.end_offset if d.ended else base + len(u)
                 except DecodeError as exc:
                     stop = base + i + exc.offset
                 if stop > span + 2:

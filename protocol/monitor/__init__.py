@@ -5,8 +5,12 @@
 - ``Reassembler``: split payloads, any order, bounded, expiring.
 - ``Session``: messages -> the eventlog bytes they carry (the ``Decoder``'s
   input; events come out with cap None), keeping the latest ``EventlogState``.
+- ``sign_datagram`` / ``verify_datagram``: the HMAC tag of authenticated
+  datagrams (liveprof's extension, docs/monitor-protocol.md section 3.4).
 """
 
+from ._auth import (DEFAULT_ALLOW, TAG_SIZE, AllowList, AuthError, datagram_key, sign_datagram,
+                    verify_datagram)
 from ._frames import MAX_FRAME, FrameError, FrameReader, frame
 from ._messages import (BlockHeader, BlockPart, EventMessage, Full, HeaderLength, HeaderType,
                         Message, MessageError, Part, ServicePause, SplitHeader, StateMessage,
@@ -18,6 +22,7 @@ from ._state import (CapsetState, CapState, EventlogState, StateError, TaskState
                      decode_state, encode_state)
 
 __all__ = [
+    "DEFAULT_ALLOW", "TAG_SIZE", "AllowList", "AuthError", "datagram_key", "sign_datagram", "verify_datagram",
     "MAX_FRAME", "FrameError", "FrameReader", "frame",
     "BlockHeader", "BlockPart", "EventMessage", "Full", "HeaderLength", "HeaderType", "Message",
     "MessageError", "Part", "ServicePause", "SplitHeader", "StateMessage", "decode_message",

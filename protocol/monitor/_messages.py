@@ -13,6 +13,8 @@ from typing import NamedTuple, Union
 
 import cbor2
 
+from . import _cbor
+
 
 class MessageError(ValueError):
     """A frame or datagram body that is not a valid ``ProfileMsg``."""
@@ -93,7 +95,46 @@ U32 = (1 << 32) - 1
 
 # -- decoding ------------------------------------------------------------------------------
 
+# CBOR items in the largest message (a block header: 12); state snapshots travel as a
+# byte string inside their message and are decoded on their own
+MAX_ITEMS = 64
+
 _EVENT_FULL = b"\x82\x02\x82\x01\x82\x00"  # [2, [1, [0, <bytes>]]]: nearly every message
+_EVENT_PART = b"\x82\x02\x82\x01\x84\x02"  # [2, [1, [2, id, part, <bytes>]]]
+_EVENT_SPLIT = b"\x82\x02\x82\x01\x82\x01\x83\x00"  # [2, [1, [1, [0, id, parts]]]]
+
+
+def _head(body: bytes, pos: int, major: int) -> tuple[int, int]:
+    """(argument, position after) of a definite head of type ``major`` at
+    ``pos``; (-1, pos) if there is none (the general decoder then decides)."""
+    if pos < len(body):
+        initial = body[pos]
+        if initial >> 5 == major:
+            info = initial & 0x1F
+            if info < 24:
+                return info, pos + 1
+            if info <= 27:
+                end = pos + 1 + (1 << (info - 24))
+                if end <= len(body):
+                    return int.from_bytes(body[pos + 1:end], "big"), end
+    return -1, pos
+
+
+def _fast(body: bytes):
+    """The message if ``body`` has one of the shapes split events take (the
+    bulk of the traffic besides whole events), read directly; else None."""
+    if body[:6] == _EVENT_PART:
+        msg_id, pos = _head(body, 6, 0)
+        part_no, pos = _head(body, pos, 0)
+        size, pos = _head(body, pos, 2)
+        if msg_id >= 0 and part_no >= 0 and size >= 0 and pos + size <= len(body):
+            return EventMessage(Part(msg_id, part_no, body[pos:pos + size]))
+    elif body[:8] == _EVENT_SPLIT:
+        msg_id, pos = _head(body, 8, 0)
+        parts, pos = _head(body, pos, 0)
+        if msg_id >= 0 and parts >= 0:
+            return EventMessage(SplitHeader(msg_id, parts))
+    return None
 
 
 def decode_message(body: bytes) -> Message:
@@ -112,9 +153,12 @@ def decode_message(body: bytes) -> Message:
             start = size = -1
         if start > 0 and len(body) >= start + size:
             return EventMessage(Full(body[start:start + size]))
+    fast = _fast(body)
+    if fast is not None:
+        return fast
     try:
-        item = cbor2.loads(body)
-    except Exception as exc:  # cbor2 raises several types, incl. ValueError and MemoryError
+        item = _cbor.loads(body, MAX_ITEMS)
+    except _cbor.CborError as exc:
         raise MessageError(f"not valid CBOR: {exc}") from None
     return _profile_msg(item)
 
@@ -150,8 +194,22 @@ def _cons(value, what: str, arities: dict[int, int]) -> tuple[int, list]:
 
 
 def _show(value) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+    """A short description of a decoded value for an error message.  Never
+    ``repr`` of the whole value: it came from a peer, and its text may be huge
+    (an integer's digits, a deeply shared list) or may not be made at all."""
+    kind = type(value).__name__
+    if type(value) is int:
+        if value.bit_length() > 64:
+            return f"int of {value.bit_length()} bits"
+        return f"int {value}"
+    if type(value) in (bool, float) or value is None:
+        return f"{kind} {value!r}"
+    if type(value) in (str, bytes):
+        head = repr(value[:32])
+        return f"{kind} {head}{'...' if len(value) > 32 else ''} ({len(value)} long)"
+    if type(value) in (list, tuple, dict):
+        return f"{kind} of {len(value)} items"
+    return kind
 
 
 def _profile_msg(item) -> Message:

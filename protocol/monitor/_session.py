@@ -11,6 +11,13 @@ Each event record is checked against the header before it is passed on
 (declared type, exact size), so one bad record is rejected on its own and
 never poisons the decoder downstream.  In datagram mode (spec 3.3) an event record
 identical to one of the last ``dedupe`` records is dropped as a duplicate.
+
+What a peer can make a session hold is bounded: the header (``max_records``
+records, ``max_header_bytes`` bytes: a real GHC declares ~200 small types),
+the events held before it (``hold_events``/``hold_bytes``, and a ``Budget``
+shared by many sessions), the duplicate window (``dedupe`` fingerprints, not
+records), the split messages (the ``Reassembler``'s bounds) and the state
+snapshots decoded (``max_state`` bytes; a bigger one is skipped and counted).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Iterable
 
 from ._messages import (BlockHeader, BlockPart, EventMessage, HeaderLength, HeaderType,
                         Message, MessageError, ServicePause, StateMessage)
-from ._reassembly import Reassembler
+from ._reassembly import Budget, Reassembler
 from ._state import EventlogState, decode_state
 
 HEADER_OPEN = b"hdrbhetb"
@@ -30,6 +37,7 @@ HEADER_CLOSE = b"hetehdredatb"
 END_OF_DATA = b"\xff\xff"
 BLOCK_MARKER = 18
 VARIABLE = 0xFFFF
+END_OF_DATA_ID = 0xFFFF
 
 
 class SessionError(MessageError):
@@ -48,12 +56,14 @@ class SessionStats:
     messages: int = 0
     events: int = 0                 # event records passed on
     states: int = 0                 # snapshots received
+    states_skipped: int = 0         # snapshots over max_state bytes, not decoded
     duplicate_events: int = 0       # datagram mode: identical record seen recently
     dropped_before_header: int = 0  # events beyond the hold bound before the header
     block_headers: int = 0          # accepted and ignored (spec 7.3)
     block_markers: int = 0          # block-marker event records dropped
     service: int = 0                # ServicePause messages (ignored)
     repeated_headers: int = 0       # header messages that agreed with the one held
+    bad_held_events: int = 0        # events held before the header that did not fit it
 
 
 def parse_type_record(record: bytes) -> tuple[int, int | None]:
@@ -62,6 +72,9 @@ def parse_type_record(record: bytes) -> tuple[int, int | None]:
         raise SessionError(f"header record of {len(record)} bytes is not an event-type "
                            f"record (etb ... ete)")
     type_id, size, dlen = struct.unpack_from(">HHI", record, 4)
+    if type_id == END_OF_DATA_ID:
+        raise SessionError("header record declares event type 65535 (0xffff), the "
+                           "end-of-data marker")
     if 12 + dlen + 8 > len(record):
         raise SessionError(f"header record for type {type_id}: description length {dlen} "
                            f"overruns the {len(record)}-byte record")
@@ -75,10 +88,17 @@ def parse_type_record(record: bytes) -> tuple[int, int | None]:
 class Session:
     def __init__(self, *, datagram: bool = False, hold_events: int = 10_000,
                  hold_bytes: int = 4 << 20, dedupe: int = 4096,
-                 reassembler: Reassembler | None = None):
+                 reassembler: Reassembler | None = None, hold_budget: Budget | None = None,
+                 max_records: int = 1024, max_header_bytes: int = 64 << 10,
+                 max_state: int = 4 << 20):
         self.datagram = datagram
         self.hold_events = hold_events
         self.hold_bytes = hold_bytes
+        self.hold_budget = hold_budget
+        self.max_records = max_records
+        self.max_header_bytes = max_header_bytes
+        self.max_state = max_state
+        self._header_bytes = 0
         self.reassembler = reassembler or Reassembler()
         self.stats = SessionStats()
         self.state: EventlogState | None = None
@@ -88,8 +108,8 @@ class Session:
         self._sizes: dict[int, int | None] = {}
         self._held: list[bytes] = []
         self._held_bytes = 0
-        self._recent: deque[bytes] = deque()
-        self._recent_set: set[bytes] = set()
+        self._recent: deque[int] = deque()        # fingerprints of recent records
+        self._recent_set: set[int] = set()
         self._dedupe = dedupe if datagram else 0
 
     @property
@@ -128,6 +148,14 @@ class Session:
         """Drop split messages older than the reassembly timeout."""
         return self.reassembler.expire(now)
 
+    def close(self) -> int:
+        """The session is over: let go of what it holds (and of its share of a
+        shared budget).  Returns the events that were still waiting for the
+        header."""
+        held = len(self._held)
+        self._release_held()
+        return held
+
     # -- internals ----------------------------------------------------------------------
 
     def _take(self, msg: Message, now: float, out: list[bytes]) -> None:
@@ -141,7 +169,9 @@ class Session:
             self._header_length(msg.count, out)
         elif isinstance(msg, StateMessage):
             payload = self.reassembler.add("state", msg.payload, now)
-            if payload is not None:
+            if payload is not None and len(payload) > self.max_state:
+                self.stats.states_skipped += 1     # optional: not worth unbounded work
+            elif payload is not None:
                 self.state = decode_state(payload)
                 self.stats.states += 1
         elif isinstance(msg, BlockHeader):
@@ -158,6 +188,9 @@ class Session:
         if count < len(self._records):
             raise SessionError(f"header length {count} but {len(self._records)} records "
                                f"already received")
+        if count > self.max_records:
+            raise SessionError(f"header length {count} is over the bound of "
+                               f"{self.max_records} event types")
         self._expected = count
         self._maybe_complete(out)
 
@@ -172,6 +205,13 @@ class Session:
         if self.header_done or (self._expected is not None
                                 and len(self._records) >= self._expected):
             raise HeaderChanged(f"event type {type_id} not in the header held")
+        if len(self._records) >= self.max_records:
+            raise SessionError(f"header record for type {type_id} is over the bound of "
+                               f"{self.max_records} event types")
+        if self._header_bytes + len(record) > self.max_header_bytes:
+            raise SessionError(f"header record for type {type_id} ({len(record)} bytes) is "
+                               f"over the bound of {self.max_header_bytes} header bytes")
+        self._header_bytes += len(record)
         self._records[type_id] = record
         self._sizes[type_id] = size
         self._maybe_complete(out)
@@ -181,19 +221,34 @@ class Session:
             return
         self.header_done = True
         out.append(HEADER_OPEN + b"".join(self._records.values()) + HEADER_CLOSE)
-        held, self._held, self._held_bytes = self._held, [], 0
+        held = self._held
+        self._release_held()
         for record in held:
-            self._event(record, out)
+            try:
+                self._event(record, out)
+            except SessionError:
+                # a bad event that came before the header is its own fault, not the
+                # header's: the header and the other held events go through
+                self.stats.bad_held_events += 1
+
+    def _release_held(self) -> None:
+        if self.hold_budget is not None:
+            self.hold_budget.used -= self._held_bytes
+        self._held, self._held_bytes = [], 0
 
     def _event(self, record: bytes, out: list[bytes]) -> None:
         if len(record) < 10:
             raise SessionError(f"event record of {len(record)} bytes is shorter than an "
                                f"event header")
         if not self.header_done:
+            budget = self.hold_budget
             if (len(self._held) < self.hold_events
-                    and self._held_bytes + len(record) <= self.hold_bytes):
+                    and self._held_bytes + len(record) <= self.hold_bytes
+                    and (budget is None or budget.used + len(record) <= budget.limit)):
                 self._held.append(record)
                 self._held_bytes += len(record)
+                if budget is not None:
+                    budget.used += len(record)
             else:
                 self.stats.dropped_before_header += 1
             return
@@ -212,11 +267,14 @@ class Session:
             self.stats.block_markers += 1
             return
         if self._dedupe:
-            if record in self._recent_set:
+            # a fingerprint, not the record: the window costs the same whatever the
+            # sizes (a clash, 1 in 2**64 per pair, would only drop this sender's own event)
+            mark = hash(record)
+            if mark in self._recent_set:
                 self.stats.duplicate_events += 1
                 return
-            self._recent.append(record)
-            self._recent_set.add(record)
+            self._recent.append(mark)
+            self._recent_set.add(mark)
             if len(self._recent) > self._dedupe:
                 self._recent_set.discard(self._recent.popleft())
         self.stats.events += 1

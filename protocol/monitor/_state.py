@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 
 import cbor2
 
+from . import _cbor
 from ._messages import MessageError, _cons, _exact, _show, _uint
 
 EXECUTION = ["created", "queued", "running", "stopped", "migrated"]
@@ -103,8 +104,8 @@ class EventlogState:
 
 def decode_state(payload: bytes) -> EventlogState:
     try:
-        item = cbor2.loads(payload)
-    except Exception as exc:
+        item = _cbor.loads(payload)
+    except _cbor.CborError as exc:
         raise StateError(f"state snapshot is not valid CBOR: {exc}") from None
     try:
         _, (threads, capsets, caps, tasks, gc, last) = _cons(item, "EventlogState", {0: 6})

@@ -7,7 +7,6 @@ from ingest.derive.base import DeriveSettings
 from ingest.derive.order import OrderSettings
 from ingest.derive.pipeline import Pipeline
 from protocol import Decoder
-from protocol.eventlog import CATALOGUE
 
 BLOCK_MARKER = 18
 
@@ -17,17 +16,15 @@ def upload_wants() -> frozenset[int]:
     return Pipeline(DeriveSettings(caps_known=True), order=OrderSettings(live=True)).wants
 
 
-def block_markers(data: bytes) -> int:
-    dec = Decoder(only={BLOCK_MARKER})
-    return len(dec.feed(data))
-
-
 def expected_events(summary: dict, data: bytes) -> int:
-    """Events an upload reports: the reference counts (ghc-events) of the
-    types it decodes, plus the block markers (which ghc-events does not count)."""
-    names = {CATALOGUE[t].name for t in upload_wants() if t in CATALOGUE and t != BLOCK_MARKER}
-    counted = sum(n for name, n in summary["counts"].items() if name in names)
-    return counted + block_markers(data)
+    """Events an upload reports: every event read, decoded or skipped, as the
+    reference parser (ghc-events) counts them (block markers aside)."""
+    return summary["event_count"]
+
+
+def events_read(data: bytes) -> int:
+    """Every complete event in ``data`` (block markers aside)."""
+    return sum(1 for ev in Decoder().feed(data) if ev.type != BLOCK_MARKER)
 
 
 def count(server, database, measurement: str, session: str, field: str = "pause_ns") -> int:

@@ -44,7 +44,7 @@ async def test_upload_command_one_body_and_resumable_chunks(api):
 async def test_upload_command_reports_a_refusal(api, tmp_path):
     await api.token("reader", ["read"])
     code, out, err = await cli(str(LOG), "--url", api.url, "--token", api.tokens["reader"])
-    assert code == 1 and "403" in err
+    assert code == 2 and "403" in err      # credentials: usage, not bad data
     bad = tmp_path / "bad.eventlog"
     bad.write_bytes(b"definitely not an eventlog")
     code, out, err = await cli(str(bad), "--url", api.url, "--token", api.tokens["admin"])

@@ -68,3 +68,38 @@ def test_bad_address_is_a_clear_error():
     run = subprocess.run(CLI + ["monitor", "host:notaport"], capture_output=True, text=True,
                          timeout=30)
     assert run.returncode == 2 and "bad port" in run.stderr
+
+
+def test_udp_with_a_secret_file_hears_only_signed_datagrams(tmp_path):
+    import hashlib
+    import hmac
+    secret = "the secret of the cli test"
+    (tmp_path / "secret").write_text(secret + "\n")
+    port = free_udp_port()
+    with open(tmp_path / "out.jsonl", "w") as stdout:
+        proc = subprocess.Popen(CLI + ["monitor", "--udp", f"127.0.0.1:{port}", "--dump", "--once",
+                                       "--idle-timeout", "0.5", "--allow", "127.0.0.0/8",
+                                       "--secret-file", str(tmp_path / "secret")],
+                                stdout=stdout, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.time() + 20
+            while "listening" not in (line := proc.stderr.readline()):
+                assert time.time() < deadline and line, "the listener did not start"
+            bodies = fm.datagram_bodies(LOG)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                stranger.bind(("127.0.0.2", 0))
+                for i, body in enumerate(bodies):
+                    # docs/monitor-protocol.md 3.4: body, then 16 bytes of HMAC-SHA256
+                    tag = hmac.new(secret.encode(), body, hashlib.sha256).digest()[:16]
+                    stranger.sendto(body, ("127.0.0.1", port))
+                    sender.sendto(body + tag, ("127.0.0.1", port))
+                    if i % 32 == 31:
+                        time.sleep(0.004)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert sorted((tmp_path / "out.jsonl").read_text().splitlines()) == \
+        sorted(reference_without_caps(LOG))
+    assert "unauthenticated" in err and "1 streams" in err

@@ -107,6 +107,13 @@ BAD_INPUT = {
     "unknown constructor": fm.frame(cbor2.dumps([7, [0, 1]])),
     "undeclared event type": fm.frame(fm.event_full(struct.pack(">HQ", 999, 5))),
     "short event": fm.frame(fm.event_full(struct.pack(">HQ", 0, 5))),
+    # issue 12 item 10: a 1.8 KB bignum (its error text once raised ValueError and ended
+    # the source), value-sharing tags 40 levels deep (exponential repr)
+    "bignum": fm.frame(b"\x82\x01\x82\x00\xc2\x59\x07\x00" + b"\x7f" * 1792),
+    "value sharing": fm.frame(b"\x82\x03\x82\x00" + b"".join(
+        b"\xd8\x1c\x82" for _ in range(40)) + b"\x00" + b"".join(
+        b"\xd8\x1d" + cbor2.dumps(n) for n in range(40))),
+    "header declares 0xffff": fm.frame(fm.header_type(fm.type_record(0xFFFF, 0, "end"))),
 }
 
 

@@ -11,11 +11,14 @@ from protocol import DecodeError
 from ..conftest import PythonDecoder
 from ..corpus import all_logs
 from protocol.eventlog import Decoder
+from protocol.eventlog._decoder import MAX_DECLARATION
 
 SEEDS = [all_logs()[name].read_bytes() for name in
          ("unicode", "trace-binary-event", "hello-ghc-8.6.5", "ghc-9.2-events", "sleep.hd",
           "ticky-json")]
-MAX_PENDING = (1 << 20) + 64  # the largest declaration the header parser waits for
+# the most the decoder holds: one header declaration (description and extra info at
+# their bounds) or one record (a 16-bit payload size)
+MAX_PENDING = max(2 * MAX_DECLARATION + 24, 65535 + 12)
 
 mutation = st.tuples(st.sampled_from(["flip", "insert", "delete", "zero", "ones"]),
                      st.floats(0, 1), st.binary(min_size=1, max_size=8))
