@@ -31,7 +31,7 @@ ENV PYTHONUNBUFFERED=1 \
 USER liveprof
 WORKDIR /var/lib/liveprof
 VOLUME ["/var/lib/liveprof"]
-# monitor datagrams; the HTTP API (a later issue)
+# monitor datagrams; the HTTP API (compose publishes both on 127.0.0.1 by default)
 EXPOSE 8242/udp 8080/tcp
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
     CMD ["python", "/usr/local/bin/liveprof-healthcheck"]

@@ -7,6 +7,7 @@ TOML file (``--config``), then defaults (ingest/config.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -76,6 +77,10 @@ def add_parser(sub) -> None:
                         "+RTS --eventlog-flush-interval)")
     p.add_argument("--app", help="app tag for every stream (default: the program's name)")
     p.add_argument("--host", help="host tag for every stream (default: the stream's peer)")
+    p.add_argument("--start-influxd", action="store_true",
+                   help="if nothing answers at the InfluxDB URL and it is on this machine, start "
+                        "influxd with its data in the state directory, on loopback only, and "
+                        "stop it with the service (./run sets this)")
     p.add_argument("--print-config", action="store_true",
                    help="print the settings (secrets masked) and exit")
     p.set_defaults(run=run)
@@ -165,10 +170,16 @@ def run(args) -> int:
             loop.add_signal_handler(sig, service.stop)
         await service.run()
 
+    from ..local_influx import LocalInfluxError, influxd_for
     try:
-        asyncio.run(main())
+        with (influxd_for(settings.influx.url, settings.state_dir) if args.start_influxd
+              else contextlib.nullcontext()):
+            asyncio.run(main())
     except PermanentSourceError as exc:  # a source that cannot work as configured
         print(f"liveprof serve: {exc}", file=sys.stderr)
+        return 2
+    except LocalInfluxError as exc:  # no InfluxDB and none to start: the environment
+        print(f"liveprof: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a failure to start: say it plainly
         print(f"liveprof: {exc}", file=sys.stderr)

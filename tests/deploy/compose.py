@@ -130,3 +130,29 @@ def dockerignored(path: str) -> bool:
                 ignored = not negate
                 break
     return ignored
+
+
+MAKE_ENV = REPO / "deploy" / "make-env"
+# variables holding secrets: the stack refuses to start without them
+SECRET = re.compile(r".*(_PASSWORD|_TOKEN)$")
+
+
+def generated_env(directory: Path) -> dict[str, str]:
+    """What ``deploy/make-env`` writes, run for real into ``directory/.env``."""
+    import subprocess
+    target = directory / ".env"
+    subprocess.run([str(MAKE_ENV), str(target)], check=True, capture_output=True, timeout=60)
+    return env_file(target)
+
+
+def published(spec: str, env: dict[str, str]) -> tuple[str, str, str]:
+    """``(host address, host port, container port[/proto])`` of a short-syntax
+    port, interpolated; a spec without an address has the address ``""``
+    (Docker then listens on every interface)."""
+    text = interpolate(spec, env)
+    parts = text.rsplit(":", 2)
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    if len(parts) == 2:
+        return "", parts[0], parts[1]
+    return "", "", parts[0]

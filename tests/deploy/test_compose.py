@@ -23,19 +23,22 @@ from tests.deploy.compose import (
     DOCKERFILE,
     ENV_EXAMPLE,
     compose,
+    SECRET,
     copy_sources,
     defaults,
     dockerfile_instructions,
     dockerignored,
     env_file,
+    generated_env,
     interpolate,
     is_bind,
+    published,
     service_env,
     split_volume,
 )
 from tests.grafana.yamlsubset import load as load_yaml
 
-SERVICES = {"influxdb", "grafana", "mosquitto", "liveprof"}
+SERVICES = {"influxdb", "grafana", "mosquitto", "liveprof-setup", "liveprof"}
 
 
 def services() -> dict:
@@ -50,10 +53,20 @@ def test_compose_parses_and_has_the_stack():
     grafana = doc["services"]["grafana"]["image"]
     assert re.fullmatch(r"grafana/grafana(-oss)?:\d+\.\d+\.\d+", grafana), "pin a full version"
     assert doc["services"]["liveprof"]["build"] == "."
+    assert doc["services"]["liveprof-setup"]["build"] == "."
+
+
+def one_shot(svc: dict) -> bool:
+    return svc.get("restart") == "no"
 
 
 def test_every_service_has_a_health_check():
+    """Long-running services have a health check; a one-shot (restart "no")
+    is waited for by exit status instead."""
     for name, svc in services().items():
+        if one_shot(svc):
+            assert "healthcheck" not in svc, name
+            continue
         check = svc.get("healthcheck")
         assert check, f"{name} has no healthcheck"
         test = check["test"]
@@ -69,9 +82,13 @@ def test_depends_on_waits_for_healthy_services():
         assert isinstance(deps, dict), f"{name}: depends_on needs the long form with conditions"
         for dep, spec in deps.items():
             assert dep in svcs, (name, dep)
+            if one_shot(svcs[dep]):
+                assert spec["condition"] == "service_completed_successfully", (name, dep)
+                continue
             assert spec["condition"] == "service_healthy", (name, dep)
             assert svcs[dep].get("healthcheck"), (name, dep)
-    assert set(svcs["liveprof"]["depends_on"]) == {"influxdb", "mosquitto"}
+    assert set(svcs["liveprof"]["depends_on"]) == {"influxdb", "mosquitto", "liveprof-setup"}
+    assert set(svcs["liveprof-setup"]["depends_on"]) == {"influxdb"}
     assert "influxdb" in svcs["grafana"]["depends_on"]
 
 
@@ -97,7 +114,7 @@ def test_mounted_and_built_paths_exist():
             assert (context / dockerfile).is_file(), name
 
 
-def test_grafana_mounts_match_its_provisioning():
+def test_grafana_mounts_match_its_provisioning(tmp_path):
     """The dashboards directory is mounted where the provider reads, and every
     ${VAR} the provisioning files use is set in Grafana's environment."""
     grafana = services()["grafana"]
@@ -122,7 +139,7 @@ def test_grafana_mounts_match_its_provisioning():
         assert directory.resolve() == (REPO / "grafana" / "dashboards").resolve(), \
             f"provider path {path} reads {directory}, not grafana/dashboards"
         assert list(directory.glob("*.json")), "no dashboards where the provider reads"
-    env = service_env(grafana, env_file())
+    env = service_env(grafana, generated_env(tmp_path))
     used = set()
     for f in provisioning.rglob("*.y*ml"):
         text = re.sub(r"^\s*#.*$", "", f.read_text(), flags=re.MULTILINE)
@@ -144,21 +161,106 @@ def test_env_example_matches_the_compose_defaults():
             assert default == example[name], f"{name}: compose default {default!r} " \
                                              f"!= .env.example {example[name]!r}"
     assert not set(example) - seen, "variables in .env.example that nothing uses"
-    for secret in ("INFLUXDB_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
-        assert example[secret]
 
 
-def test_influxdb_has_auth_on_and_liveprof_uses_its_admin():
-    env = env_file()
+def test_every_secret_is_required_and_has_no_known_value():
+    """Each password and token: ``${VAR:?message}`` wherever compose uses it
+    (no fallback to a well-known value), and empty in .env.example (a plain
+    copy of it does not start either)."""
+    example = env_file()
+    uses = [(name, op, msg) for name, op, msg in defaults(COMPOSE.read_text())
+            if SECRET.fullmatch(name)]
+    names = {name for name, _, _ in uses}
+    assert {"INFLUXDB_ADMIN_PASSWORD", "INFLUXDB_USER_PASSWORD", "INFLUXDB_READ_USER_PASSWORD",
+            "GRAFANA_ADMIN_PASSWORD", "MQTT_PASSWORD", "LIVEPROF_ADMIN_TOKEN"} <= names
+    for name, op, msg in uses:
+        assert op == ":?" and msg.strip(), f"{name} must be ${{{name}:?message}}, not {op!r}"
+        assert example[name] == "", f".env.example gives {name} a value everyone knows"
+    # no secret is written into the file itself either
+    for name, svc in services().items():
+        for key, value in (svc.get("environment") or {}).items():
+            if SECRET.fullmatch(key) or key.endswith(("PASSWORD", "TOKEN")):
+                assert str(value).startswith("${"), f"{name}: {key} is a literal"
+
+
+def test_without_its_secrets_the_stack_refuses_to_start(tmp_path):
+    text = COMPOSE.read_text()
+    with pytest.raises(KeyError):
+        interpolate(text, {})                  # no .env at all
+    with pytest.raises(KeyError):
+        interpolate(text, env_file())          # .env.example copied unchanged
+    env = generated_env(tmp_path)
+    interpolate(text, env)                     # deploy/make-env's output starts
+    for name in {n for n, _, _ in defaults(text) if SECRET.fullmatch(n)}:
+        with pytest.raises(KeyError, match=name):
+            interpolate(text, {**env, name: ""})
+
+
+def test_make_env_fills_every_secret_and_never_overwrites(tmp_path):
+    example = env_file()
+    env = generated_env(tmp_path)
+    assert set(env) == set(example)
+    secrets = [k for k in example if SECRET.fullmatch(k)]
+    assert secrets
+    for key in example:
+        if key in secrets:
+            assert re.fullmatch(r"[0-9a-f]{48}", env[key]), key
+        else:
+            assert env[key] == example[key], key
+    assert len({env[k] for k in secrets}) == len(secrets), "secrets repeat"
+    target = tmp_path / ".env"
+    assert target.stat().st_mode & 0o777 == 0o600
+    before = target.read_text()
+    again = subprocess.run([str(REPO / "deploy" / "make-env"), str(target)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode != 0 and "exists" in again.stderr
+    assert target.read_text() == before
+    (tmp_path / "second").mkdir()
+    other = generated_env(tmp_path / "second")
+    assert all(other[k] != env[k] for k in secrets), "make-env repeats its secrets"
+
+
+def test_every_published_port_is_on_loopback_by_default(tmp_path):
+    """Every port is published on 127.0.0.1 unless PUBLISH_ADDRESS opens it."""
+    env = generated_env(tmp_path)
+    specs = [(name, spec) for name, svc in services().items() for spec in svc.get("ports") or []]
+    assert len(specs) >= 5
+    for name, spec in specs:
+        for source in ({}, env_file(), env):
+            address, host_port, container = published(spec, source)
+            assert address == "127.0.0.1", f"{name} publishes {spec!r} on {address or 'every interface'}"
+            assert host_port and container.split("/")[0] == host_port, (name, spec)
+        opened, _, _ = published(spec, {**env, "PUBLISH_ADDRESS": "0.0.0.0"})
+        assert opened == "0.0.0.0", f"{name}: PUBLISH_ADDRESS does not open {spec!r}"
+
+
+def test_liveprof_serves_as_a_non_admin_and_sets_up_as_the_admin(tmp_path):
+    env = generated_env(tmp_path)
     influx = service_env(services()["influxdb"], env)
+    setup = service_env(services()["liveprof-setup"], env)
     live = service_env(services()["liveprof"], env)
     grafana = service_env(services()["grafana"], env)
     assert influx["INFLUXDB_HTTP_AUTH_ENABLED"] == "true"
-    assert (live["LIVEPROF_INFLUX_USER"], live["LIVEPROF_INFLUX_PASSWORD"]) == \
+    # the one-shot setup: `liveprof influx setup` with the admin
+    assert services()["liveprof-setup"]["command"] == ["liveprof", "influx", "setup"]
+    assert (setup["LIVEPROF_INFLUX_USER"], setup["LIVEPROF_INFLUX_PASSWORD"]) == \
         (influx["INFLUXDB_ADMIN_USER"], influx["INFLUXDB_ADMIN_PASSWORD"])
+    # serve: the image's database user (GRANT ALL ON the database, no admin), no setup
+    assert (live["LIVEPROF_INFLUX_USER"], live["LIVEPROF_INFLUX_PASSWORD"]) == \
+        (influx["INFLUXDB_USER"], influx["INFLUXDB_USER_PASSWORD"])
+    assert live["LIVEPROF_INFLUX_USER"] != influx["INFLUXDB_ADMIN_USER"]
+    assert live["LIVEPROF_INFLUX_PASSWORD"] != influx["INFLUXDB_ADMIN_PASSWORD"]
+    assert live["LIVEPROF_SETUP"] == "false"
+    assert "LIVEPROF_INFLUX_CREATE_DATABASE" not in live
     assert (grafana["INFLUX_USER"], grafana["INFLUX_PASSWORD"]) == \
         (influx["INFLUXDB_READ_USER"], influx["INFLUXDB_READ_USER_PASSWORD"])
-    assert live["LIVEPROF_INFLUX_DATABASE"] == influx["INFLUXDB_DB"] == grafana["INFLUX_DATABASE"]
+    assert live["LIVEPROF_INFLUX_DATABASE"] == setup["LIVEPROF_INFLUX_DATABASE"] \
+        == influx["INFLUXDB_DB"] == grafana["INFLUX_DATABASE"]
+    assert live["LIVEPROF_INFLUX_URL"] == setup["LIVEPROF_INFLUX_URL"]
+    # MQTT: liveprof logs in with the broker's one login
+    mosquitto = service_env(services()["mosquitto"], env)
+    assert (live["LIVEPROF_MQTT_USERNAME"], live["LIVEPROF_MQTT_PASSWORD"]) == \
+        (mosquitto["MQTT_USER"], mosquitto["MQTT_PASSWORD"])
 
 
 def _setting_of(var: str, settings: Settings):
@@ -202,22 +304,23 @@ def clean_environ(monkeypatch):
     return monkeypatch
 
 
-def liveprof_variables(env: dict[str, str]) -> dict[str, str]:
-    """What the liveprof container gets: the Dockerfile's ENV, then compose's."""
+def liveprof_variables(env: dict[str, str], service: str = "liveprof") -> dict[str, str]:
+    """What a liveprof container gets: the Dockerfile's ENV, then compose's."""
     out = {}
     for word, args in dockerfile_instructions():
         if word == "ENV":
             for item in re.findall(r'(\w+)=("[^"]*"|\S+)', args):
                 out[item[0]] = item[1].strip('"')
-    out.update(service_env(services()["liveprof"], env))
+    out.update(service_env(services()[service], env))
     return {k: v for k, v in out.items() if k.startswith(PREFIX)}
 
 
-@pytest.mark.parametrize("source", ["env.example", "compose defaults"])
-def test_liveprof_variables_are_settings_it_takes(source, clean_environ):
-    env = env_file() if source == "env.example" else {}
-    variables = liveprof_variables(env)
-    assert {"LIVEPROF_INFLUX_URL", "LIVEPROF_MONITOR_UDP_PORT", "LIVEPROF_MQTT_HOST"} <= set(variables)
+@pytest.mark.parametrize("service", ["liveprof", "liveprof-setup"])
+def test_liveprof_variables_are_settings_it_takes(service, clean_environ, tmp_path):
+    variables = liveprof_variables(generated_env(tmp_path), service)
+    assert {"LIVEPROF_INFLUX_URL", "LIVEPROF_INFLUX_PASSWORD"} <= set(variables)
+    if service == "liveprof":
+        assert {"LIVEPROF_MONITOR_UDP_PORT", "LIVEPROF_MQTT_HOST", "LIVEPROF_SETUP"} <= set(variables)
     for key, value in variables.items():
         clean_environ.setenv(key, value)
     settings = load()  # raises ConfigError on a bad value
@@ -230,8 +333,8 @@ def test_liveprof_variables_are_settings_it_takes(source, clean_environ):
     assert settings.monitor_udp is not None and settings.monitor_udp.host == "0.0.0.0"
 
 
-def test_liveprof_reaches_the_other_services_by_their_names(clean_environ):
-    env = env_file()
+def test_liveprof_reaches_the_other_services_by_their_names(clean_environ, tmp_path):
+    env = generated_env(tmp_path)
     variables = liveprof_variables(env)
     svcs = services()
     assert variables["LIVEPROF_INFLUX_URL"].split("//")[1].split(":")[0] in svcs
@@ -241,9 +344,13 @@ def test_liveprof_reaches_the_other_services_by_their_names(clean_environ):
     conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     listeners = re.findall(r"^listener\s+(\d+)", conf, flags=re.MULTILINE)
     assert listeners == [variables["LIVEPROF_MQTT_PORT"]]
-    assert f"{listeners[0]}:{listeners[0]}" in svcs["mosquitto"]["ports"]
+    ports = {name: [published(p, env)[1:] for p in svc.get("ports") or []]
+             for name, svc in svcs.items()}
+    assert (listeners[0], listeners[0]) in ports["mosquitto"]
     udp = variables["LIVEPROF_MONITOR_UDP_PORT"]
-    assert f"{udp}:{udp}/udp" in svcs["liveprof"]["ports"]
+    assert (udp, f"{udp}/udp") in ports["liveprof"]
+    api = variables["LIVEPROF_API_PORT"]
+    assert (api, api) in ports["liveprof"]
     mounts = dict(split_volume(v)[1::-1] for v in svcs["mosquitto"]["volumes"])
     assert mounts["/mosquitto/config/mosquitto.conf"] == "./deploy/mosquitto/mosquitto.conf"
 
@@ -337,3 +444,11 @@ def test_commented_examples_in_env_example_are_valid(clean_environ):
         want = TypeAdapter(annotation).validate_python(config_module._maybe_json(text))
         assert _plain(value) == _plain(want) and _plain(value), key
         clean_environ.delenv(key)
+
+
+def test_the_secrets_file_stays_out_of_git_and_the_image():
+    """deploy/make-env writes .env into the checkout: git and the Docker
+    build context both leave it out."""
+    patterns = (REPO / ".gitignore").read_text().split()
+    assert ".env" in patterns or "/.env" in patterns, ".env is not in .gitignore"
+    assert dockerignored(".env")
