@@ -66,7 +66,12 @@ async def test_readiness_follows_a_dead_alert_publisher(influxd, influx_database
             alerts._client_factory = None  # repaired: the next restart connects
             assert (await poll_readyz(api, 200)) == {"ready": True}
             await wait_until(lambda: alerts.stats.connected, "connected after the restart")
-            assert alerts.healthy and alerts.stats.publisher_restarts >= 1
+            assert alerts.healthy
+            status, text = await api.call("GET", "/metrics")
+            assert status == 200
+            restarts = [line for line in text.splitlines()
+                        if line.startswith("liveprof_alerts_publisher_restarts_total ")]
+            assert len(restarts) == 1 and float(restarts[0].split()[1]) >= 1, restarts
 
 
 def test_mask_url_hides_every_userinfo_in_an_error_text():
