@@ -29,7 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .files import read_private, write_private
+from ingest.files import private_dir, read_private, write_private
 
 log = logging.getLogger("liveprof.api.auth")
 
@@ -98,6 +98,7 @@ class TokenStore:
 
     def save(self) -> None:
         text = json.dumps({"tokens": [asdict(t) for t in self.tokens.values()]}, indent=1)
+        private_dir(self.path.parent, tighten=False)  # a configured path: may be shared
         write_private(self.path, text.encode())
 
     def key(self) -> bytes:
@@ -111,6 +112,7 @@ class TokenStore:
                               "be checked (remove the store to make it again from the "
                               "configuration)", self.key_path, self.path)
                 self._key = secrets.token_bytes(32)
+                private_dir(self.key_path.parent, tighten=False)
                 write_private(self.key_path, self._key.hex().encode())
         return self._key
 

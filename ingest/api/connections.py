@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
 from ..sources.socket import SocketConfig, SocketSource
 from .auth import json_object, problem
-from .files import read_private, write_private
+from ingest.files import private_dir, read_private, write_private
 from .routing import api
 from .state import CONNECTIONS, TOKEN
 
@@ -61,6 +61,7 @@ class ConnectionStore:
 
     def save(self) -> None:
         text = json.dumps({"connections": list(self.items.values())}, indent=1)
+        private_dir(self.path.parent, tighten=False)  # a configured path: may be shared
         write_private(self.path, text.encode())
 
     # -- sources -----------------------------------------------------------------------

@@ -1,33 +1,38 @@
-"""``/healthz``: the process answers.  ``/readyz``: the service runs and
-InfluxDB answers (``sink.healthcheck``: ping, then an empty write).
+"""``/healthz``: the process answers.  ``/readyz``: the service runs, InfluxDB
+answers (``sink.healthcheck``: ping, then an empty write) and, when alerts are
+configured, their publisher runs.
 
-``/readyz`` is public, so its reason never shows credentials: a
-``user:password@`` in any URL of the error text is masked."""
+The alert sink counts as not ready while its publisher is not running: before
+it starts, after it closed, and while it waits to be started again after dying
+(``MqttAlertSink.healthy``); alerts would then pile up unseen.  A broker that
+is merely away does not make the service unready (the publisher dials it
+again and alerts wait in its queue); ``status()`` in the body says which.
+
+``/readyz`` is public, so its reasons never show credentials: a
+``user:password@`` in any URL of an error text is masked (``mask_url``)."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 
 from aiohttp import web
+
+from ingest.urls import mask_url
 
 from .routing import api
 from .state import SERVICE
 
 
-_USERINFO = re.compile(r"(?<=//)[^/?#@\s]*@")
-
-
-def mask_credentials(text: str) -> str:
-    """``http://user:pw@host:8086`` -> ``http://***@host:8086`` wherever it
-    occurs (a local twin of ``ingest.urls.mask_url``, which masks them in the
-    configuration and logs)."""
-    return _USERINFO.sub("***@", text)
-
-
 @api("GET", "/healthz", scope=None)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+def _alerts_status(alerts) -> dict:
+    status = dict(alerts.status())
+    if isinstance(status.get("last_error"), str):
+        status["last_error"] = mask_url(status["last_error"])
+    return status
 
 
 @api("GET", "/readyz", scope=None)
@@ -40,10 +45,16 @@ async def readyz(request: web.Request) -> web.Response:
         # points written before the retention policies exist are refused
         return web.json_response({"ready": False, "error": "retention/rollup setup pending"},
                                  status=503)
+    alerts = service.alerts
+    if alerts is not None and not alerts.healthy:
+        status = _alerts_status(alerts)
+        return web.json_response({"ready": False, "alerts": status,
+                                  "error": f"MQTT alerts: publisher {status['state']}"},
+                                 status=503)
     try:
         async with asyncio.timeout(5.0):
             await service.sink.healthcheck()
     except Exception as exc:  # noqa: BLE001 (whatever fails, InfluxDB is not usable)
-        reason = mask_credentials(str(exc) or type(exc).__name__)
+        reason = mask_url(str(exc) or type(exc).__name__)
         return web.json_response({"ready": False, "error": f"InfluxDB: {reason}"}, status=503)
     return web.json_response({"ready": True})

@@ -13,6 +13,8 @@ from collections import defaultdict
 
 from aiohttp import web
 
+from ingest.sinks.mqtt_messages import ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE
+
 from .routing import api
 from .state import COUNTERS, GUARD, SERVICE, UPLOADS
 
@@ -120,6 +122,10 @@ def render(service, totals: StreamTotals, counters, uploads, guard=None) -> str:
                    [({}, s.spooled)])
         out.family("liveprof_sink_spooled_bytes", "gauge", "bytes waiting in the disk spool",
                    [({}, s.spooled_bytes)])
+        out.family("liveprof_sink_spilled_late_lines_total", "counter",
+                   "lines moved to the disk spool for having waited spill_after in memory "
+                   "or in retries (a crash then loses at most that long)",
+                   [({}, s.spilled_late)])
         out.family("liveprof_sink_in_flight_lines", "gauge", "lines in requests under way",
                    [({}, s.in_flight_lines)])
         lag = s.submitted - s.written - sum(v for _, v in dropped)
@@ -134,6 +140,20 @@ def render(service, totals: StreamTotals, counters, uploads, guard=None) -> str:
         out.family("liveprof_alerts_dropped_total", "counter", "alerts dropped, by reason",
                    [({"reason": "full"}, a.dropped_full),
                     ({"reason": "shutdown"}, a.dropped_shutdown)])
+        out.family("liveprof_alerts_failed_total", "counter",
+                   "alerts given up: the client refused them, or the connection ended at "
+                   "each attempt to publish them", [({}, a.failed)])
+        by_kind = dict.fromkeys((ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE), 0)
+        by_kind.update(a.failed_by_alert)  # kinds are ours (the sink's payloads): bounded
+        out.family("liveprof_alerts_failed_by_alert_total", "counter",
+                   "alerts given up, by alert kind",
+                   [({"alert": k}, n) for k, n in sorted(by_kind.items())])
+        out.family("liveprof_alerts_publish_errors_total", "counter",
+                   "publish attempts that failed (refused, or no PUBACK)",
+                   [({}, a.publish_errors)])
+        out.family("liveprof_alerts_publisher_restarts_total", "counter",
+                   "times the alert publisher died and was started again",
+                   [({}, a.publisher_restarts)])
         out.family("liveprof_alerts_pending", "gauge", "alerts waiting", [({}, a.queued)])
         out.family("liveprof_alerts_connected", "gauge", "1 while connected to the broker",
                    [({}, int(a.connected))])

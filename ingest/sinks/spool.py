@@ -13,7 +13,7 @@ length, line count, CRC-32 of the payload, little endian) and the payload:
 with magic ``LPS1`` the lines, UTF-8, joined by ``\\n``; with ``LPS2`` (a
 batch where a line holds a newline itself, inside a string field) the lines
 as a JSON list.  The directory is 0700 and every file 0600, opened without
-following symbolic links (``ingest.sinks.files``).  Writes are flushed to the OS at every
+following symbolic links (``ingest.files``).  Writes are flushed to the OS at every
 append (a crash of the process loses nothing) and a segment is fsynced when it
 is sealed (full, or at ``close()``).  Opening scans every segment: a torn or
 corrupt tail is cut off and counted (``corrupt_bytes``); the cursor tells what
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ingest.sinks.files import open_private, private_dir, write_atomic
+from ingest.files import open_private, private_dir, write_private
 
 __all__ = ["Spool", "SpoolRecord", "Dropped", "fsync_close"]
 
@@ -114,7 +114,7 @@ class Spool:
     ) -> None:
         if max_bytes <= 0 or segment_bytes <= 0:
             raise ValueError("spool bounds must be positive")
-        self.directory = private_dir(directory)
+        self.directory = private_dir(directory, tighten=True)  # the spool's own
         self.max_bytes = max_bytes
         # segments are the unit of dropping: keep several under the bound
         self.segment_bytes = max(1, min(segment_bytes, max_bytes // 4))
@@ -260,7 +260,7 @@ class Spool:
             for s in self._segments
             if s.acked or s.done
         }
-        write_atomic(self.directory / _CURSOR, json.dumps({"segments": segments}).encode(), sync=False)
+        write_private(self.directory / _CURSOR, json.dumps({"segments": segments}).encode(), sync=False)
 
     def close(self) -> None:
         """Seal the segment being written (fsync) and save the cursor."""

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
 
+from ingest.sinks.mqtt import MAX_ATTEMPTS
+from tests.alerts.helpers import gc_points
+from tests.alerts.test_alerts_hostile import points_of_program
 from tests.api.conftest import Running, api_config, settings_for
 from tests.corpus import DATA
 
@@ -93,3 +98,66 @@ async def test_a_request_stuck_on_influxdb_times_out(influxd_factory, tmp_path):
         finally:
             server.thaw()
         assert (await api.call("GET", f"/api/v1/sessions/{up['session']}"))[0] == 200
+
+
+async def wait_metric(api, key: tuple, pred, what: str) -> dict:
+    """/metrics, parsed, once ``pred(value of key)`` holds (a guard, not a timing)."""
+    async def ask():
+        while True:
+            m = parse((await api.call("GET", "/metrics"))[1])
+            if key in m and pred(m[key]):
+                return m
+            await asyncio.sleep(0.05)
+    try:
+        return await asyncio.wait_for(ask(), 60)
+    except TimeoutError:
+        raise AssertionError(f"/metrics never showed {what}") from None
+
+
+async def test_lines_spilled_for_waiting_are_counted(influxd_factory, tmp_path):
+    """InfluxDB goes away: after ``spill_after`` the waiting lines go to the
+    spool and ``liveprof_sink_spilled_late_lines_total`` counts them."""
+    server = influxd_factory()
+    server.create_database("spill")
+    settings = settings_for(server, "spill", tmp_path, **{"influx.spill_after": 0.3})
+    async with Running(settings, api_config()) as api:
+        m = parse((await api.call("GET", "/metrics"))[1])
+        assert m[("liveprof_sink_spilled_late_lines_total", ())] == 0
+        server.stop()
+        status, up = await api.call("POST", "/api/v1/upload", data=LOG.read_bytes())
+        assert status == 201 and up["points"] > 0, up
+        key = ("liveprof_sink_spilled_late_lines_total", ())
+        m = await wait_metric(api, key, lambda v: v >= up["points"], "every line spilled")
+        assert m[key] == up["points"]  # each line once: none stayed in memory
+        server.start()
+        written = ("liveprof_sink_lines_total", (("state", "written"),))
+        await wait_metric(api, written, lambda v: v == up["points"], "the spooled lines written")
+
+
+async def test_alert_failures_are_counted_per_kind(influxd, influx_database, mosquitto_factory,
+                                                   tmp_path):
+    """A broker that cuts the client for an oversized alert (mosquitto's
+    max_packet_size): the alert is tried MAX_ATTEMPTS times, then given up;
+    /metrics shows the failure under its kind and the failed attempts."""
+    broker = mosquitto_factory(extra_config="max_packet_size 2000")
+    prefix = f"liveprof-test/{uuid.uuid4().hex[:12]}/"
+    big = [p for p in gc_points(points_of_program(tmp_path, "x" * 3000)) if p.fields["pause_ns"] > 0]
+    small = [p for p in gc_points(points_of_program(tmp_path, "small")) if p.fields["pause_ns"] > 0]
+    settings = settings_for(influxd, influx_database, tmp_path, **{
+        "mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": prefix,
+                 "pause_threshold_ms": 0, "backoff_initial": 0.05, "backoff_max": 0.5}})
+    async with Running(settings, api_config()) as api:
+        m = parse((await api.call("GET", "/metrics"))[1])
+        for kind in ("gc_pause", "gc_pause_share"):
+            assert m[("liveprof_alerts_failed_by_alert_total", (("alert", kind),))] == 0
+        assert m[("liveprof_alerts_failed_total", ())] == 0
+        assert m[("liveprof_alerts_publish_errors_total", ())] == 0
+        assert m[("liveprof_alerts_publisher_restarts_total", ())] == 0
+        api.service.alerts.submit(big[:1] + small)   # what the streams hand the sink
+        published = ("liveprof_alerts_total", (("state", "published"),))
+        m = await wait_metric(api, published, lambda v: v == len(small), "the small alerts")
+    assert m[("liveprof_alerts_failed_total", ())] == 1
+    assert m[("liveprof_alerts_failed_by_alert_total", (("alert", "gc_pause"),))] == 1
+    assert m[("liveprof_alerts_failed_by_alert_total", (("alert", "gc_pause_share"),))] == 0
+    assert m[("liveprof_alerts_publish_errors_total", ())] == MAX_ATTEMPTS
+    assert m[("liveprof_alerts_publisher_restarts_total", ())] == 0  # cut, never dead

@@ -14,7 +14,7 @@ import pytest
 from ingest.config import load
 from ingest.errors import ConfigError
 from ingest.sinks import InfluxSink, InfluxSinkConfig
-from ingest.sinks.files import private_dir
+from ingest.files import private_dir
 from ingest.sinks.spool import Spool
 from tests.corpus import DATA
 from tests.sinks.helpers import eventually, seq_lines, stored_seqs
@@ -143,7 +143,7 @@ async def test_memory_goes_to_disk_after_spill_after_not_only_by_size(influxd_fa
                          what="all on disk")
         assert sink.stats.spilled_late == 5000
         # what a crash would find: records on disk, read by a second spool on the directory
-        copy = private_dir(tmp_path / "copy")
+        copy = private_dir(tmp_path / "copy", tighten=True)
         for f in spool_dir.glob("*.seg"):
             (copy / f.name).write_bytes(f.read_bytes())
         again = Spool(copy)

@@ -3,6 +3,8 @@ and batches whose lines hold newlines (string fields)."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import stat
 import struct
@@ -10,7 +12,7 @@ import zlib
 
 import pytest
 
-from ingest.sinks.files import private_dir, write_atomic
+from ingest.files import private_dir, write_private
 from ingest.sinks.spool import Spool
 
 
@@ -50,24 +52,35 @@ def test_files_of_an_older_version_are_made_private(tmp_path):
     again.close()
 
 
-def test_a_planted_cursor_temp_link_is_not_followed(tmp_path):
+def test_a_planted_cursor_temp_link_is_not_followed(tmp_path, monkeypatch):
+    """The cursor goes through a temporary file with a random name; a link
+    planted at that name (here made predictable) is passed over for another."""
     victim = tmp_path / "victim"
     victim.write_text("precious")
     spool_dir = tmp_path / "spool"
     spool = Spool(spool_dir)
-    os.symlink(victim, spool_dir / "cursor.json.tmp")
+    tried = []
+
+    def names(n):
+        tried.append("planted" if len(tried) < 2 else f"free{len(tried)}")
+        return tried[-1]
+    monkeypatch.setattr("ingest.files.secrets.token_hex", names)
+    os.symlink(victim, spool_dir / ".cursor.json.planted.tmp")
     spool.append(["m v=1i 1"])
     spool.ack(spool.read())  # saves the cursor through the temp file
     spool.close()
     assert victim.read_text() == "precious"
+    assert tried[:3] == ["planted", "planted", "free2"]  # passed over, then a free name
     assert not (spool_dir / "cursor.json").is_symlink()
+    assert "segments" in json.loads((spool_dir / "cursor.json").read_text())
+    assert sorted(p.name for p in spool_dir.glob(".*")) == [".cursor.json.planted.tmp"]
 
 
 def test_a_planted_segment_link_is_neither_read_nor_written(tmp_path):
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
     spool_dir = tmp_path / "spool"
-    private_dir(spool_dir)
+    private_dir(spool_dir, tighten=True)
     os.symlink(victim, spool_dir / f"{10**12:020d}.seg")
     spool = Spool(spool_dir)
     assert spool.pending_lines == 0
@@ -93,7 +106,7 @@ def test_lines_holding_newlines_come_back_whole(tmp_path):
 
 def test_records_of_the_first_format_are_still_read(tmp_path):
     """A spool left by an earlier version (every record ``LPS1``) replays."""
-    private_dir(tmp_path)
+    private_dir(tmp_path, tighten=True)
     payload = "m v=1i 1\nm v=2i 2".encode()
     record = struct.pack("<4sIII", b"LPS1", len(payload), 2, zlib.crc32(payload)) + payload
     (tmp_path / f"{10**12:020d}.seg").write_bytes(record)
@@ -102,13 +115,34 @@ def test_records_of_the_first_format_are_still_read(tmp_path):
     spool.close()
 
 
-def test_write_atomic_replaces_and_refuses_a_directory_link(tmp_path):
+def test_write_private_replaces_and_refuses_a_directory_link(tmp_path):
     target = tmp_path / "f.json"
-    write_atomic(target, b"one")
-    write_atomic(target, b"two")
+    write_private(target, b"one")
+    write_private(target, b"two")
     assert target.read_bytes() == b"two" and mode(target) == 0o600
     real = tmp_path / "real"
     real.mkdir()
     os.symlink(real, tmp_path / "link")
     with pytest.raises(NotADirectoryError):
-        private_dir(tmp_path / "link")
+        private_dir(tmp_path / "link", tighten=True)
+
+
+def test_private_dir_tightens_its_own_and_warns_about_a_shared_one(tmp_path, caplog):
+    own = tmp_path / "own"
+    own.mkdir(mode=0o755)
+    os.chmod(own, 0o755)
+    private_dir(own, tighten=True)
+    assert mode(own) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp: not ours to change
+    with caplog.at_level(logging.WARNING, logger="liveprof.files"):
+        private_dir(shared, tighten=False)
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
+    assert any(str(shared) in r.getMessage() and "open to other users" in r.getMessage()
+               for r in caplog.records)
+    fresh = private_dir(tmp_path / "a" / "b", tighten=False)
+    assert mode(tmp_path / "a") == 0o700 and mode(fresh) == 0o700
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        private_dir(tmp_path / "plain", tighten=False)
