@@ -153,7 +153,6 @@ def m_short_decl(log: Log, buf: bytearray, rng: random.Random) -> bytes:
         return bytes(buf)
     ty = rng.choice(fixed)
     new = rng.randrange(log.sizes[ty])
-    cut = log.sizes[ty] - new
     _H.pack_into(buf, log.decls[ty], new)
     parts, last = [], 0
     for r in log.records:
