@@ -12,21 +12,12 @@ import aiohttp
 from tests.api.biglog import RepeatedLog
 from tests.api.conftest import ADMIN
 from tests.api.helpers import count, expected_events
+from tests.api.process import memory
 from tests.corpus import DATA, REPO, summary
 
 LOG = DATA / "threads-mvar.nonthreaded.l.eventlog"
 SIZE = 200 << 20
 GROWTH_BOUND = 64 << 20     # peak RSS growth allowed during the upload
-
-
-def memory(pid: int) -> dict[str, int]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
 
 
 async def test_a_200_mb_upload_streams_with_flat_memory(influxd, influx_database, tmp_path):
