@@ -152,7 +152,12 @@ def m_short_decl(log: Log, buf: bytearray, rng: random.Random) -> bytes:
     if not fixed:
         return bytes(buf)
     ty = rng.choice(fixed)
-    new = rng.randrange(log.sizes[ty])
+    return redeclare(log, buf, ty, rng.randrange(log.sizes[ty]))
+
+
+def redeclare(log: Log, buf: bytearray, ty: int, new: int) -> bytes:
+    """``buf`` (the bytes of ``log``) with type ``ty`` declared ``new`` bytes
+    long and each of its records cut to match."""
     _H.pack_into(buf, log.decls[ty], new)
     parts, last = [], 0
     for r in log.records:

@@ -31,9 +31,9 @@ from tests.conftest import PythonDecoder
 from tests.corpus import all_logs
 
 try:
-    from .mutate import DEFAULT_LOGS, Log, derive, mutate
+    from .mutate import DEFAULT_LOGS, Log, derive, mutate, redeclare
 except ImportError:
-    from mutate import DEFAULT_LOGS, Log, derive, mutate
+    from mutate import DEFAULT_LOGS, Log, derive, mutate, redeclare
 
 INPUTS = int(os.environ.get("LIVEPROF_FUZZ_INPUTS", "300"))
 I64 = 1 << 63
@@ -96,24 +96,11 @@ def test_every_shorter_layout_of_every_wanted_type(logs, name):
         if not any(r.type == ty for r in log.records):
             continue
         for new in range(size):
-            data = _declare(log, ty, new)
+            data = redeclare(log, bytearray(log.data), ty, new)
             for cls in (Decoder, PythonDecoder):
                 check(data, (name, ty, new, cls.__name__), cls, False, 1 << 20)
             tried += 1
     assert tried
-
-
-def _declare(log: Log, ty: int, new: int) -> bytes:
-    """``log`` with type ``ty`` declared ``new`` bytes long, its records cut to match."""
-    buf = bytearray(log.data)
-    buf[log.decls[ty]:log.decls[ty] + 2] = new.to_bytes(2, "big")
-    parts, last = [], 0
-    for r in log.records:
-        if r.type == ty:
-            parts.append(buf[last:r.payload + new])
-            last = r.payload + r.size
-    parts.append(buf[last:])
-    return b"".join(parts)
 
 
 def test_huge_integers_make_valid_points(logs):
