@@ -36,6 +36,14 @@ class ServerError(RuntimeError):
     """A test server could not be found, started or stopped."""
 
 
+def reap(proc: subprocess.Popen) -> None:
+    """Kill and wait for a child process a test started, if it still runs
+    (its ``finally``: a failed assertion never leaves a process behind)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tests.corpus import REPO, summary
-from tests.servers import free_port
+from tests.servers import free_port, reap
 from tests.service.test_local_influx import alive, gc_count, started_pid
 
 WAIT = 600.0   # creating a venv and installing with pip on a loaded 2-core machine
@@ -74,9 +74,7 @@ def test_run_sets_up_and_runs_the_pipeline_from_a_fresh_copy(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, err.read_text(errors="replace")[-4000:]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert not alive(pid)
     python = clone / ".venv" / "bin" / "python"
     # liveprof from the copy, without the test extras

@@ -28,7 +28,7 @@ import pytest
 
 from tests.corpus import DATA, summary
 from tests.deploy.compose import compose, generated_env, service_env
-from tests.servers import InfluxServer
+from tests.servers import InfluxServer, reap
 
 LIVEPROF = str(Path(sys.executable).with_name("liveprof"))
 LOG = DATA / "threads-mvar.nonthreaded.l.eventlog"
@@ -111,9 +111,7 @@ def test_setup_as_admin_then_serve_as_the_database_user(stack, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(WAIT) == 0, err.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     log = err.read_text()
     assert "ERROR" not in log and "refused" not in log and "denied" not in log, log
     assert "retention/rollups" not in log        # setup = false: serve did not try it

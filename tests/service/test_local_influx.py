@@ -22,7 +22,7 @@ import pytest
 
 from ingest.local_influx import loopback_address
 from tests.corpus import DATA, summary
-from tests.servers import free_port
+from tests.servers import free_port, reap
 
 LOG = DATA / "threads-mvar.nonthreaded.l.eventlog"
 LIVEPROF = str(Path(sys.executable).with_name("liveprof"))
@@ -126,9 +126,7 @@ def test_serve_starts_influxd_on_loopback_and_stops_it(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(WAIT) == 0, err.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert not alive(pid), "influxd outlived the service"
     assert "stopped influxd" in err.read_text()
 
@@ -144,9 +142,7 @@ def test_a_killed_serve_takes_its_influxd_along(tmp_path):
         proc.wait(WAIT)
         wait_for(lambda: not alive(pid), "end of the orphaned influxd")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
 
 
 def test_an_influxdb_already_answering_is_used(influxd, tmp_path):
@@ -160,9 +156,7 @@ def test_an_influxdb_already_answering_is_used(influxd, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(WAIT) == 0, err.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         influxd.drop_database(database)
     assert not (tmp_path / "state" / "influxdb").exists()
     assert "started influxd" not in err.read_text()
