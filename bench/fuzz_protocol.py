@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("LIVEPROF_CORPUS", str(Path(__file__).resolve().parent.parent.parent
                                              / "shared" / "corpus"))
 
-from tests.fuzz import test_datagram_fuzz as dg  # noqa: E402
-from tests.fuzz import test_decoder_fuzz as dec  # noqa: E402
-from tests.fuzz import test_monitor_fuzz as mon  # noqa: E402
+from tests.fuzz import test_datagram_fuzz as dg
+from tests.fuzz import test_decoder_fuzz as dec
+from tests.fuzz import test_monitor_fuzz as mon
 
 SHARES = {"decoder": 0.4, "monitor": 0.3, "datagram": 0.3}
 

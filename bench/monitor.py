@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from protocol import Decoder  # noqa: E402
-from protocol.monitor import FrameReader, Session, decode_message  # noqa: E402
-from tests.monitor import fake_monitor as fm  # noqa: E402
+from protocol import Decoder
+from protocol.monitor import FrameReader, Session, decode_message
+from tests.monitor import fake_monitor as fm
 
 
 def main() -> None:

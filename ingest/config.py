@@ -27,9 +27,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
-
-from typing import get_args, get_origin
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict

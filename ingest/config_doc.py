@@ -72,7 +72,7 @@ def serve_flags() -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
                 try:
                     changed = _flatten(serve.overrides(
                         parser.parse_args(["serve", *context, flag, *sample])))
-                except (Exception, SystemExit):  # noqa: BLE001 (a value the flag refuses)
+                except (Exception, SystemExit):
                     continue
                 keys |= {k for k in changed if changed[k] != base.get(k)}
                 break

@@ -155,7 +155,7 @@ class Service:
                       "policy exists: run `liveprof influx setup` as an admin, or set "
                       "setup = false", exc, self.settings.rollups.raw.name)
             return True
-        except (LiveprofError, OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, LiveprofError, OSError, aiohttp.ClientError) as exc:
             log.warning("retention/rollup setup failed (%s)", exc or "timeout")
             return False
         self.setup_report = report

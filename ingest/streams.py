@@ -15,8 +15,9 @@ import logging
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from protocol import DecodeError, Decoder
 

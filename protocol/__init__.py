@@ -1,7 +1,18 @@
 """liveprof's pure protocol layer: bytes in, typed values out, no I/O."""
 
-from .eventlog import DecodeError, Decoder, EndOfStream, Event, Header, event_json
-from .eventlog import LogData, LogEnd, LogSplitter, LogStart, Skipped
+from .eventlog import (
+    DecodeError,
+    Decoder,
+    EndOfStream,
+    Event,
+    Header,
+    LogData,
+    LogEnd,
+    LogSplitter,
+    LogStart,
+    Skipped,
+    event_json,
+)
 
 __all__ = ["DecodeError", "Decoder", "EndOfStream", "Event", "Header", "event_json"]
 __all__ += ["LogData", "LogEnd", "LogSplitter", "LogStart", "Skipped"]

@@ -75,7 +75,7 @@ def with_summary() -> list[Path]:
     return with_reference(".summary.json")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read(log: Path) -> bytes:
     return log.read_bytes()
 
@@ -85,7 +85,7 @@ def reference_lines(log: Path) -> list[str]:
         return f.read().splitlines()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(log: Path) -> tuple[dict, ...]:
     """The official parser's events of ``log``, in file order."""
     return tuple(json.loads(line) for line in reference_lines(log))

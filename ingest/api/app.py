@@ -27,9 +27,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import connections, health, metrics, openapi, sessions, tokens, upload_routes  # noqa: F401
+from . import connections, health, logs, metrics, openapi, sessions, tokens, upload_routes  # noqa: F401
 from .auth import TokenStore, authenticate, problem, require_scope, require_unrestricted
-from . import logs
 from .config import ApiConfig
 from .connections import ConnectionStore
 from .guard import ConnectionGuard, GuardedSite, connection_cap

@@ -20,10 +20,11 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from ingest.files import private_dir, read_private, write_private
+
 from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
 from ..sources.socket import SocketConfig, SocketSource
 from .auth import json_object, problem
-from ingest.files import private_dir, read_private, write_private
 from .routing import api
 from .state import CONNECTIONS, TOKEN
 

@@ -102,7 +102,7 @@ class Done:
     resumable: bool = True
 
     @classmethod
-    def of(cls, up: Upload) -> "Done":
+    def of(cls, up: Upload) -> Done:
         return cls(up.id, up.app, up.state, up.offset, up.error, up.error_offset, up.as_dict())
 
     def as_dict(self) -> dict:
@@ -347,7 +347,7 @@ class Uploads:
         try:
             await sink.flush(timeout=min(10.0, self.config.request_timeout))
             return dropped() == before   # settled, and nothing refused meanwhile
-        except Exception as exc:  # noqa: BLE001 (InfluxDB away: the points stay queued or spooled)
+        except Exception as exc:
             log.warning("upload: points not yet stored: %s", exc or type(exc).__name__)
             return False
 

@@ -26,10 +26,10 @@ import time
 from protocol import DecodeError
 
 from ..chunks import read_chunks
+from ..counts import decoded_events
 from ..derive.base import DeriveSettings
 from ..derive.order import OrderSettings
 from ..errors import ConfigError, SourceError
-from ..counts import decoded_events
 from .derive import file_pipeline, tune_gc
 from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
 from .serve import DERIVE_FLAGS, INFLUX_FLAGS, add_influx_flags, influx_overrides

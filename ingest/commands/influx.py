@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from ..errors import ConfigError, LiveprofError
 from .serve import INFLUX_FLAGS, add_influx_flags, influx_overrides
 
+
 def add_parser(sub) -> None:
     p = sub.add_parser("influx", help="set up InfluxDB: database, retention, rollups",
                        description="Manage the InfluxDB 1.x database liveprof writes to.")

@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
 class SessionOutput:
     """One session's consumer: decode, print, save, count."""
 
-    def __init__(self, info: StreamInfo, dump: bool, save: str | None, outcome: "Outcome"):
+    def __init__(self, info: StreamInfo, dump: bool, save: str | None, outcome: Outcome):
         self.info = info
         self.outcome = outcome
         self.dump = dump
@@ -124,9 +124,9 @@ def save_path(base: str | None, number: int) -> str | None:
 
 
 def run(args) -> int:
-    from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
     from pydantic import ValidationError
 
+    from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
     from ..sources.monitor_udp import MonitorUdpConfig, MonitorUdpSource
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,

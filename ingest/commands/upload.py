@@ -24,7 +24,6 @@ from pathlib import Path
 
 from ..urls import mask_url
 
-
 READ = 1 << 16
 RETRIES = 8
 

@@ -16,7 +16,8 @@ are counted in ``refused_caps``).
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from protocol import Event
 

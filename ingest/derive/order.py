@@ -45,9 +45,9 @@ as its sort key).
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Iterable
 
 from protocol import Event
 

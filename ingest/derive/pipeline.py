@@ -51,14 +51,14 @@ from there on: logged, naming the event, and kept in ``deriver_faults``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from protocol import Event
 
 from .base import DeriveSettings
-from .faults import FaultGuard, _show
 from .clock import WALL_CLOCK_TIME, Clock
+from .faults import FaultGuard, _show
 from .order import _TYPE, BLOCK_MARKER, CAP_CREATE, LATE, STARTUP, Merge, OrderSettings, _Late
 from .point import Point
 from .registry import REGISTRY
@@ -198,7 +198,7 @@ class Pipeline(FaultGuard):
         for i, d in enumerate(self.derivers):
             try:
                 points.extend(d.flush(end))
-            except Exception as exc:  # noqa: BLE001 -- a bug: ends this deriver only
+            except Exception as exc:
                 self._deriver_fault(i, exc, None, "at the end of the stream")
         if self._held is not None:
             self._held.extend(points)
@@ -313,7 +313,7 @@ class Pipeline(FaultGuard):
             if bucket:
                 try:
                     out = d.feed_many(bucket, False)
-                except Exception as exc:  # noqa: BLE001 -- a bug: ends this deriver only
+                except Exception as exc:
                     self._deriver_fault(i, exc, bucket)
                     out = None
                 bucket.clear()
@@ -331,7 +331,7 @@ class Pipeline(FaultGuard):
         for d in self._wanting.get(ev.type, ()):
             try:
                 out = d.feed_many((ev,), True)
-            except Exception as exc:  # noqa: BLE001 -- a bug: ends this deriver only
+            except Exception as exc:
                 self._deriver_fault(self.derivers.index(d), exc, None, f"at late {_show(ev)}")
                 out = None
             if out:

@@ -20,7 +20,8 @@ annotations), and per window the number of user messages and markers.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from protocol import Event
 

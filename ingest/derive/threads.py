@@ -22,7 +22,8 @@ what is needed (an ``UnknownEvent`` of a shorter layout) are skipped.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from protocol import Event
 from protocol.eventlog import StopStatus

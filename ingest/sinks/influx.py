@@ -37,7 +37,8 @@ import dataclasses
 import gzip
 import logging
 import time
-from typing import TYPE_CHECKING, Iterable, Literal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 
@@ -113,7 +114,7 @@ class InfluxSink:
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def __aenter__(self) -> "InfluxSink":
+    async def __aenter__(self) -> InfluxSink:
         await self.start()
         return self
 

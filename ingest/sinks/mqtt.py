@@ -40,8 +40,16 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ingest.backoff import Backoff
 from ingest.sinks.mqtt_config import MqttAlertConfig
-from ingest.sinks.mqtt_messages import (ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE, Window, alert_topic,
-                                        gc_pause_alert, iso_time, pause_share_alert, topic_level)
+from ingest.sinks.mqtt_messages import (
+    ALERT_GC_PAUSE,
+    ALERT_GC_PAUSE_SHARE,
+    Window,
+    alert_topic,
+    gc_pause_alert,
+    iso_time,
+    pause_share_alert,
+    topic_level,
+)
 
 if TYPE_CHECKING:
     from ingest.derive.point import Point
@@ -262,7 +270,7 @@ class MqttAlertSink:
                 error: BaseException = RuntimeError("the publisher returned")
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001  (anything: the point is to survive it)
+            except Exception as exc:
                 error = exc
             self.stats.publisher_restarts += 1
             self.stats.connected = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from ..backoff import Backoff
 
@@ -25,7 +25,7 @@ async def dial_forever(name: str, connect: Connect, read: Read, *, timeout: floa
     while True:
         try:
             reader, writer = await asyncio.wait_for(connect(), timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if on_failed_dial:
                 on_failed_dial()
             delay = backoff.next()

@@ -14,6 +14,7 @@ from protocol import LogData, LogEnd, LogSplitter, LogStart, Skipped
 
 from .base import Opener, StreamConsumer, StreamInfo
 
+
 class SplitStreams:
     """A ``LogSplitter`` whose logs become streams: one ``opener`` call per log.
 

@@ -33,7 +33,6 @@ import stat
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 from ..errors import PermanentSourceError, SourceError, source_fault
 from ._streams import SplitStreams, read_fd
 from .base import Opener, path_kind

@@ -32,8 +32,8 @@ import stat
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import PermanentSourceError, source_fault
-from .base import Opener, path_kind
 from ._streams import SplitStreams
+from .base import Opener, path_kind
 
 log = logging.getLogger("liveprof.file")
 

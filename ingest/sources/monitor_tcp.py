@@ -19,8 +19,15 @@ import logging
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.monitor import (MAX_FRAME, FrameError, FrameReader, HeaderChanged, MessageError,
-                              Session, decode_message)
+from protocol.monitor import (
+    MAX_FRAME,
+    FrameError,
+    FrameReader,
+    HeaderChanged,
+    MessageError,
+    Session,
+    decode_message,
+)
 
 from ..backoff import Backoff
 from ._dial import dial_forever

@@ -37,9 +37,19 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from protocol.monitor import (DEFAULT_ALLOW, AllowList, AuthError, Budget, HeaderChanged,
-                              MessageError, Reassembler, Session, datagram_key, decode_message,
-                              verify_datagram)
+from protocol.monitor import (
+    DEFAULT_ALLOW,
+    AllowList,
+    AuthError,
+    Budget,
+    HeaderChanged,
+    MessageError,
+    Reassembler,
+    Session,
+    datagram_key,
+    decode_message,
+    verify_datagram,
+)
 
 from .base import Opener, StreamConsumer, StreamInfo
 
@@ -116,7 +126,7 @@ class _Peer:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, source: "MonitorUdpSource"):
+    def __init__(self, source: MonitorUdpSource):
         self.source = source
 
     def datagram_received(self, data: bytes, addr) -> None:

@@ -24,8 +24,8 @@ import stat
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import PermanentSourceError
-from .base import Opener, path_kind
 from ._streams import SplitStreams, read_fd
+from .base import Opener, path_kind
 
 log = logging.getLogger("liveprof.stdin")
 

@@ -10,8 +10,8 @@ are reader functions ``(buf, start, end) -> fields``.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ._enums import (
     BREAKDOWN_BY_CODE,

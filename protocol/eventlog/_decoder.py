@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import struct
-from typing import Iterable
+from collections.abc import Iterable
 
 from ._catalogue import BLOCK_MARKER, CATALOGUE, STOP_THREAD, select_layout
 from ._enums import STOP_STATUS_BY_CODE, lookup

@@ -9,17 +9,37 @@
   datagrams (liveprof's extension, docs/monitor-protocol.md section 3.4).
 """
 
-from ._auth import (DEFAULT_ALLOW, TAG_SIZE, AllowList, AuthError, datagram_key, sign_datagram,
-                    verify_datagram)
+from ._auth import DEFAULT_ALLOW, TAG_SIZE, AllowList, AuthError, datagram_key, sign_datagram, verify_datagram
 from ._frames import MAX_FRAME, FrameError, FrameReader, frame
-from ._messages import (BlockHeader, BlockPart, EventMessage, Full, HeaderLength, HeaderType,
-                        Message, MessageError, Part, ServicePause, SplitHeader, StateMessage,
-                        decode_message, encode_message, split_payload)
+from ._messages import (
+                    BlockHeader,
+                    BlockPart,
+                    EventMessage,
+                    Full,
+                    HeaderLength,
+                    HeaderType,
+                    Message,
+                    MessageError,
+                    Part,
+                    ServicePause,
+                    SplitHeader,
+                    StateMessage,
+                    decode_message,
+                    encode_message,
+                    split_payload,
+)
 from ._reassembly import Budget, Reassembler, ReassemblyStats
-from ._session import (END_OF_DATA, HeaderChanged, Session, SessionError,
-                       SessionStats, parse_type_record)
-from ._state import (CapsetState, CapState, EventlogState, StateError, TaskState, ThreadState,
-                     decode_state, encode_state)
+from ._session import END_OF_DATA, HeaderChanged, Session, SessionError, SessionStats, parse_type_record
+from ._state import (
+                    CapsetState,
+                    CapState,
+                    EventlogState,
+                    StateError,
+                    TaskState,
+                    ThreadState,
+                    decode_state,
+                    encode_state,
+)
 
 __all__ = [
     "DEFAULT_ALLOW", "TAG_SIZE", "AllowList", "AuthError", "datagram_key", "sign_datagram", "verify_datagram",

@@ -24,11 +24,20 @@ from __future__ import annotations
 
 import struct
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
-from ._messages import (BlockHeader, BlockPart, EventMessage, HeaderLength, HeaderType,
-                        Message, MessageError, ServicePause, StateMessage)
+from ._messages import (
+    BlockHeader,
+    BlockPart,
+    EventMessage,
+    HeaderLength,
+    HeaderType,
+    Message,
+    MessageError,
+    ServicePause,
+    StateMessage,
+)
 from ._reassembly import Budget, Reassembler
 from ._state import EventlogState, decode_state
 

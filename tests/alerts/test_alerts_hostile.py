@@ -14,8 +14,14 @@ import pytest
 
 from ingest.sinks.mqtt import MAX_ATTEMPTS, MqttAlertConfig, MqttAlertSink
 from ingest.sinks.mqtt_messages import LEVEL_MAX_BYTES
-from tests.alerts.helpers import (Subscriber, derive_points, eventlog_with_program, gc_log,
-                                  gc_points, wait_until)
+from tests.alerts.helpers import (
+    Subscriber,
+    derive_points,
+    eventlog_with_program,
+    gc_log,
+    gc_points,
+    wait_until,
+)
 
 
 def config(server, prefix: str, **kw) -> MqttAlertConfig:

@@ -13,8 +13,8 @@ import socket
 import stat
 
 from tests.api.conftest import ADMIN, Running, api_config, settings_for
-from tests.sources.helpers import EventlogServer
 from tests.corpus import DATA
+from tests.sources.helpers import EventlogServer
 
 LOG = DATA / "parallelTest.eventlog"
 

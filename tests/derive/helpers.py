@@ -18,7 +18,7 @@ from tests.corpus import read
 MINE = ("session", "gc", "heap", "capability")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _file_order(log: Path, wants: frozenset[int]) -> tuple[Event, ...]:
     dec = Decoder(only=wants)
     events = dec.feed(read(log))
@@ -31,7 +31,7 @@ def file_order_events(log: Path, wants) -> tuple[Event, ...]:
     return _file_order(log, frozenset(wants))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _time_order(log: Path, wants: frozenset[int]) -> tuple[Event, ...]:
     return tuple(sorted(_file_order(log, wants), key=lambda e: e.time))
 
@@ -96,6 +96,6 @@ def run_pipeline(log: Path, how="whole", derivers=MINE, settings: DeriveSettings
     return points, pipe
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def whole(log: Path):
     return run_pipeline(log)

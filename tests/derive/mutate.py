@@ -27,10 +27,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol import DecodeError, Decoder
 from ingest.derive.base import DeriveSettings
 from ingest.derive.order import OrderSettings
 from ingest.derive.pipeline import Identity, Pipeline
+from protocol import DecodeError, Decoder
 
 _H = struct.Struct(">H")
 _I = struct.Struct(">I")
@@ -261,7 +261,7 @@ def campaign(names: list[str], inputs: int, seed: int) -> int:
             unexpected = list(getattr(pipe, "deriver_faults", {}).values())
             if unexpected:
                 raise AssertionError(unexpected[0])
-        except Exception as exc:  # noqa: BLE001 -- the campaign collects them all
+        except Exception as exc:
             tb = traceback.extract_tb(exc.__traceback__)
             exc.__traceback__ = None  # (frees what the failed run held)
             where = next((f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(tb)

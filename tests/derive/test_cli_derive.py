@@ -7,9 +7,7 @@ import subprocess
 import sys
 import threading
 
-
 from ingest.cli import main
-
 from tests.corpus import REPO, pick
 from tests.derive.helpers import run_pipeline as run
 

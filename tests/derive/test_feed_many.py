@@ -9,7 +9,6 @@ import pytest
 
 from ingest.derive.base import GAP_WINDOWS, DeriveSettings, Windows
 from ingest.derive.registry import REGISTRY
-
 from tests.corpus import log_id, pick
 from tests.derive.helpers import events
 

@@ -21,12 +21,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from protocol import Decoder
 from ingest.derive.base import ByType
 from ingest.derive.pipeline import Pipeline
 from ingest.derive.point import Point
 from ingest.derive.registry import REGISTRY
-
+from protocol import Decoder
 from tests.conftest import PythonDecoder
 from tests.corpus import all_logs
 

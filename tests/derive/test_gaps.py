@@ -95,9 +95,9 @@ def test_a_stream_starting_past_any_real_time_is_a_fault():
 def test_capabilities_past_the_bound_make_no_series():
     """A stream naming 5,000 capabilities (CapCreate, then a run on each, in
     every one of 3 windows): capability points for at most MAX_CAPS of them."""
-    from protocol import Event
     from ingest.derive.capability import MAX_CAPS
     from ingest.derive.pipeline import Identity, Pipeline
+    from protocol import Event
 
     n = 5000
     evs = [Event(45, "CapCreate", 1, None, (c,)) for c in range(n)]

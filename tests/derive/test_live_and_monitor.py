@@ -13,10 +13,9 @@ from ingest.derive.pipeline import PER_CAPABILITY, Identity, Pipeline
 from ingest.derive.registry import REGISTRY
 from protocol import Decoder
 from protocol.monitor import Session, decode_message
-from tests.monitor import fake_monitor as fm
-
 from tests.corpus import log_id, logs, pick
 from tests.corpus import read as data
+from tests.monitor import fake_monitor as fm
 
 LOGS = logs()
 LIVE = OrderSettings(live=True)          # the service's defaults (10 s lag bound)

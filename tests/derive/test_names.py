@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from protocol import Event
 from ingest.derive.base import SECOND, DeriveSettings
 from ingest.derive.pipeline import Identity, Pipeline
 from ingest.derive.spans import SpansDeriver
+from protocol import Event
 
 try:
     from .mutate import derive

@@ -9,7 +9,6 @@ import re
 import pytest
 
 from ingest.derive.nonmoving import NonmovingCensusDeriver, NonmovingPhasesDeriver
-
 from tests.corpus import log_id, sibling, summary, with_summary
 from tests.derive.helpers import events, run
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import Decoder
 from ingest.derive.order import Merge, OrderSettings
-
+from protocol import Decoder
 from tests.corpus import big, log_id, logs
 from tests.corpus import read as data
 from tests.derive.helpers import chunks_of

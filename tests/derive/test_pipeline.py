@@ -8,9 +8,9 @@ import pytest
 from ingest.derive.base import GAP_WINDOWS, DeriveSettings
 from ingest.derive.order import OrderSettings
 from ingest.derive.pipeline import Identity
-
 from tests.corpus import big, log_id, logs, pick, reference, sibling, summary
-from tests.derive.helpers import run_pipeline as run, whole
+from tests.derive.helpers import run_pipeline as run
+from tests.derive.helpers import whole
 
 LOGS = logs()
 SMALL = [p for p in LOGS if p.stat().st_size <= 300_000]

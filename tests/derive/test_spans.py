@@ -8,7 +8,6 @@ import pytest
 
 from ingest.derive.base import DeriveSettings
 from ingest.derive.spans import MarkersDeriver, SpansDeriver
-
 from tests.corpus import log_id, pick, summary, with_summary
 from tests.derive.helpers import events, file_order_events, run, run_unordered
 from tests.derive.naming import expected, per_window

@@ -8,7 +8,6 @@ import pytest
 
 from ingest.derive.base import DeriveSettings
 from ingest.derive.sparks import CUMULATIVE, DELTAS, NAMES, SparksDeriver
-
 from tests.corpus import log_id, pick, summary, with_summary
 from tests.derive.helpers import events, run
 

@@ -9,7 +9,6 @@ import pytest
 
 from ingest.derive.base import DeriveSettings
 from ingest.derive.threads import BLOCK_REASONS, FINISHED, ThreadsDeriver
-
 from tests.corpus import log_id, pick, reference, summary, with_summary
 from tests.derive.helpers import events, file_order_events, run, run_unordered
 from tests.derive.naming import expected, per_window

@@ -14,12 +14,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import Decoder
-from protocol.monitor import (AuthError, EventMessage, Full, HeaderLength, HeaderType,
-                              MessageError, Session, SessionError, StateError, StateMessage,
-                              TAG_SIZE, datagram_key, decode_message, sign_datagram,
-                              verify_datagram)
+from protocol.monitor import (
+    TAG_SIZE,
+    AuthError,
+    EventMessage,
+    Full,
+    HeaderLength,
+    HeaderType,
+    MessageError,
+    Session,
+    SessionError,
+    StateError,
+    StateMessage,
+    datagram_key,
+    decode_message,
+    sign_datagram,
+    verify_datagram,
+)
 from protocol.monitor._messages import _show
-
 from tests.protocol.test_monitor_session import HEADER, create_thread, header_msgs, type_record, user_message
 
 

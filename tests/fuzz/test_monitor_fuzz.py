@@ -18,10 +18,20 @@ import cbor2
 import pytest
 
 from protocol import DecodeError, Decoder
-from protocol.monitor import (BlockHeader, BlockPart, EventMessage, HeaderChanged, HeaderLength,
-                              HeaderType, MessageError, ServicePause, Session, StateMessage,
-                              decode_message)
-from protocol.monitor import _cbor
+from protocol.monitor import (
+    BlockHeader,
+    BlockPart,
+    EventMessage,
+    HeaderChanged,
+    HeaderLength,
+    HeaderType,
+    MessageError,
+    ServicePause,
+    Session,
+    StateMessage,
+    _cbor,
+    decode_message,
+)
 from protocol.monitor._messages import _fast, _profile_msg
 from tests.corpus import DATA
 from tests.monitor import fake_monitor as fm

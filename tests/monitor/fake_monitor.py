@@ -27,8 +27,8 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import cbor2
 
@@ -471,7 +471,7 @@ class EventlogState:
         self.last_update = 0
 
     @classmethod
-    def fold(cls, events: Iterable[tuple[int, int, bytes]]) -> "EventlogState":
+    def fold(cls, events: Iterable[tuple[int, int, bytes]]) -> EventlogState:
         state = cls()
         for type_id, t, payload in events:
             state.apply(type_id, t, payload)
@@ -707,7 +707,7 @@ class TcpMonitor:
         self.errors: list[BaseException] = []  # send failures (peer gone)
 
     # lifecycle
-    def start(self) -> "TcpMonitor":
+    def start(self) -> TcpMonitor:
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         s = socket.socket(family, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -737,7 +737,7 @@ class TcpMonitor:
             self._sock.close()
             self._sock = None
 
-    def __enter__(self) -> "TcpMonitor":
+    def __enter__(self) -> TcpMonitor:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -766,7 +766,7 @@ class TcpMonitor:
                 return
             try:
                 conn, _ = self._sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -892,7 +892,7 @@ def mangle(bodies: Sequence[bytes], *, reorder: bool | int = False, duplicate: f
         rng.shuffle(out)
     elif reorder:
         w = int(reorder)
-        keyed = sorted(((i + rng.uniform(0, w), i) for i in range(len(out))))
+        keyed = sorted((i + rng.uniform(0, w), i) for i in range(len(out)))
         out = [out[i] for _, i in keyed]
     return out
 

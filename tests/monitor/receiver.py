@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 from protocol import DecodeError, Decoder, event_json

@@ -371,7 +371,7 @@ def test_send_datagrams_over_loopback():
         while len(received) < expected:
             try:
                 body, addr = rx.recvfrom(65536)
-            except socket.timeout:
+            except TimeoutError:
                 return
             received.append(body)
             sources.add(addr)

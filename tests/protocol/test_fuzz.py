@@ -7,11 +7,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import DecodeError
+from protocol.eventlog import Decoder
+from protocol.eventlog._decoder import MAX_DECLARATION
 
 from ..conftest import PythonDecoder
 from ..corpus import all_logs
-from protocol.eventlog import Decoder
-from protocol.eventlog._decoder import MAX_DECLARATION
 
 SEEDS = [all_logs()[name].read_bytes() for name in
          ("unicode", "trace-binary-event", "hello-ghc-8.6.5", "ghc-9.2-events", "sleep.hd",

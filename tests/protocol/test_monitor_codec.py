@@ -3,10 +3,25 @@
 import cbor2
 import pytest
 
-from protocol.monitor import (BlockHeader, BlockPart, EventMessage, FrameError, FrameReader, Full,
-                              HeaderLength, HeaderType, MessageError, Part, ServicePause,
-                              SplitHeader, StateMessage, decode_message, encode_message, frame,
-                              split_payload)
+from protocol.monitor import (
+    BlockHeader,
+    BlockPart,
+    EventMessage,
+    FrameError,
+    FrameReader,
+    Full,
+    HeaderLength,
+    HeaderType,
+    MessageError,
+    Part,
+    ServicePause,
+    SplitHeader,
+    StateMessage,
+    decode_message,
+    encode_message,
+    frame,
+    split_payload,
+)
 
 H = bytes.fromhex
 EVENT_HI = H("0013 00000000000003e8 0002 6869")  # UserMessage "hi" at t=1000

@@ -6,10 +6,26 @@ import struct
 import pytest
 
 from protocol import Decoder
-from protocol.monitor import (BlockHeader, Budget, EventMessage, Full, HeaderChanged,
-                              HeaderLength, HeaderType, Part, Reassembler, ServicePause,
-                              Session, SessionError, SplitHeader, StateError, StateMessage,
-                              encode_state, EventlogState, split_payload)
+from protocol.monitor import (
+    BlockHeader,
+    Budget,
+    EventlogState,
+    EventMessage,
+    Full,
+    HeaderChanged,
+    HeaderLength,
+    HeaderType,
+    Part,
+    Reassembler,
+    ServicePause,
+    Session,
+    SessionError,
+    SplitHeader,
+    StateError,
+    StateMessage,
+    encode_state,
+    split_payload,
+)
 
 
 def type_record(type_id: int, size: int | None, desc: str) -> bytes:

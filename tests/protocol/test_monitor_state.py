@@ -3,8 +3,16 @@
 import cbor2
 import pytest
 
-from protocol.monitor import (CapsetState, CapState, EventlogState, StateError, TaskState,
-                              ThreadState, decode_state, encode_state)
+from protocol.monitor import (
+    CapsetState,
+    CapState,
+    EventlogState,
+    StateError,
+    TaskState,
+    ThreadState,
+    decode_state,
+    encode_state,
+)
 
 H = bytes.fromhex
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from ingest.config import load
 from ingest.service import Service
 from tests.corpus import DATA, summary

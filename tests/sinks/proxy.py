@@ -4,7 +4,6 @@ status (503, 429, ...) for the next requests, or cut connections."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import aiohttp
@@ -37,7 +36,7 @@ class WriteProxy:
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
 
-    async def __aenter__(self) -> "WriteProxy":
+    async def __aenter__(self) -> WriteProxy:
         app = web.Application(client_max_size=64 << 20)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -96,7 +95,7 @@ class WriteProxy:
                 out = {k: v for k, v in resp.headers.items()
                        if k.lower() not in _HOP or k.lower() == "content-encoding"}
                 return web.Response(status=resp.status, body=data, headers=out)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             # upstream down: behave as the server itself would, cut the connection
             assert request.transport is not None
             request.transport.abort()

@@ -13,8 +13,8 @@ import pytest
 
 from ingest.config import load
 from ingest.errors import ConfigError
-from ingest.sinks import InfluxSink, InfluxSinkConfig
 from ingest.files import private_dir
+from ingest.sinks import InfluxSink, InfluxSinkConfig
 from ingest.sinks.spool import Spool
 from tests.corpus import DATA
 from tests.sinks.helpers import eventually, seq_lines, stored_seqs

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from ingest.sinks._retry import Action, Backoff, classify, retry_after
-from ingest.sinks.influx_api import parse_query_result, parse_write_error, quote_ident, quote_string
 from ingest.sinks.errors import InfluxQueryError
+from ingest.sinks.influx_api import parse_query_result, parse_write_error, quote_ident, quote_string
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ def test_lines_holding_newlines_come_back_whole(tmp_path):
 def test_records_of_the_first_format_are_still_read(tmp_path):
     """A spool left by an earlier version (every record ``LPS1``) replays."""
     private_dir(tmp_path, tighten=True)
-    payload = "m v=1i 1\nm v=2i 2".encode()
+    payload = b"m v=1i 1\nm v=2i 2"
     record = struct.pack("<4sIII", b"LPS1", len(payload), 2, zlib.crc32(payload)) + payload
     (tmp_path / f"{10**12:020d}.seg").write_bytes(record)
     spool = Spool(tmp_path)
