@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 
 import pytest
@@ -58,6 +59,24 @@ def test_dashboards_are_what_the_generator_writes():
     assert sorted(rendered) == sorted(p.name for p in DASHBOARDS)
     for path in DASHBOARDS:
         assert path.read_text() == rendered[path.name], f"{path.name}: run python grafana/build_dashboards.py"
+
+
+def test_liveprof_imports_without_the_dashboard_sdk():
+    """grafana-foundation-sdk is a build-time tool (the ``dashboards`` extra):
+    every module of protocol and ingest imports in a fresh interpreter where
+    importing it fails."""
+    code = ("import importlib, pkgutil, sys\n"
+            "sys.modules['grafana_foundation_sdk'] = None\n"
+            "import ingest, protocol\n"
+            "names = [m.name for pkg in (protocol, ingest)\n"
+            "         for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.')]\n"
+            "for name in names:\n"
+            "    importlib.import_module(name)\n"
+            "print(len(names))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout) > 20  # the walk found the packages' modules
 
 
 def test_datasource_comes_from_the_environment():
