@@ -146,7 +146,9 @@ def markers() -> AnnotationQuery:
 def build(uid: str, title: str, panels: list[PanelBuilder], variables: list[dashboard.QueryVariable], *,
           annotations: Sequence[AnnotationQuery] = (), time_from: str = "now-1h") -> model.Dashboard:
     """The dashboard around its panels: numbered in order and placed by the
-    SDK's grid (two half-width panels a row, a full-width one alone)."""
+    SDK's grid, left to right and a new row when one is full (it does not
+    wrap a panel too wide for what is left of a row: keep half-width panels
+    in pairs; tests/grafana checks that none overflows)."""
     builtin = (dashboard.AnnotationQuery().name("Annotations & Alerts").built_in(1).enable(True).hide(True)
                .datasource(model.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
                .icon_color("rgba(0, 211, 255, 1)").type("dashboard"))
@@ -161,8 +163,6 @@ def build(uid: str, title: str, panels: list[PanelBuilder], variables: list[dash
 
 
 NS, BYTES = units.Nanoseconds, units.BytesIEC
-
-
 CAP_TOTAL = 'sum("mutator_ns") + sum("gc_ns") + sum("idle_ns")'
 
 
