@@ -8,8 +8,9 @@ import re
 import shlex
 from pathlib import Path
 
+from yaml import safe_load as load_yaml
+
 from tests.corpus import REPO
-from tests.grafana.yamlsubset import load as load_yaml
 
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"

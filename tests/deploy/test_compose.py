@@ -14,6 +14,7 @@ import sys
 
 import pytest
 from pydantic import SecretStr, TypeAdapter
+from yaml import safe_load as load_yaml
 
 from ingest import config as config_module
 from ingest.config import PREFIX, SECTIONS, Settings, load
@@ -36,7 +37,6 @@ from tests.deploy.compose import (
     service_env,
     split_volume,
 )
-from tests.grafana.yamlsubset import load as load_yaml
 
 SERVICES = {"influxdb", "grafana", "mosquitto", "liveprof-setup", "liveprof"}
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from yaml import safe_load as load_yaml
 
 from ingest.rollups import RetentionPolicy, Rollup, RollupConfig
 
 from .grafana_sim import Influx
-from .yamlsubset import load as load_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"

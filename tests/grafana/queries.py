@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.rollups import AGGREGATIONS, outputs
+from yaml import safe_load as load_yaml
 
-from .yamlsubset import load as load_yaml
+from ingest.rollups import AGGREGATIONS, outputs
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
