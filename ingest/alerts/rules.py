@@ -79,19 +79,21 @@ class GcPauseRules:
         share = self.share_threshold
         threshold = self.pause_threshold_ns
         windows = self._windows
+        seen = 0
         for p in points:
             if p.measurement != "gc":
                 if share is not None and windows:
                     self._maybe_close_window(p, out)
                 continue
-            self.gc_points += 1
+            seen += 1
             pause = p.fields.get("pause_ns", 0)
-            if not isinstance(pause, int | float):  # not from our deriver: no pause known
+            if isinstance(pause, str) or pause is None:  # not from our deriver: no pause known
                 pause = 0
             if pause > threshold:
                 out.append(_alert(ALERT_GC_PAUSE, p.tags, p.time, gc_pause_alert(p, threshold)))
             if share is not None:
                 self._add_to_window(p, pause, out)
+        self.gc_points += seen
         return out
 
     def end(self) -> list[Alert]:
