@@ -22,3 +22,10 @@ class SinkAuthError(SinkError):
 
 class InfluxQueryError(SinkError):
     """An InfluxQL statement failed (the error InfluxDB gave is the message)."""
+
+
+class AlertSinkError(SinkError):
+    """The MQTT alert sink could not reach its broker, or the broker refused
+    it (``retryable`` False: the login was refused).  The message names the
+    broker and what failed, never the credentials; the client's own error is
+    the ``__cause__``."""

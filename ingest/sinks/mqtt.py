@@ -1,10 +1,9 @@
-"""Live GC alerts over MQTT (docs/alerts.md).
+"""Live GC alerts over MQTT (docs/alerts.md): the publisher.
 
-``MqttAlertSink`` is a point sink like the InfluxDB one: ``submit(points)``
-looks at each ``gc`` point and, when its ``pause_ns`` is over the threshold,
-puts an alert on a bounded in-memory queue with ``put_nowait`` and returns.
-It never waits for the broker: when the queue is full the oldest alert is
-dropped and counted (``dropped_full``).
+``submit(points)`` feeds the alert rules (``ingest.alerts.GcPauseRules``, a
+pure transform) and puts each alert they make on a bounded in-memory queue
+(``put_nowait``); it never waits for the broker: when the queue is full the
+oldest alert is dropped and counted (``dropped_full``).
 
 ``run()`` (started by ``async with sink`` or by the caller as a task) loops
 ``async with aiomqtt.Client(...)``: connect, publish the queued alerts in order
@@ -21,47 +20,40 @@ counted per alert kind (``failed``).  Should ``run()`` still end on an
 unexpected error, a supervisor starts it again after a backoff
 (``publisher_restarts``); ``healthy`` and ``status()`` tell readiness.
 
-Topic: ``<prefix>/<app>/<session>/alert/gc_pause`` (and ``.../gc_pause_share``
-for the optional per-window share alert), each of app and session made one
-safe, bounded level (``ingest.sinks.mqtt_messages``).
+Topics: ``ingest.sinks.mqtt_messages``.  Errors are translated at this edge:
+no ``aiomqtt.MqttError`` nor ``OSError`` leaves a public method;
+``healthcheck()`` raises ``AlertSinkError`` (broker named, credentials masked,
+the client's error as cause), ``close()`` does not raise for the broker, and
+the publisher's connection errors become ``stats.last_error`` and a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import json
 import logging
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
+from ingest.alerts import Alert, GcPauseRules
 from ingest.backoff import Backoff
 from ingest.sinks.mqtt_config import MqttAlertConfig
-from ingest.sinks.mqtt_messages import (
-    ALERT_GC_PAUSE,
-    ALERT_GC_PAUSE_SHARE,
-    Window,
-    alert_topic,
-    gc_pause_alert,
-    iso_time,
-    pause_share_alert,
-    topic_level,
-)
+from ingest.sinks.mqtt_messages import topic_of
 
 if TYPE_CHECKING:
+    import aiomqtt
+
     from ingest.derive.point import Point
 
 log = logging.getLogger("liveprof.sinks.mqtt")
 
-__all__ = ["MqttAlertConfig", "MqttAlertSink", "MqttAlertStats", "alert_topic", "topic_level",
-           "ALERT_GC_PAUSE", "ALERT_GC_PAUSE_SHARE", "iso_time", "gc_pause_alert", "pause_share_alert"]
-_MAX_SHARE_SESSIONS = 10_000  # open pause-share windows kept (oldest forgotten)
+__all__ = ["MAX_ATTEMPTS", "MqttAlertConfig", "MqttAlertSink", "MqttAlertStats"]
 
+ClientFactory = Callable[[MqttAlertConfig], "aiomqtt.Client"]  # tests: a client of their own
 
-# -- pure parts ------------------------------------------------------------------
 
 @dataclasses.dataclass
 class MqttAlertStats:
@@ -90,9 +82,11 @@ class MqttAlertStats:
 
 
 @dataclasses.dataclass(slots=True)
-class Alert:
+class _Outgoing:
+    """An alert on its way: where it goes and how often it was tried."""
+
+    alert: Alert
     topic: str
-    payload: dict[str, Any]
     attempts: int = 0  # publish calls made for it
 
 
@@ -108,14 +102,14 @@ class MqttAlertSink:
 
     kind = "mqtt"
 
-    def __init__(self, config: MqttAlertConfig, *, client_factory=None) -> None:
+    def __init__(self, config: MqttAlertConfig, *, client_factory: ClientFactory | None = None) -> None:
         self.config = config
         self.stats = MqttAlertStats()
-        self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=config.queue_size)
-        self._inflight: Alert | None = None  # taken from the queue, not yet acknowledged
-        self._threshold_ns = config.pause_threshold_ns
-        self._window_ns = max(1, round(config.pause_share_window * 1e9))
-        self._windows: collections.OrderedDict[tuple, Window] = collections.OrderedDict()
+        self.rules = GcPauseRules(pause_threshold_ns=config.pause_threshold_ns,
+                                  share_threshold=config.pause_share_threshold,
+                                  window_ns=config.pause_share_window_ns)
+        self._queue: asyncio.Queue[_Outgoing] = asyncio.Queue(maxsize=config.queue_size)
+        self._inflight: _Outgoing | None = None  # taken from the queue, not yet acknowledged
         self._task: asyncio.Task | None = None
         self._idle = asyncio.Event()  # nothing queued nor in flight
         self._idle.set()
@@ -127,85 +121,29 @@ class MqttAlertSink:
     # -- ingest side -----------------------------------------------------------------
 
     def submit(self, points: Iterable[Point]) -> None:
-        """Check the ``gc`` points; queue an alert for each pause over the
-        threshold.  Returns at once, whatever the broker does."""
-        share = self.config.pause_share_threshold
-        threshold = self._threshold_ns
-        for p in points:
-            if p.measurement != "gc":
-                if share is not None and self._windows:
-                    self._maybe_close_window(p)
-                continue
-            self.stats.gc_points += 1
-            pause = p.fields.get("pause_ns", 0)
-            if pause > threshold:
-                tags = p.tags
-                self._put(Alert(alert_topic(self.config.topic_prefix, tags.get("app", ""),
-                                            tags.get("session", "")),
-                                gc_pause_alert(p, threshold)))
-            if share is not None:
-                self._add_to_window(p, pause)
-
-    def _key(self, p: Point) -> tuple:
-        t = p.tags
-        return t.get("app", ""), t.get("host", ""), t.get("session", "")
-
-    def _add_to_window(self, p: Point, pause: int) -> None:
-        key = self._key(p)
-        start = p.time - p.time % self._window_ns
-        w = self._windows.get(key)
-        if w is None:
-            w = self._windows[key] = Window(start, tags=dict(p.tags))
-            if len(self._windows) > _MAX_SHARE_SESSIONS:
-                self._windows.popitem(last=False)
-        else:
-            self._windows.move_to_end(key)
-            if start > w.start_ns:  # a later window: the open one is complete
-                if w.open:
-                    self._evaluate(w)
-                w.start_ns, w.pause_ns, w.collections, w.max_pause_ns = start, 0, 0, 0
-                w.open, w.tags = True, dict(p.tags)
-            elif not w.open:  # older than a window already judged
-                self.stats.share_late += 1
-                return
-            # (older than the open window, but after the last judged one:
-            # counted in the open window)
-        w.pause_ns += pause
-        w.collections += 1
-        w.max_pause_ns = max(w.max_pause_ns, pause)
-
-    def _maybe_close_window(self, p: Point) -> None:
-        """Judge a session's open window once its other points are a whole
-        window past its end (a gc point may come after the window points of
-        its time: it waits for the collection's statistics)."""
-        w = self._windows.get(self._key(p))
-        if w is not None and w.open and p.time >= w.start_ns + 2 * self._window_ns:
-            self._evaluate(w)
-
-    def _evaluate(self, w: Window) -> None:
-        w.open = False
-        threshold = self.config.pause_share_threshold
-        if threshold is not None and w.pause_ns > threshold * self._window_ns:
-            t = w.tags
-            self._put(Alert(alert_topic(self.config.topic_prefix, t.get("app", ""),
-                                        t.get("session", ""), ALERT_GC_PAUSE_SHARE),
-                            pause_share_alert(w, self._window_ns, threshold)))
+        """Queue the alerts the rules make of these points.  Returns at once,
+        whatever the broker does."""
+        rules = self.rules
+        for alert in rules.feed(points):
+            self._put(alert)
+        self.stats.gc_points = rules.gc_points
+        self.stats.share_late = rules.share_late
 
     def end_windows(self) -> None:
         """Judge every open pause-share window now (at shutdown)."""
-        for w in self._windows.values():
-            if w.open:
-                self._evaluate(w)
+        for alert in self.rules.end():
+            self._put(alert)
 
     def _put(self, alert: Alert) -> None:
         q = self._queue
+        item = _Outgoing(alert, topic_of(self.config.topic_prefix, alert))
         if q.full():
             q.get_nowait()
             self.stats.dropped_full += 1
             if self.stats.dropped_full == 1 or self.stats.dropped_full % 1000 == 0:
                 log.warning("MQTT alert queue full (%d): dropping the oldest alerts "
                             "(%d dropped so far)", q.maxsize, self.stats.dropped_full)
-        q.put_nowait(alert)
+        q.put_nowait(item)
         self.stats.alerts += 1
         self._idle.clear()
         self._gauge()
@@ -294,8 +232,7 @@ class MqttAlertSink:
         if self._closing:
             return
         self._closing = True
-        if self.config.pause_share_threshold is not None:
-            self.end_windows()
+        self.end_windows()
         timeout = self.config.close_timeout if timeout is None else timeout
         if self._task is not None and not self._task.done() and self.pending and timeout > 0:
             try:
@@ -315,13 +252,19 @@ class MqttAlertSink:
     aclose = close
 
     async def healthcheck(self) -> None:
-        """Raise ``MqttError`` unless the broker accepts a connection now."""
-        async with self._client():
-            pass
+        """Return when the broker accepts a connection (and the login) now;
+        else raise ``AlertSinkError`` saying which broker and what failed."""
+        import aiomqtt
+
+        try:
+            async with self._client():
+                pass
+        except (aiomqtt.MqttError, OSError) as exc:
+            raise self.config.broker_error("cannot connect to", exc) from exc
 
     # -- publishing ------------------------------------------------------------------
 
-    def _client(self):
+    def _client(self) -> aiomqtt.Client:
         import aiomqtt
 
         if self._client_factory is not None:
@@ -352,8 +295,10 @@ class MqttAlertSink:
                     backoff.reset()
                     log.info("connected to the MQTT broker %s", broker)
                     await self._serve(client)
-            except aiomqtt.MqttError as exc:
-                self.stats.last_error = str(exc) or type(exc).__name__
+            except (aiomqtt.MqttError, OSError) as exc:
+                error = cfg.broker_error("lost the connection to" if connected else "cannot connect to",
+                                         exc)
+                self.stats.last_error = str(error)
                 if connected:
                     self.stats.disconnects += 1
                 else:
@@ -362,17 +307,11 @@ class MqttAlertSink:
                 self.stats.connected = False
                 self._attempt_failed()
             delay = backoff.next()
-            if connected:
-                log.warning("lost the MQTT broker %s (%s); reconnecting in %.1f s, "
-                            "%d alert(s) waiting", broker, self.stats.last_error, delay,
-                            self.pending)
-            else:
-                log.warning("cannot connect to the MQTT broker %s (%s); retrying in %.1f s, "
-                            "%d alert(s) waiting", broker, self.stats.last_error, delay,
-                            self.pending)
+            log.warning("%s; %s in %.1f s, %d alert(s) waiting", self.stats.last_error,
+                        "reconnecting" if connected else "retrying", delay, self.pending)
             await asyncio.sleep(delay)
 
-    async def _serve(self, client) -> None:
+    async def _serve(self, client: aiomqtt.Client) -> None:
         """Publish until the connection is lost.  ``client.messages`` ends with
         an ``MqttError`` when it is, which stops the publisher even while it
         waits for an alert (the one in flight stays first in line); the first
@@ -389,12 +328,12 @@ class MqttAlertSink:
             t.result()  # raises its MqttError (or a bug)
 
     @staticmethod
-    async def _watch(client) -> None:
+    async def _watch(client: aiomqtt.Client) -> None:
         async for _ in client.messages:  # we subscribe to nothing: only ends on loss
             pass
         raise _lost()
 
-    async def _publish_loop(self, client) -> None:
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
         import aiomqtt
 
         cfg = self.config
@@ -406,24 +345,24 @@ class MqttAlertSink:
                 self._gauge()
             else:
                 self.stats.republished += 1
-            alert = self._inflight
-            alert.attempts += 1
+            item = self._inflight
+            item.attempts += 1
             self._attempting = True
             try:
-                body = json.dumps(alert.payload, separators=(",", ":"), ensure_ascii=False,
+                body = json.dumps(item.alert.payload, separators=(",", ":"), ensure_ascii=False,
                                   default=str).encode("utf-8", "replace")
-                await client.publish(alert.topic, body, qos=cfg.qos, retain=cfg.retain)
-            except aiomqtt.MqttError:
+                await client.publish(item.topic, body, qos=cfg.qos, retain=cfg.retain)
+            except (aiomqtt.MqttError, OSError):
                 raise  # the connection: counted by run() (_attempt_failed), the alert stays
             except (ValueError, TypeError) as exc:  # this alert cannot be sent (topic, payload)
                 self._attempting = False
                 self.stats.publish_errors += 1
-                self._give_up(alert, f"the MQTT client refused it: {type(exc).__name__}: {exc}")
+                self._give_up(item, f"the MQTT client refused it: {type(exc).__name__}: {exc}")
                 continue
             except Exception as exc:
                 self._attempting = False  # not the connection: maybe the alert, maybe a bug
                 self.stats.publish_errors += 1
-                self._give_up(alert, f"publishing failed: {type(exc).__name__}: {exc}")
+                self._give_up(item, f"publishing failed: {type(exc).__name__}: {exc}")
                 raise  # the supervisor starts the publisher again
             self._attempting = False
             self._inflight = None
@@ -440,28 +379,29 @@ class MqttAlertSink:
             return
         self._attempting = False
         self.stats.publish_errors += 1
-        alert = self._inflight
-        if alert is not None and alert.attempts >= MAX_ATTEMPTS:
-            self._give_up(alert, f"the connection ended during each of {alert.attempts} "
-                                 "attempts to publish it (does the broker refuse it?)")
+        item = self._inflight
+        if item is not None and item.attempts >= MAX_ATTEMPTS:
+            self._give_up(item, f"the connection ended during each of {item.attempts} "
+                                "attempts to publish it (does the broker refuse it?)")
 
-    def _give_up(self, alert: Alert, why: str) -> None:
-        kind = str(alert.payload.get("alert", "?"))
+    def _give_up(self, item: _Outgoing, why: str) -> None:
+        alert = item.alert
+        kind = alert.kind
         s = self.stats
         s.failed += 1
         s.failed_by_alert[kind] = s.failed_by_alert.get(kind, 0) + 1
         s.last_error = why[:500]
         log.error("MQTT alert %s of app %.80r session %.40r dropped: %.300s (topic %.200s; "
-                  "%d alert(s) given up so far)", kind, alert.payload.get("app"),
-                  alert.payload.get("session"), why, alert.topic, s.failed)
-        if self._inflight is alert:
+                  "%d alert(s) given up so far)", kind, alert.app, alert.session, why,
+                  item.topic, s.failed)
+        if self._inflight is item:
             self._inflight = None
         self._gauge()
         if self._queue.empty() and self._inflight is None:
             self._idle.set()
 
 
-def _lost():
+def _lost() -> aiomqtt.MqttError:
     import aiomqtt
 
     return aiomqtt.MqttError("connection to the broker ended")

@@ -7,6 +7,9 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ingest.sinks.errors import AlertSinkError
+from ingest.urls import mask_url
+
 __all__ = ["MqttAlertConfig"]
 
 _PREFIX_MAX = 512  # bytes of the topic prefix (the whole topic stays far below MQTT's 65535)
@@ -96,6 +99,10 @@ class MqttAlertConfig(BaseModel):
     def pause_threshold_ns(self) -> int:
         return round(self.pause_threshold_ms * 1_000_000)
 
+    @property
+    def pause_share_window_ns(self) -> int:
+        return max(1, round(self.pause_share_window * 1e9))
+
     def endpoint(self) -> tuple[str, int, bool, str | None, str | None]:
         """``(host, port, tls, username, password)`` of the broker."""
         user = self.username
@@ -107,8 +114,47 @@ class MqttAlertConfig(BaseModel):
         if parts.username is not None:
             user = unquote(parts.username)
             password = unquote(parts.password) if parts.password is not None else None
-        return parts.hostname, parts.port or (8883 if tls else 1883), tls, user, password
+        host = parts.hostname or ""  # the validator made sure there is one
+        return host, parts.port or (8883 if tls else 1883), tls, user, password
 
     def describe_broker(self) -> str:
         host, port, tls, _, _ = self.endpoint()
         return f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"
+
+    def describe_login(self) -> str:
+        """The broker as errors name it: ``describe_broker()``, with ``***@``
+        in it when a login is configured (as ``mask_url`` shows one: never
+        the user nor the password; built here, since a user name may hold
+        the characters that end a URL's user part)."""
+        host, port, tls, user, _ = self.endpoint()
+        return f"{'mqtts' if tls else 'mqtt'}://{'' if user is None else '***@'}{host}:{port}"
+
+    def broker_error(self, what: str, exc: BaseException) -> AlertSinkError:
+        """The liveprof error for ``exc`` (an ``aiomqtt.MqttError`` or an
+        ``OSError``) met while ``what`` (e.g. ``"cannot connect to"``) the
+        broker: ``"cannot connect to the MQTT broker mqtt://***@host:1883:
+        [Errno 111] Connection refused"``.  A refused login says so and is not
+        ``retryable``; URL credentials in the client's text are masked
+        (``mask_url``); the client's error is the ``__cause__``."""
+        detail = mask_url(str(exc) or type(exc).__name__)[:300]
+        broker = self.describe_login()
+        if _login_refused(exc):
+            error = AlertSinkError(f"the MQTT broker {broker} refused the login: {detail}")
+        else:
+            error = AlertSinkError(f"{what} the MQTT broker {broker}: {detail}", retryable=True)
+        error.__cause__ = exc
+        return error
+
+
+# CONNACK codes of a refused login: MQTT 3.1.1 (4 bad user name or password,
+# 5 not authorised) and 5 (134, 135)
+_LOGIN_REFUSED = frozenset({4, 5, 134, 135})
+
+
+def _login_refused(exc: BaseException) -> bool:
+    from aiomqtt.exceptions import MqttConnectError
+
+    if not isinstance(exc, MqttConnectError):  # a negative CONNACK, nothing else
+        return False
+    value = getattr(exc.rc, "value", exc.rc)  # a paho ReasonCode, or an int
+    return isinstance(value, int) and value in _LOGIN_REFUSED

@@ -1,6 +1,7 @@
-"""What an alert says and where: payloads (docs/alerts.md, "Payload") and
-topics, ``<prefix>/<app>/<session>/alert/<kind>`` from any app and session
-text (docs/alerts.md, "Topics").
+"""Where an alert goes: topics ``<prefix>/<app>/<session>/alert/<kind>``
+from any app and session text (docs/alerts.md, "Topics").  What an alert says
+(its payload) is the rules' (``ingest.alerts``), re-exported here for callers
+that know it by this module.
 
 App and session come from the monitored program (the program name is the
 first ProgramArgs argument), so a topic level must be safe whatever they hold:
@@ -20,17 +21,20 @@ a 30,000-character name once made a 90 KB topic that the MQTT client refused
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ingest.derive.point import Point
+from ingest.alerts.alert import (
+    ALERT_GC_PAUSE,
+    ALERT_GC_PAUSE_SHARE,
+    Alert,
+    gc_pause_alert,
+    iso_time,
+    pause_share_alert,
+)
 
-ALERT_GC_PAUSE = "gc_pause"
-ALERT_GC_PAUSE_SHARE = "gc_pause_share"
+__all__ = ["ALERT_GC_PAUSE", "ALERT_GC_PAUSE_SHARE", "LEVEL_MAX_BYTES", "alert_topic",
+           "gc_pause_alert", "iso_time", "pause_share_alert", "topic_level", "topic_of"]
 
 LEVEL_MAX_BYTES = 128  # one encoded app or session level
 _HASH_HEX = 16
@@ -73,68 +77,6 @@ def alert_topic(prefix: str, app: str, session: str, alert: str = ALERT_GC_PAUSE
     return f"{prefix}/{topic_level(app)}/{topic_level(session)}/alert/{alert}"
 
 
-def iso_time(ns: int) -> str:
-    """Unix nanoseconds as ISO 8601 UTC with all nine digits:
-    ``2015-07-17T09:29:35.371186356Z``."""
-    sec, frac = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z"
-
-
-def _generation(tags: dict) -> int | None:
-    try:
-        return int(tags["gen"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def gc_pause_alert(point: Point, threshold_ns: int) -> dict[str, Any]:
-    """The payload of a ``gc_pause`` alert for a ``gc`` point (docs/alerts.md)."""
-    tags = point.tags
-    pause_ns = point.fields.get("pause_ns", 0)
-    payload: dict[str, Any] = {
-        "alert": ALERT_GC_PAUSE,
-        "app": tags.get("app", ""),
-        "host": tags.get("host", ""),
-        "session": tags.get("session", ""),
-        "time": iso_time(point.time),
-        "time_ns": point.time,
-        "pause_ns": pause_ns,
-        "pause_ms": pause_ns / 1e6,
-        "threshold_ns": threshold_ns,
-        "threshold_ms": threshold_ns / 1e6,
-        "generation": _generation(tags),
-        "kind": tags.get("kind"),
-    }
-    for key, value in point.fields.items():
-        payload.setdefault(key, value)
-    return payload
-
-
-@dataclasses.dataclass
-class Window:
-    start_ns: int  # window start, Unix ns (a multiple of the window length)
-    pause_ns: int = 0
-    collections: int = 0
-    max_pause_ns: int = 0
-    open: bool = True
-    tags: dict = dataclasses.field(default_factory=dict)
-
-
-def pause_share_alert(window: Window, window_ns: int, threshold: float) -> dict[str, Any]:
-    """The payload of a ``gc_pause_share`` alert for a closed window."""
-    tags = window.tags
-    return {
-        "alert": ALERT_GC_PAUSE_SHARE,
-        "app": tags.get("app", ""),
-        "host": tags.get("host", ""),
-        "session": tags.get("session", ""),
-        "time": iso_time(window.start_ns),
-        "time_ns": window.start_ns,
-        "window_ns": window_ns,
-        "pause_total_ns": window.pause_ns,
-        "pause_max_ns": window.max_pause_ns,
-        "collections": window.collections,
-        "share": window.pause_ns / window_ns,
-        "threshold": threshold,
-    }
+def topic_of(prefix: str, alert: Alert) -> str:
+    """The topic ``alert`` is published on."""
+    return alert_topic(prefix, alert.app, alert.session, alert.kind)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import aiomqtt
@@ -49,7 +51,7 @@ def gc_points(points) -> list:
 async def wait_until(predicate, what: str, guard: float = GUARD, step: float = 0.02) -> None:
     try:
         async with asyncio.timeout(guard):
-            while not predicate():
+            while not predicate():  # noqa: ASYNC110  (any state, e.g. counters: no event to wait on)
                 await asyncio.sleep(step)
     except TimeoutError:
         raise AssertionError(f"gave up waiting for {what}") from None
@@ -153,6 +155,17 @@ class TcpProxy:
             await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
         finally:
             self._writers -= {writer, up_writer}
+
+
+def login_only(directory: Path, user: str, password: str) -> str:
+    """Mosquitto settings that refuse anonymous clients and take one login
+    (a password file, hashed by ``mosquitto_passwd``, written in ``directory``):
+    the ``extra_config`` of a ``MosquittoServer`` (later lines win)."""
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    path = directory / "passwd"
+    subprocess.run([tool, "-b", "-c", str(path), user, password], check=True, capture_output=True,
+                   timeout=GUARD)
+    return f"allow_anonymous false\npassword_file {path}"
 
 
 def eventlog_with_program(path: Path, program: str) -> bytes:

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ingest.sinks.mqtt import MqttAlertConfig, alert_topic, topic_level
-from ingest.sinks.mqtt_messages import LEVEL_MAX_BYTES
+from ingest.sinks.mqtt_config import MqttAlertConfig
+from ingest.sinks.mqtt_messages import LEVEL_MAX_BYTES, alert_topic, topic_level
 
 
 def test_defaults_are_the_documented_ones():
