@@ -1,10 +1,12 @@
 """``liveprof serve``: every configured source at once, into InfluxDB.
 
-Order of things: open the sinks (InfluxDB, which resumes its spool; the
-MQTT alert sink when configured, which never blocks ingest), apply the retention/rollup scheme (``influx setup``, idempotent; in
-the background, retried until InfluxDB answers), start one named task per
-source, all feeding one ``StreamRegistry``;
-on shutdown (SIGINT/SIGTERM, or ``stop()``) cancel the sources (each ends its
+Order of things: open the sinks (InfluxDB, which resumes its spool; the MQTT
+alert sink when configured, which never blocks ingest), apply the
+retention/rollup scheme (``influx setup``, idempotent; in the background,
+retried until InfluxDB answers), start one named task per source, all feeding
+one ``StreamRegistry``; start the HTTP API when configured, handing it the
+service as a ``ServiceFacade`` (ingest/facade.py), all it may know.  On
+shutdown (SIGINT/SIGTERM, or ``stop()``) cancel the sources (each ends its
 open streams, so their last points are made and can still raise alerts), then
 close the sinks in reverse order: InfluxDB delivers what it can by its
 deadline and spools the rest.
@@ -20,27 +22,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from .backoff import Backoff
 from .config import Settings
 from .errors import PERMANENT_ERRNOS, PermanentSourceError, SourceError
+from .facade import AlertStats, Readiness, ServiceNotReady, SinkStats, SourceStatus, StoreError
 from .sinks.influx import InfluxSink
 from .sinks.mqtt import MqttAlertSink
+from .sources.base import Source
 from .sources.fifo import FifoSource
 from .sources.file import FileSource
-from .sources.monitor_tcp import MonitorTcpSource
+from .sources.http_upload import UploadSource, UploadStream
+from .sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
 from .sources.monitor_udp import MonitorUdpSource
-from .sources.socket import SocketSource
+from .sources.socket import SocketConfig, SocketSource
 from .sources.stdin import StdinSource
-from .streams import StreamRegistry
+from .streams import StreamRecord, StreamRegistry
+from .urls import mask_url
+
+if TYPE_CHECKING:
+    from aiohttp.web import AppRunner
+
+    from .influx_setup import SetupReport
 
 log = logging.getLogger("liveprof.service")
 
 
-def build_sources(settings: Settings) -> list[Any]:
-    sources: list[Any] = [MonitorTcpSource(m) for m in settings.monitors]
+# sources the HTTP API may add at run time: kind -> (config model, source class)
+CONNECTION_KINDS: dict[str, tuple[type[BaseModel], Any]] = {
+    "monitor": (MonitorTcpConfig, MonitorTcpSource),
+    "socket": (SocketConfig, SocketSource),
+}
+
+
+def build_sources(settings: Settings) -> list[Source]:
+    sources: list[Source] = [MonitorTcpSource(m) for m in settings.monitors]
     if settings.monitor_udp is not None:
         sources.append(MonitorUdpSource(settings.monitor_udp))
     sources += [SocketSource(c) for c in settings.sockets]
@@ -52,6 +75,9 @@ def build_sources(settings: Settings) -> list[Any]:
 
 
 class Service:
+    """The running service; also the ``ServiceFacade`` its HTTP API uses
+    (the methods after ``run``'s helpers)."""
+
     SETUP_WAIT = 10.0   # seconds the sources wait for the retention/rollup setup at start
 
     def __init__(self, settings: Settings, extra_sinks: list | None = None):
@@ -60,10 +86,11 @@ class Service:
         self.sources = build_sources(settings)
         self.source_tasks: dict[int, asyncio.Task] = {}   # by id(source), while running
         self.registry: StreamRegistry | None = None
+        self.uploads: UploadSource | None = None
         self.sink: InfluxSink | None = None
         self.alerts: MqttAlertSink | None = None
-        self.api_runner = None
-        self.setup_report = None
+        self.api_runner: AppRunner | None = None
+        self.setup_report: SetupReport | None = None
         self.ready = asyncio.Event()     # sinks open, registry made
         self._started = False             # sources started
         self._stop = asyncio.Event()
@@ -84,9 +111,10 @@ class Service:
                 self.alerts = await stack.enter_async_context(MqttAlertSink(self.settings.mqtt))
                 sinks.append(self.alerts)
             self.registry = StreamRegistry(self.settings.derive, sinks)
+            self.uploads = UploadSource(self.registry)
             self.ready.set()
             if self.settings.api is not None:
-                from .api import start_api
+                from .api import start_api  # imported only when configured (aiohttp's app)
                 self.api_runner = await start_api(self, self.settings.api,
                                                   state_dir=self.settings.state_dir)
             tasks = []
@@ -113,28 +141,27 @@ class Service:
 
     # -- sources added and removed while running (the HTTP API's connections) --------
 
-    def add_source(self, source) -> None:
+    def add_source(self, source: Source) -> None:
         """Start ``source`` now (or with the others, if the service has not
         started yet)."""
         self.sources.append(source)
         if self._started and not self._stop.is_set():
             self._start_source(source)
 
-    async def remove_source(self, source) -> None:
+    async def remove_source(self, source: object) -> None:
         """Stop ``source``: its open streams end, their last points are made."""
-        if source in self.sources:
-            self.sources.remove(source)
+        self.sources = [s for s in self.sources if s is not source]
         task = self.source_tasks.pop(id(source), None)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    def _start_source(self, source) -> None:
+    def _start_source(self, source: Source) -> None:
         task = asyncio.create_task(self._supervise(source), name=f"source:{source.kind}")
         self.source_tasks[id(source)] = task
-        task.add_done_callback(lambda t, key=id(source): self._finished(key, t))
+        task.add_done_callback(functools.partial(self._finished, id(source)))
 
-    def _finished(self, key: int, task: asyncio.Task) -> None:
+    def _finished(self, key: int, task: asyncio.Task[None]) -> None:
         if self.source_tasks.get(key) is task:
             del self.source_tasks[key]
 
@@ -194,3 +221,124 @@ class Service:
                 delay = backoff.next()
                 log.exception("source %s failed; restarting it in %.1f s", source.kind, delay)
                 await asyncio.sleep(delay)
+
+    # -- the ServiceFacade (ingest/facade.py): all the HTTP API sees ---------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir
+
+    def stream_records(self) -> list[StreamRecord]:
+        return self.registry.records() if self.registry is not None else []
+
+    def forget_streams(self, keys: list[int]) -> None:
+        if self.registry is not None:
+            self.registry.forget(keys)
+
+    def source_kinds_running(self) -> dict[str, int]:
+        kinds: dict[str, int] = {}
+        for task in list(self.source_tasks.values()):
+            kind = task.get_name().removeprefix("source:")
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return kinds
+
+    def connection_kinds(self) -> Mapping[str, type[BaseModel]]:
+        return {kind: model for kind, (model, _) in CONNECTION_KINDS.items()}
+
+    def add_connection(self, kind: str, config: BaseModel) -> object:
+        source = CONNECTION_KINDS[kind][1](config)
+        self.add_source(source)
+        return source
+
+    async def remove_connection(self, handle: object) -> None:
+        await self.remove_source(handle)
+
+    def connection_status(self, handle: object) -> SourceStatus:
+        stats = {k: v for k in ("streams", "connections", "errors")
+                 if isinstance(v := getattr(handle, k, None), int)}
+        return SourceStatus(running=id(handle) in self.source_tasks,
+                            peer=getattr(handle, "peer", None), stats=stats)
+
+    def open_upload(self, peer: str, app: str | None, host: str | None) -> UploadStream:
+        if self.uploads is None:
+            raise ServiceNotReady("the service is not running yet")
+        return self.uploads.open(peer, app, host)
+
+    async def readiness(self) -> Readiness:
+        if self.sink is None or self.registry is None:
+            return Readiness(False, "the service is starting")
+        if self.settings.setup and self.setup_report is None:
+            # points written before the retention policies exist are refused
+            return Readiness(False, "retention/rollup setup pending")
+        alerts = self.alerts
+        if alerts is not None and not alerts.healthy:
+            status = self.alerts_status() or {}
+            return Readiness(False, f"MQTT alerts: publisher {status.get('state')}", status)
+        try:
+            async with asyncio.timeout(5.0):
+                await self.sink.healthcheck()
+        except Exception as exc:
+            return Readiness(False, f"InfluxDB: {mask_url(str(exc) or type(exc).__name__)}")
+        return Readiness(True)
+
+    def sink_stats(self) -> SinkStats | None:
+        return self.sink.stats if self.sink is not None else None
+
+    def alert_stats(self) -> AlertStats | None:
+        return self.alerts.stats if self.alerts is not None else None
+
+    def alerts_status(self) -> dict[str, Any] | None:
+        if self.alerts is None:
+            return None
+        status = dict(self.alerts.status())
+        if isinstance(status.get("last_error"), str):
+            status["last_error"] = mask_url(status["last_error"])
+        return status
+
+    async def wait_for_room(self, limit_bytes: int, timeout: float) -> bool:
+        if self.sink is None:
+            return True
+        return await self.sink.wait_for_room(limit_bytes, timeout)
+
+    async def settle(self, session: str | None, timeout: float) -> bool:
+        if self.sink is None:
+            return False
+        try:
+            await self.sink.flush(timeout=timeout)
+        except Exception as exc:
+            log.warning("points not yet stored: %s", exc or type(exc).__name__)
+            return False
+        return session is None or self.sink.dropped_points(session) == 0
+
+    async def stored_session(self, session: str, apps: list[str] | None) -> dict[str, Any] | None:
+        if self.sink is None:
+            return None
+        from .sinks.influx_api import quote_ident, quote_string
+        rp = self.sink.config.retention_policy
+        target = (quote_ident(rp) + "." if rp else "") + quote_ident("session")
+        where = f'"session" = {quote_string(session)}'
+        if apps is not None:
+            where += " AND (" + " OR ".join(f'"app" = {quote_string(a)}' for a in apps) + ")"
+        try:
+            series = await self.sink.query(f"SELECT * FROM {target} WHERE {where} LIMIT 1")
+        except Exception as exc:
+            raise StoreError(str(exc) or type(exc).__name__) from exc
+        for s in series:
+            for row in s.rows():
+                return row
+        return None
+
+    async def delete_session(self, session: str, apps: list[str] | None) -> None:
+        if self.sink is None:
+            raise StoreError("the service is starting")
+        try:  # points of the session still queued would land after the drop
+            await self.sink.flush(timeout=10.0)
+        except Exception as exc:
+            log.debug("flush before dropping %s: %s", session, exc)
+        try:
+            if apps is None:
+                await self.sink.delete_series({"session": session})
+            for app in apps or ():
+                await self.sink.delete_series({"session": session, "app": app})
+        except Exception as exc:
+            raise StoreError(str(exc) or type(exc).__name__) from exc

@@ -40,6 +40,7 @@ class PointSink(Protocol):
 @dataclass
 class StreamRecord:
     info: StreamInfo
+    key: int = 0                # the stream's number in the registry, from 1
     bytes: int = 0
     events: int = 0             # every event read (ingest/counts.py)
     decoded: int = 0            # of them, the ones decoded for the derivers
@@ -94,6 +95,9 @@ class Stream:
         self.pipeline = Pipeline(settings, identity, derivers=config.measurements, order=order)
         self.decoder = Decoder(only=self.pipeline.wants)
         self.failed = False
+        self.error_offset: int | None = None          # TEMP shim (session branch)
+        self.outcome = None                           # TEMP shim (session branch)
+        self._decode_error: str | None = None
 
     def data(self, chunk: bytes) -> None:
         rec = self.record
@@ -105,6 +109,8 @@ class Stream:
         except DecodeError as exc:
             events = exc.events
             self.failed = True
+            self.error_offset = exc.offset
+            self._decode_error = f"not a valid eventlog: {exc}"
             rec.error = f"{rec.info.name}: {exc}"
             log.error("%s", rec.error)
         rec.decoded += decoded_events(events, self.pipeline.wants)
@@ -115,10 +121,21 @@ class Stream:
         rec = self.record
         if rec.ended is not None:
             return
+        from .session import SessionEnd
         if not self.failed:
             end = self.decoder.close()
             if end.truncated and end.reason != "no end marker":
                 log.info("%s: stream cut (%s at byte %d)", rec.info.name, end.reason, end.offset)
+            text = None
+            if end.reason in ("header", "event"):
+                where = "the header" if end.reason == "header" else f"an event (type {end.event_id})"
+                text = (f"truncated eventlog: cut inside {where} at byte offset {end.offset}"
+                        f" ({end.pending} bytes dropped)")
+            self.outcome = SessionEnd(end.complete, end.reason, end.offset, end.pending,
+                                      end.event_id, text, None)
+        else:
+            self.outcome = SessionEnd(False, "decode error", self.error_offset, 0, None,
+                                      self._decode_error, None)
         self._submit(self.pipeline.close())
         rec.error = rec.error or error or self.pipeline.stream_fault
         rec.ended = time.time()
@@ -157,9 +174,8 @@ class StreamRegistry:
         self._ids += 1
         key = self._ids
         log.info("%s: started", info.name)
-        stream = Stream(StreamRecord(info), self.config, self.sinks,
+        stream = Stream(StreamRecord(info, key), self.config, self.sinks,
                         on_end=lambda s: self._ended(key, s), app=app, host=host)
-        stream.key = key
         self.live[key] = stream
         return stream
 
@@ -171,6 +187,11 @@ class StreamRegistry:
 
     def records(self) -> list[StreamRecord]:
         return [s.record for s in self.live.values()] + list(self.finished.values())
+
+    def forget(self, keys: list[int]) -> None:
+        """Drop finished streams from the list."""
+        for key in keys:
+            self.finished.pop(key, None)
 
     def end_all(self, error: str | None = None) -> None:
         for stream in list(self.live.values()):

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ingest.facade import ServiceFacade
+
 from . import connections, health, logs, metrics, openapi, sessions, tokens, upload_routes  # noqa: F401
 from .auth import TokenStore, authenticate, problem, require_scope, require_unrestricted
 from .config import ApiConfig
@@ -87,8 +89,9 @@ def _guard(store: TokenStore, config: ApiConfig, counters: ApiCounters,
     return guard
 
 
-def build_app(service, config: ApiConfig, state_dir: Path | None = None) -> web.Application:
-    state_dir = Path(state_dir if state_dir is not None else service.settings.state_dir)
+def build_app(service: ServiceFacade, config: ApiConfig,
+              state_dir: Path | None = None) -> web.Application:
+    state_dir = Path(state_dir if state_dir is not None else service.state_dir)
     token_path, conn_path = config.paths(state_dir)
     store = TokenStore(token_path)
     store.load()
@@ -135,7 +138,7 @@ class ApiRunner(web.AppRunner):
     liveprof_log_filter: list[logs.LimitFilter] | None = None
 
 
-async def start_api(service, config: ApiConfig, *, state_dir: Path | None = None
+async def start_api(service: ServiceFacade, config: ApiConfig, *, state_dir: Path | None = None
                     ) -> web.AppRunner:
     """Serve the API for ``service`` on ``config.host:config.port``."""
     app = build_app(service, config, state_dir)

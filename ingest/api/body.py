@@ -71,11 +71,12 @@ async def _network(request: web.Request, config: ApiConfig) -> AsyncIterator[byt
     while True:
         budget = max(min(config.upload_idle_timeout - silent, window - waited), 0.001)
         started = time.monotonic()
+        timed_out = False
         try:
             async with asyncio.timeout(budget):
-                chunk = await anext(chunks, None)
+                chunk = await anext(chunks, None)     # None: the body ended
         except TimeoutError:
-            chunk = False
+            chunk, timed_out = None, True
         spent = time.monotonic() - started
         waited += spent
         if chunk:
@@ -88,7 +89,7 @@ async def _network(request: web.Request, config: ApiConfig) -> AsyncIterator[byt
                 raise BodyRefused(408, f"body slower than {config.upload_min_rate} bytes/s: "
                                        f"{got} bytes in {window:g} s", "timeout")
             waited, got = 0.0, 0
-        if chunk is False:
+        if timed_out:
             if silent >= config.upload_idle_timeout:
                 raise BodyRefused(408, f"no body data for {config.upload_idle_timeout:g} s",
                                   "timeout")

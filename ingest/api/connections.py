@@ -1,5 +1,5 @@
 """Connections: monitors and eventlog sockets the service dials, changed at
-run time (``service.add_source`` / ``remove_source``) and kept in a JSON
+run time (``ServiceFacade.add_connection`` / ``remove_connection``) and kept in a JSON
 file under the state directory (0600, ``files.py``), so they come back after
 a restart.
 
@@ -20,10 +20,9 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from ingest.facade import ServiceFacade
 from ingest.files import private_dir, read_private, write_private
 
-from ..sources.monitor_tcp import MonitorTcpConfig, MonitorTcpSource
-from ..sources.socket import SocketConfig, SocketSource
 from .auth import json_object, problem
 from .routing import api
 from .state import CONNECTIONS, TOKEN
@@ -32,18 +31,14 @@ log = logging.getLogger("liveprof.api.connections")
 
 MIN_BACKOFF = 0.5      # seconds: the shortest redial delay a connection may ask for
 
-KINDS: dict[str, tuple[type[BaseModel], type]] = {
-    "monitor": (MonitorTcpConfig, MonitorTcpSource),
-    "socket": (SocketConfig, SocketSource),
-}
-
 
 class ConnectionStore:
-    def __init__(self, service, path: Path):
+    def __init__(self, service: ServiceFacade, path: Path):
         self.service = service
+        self.kinds = service.connection_kinds()   # kind -> the model of its config
         self.path = Path(path)
         self.items: dict[str, dict] = {}          # id -> {"id", "kind", "config", "created"}
-        self.sources: dict[str, object] = {}      # id -> the running source
+        self.sources: dict[str, object] = {}      # id -> the running source's handle
 
     # -- persistence -------------------------------------------------------------------
 
@@ -67,11 +62,10 @@ class ConnectionStore:
 
     # -- sources -----------------------------------------------------------------------
 
-    @staticmethod
-    def _validate(kind: str, config: dict) -> BaseModel:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {sorted(KINDS)}")
-        model = KINDS[kind][0].model_validate(config)
+    def _validate(self, kind: str, config: dict) -> BaseModel:
+        if kind not in self.kinds:
+            raise ValueError(f"kind must be one of {sorted(self.kinds)}")
+        model = self.kinds[kind].model_validate(config)
         for name in ("backoff_initial", "backoff_max"):
             if getattr(model, name) < MIN_BACKOFF:
                 raise ValueError(f"config.{name}: at least {MIN_BACKOFF:g} s "
@@ -88,15 +82,13 @@ class ConnectionStore:
 
     def _start(self, cid: str) -> None:
         item = self.items[cid]
-        model, source_cls = KINDS[item["kind"]]
-        source = source_cls(model.model_validate(item["config"]))
-        self.sources[cid] = source
-        self.service.add_source(source)
+        config = self.kinds[item["kind"]].model_validate(item["config"])
+        self.sources[cid] = self.service.add_connection(item["kind"], config)
 
     async def _stop(self, cid: str) -> None:
         source = self.sources.pop(cid, None)
         if source is not None:
-            await self.service.remove_source(source)
+            await self.service.remove_connection(source)
 
     # -- operations --------------------------------------------------------------------
 
@@ -130,11 +122,11 @@ class ConnectionStore:
         if not full:
             return item
         source = self.sources.get(cid)
-        running = source is not None and id(source) in self.service.source_tasks
-        item["running"] = running
-        item["peer"] = getattr(source, "peer", None)
-        item["stats"] = {k: getattr(source, k) for k in ("streams", "connections", "errors")
-                         if isinstance(getattr(source, k, None), int)}
+        if source is None:
+            item.update(running=False, peer=None, stats={})
+            return item
+        status = self.service.connection_status(source)
+        item.update(running=status.running, peer=status.peer, stats=dict(status.stats))
         return item
 
 
@@ -174,6 +166,8 @@ async def create_connection(request: web.Request) -> web.Response:
     kind, config = body.get("kind"), body.get("config", {})
     if not isinstance(config, dict):
         raise problem(400, "config must be an object")
+    if not isinstance(kind, str):
+        raise problem(422, f"kind must be one of {sorted(_store(request).kinds)}")
     try:
         item = _store(request).create(kind, config)
     except (ValidationError, ValueError) as exc:

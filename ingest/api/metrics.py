@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from aiohttp import web
 
-from ingest.sinks.mqtt_messages import ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE
+from ingest.facade import ALERT_KINDS, ServiceFacade, StreamRecord
 
 from .routing import api
 from .state import COUNTERS, GUARD, SERVICE, UPLOADS
@@ -28,24 +28,22 @@ class StreamTotals:
         self.done: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.counted: set[int] = set()
 
-    def update(self, registry) -> tuple[dict, dict]:
+    def update(self, records: list[StreamRecord]) -> tuple[dict, dict]:
         """Returns (totals by kind including live streams, live streams by kind)."""
-        if registry is not None:
-            finished = dict(registry.finished)
-            for key, rec in finished.items():
-                if key not in self.counted:
-                    d = self.done[rec.info.source]
-                    for f in _FIELDS:
-                        d[f] += getattr(rec, f)
-                    d["streams"] += 1
-                    d["errors"] += rec.error is not None
-                    self.counted.add(key)
-            self.counted &= finished.keys()   # forgotten streams never come back
+        finished = {rec.key: rec for rec in records if not rec.live}
+        for key, rec in finished.items():
+            if key not in self.counted:
+                d = self.done[rec.info.source]
+                for f in _FIELDS:
+                    d[f] += getattr(rec, f)
+                d["streams"] += 1
+                d["errors"] += rec.error is not None
+                self.counted.add(key)
+        self.counted &= finished.keys()   # forgotten streams never come back
         totals = {k: dict(v) for k, v in self.done.items()}
         live: dict[str, int] = defaultdict(int)
-        if registry is not None:
-            for stream in list(registry.live.values()):
-                rec = stream.record
+        for rec in records:
+            if rec.live:
                 d = totals.setdefault(rec.info.source, {})
                 for f in _FIELDS:
                     d[f] = d.get(f, 0) + getattr(rec, f)
@@ -79,9 +77,9 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-def render(service, totals: StreamTotals, counters, uploads, guard=None) -> str:
+def render(service: ServiceFacade, totals: StreamTotals, counters, uploads, guard=None) -> str:
     out = Exposition()
-    by_kind, live = totals.update(service.registry)
+    by_kind, live = totals.update(service.stream_records())
     out.family("liveprof_up", "gauge", "the service answers", [({}, 1)])
     for f, help_ in (("bytes", "eventlog bytes received"), ("events", "events decoded"),
                      ("points", "points derived"), ("streams", "streams opened"),
@@ -91,15 +89,11 @@ def render(service, totals: StreamTotals, counters, uploads, guard=None) -> str:
                    [({"source": k}, v.get(f, 0)) for k, v in sorted(by_kind.items())])
     out.family("liveprof_streams_live", "gauge", "streams open now, by source kind",
                [({"source": k}, n) for k, n in sorted(live.items())])
-    tasks = defaultdict(int)
-    for task in list(service.source_tasks.values()):
-        tasks[task.get_name().removeprefix("source:")] += 1
     out.family("liveprof_sources_running", "gauge", "source tasks running, by kind",
-               [({"source": k}, n) for k, n in sorted(tasks.items())])
+               [({"source": k}, n) for k, n in sorted(service.source_kinds_running().items())])
 
-    sink = service.sink
-    if sink is not None:
-        s = sink.stats
+    s = service.sink_stats()
+    if s is not None:
         out.family("liveprof_sink_lines_total", "counter",
                    "InfluxDB sink lines: submitted, written",
                    [({"state": "submitted"}, s.submitted), ({"state": "written"}, s.written)])
@@ -132,9 +126,8 @@ def render(service, totals: StreamTotals, counters, uploads, guard=None) -> str:
         out.family("liveprof_sink_lag_lines", "gauge",
                    "lines submitted and not yet stored or dropped (buffer, spool, in flight)",
                    [({}, max(0, lag))])
-    alerts = service.alerts
-    if alerts is not None:
-        a = alerts.stats
+    a = service.alert_stats()
+    if a is not None:
         out.family("liveprof_alerts_total", "counter", "MQTT alerts, by state",
                    [({"state": "queued"}, a.alerts), ({"state": "published"}, a.published)])
         out.family("liveprof_alerts_dropped_total", "counter", "alerts dropped, by reason",
@@ -143,7 +136,7 @@ def render(service, totals: StreamTotals, counters, uploads, guard=None) -> str:
         out.family("liveprof_alerts_failed_total", "counter",
                    "alerts given up: the client refused them, or the connection ended at "
                    "each attempt to publish them", [({}, a.failed)])
-        by_kind = dict.fromkeys((ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE), 0)
+        by_kind = dict.fromkeys(ALERT_KINDS, 0)
         by_kind.update(a.failed_by_alert)  # kinds are ours (the sink's payloads): bounded
         out.family("liveprof_alerts_failed_by_alert_total", "counter",
                    "alerts given up, by alert kind",

@@ -16,7 +16,8 @@ import re
 
 from aiohttp import web
 
-from ..sinks.influx_api import quote_ident, quote_string
+from ingest.facade import ServiceFacade, StoreError, StreamRecord
+
 from .auth import Token, problem
 from .routing import api
 from .state import SERVICE, TOKEN
@@ -31,50 +32,42 @@ SESSION_FIELDS = ("program", "command", "args", "rts", "ghc_version", "rts_flavo
                   "ppid", "generations", "max_heap_bytes", "alloc_area_bytes", "caps")
 
 
-def stream_dict(key: int, rec) -> dict:
-    return {"stream": key, "source": rec.info.source, "peer": rec.info.peer,
+def stream_dict(rec: StreamRecord) -> dict:
+    return {"stream": rec.key, "source": rec.info.source, "peer": rec.info.peer,
             "state": "live" if rec.live else "finished", "started": rec.info.started,
             "ended": rec.ended, "bytes": rec.bytes, "events": rec.events,
             "points": rec.points, "error": rec.error, "clock": rec.clock}
 
 
-def group(registry, token: Token | None = None) -> dict[str, list[tuple[int, object]]]:
-    """Session id -> its streams (key, record) the token may see, in order.
-    One run can come as several streams, tagged with different apps (the same
-    log uploaded for two apps): a token sees only the streams of its apps."""
-    out: dict[str, list] = {}
-    if registry is None:
-        return out
-    items = [(k, s.record) for k, s in list(registry.live.items())]
-    items += list(registry.finished.items())
-    for key, rec in sorted(items, key=lambda kr: kr[0]):
+def group(service: ServiceFacade, token: Token | None = None) -> dict[str, list[StreamRecord]]:
+    """Session id -> its streams the token may see, in order.  One run can
+    come as several streams, tagged with different apps (the same log
+    uploaded for two apps): a token sees only the streams of its apps."""
+    out: dict[str, list[StreamRecord]] = {}
+    for rec in sorted(service.stream_records(), key=lambda r: r.key):
         if token is not None and not token.sees(rec.tags.get("app")):
             continue
-        sid = rec.tags.get("session") or f"pending-{key}"
-        out.setdefault(sid, []).append((key, rec))
+        sid = rec.tags.get("session") or f"pending-{rec.key}"
+        out.setdefault(sid, []).append(rec)
     return out
 
 
-def session_dict(sid: str, streams: list) -> dict:
-    recs = [r for _, r in streams]
+def session_dict(sid: str, recs: list[StreamRecord]) -> dict:
     tags = next((r.tags for r in recs if r.tags), {})
     live = any(r.live for r in recs)
     apps = sorted({r.tags["app"] for r in recs if r.tags.get("app")})
     return {"id": sid, "app": tags.get("app"), "apps": apps, "host": tags.get("host"),
             "state": "live" if live else "finished",
             "started": min(r.info.started for r in recs),
-            "ended": None if live else max(r.ended for r in recs),
+            "ended": None if live else max(r.ended or 0.0 for r in recs),
             "bytes": sum(r.bytes for r in recs), "events": sum(r.events for r in recs),
             "points": sum(r.points for r in recs),
             "errors": [r.error for r in recs if r.error],
-            "streams": [stream_dict(k, r) for k, r in streams]}
+            "streams": [stream_dict(r) for r in recs]}
 
 
-def app_clause(token: Token) -> str:
-    """`` AND ("app" = 'a' OR ...)`` for an app-limited token, else ''."""
-    if token.apps is None:
-        return ""
-    return " AND (" + " OR ".join(f'"app" = {quote_string(a)}' for a in token.apps) + ")"
+def _apps(token: Token) -> list[str] | None:
+    return None if token.apps is None else list(token.apps)
 
 
 def _session_id(request: web.Request) -> str:
@@ -82,24 +75,6 @@ def _session_id(request: web.Request) -> str:
     if not _ID.fullmatch(sid):
         raise problem(404, "no such session (not a session id)")
     return sid
-
-
-def _target(sink, measurement: str) -> str:
-    rp = sink.config.retention_policy
-    return (quote_ident(rp) + "." if rp else "") + quote_ident(measurement)
-
-
-async def stored_session(sink, sid: str, token: Token) -> dict | None:
-    """The session point InfluxDB holds for ``sid`` among the token's apps
-    (tags and fields), or None."""
-    if sink is None:
-        return None
-    series = await sink.query(f'SELECT * FROM {_target(sink, "session")} '
-                              f'WHERE "session" = {quote_string(sid)}{app_clause(token)} LIMIT 1')
-    for s in series:
-        for row in s.rows():
-            return row
-    return None
 
 
 @api("GET", "/api/v1/sessions", scope="read")
@@ -110,7 +85,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     if state not in (None, "live", "finished"):
         raise problem(400, "state is live or finished")
     out = []
-    for sid, streams in group(request.app[SERVICE].registry, token).items():
+    for sid, streams in group(request.app[SERVICE], token).items():
         s = session_dict(sid, streams)
         if ("app" in q and q["app"] not in s["apps"]) or ("host" in q and s["host"] != q["host"]) \
                 or (state and s["state"] != state):
@@ -124,20 +99,20 @@ async def show_session(request: web.Request) -> web.Response:
     token: Token = request[TOKEN]
     service = request.app[SERVICE]
     sid = _session_id(request)
-    streams = group(service.registry, token).get(sid)
+    streams = group(service, token).get(sid)
     known = session_dict(sid, streams) if streams else None
-    if known is None and group(service.registry).get(sid):
+    if known is None and group(service).get(sid):
         raise problem(403, "this token may not see that session's apps")
     stored = None
     if not sid.startswith("pending-"):
         try:
-            stored = await stored_session(service.sink, sid, token)
-        except Exception as exc:
+            stored = await service.stored_session(sid, _apps(token))
+        except StoreError as exc:
             if known is None:
                 raise problem(503, f"InfluxDB cannot be asked: {exc}") from exc
-    if known is None and stored is None:
-        raise problem(404, f"no session {sid!r}")
     if known is None:
+        if stored is None:
+            raise problem(404, f"no session {sid!r}")
         known = {"id": sid, "app": stored.get("app"), "apps": [stored.get("app")],
                  "host": stored.get("host"),
                  "state": "stored", "started": None, "ended": None, "bytes": None,
@@ -157,29 +132,23 @@ async def delete_session(request: web.Request) -> web.Response:
     token: Token = request[TOKEN]
     service = request.app[SERVICE]
     sid = _session_id(request)
-    streams = group(service.registry, token).get(sid)
+    streams = group(service, token).get(sid)
     if streams:
         if session_dict(sid, streams)["state"] == "live":
             raise problem(409, "the session is live: it can be deleted once it has ended")
-    elif group(service.registry).get(sid):
+    elif group(service).get(sid):
         raise problem(403, "this token may not see that session's apps")
     else:
         try:
-            stored = await stored_session(service.sink, sid, token)
-        except Exception as exc:
+            stored = await service.stored_session(sid, _apps(token))
+        except StoreError as exc:
             raise problem(503, f"InfluxDB cannot be asked: {exc}") from exc
         if stored is None:
             raise problem(404, f"no session {sid!r}")
     if not sid.startswith("pending-"):
-        try:  # points of the session still queued would land after the drop
-            await service.sink.flush(timeout=10.0)
-        except Exception as exc:
-            log.debug("flush before dropping %s: %s", sid, exc)
         try:
-            await service.sink.query(f'DROP SERIES WHERE "session" = {quote_string(sid)}'
-                                     f'{app_clause(token)}')
-        except Exception as exc:
+            await service.delete_session(sid, _apps(token))
+        except StoreError as exc:
             raise problem(503, f"InfluxDB refused to drop the session: {exc}") from exc
-    for key, _ in streams or ():
-        service.registry.finished.pop(key, None)
+    service.forget_streams([r.key for r in streams or ()])
     return web.Response(status=204)

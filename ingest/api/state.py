@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+from ingest.facade import ServiceFacade
 
 from .auth import Token, TokenStore
 from .config import ApiConfig
@@ -27,13 +29,13 @@ class ApiCounters:
     refused: Counter = field(default_factory=Counter)      # reason -> n
 
 
-SERVICE: web.AppKey[Any] = web.AppKey("service", object)
+SERVICE: web.AppKey[ServiceFacade] = web.AppKey("service")
 CONFIG = web.AppKey("config", ApiConfig)
 TOKENS = web.AppKey("tokens", TokenStore)
-CONNECTIONS: web.AppKey[ConnectionStore] = web.AppKey("connections", object)
-UPLOADS: web.AppKey[Uploads] = web.AppKey("uploads", object)
+CONNECTIONS: web.AppKey[ConnectionStore] = web.AppKey("connections")
+UPLOADS: web.AppKey[Uploads] = web.AppKey("uploads")
 COUNTERS = web.AppKey("counters", ApiCounters)
-GUARD: web.AppKey[ConnectionGuard] = web.AppKey("guard", object)
+GUARD: web.AppKey[ConnectionGuard] = web.AppKey("guard")
 
 # the authenticated token of a request
 TOKEN: web.RequestKey[Token] | str

@@ -10,9 +10,10 @@ lost connection still counts up to where it stopped, and the client resumes
 from the offset the server reports.
 
 Nothing is held whole: the body is read with ``iter_chunked`` (never
-``read()``), each chunk goes to the session's decoder and derivers, and the
+``read()``), each chunk goes to the upload's stream (a source like any other:
+``ingest.sources.http_upload``, opened through the service facade), and the
 reader waits (back-pressure on the client's TCP connection) while the
-InfluxDB sink's memory buffer is above ``sink_backlog_bytes``.  Bodies are
+store's memory backlog is above ``sink_backlog_bytes``.  Bodies are
 read (and gzip inflated) within bounds of time and memory by ``body.py``.
 An upload that is over (finished, failed, cancelled) leaves ``open`` at
 once, with its stream, decoder and derivers; only its figures stay, in a
@@ -31,9 +32,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from protocol import DecodeError
+from ingest.facade import ServiceFacade, ServiceNotReady, StreamRecord, UploadStream
 
-from ..sources.base import StreamInfo
 from .auth import Token, problem
 from .body import BodyRefused, body_pieces
 from .config import ApiConfig
@@ -42,16 +42,7 @@ from .state import ApiCounters
 
 log = logging.getLogger("liveprof.api.upload")
 
-SOURCE = "http_upload"
 KEEP_DONE = 256          # figures of uploads that are over, kept for clients asking again
-
-
-def open_stream(registry, info: StreamInfo, app: str | None, host: str | None):
-    """Open a stream on the registry, tagged with ``app``/``host`` when given
-    (else as the registry tags every stream: configured, or from the program
-    and peer).  Returns ``(key, stream)``."""
-    stream = registry(info, app=app, host=host)
-    return stream.key, stream
 
 
 @dataclass
@@ -60,8 +51,7 @@ class Upload:
     token: str                      # id of the token that opened it
     app: str | None
     host: str | None
-    key: int                        # the stream's key in the registry
-    stream: object
+    stream: UploadStream
     resumable: bool
     created: float = field(default_factory=time.time)
     touched: float = field(default_factory=time.time)
@@ -74,7 +64,7 @@ class Upload:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
-    def record(self):
+    def record(self) -> StreamRecord:
         return self.stream.record
 
     def as_dict(self) -> dict:
@@ -112,14 +102,13 @@ class Done:
 class Uploads:
     """Uploads in progress and the limits on them."""
 
-    def __init__(self, service, config: ApiConfig, counters: ApiCounters):
+    def __init__(self, service: ServiceFacade, config: ApiConfig, counters: ApiCounters):
         self.service = service
         self.config = config
         self.counters = counters
         self.receiving = 0                  # bodies being read now
         self.open: dict[str, Upload] = {}   # resumable ones not yet over, by id
         self.done: OrderedDict[str, Done] = OrderedDict()   # the last KEEP_DONE over
-        self._numbers = 0
         self._reaper: asyncio.Task | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -150,12 +139,9 @@ class Uploads:
     # -- opening ----------------------------------------------------------------------
 
     def begin(self, request: web.Request, token: Token, resumable: bool) -> Upload:
-        registry = self.service.registry
-        if registry is None:
-            raise problem(503, "the service is not running yet")
         app = request.query.get("app") or None
         host = request.query.get("host") or None
-        if token.restricted:
+        if token.apps is not None:     # restricted
             if app is None and len(token.apps) == 1:
                 app = token.apps[0]
             if app is None:
@@ -165,10 +151,11 @@ class Uploads:
         if resumable and len(self.open) >= self.config.max_open_uploads:
             self.counters.refused["open_uploads"] += 1
             raise problem(429, "too many resumable uploads open", retry_after=5)
-        self._numbers += 1
-        info = StreamInfo(SOURCE, request.remote or "-", self._numbers)
-        key, stream = open_stream(registry, info, app, host)
-        up = Upload(secrets.token_hex(8), token.id, app, host, key, stream, resumable)
+        try:
+            stream = self.service.open_upload(request.remote or "-", app, host)
+        except ServiceNotReady as exc:
+            raise problem(503, str(exc)) from None
+        up = Upload(secrets.token_hex(8), token.id, app, host, stream, resumable)
         if resumable:
             self.open[up.id] = up
         return up
@@ -229,22 +216,17 @@ class Uploads:
     def _feed(self, up: Upload, chunk: bytes) -> None:
         if not chunk:
             return
-        up.stream.data(chunk)
+        up.stream.feed(chunk)
         up.offset += len(chunk)
         self.counters.upload_bytes += len(chunk)
 
     async def _pace(self) -> None:
-        """Let the sink catch up: wait while its memory buffer is over the
-        backlog bound (at most the idle timeout per chunk; past that the
-        sink's own bounds, spool or drop, apply)."""
-        sink = self.service.sink
+        """Let the store catch up: wait while its memory backlog is over the
+        bound (at most the idle timeout per chunk; past that the store's own
+        bounds, spool or drop, apply)."""
         await asyncio.sleep(0)
-        if sink is None:
-            return
-        deadline = time.monotonic() + self.config.upload_idle_timeout
-        while sink.stats.buffered_bytes > self.config.sink_backlog_bytes \
-                and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await self.service.wait_for_room(self.config.sink_backlog_bytes,
+                                         self.config.upload_idle_timeout)
 
     # -- endings ----------------------------------------------------------------------
 
@@ -252,7 +234,7 @@ class Uploads:
         if up.state == "open":
             up.state = state
             up.error = up.error or error
-            up.stream.end(error)
+            up.stream.abort(error)
             up.touched = time.time()
         if self.open.pop(up.id, None) is not None:
             # over: the stream, decoder and derivers go; the figures stay a while
@@ -280,17 +262,13 @@ class Uploads:
         raise problem(exc.status, exc.message, offset=up.offset, **self._figures(up))
 
     def _decode_failed(self, up: Upload):
-        offset = None
-        try:
-            up.stream.decoder.feed(b"")
-        except DecodeError as exc:     # a failed decoder repeats its error
-            offset = exc.offset
-            up.error = f"not a valid eventlog: {exc}"
+        end = up.stream.finish()
+        up.error = end.error or "not a valid eventlog"
         self._end(up, up.error, "failed")
-        up.error_offset = offset
+        up.error_offset = up.stream.error_offset
         up.complete = False
         self.counters.uploads["invalid"] += 1
-        raise problem(422, up.error or "not a valid eventlog", offset=offset, **self._figures(up))
+        raise problem(422, up.error or "not a valid eventlog", offset=up.error_offset, **self._figures(up))
 
     def lost(self, up: Upload, exc: BaseException) -> None:
         """The client went away mid-body: a one-shot upload ends there, a
@@ -304,18 +282,16 @@ class Uploads:
         """End the stream; 201 with the session's figures, or 422 when the
         log was cut inside a record (its events before the cut are kept).
         Asked again (the client lost the answer), the same answer."""
-        if up.state == "open":
-            end = up.stream.decoder.close()
+        if isinstance(up, Upload) and up.state == "open":
+            end = up.stream.finish()
             up.complete = end.complete
             error = None
-            if end.reason in ("header", "event"):
-                where = "the header" if end.reason == "header" else \
-                    f"an event (type {end.event_id})"
-                error = (f"truncated eventlog: cut inside {where} at byte offset {end.offset}"
-                         f" ({end.pending} bytes dropped)")
+            if end.reason in ("header", "event"):   # cut inside a record
+                error = end.error
                 up.error_offset = end.offset
             self._end(up, error, "failed" if error else "finished")
-            up.stored = await self._flush()
+            up.stored = await self.service.settle(up.record.tags.get("session"),
+                                                  min(10.0, self.config.request_timeout))
             if up.id in self.done:
                 self.done[up.id] = Done.of(up)
             self.counters.uploads["truncated" if error else "ok"] += 1
@@ -333,25 +309,7 @@ class Uploads:
         self._end(up, "upload cancelled", "cancelled")
         self.done.pop(up.id, None)
 
-    async def _flush(self) -> bool:
-        """Wait (a bounded time) for the sink to store what it was given: the
-        answer then says the session's points are queryable."""
-        sink = self.service.sink
-        if sink is None:
-            return False
-        def dropped() -> int:
-            st = sink.stats
-            return st.dropped_4xx + st.dropped_overflow + st.dropped_retries
-
-        before = dropped()
-        try:
-            await sink.flush(timeout=min(10.0, self.config.request_timeout))
-            return dropped() == before   # settled, and nothing refused meanwhile
-        except Exception as exc:
-            log.warning("upload: points not yet stored: %s", exc or type(exc).__name__)
-            return False
-
-    def _figures(self, up: Upload) -> dict:
+    def _figures(self, up: Upload | Done) -> dict:
         d = up.as_dict()
         return {k: d[k] for k in ("id", "session", "app", "host", "bytes", "events", "points",
                                   "complete", "stored", "state")}

@@ -685,3 +685,27 @@ class InfluxSink:
         if self._spool is not None:
             s.spooled = self._spool.pending_lines
             s.spooled_bytes = self._spool.pending_bytes
+
+    # -- TEMP (facade branch): the PointStore contract, done for real on the sinks branch --
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._mem_bytes
+
+    async def wait_for_room(self, limit_bytes: int, timeout: float | None = None) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._mem_bytes > limit_bytes:
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    def dropped_points(self, session: str) -> int:
+        s = self.stats
+        return s.dropped_4xx + s.dropped_overflow + s.dropped_retries
+
+    async def delete_series(self, tags) -> None:
+        from .influx_api import quote_ident, quote_string
+        where = " AND ".join(f"{quote_ident(k)} = {quote_string(v)}" for k, v in tags.items())
+        await self.query(f"DROP SERIES WHERE {where}")

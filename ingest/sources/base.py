@@ -40,6 +40,17 @@ class StreamConsumer(Protocol):
 Opener = Callable[[StreamInfo], StreamConsumer]
 
 
+class Source(Protocol):
+    """A source the service runs: ``run`` opens streams on the opener until
+    its input ends (a file) or it is cancelled (anything live).  It raises
+    ``SourceError`` for a fault worth retrying, ``PermanentSourceError`` for
+    one that is not (ingest/errors.py); the service restarts it or stops it."""
+
+    kind: str
+
+    async def run(self, opener: Opener) -> None: ...
+
+
 def parse_address(text: str, default_port: int, default_host: str = "127.0.0.1") -> tuple[str, int]:
     """``HOST:PORT``, ``[v6]:PORT``, ``HOST`` or ``PORT`` -> (host, port)."""
     host, port = default_host, default_port
