@@ -19,21 +19,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from .sinks.influx import SinkStats
-from .sinks.mqtt import MqttAlertStats
 from .sinks.mqtt_messages import ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE
-from .sources.http_upload import UploadStream
-from .streams import StreamRecord
 
-__all__ = ["ALERT_KINDS", "AlertStats", "Readiness", "ServiceFacade", "SinkStats",
-           "SourceStatus", "StreamRecord", "UploadStream"]
+if TYPE_CHECKING:
+    # the records the facade hands out, by type only: importing the service's
+    # modules here would make the settings (which compose ApiConfig) import themselves
+    from .sinks.influx import SinkStats as SinkStats
+    from .sinks.mqtt import MqttAlertStats as AlertStats
+    from .sources.http_upload import UploadStream as UploadStream
+    from .streams import StreamRecord as StreamRecord
+
+__all__ = ["ALERT_KINDS", "Readiness", "ServiceFacade", "ServiceNotReady", "SourceStatus",
+           "StoreError"]
 
 ALERT_KINDS = (ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE)
-AlertStats = MqttAlertStats
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,9 @@ from pydantic import BaseModel
 from .backoff import Backoff
 from .config import Settings
 from .errors import PERMANENT_ERRNOS, PermanentSourceError, SourceError
-from .facade import AlertStats, Readiness, ServiceNotReady, SinkStats, SourceStatus, StoreError
-from .sinks.influx import InfluxSink
-from .sinks.mqtt import MqttAlertSink
+from .facade import Readiness, ServiceNotReady, SourceStatus, StoreError
+from .sinks.influx import InfluxSink, SinkStats
+from .sinks.mqtt import MqttAlertSink, MqttAlertStats
 from .sources.base import Source
 from .sources.fifo import FifoSource
 from .sources.file import FileSource
@@ -284,7 +284,7 @@ class Service:
     def sink_stats(self) -> SinkStats | None:
         return self.sink.stats if self.sink is not None else None
 
-    def alert_stats(self) -> AlertStats | None:
+    def alert_stats(self) -> MqttAlertStats | None:
         return self.alerts.stats if self.alerts is not None else None
 
     def alerts_status(self) -> dict[str, Any] | None:

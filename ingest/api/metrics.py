@@ -10,13 +10,17 @@ goes down when the registry forgets an old stream.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ingest.facade import ALERT_KINDS, ServiceFacade, StreamRecord
+from ingest.facade import ALERT_KINDS, ServiceFacade
 
 from .routing import api
 from .state import COUNTERS, GUARD, SERVICE, UPLOADS
+
+if TYPE_CHECKING:
+    from ingest.facade import StreamRecord
 
 _FIELDS = ("bytes", "events", "points")
 

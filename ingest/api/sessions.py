@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ingest.facade import ServiceFacade, StoreError, StreamRecord
+from ingest.facade import ServiceFacade, StoreError
 
 from .auth import Token, problem
 from .routing import api
 from .state import SERVICE, TOKEN
+
+if TYPE_CHECKING:
+    from ingest.facade import StreamRecord
 
 log = logging.getLogger("liveprof.api.sessions")
 

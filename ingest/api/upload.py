@@ -29,16 +29,20 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ingest.facade import ServiceFacade, ServiceNotReady, StreamRecord, UploadStream
+from ingest.facade import ServiceFacade, ServiceNotReady
 
 from .auth import Token, problem
 from .body import BodyRefused, body_pieces
 from .config import ApiConfig
 from .logs import LIMITED
 from .state import ApiCounters
+
+if TYPE_CHECKING:
+    from ingest.facade import StreamRecord, UploadStream
 
 log = logging.getLogger("liveprof.api.upload")
 
