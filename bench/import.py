@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -166,8 +167,9 @@ def one_run(path: str, url: str, db: str) -> dict:
         raise SystemExit(f"liveprof import exited with status {proc.returncode}:\n{err}")
     reported = None
     for line in err.splitlines():
-        if " points written to " in line:
-            reported = int(line.split("liveprof: ", 1)[1].split()[0])
+        m = re.search(r"(\d+) points written to ", line)
+        if m:
+            reported = int(m[1])
     return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
             "peak_rss": usage.ru_maxrss * 1024, "rss": samples, "reported": reported,
             "stderr": err}
