@@ -63,7 +63,9 @@ class SpansDeriver(Batched):
                 out.extend(clock.advance(t, self._close, self._labels.__len__))
                 ws, we = clock.start, clock.end
                 kinds = self._kinds  # (rebuilt when labels leave)
-                kind = kinds.get(msg) or self._classify(msg)
+                again = kinds.get(msg) or self._classify(msg)
+                if again is not None:  # (it is: msg is a span message, as just seen)
+                    kind = again
             elif t < ws:
                 self.late += 1
                 t = ws
