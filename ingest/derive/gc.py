@@ -57,7 +57,8 @@ class GcDeriver(ByType):
         self._in_gc: dict = {}  # cap -> StartGC time, caps now in GC
         self._cur: _Collection | None = None  # open collection
         self._pending: _Collection | None = None  # closed, waiting for its GCStatsGHC
-        self._request: tuple[int, str] | None = None  # (t, "par"|"seq") of the last request outside a collection
+        # (t, "par"|"seq") of the last request outside a collection
+        self._request: tuple[int, str] | None = None
         self._gens: int | None = None
         self.late_events = 0
         self.unmatched_end = 0

@@ -149,7 +149,8 @@ class SpansDeriver(Batched):
             del self._labels[label]
         if idle:
             labels = self._labels
-            self._kinds = {m: k for m, k in self._kinds.items() if k[0] is labels.get(m[6:] if k[1] else m[5:])}
+            self._kinds = {m: k for m, k in self._kinds.items()
+                           if k[0] is labels.get(m[6:] if k[1] else m[5:])}
         return [Point("spans", {"label": label}, {"time_ns": v[0], "starts": v[1], "stops": v[2]}, ws)
                 for label, v in self.names.split(acc)]
 
