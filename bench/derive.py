@@ -10,9 +10,10 @@ events), ``Decoder(only=pipeline.wants).feed``, ``Pipeline.feed``,
 with the cyclic GC off, as the CLI runs (``tune_gc``).
 Prints MB/s (1 MB = 10**6 bytes of FILE; best and median of the repeats, by
 wall and by CPU time: other work on the machine shows as the difference),
-events decoded (those the pipeline wants), points, points per 100 events of the whole log (its total event count,
-counted separately, untimed), wall and CPU time, peak RSS, and a per-stage
-split (decode / derive / render) of the best run.
+events decoded (those the pipeline wants), points, points per 100 events of
+the whole log (its total event count, counted separately, untimed), wall and
+CPU time, peak RSS, and a per-stage split (decode / derive / render) of the
+best run.
 
 Targets of issue 4: at least 25 MB/s and at most 5 points per 100 events at
 default settings on a real log of 20 MB or more; peak RSS flat in file size.

@@ -1,9 +1,9 @@
 import pytest
 
+from protocol.eventlog import Decoder
+
 # real InfluxDB and Mosquitto servers on loopback (tests/servers.py)
 pytest_plugins = ["tests.servers_fixtures"]
-
-from protocol.eventlog import Decoder
 
 
 class PythonDecoder(Decoder):

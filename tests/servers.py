@@ -13,6 +13,7 @@ packages, which ``.ci/run`` installs); ``LIVEPROF_INFLUXD`` and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -24,9 +25,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["InfluxServer", "MosquittoServer", "ServerError", "free_port"]
+__all__ = ["InfluxServer", "MosquittoServer", "ServerError", "free_port", "reap", "wait_for"]
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -42,6 +44,16 @@ def reap(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+async def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> None:
+    """Return once ``condition()`` is true, checking every ``interval`` seconds;
+    ``TimeoutError`` after ``timeout`` seconds.  For what a test cannot await
+    (a counter of the service or a sink, a row in a real server, a path that
+    appears); where the code under test offers an event, wait on that instead."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 the one shared poll, for state with no event
+            await asyncio.sleep(interval)
 
 
 def free_port() -> int:
@@ -320,7 +332,8 @@ class InfluxServer(_Process):
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
-            raise ServerError(f"influxd {path} answered {exc.code}: {exc.read().decode(errors='replace')}") from exc
+            body = exc.read().decode(errors="replace")
+            raise ServerError(f"influxd {path} answered {exc.code}: {body}") from exc
 
     def query(self, q: str, database: str | None = None, *, credentials: bool = True) -> list[dict]:
         """Run InfluxQL (POST /query, ns epochs) and return its ``results``; an
@@ -361,8 +374,8 @@ class MosquittoServer(_Process):
     def __init__(self, directory: Path, *, extra_config: str = "") -> None:
         super().__init__(directory)
         self.binary = _find_binary(
-            "mosquitto", "LIVEPROF_MOSQUITTO", ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"), "mosquitto"
-        )
+            "mosquitto", "LIVEPROF_MOSQUITTO", ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"),
+            "mosquitto")
         self.port = free_port()
         self.host = "127.0.0.1"
         self.config_path = self.directory / "mosquitto.conf"

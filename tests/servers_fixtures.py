@@ -51,7 +51,8 @@ def influxd_factory(tmp_path_factory):
     servers: list[InfluxServer] = []
 
     def make(*, auth: bool = False, settings: dict | None = None, **kwargs) -> InfluxServer:
-        server = InfluxServer(tmp_path_factory.mktemp("influxd_private"), auth=auth, settings=settings, **kwargs)
+        server = InfluxServer(tmp_path_factory.mktemp("influxd_private"), auth=auth, settings=settings,
+                              **kwargs)
         servers.append(server)
         server.start()
         return server

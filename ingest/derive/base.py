@@ -201,12 +201,12 @@ class Windows:
         self.end = self.start + self.size
 
     def advance(self, t: int, close: Callable[[int], list[Point]],
-                carry: Callable[[], bool] | None = None) -> list[Point]:
+                carry: Callable[[], object] | None = None) -> list[Point]:
         """Close every window that ends at or before ``t``: ``close(end)``
         credits what is open up to the window end and returns the window's
-        points.  If ``carry()`` (something is still open) the next window
-        follows the closed one, else the clock jumps to ``t``'s window.  The
-        first call only opens ``t``'s window.
+        points.  If ``carry()`` is true (something is still open; e.g. a
+        ``__len__``) the next window follows the closed one, else the clock
+        jumps to ``t``'s window.  The first call only opens ``t``'s window.
 
         A gap costs at most ``GAP_WINDOWS + 2`` closes, however long: after
         ``GAP_WINDOWS`` empty windows carried one by one (a pause of the

@@ -30,6 +30,7 @@ CAP_CREATE, CAP_DELETE = 45, 46
 # cores; a crafted stream naming all 65,536 would make that many points per window
 MAX_CAPS = 1024
 MUT, GC, IDLE = 2, 3, 4  # state: the index in a capability's record of the time spent in it
+_STATE: list[int | None]
 # event type -> the state it puts its capability in (None: not a transition)
 _STATE = [None] * 64
 _STATE[RUN_THREAD], _STATE[STOP_THREAD], _STATE[START_GC], _STATE[END_GC] = MUT, IDLE, GC, IDLE

@@ -50,4 +50,7 @@ class Clock:
             self.source = "fallback"
 
     def unix(self, t: int) -> int:
-        return t + self.offset
+        offset = self.offset
+        if offset is None:
+            raise ValueError("clock not anchored: observe() a WallClockTime or fall_back() first")
+        return t + offset

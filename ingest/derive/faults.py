@@ -6,9 +6,13 @@ of ``Pipeline``, which holds the state it uses."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from .base import DeriveFault
 from .order import _Late
+
+if TYPE_CHECKING:
+    from .order import Merge
 
 # eventlog times beyond this (146 years after the RTS started) are corrupt: anchored
 # at today's Unix time, no point could be written with them past 2262 (InfluxDB's end)
@@ -20,6 +24,18 @@ log = logging.getLogger("liveprof.derive")
 class FaultGuard:
     """``_jump`` checks each slice of released events before it is routed;
     ``_arrival_fault`` is for a live merge that a jump stopped."""
+
+    # the state it works on, held by the Pipeline (declared here for the type checker only)
+    merge: Merge
+    derivers: list[Any]  # Deriver or _Dead
+    stream_fault: str | None
+    deriver_faults: dict[str, str]
+    _wanting: dict[int, list[Any]]  # type id -> derivers that want it
+    _events: int
+    _dropped: int
+    _max_gap: int
+    _last: int | None
+    _tags: dict[str, str] | None
 
     def _arrival_fault(self) -> None:
         merge = self.merge

@@ -35,14 +35,16 @@ _NONE: tuple = ()
 
 class _Collection:
     __slots__ = ("start", "end", "caps", "stats", "request_t", "request", "sync_t")
+    end: int  # set when the collection closes, before _point reads it
+    request_t: int | None
+    request: str | None  # "par" | "seq"
 
-    def __init__(self, start: int, request):
+    def __init__(self, start: int, request: tuple[int, str] | None):
         self.start = start
-        self.end = None
         self.caps = 0
-        self.stats = None
+        self.stats: tuple | None = None  # the GCStatsGHC fields
         self.request_t, self.request = request if request is not None else (None, None)
-        self.sync_t = None
+        self.sync_t: int | None = None
 
 
 class GcDeriver(ByType):
@@ -55,7 +57,8 @@ class GcDeriver(ByType):
         self._in_gc: dict = {}  # cap -> StartGC time, caps now in GC
         self._cur: _Collection | None = None  # open collection
         self._pending: _Collection | None = None  # closed, waiting for its GCStatsGHC
-        self._request = None  # (t, "par"|"seq") of the last request outside a collection
+        # (t, "par"|"seq") of the last request outside a collection
+        self._request: tuple[int, str] | None = None
         self._gens: int | None = None
         self.late_events = 0
         self.unmatched_end = 0
@@ -85,7 +88,7 @@ class GcDeriver(ByType):
             self.late_events += 1
             return _NONE
         in_gc = self._in_gc
-        out = _NONE
+        out: tuple | list[Point] = _NONE
         if not in_gc:
             if self._pending is not None:
                 out = [self._point(self._pending)]
@@ -95,10 +98,10 @@ class GcDeriver(ByType):
         cap = ev.cap
         if cap is None:  # capability unknown (monitor protocol): count the starts
             in_gc[None] = in_gc.get(None, 0) + 1
-            self._cur.caps += 1
+            self._cur.caps += 1  # type: ignore[union-attr]  # open: made above, or caps in GC
         elif cap not in in_gc:
             in_gc[cap] = ev.time
-            self._cur.caps += 1
+            self._cur.caps += 1  # type: ignore[union-attr]  # open: made above, or caps in GC
         return out
 
     def _end(self, ev: Event, late: bool):
@@ -117,6 +120,8 @@ class GcDeriver(ByType):
             return _NONE
         cur = self._cur
         self._cur = None
+        if cur is None:  # (cannot be: a capability was in GC, so a collection was open)
+            return _NONE
         cur.end = ev.time
         if cur.stats is not None:
             return [self._point(cur)]

@@ -48,7 +48,7 @@ class HeapDeriver(ByType):
         self._any = False
         self._allocated = 0
         self._gauges: dict[str, list] = {}  # name -> [last, max] of this window
-        self._mem = None
+        self._mem: tuple | None = None  # (current, needed, returned) mblocks
 
     def flush(self, end: int) -> list[Point]:
         if not self._clock.started:

@@ -144,8 +144,9 @@ class HeapProfileDeriver(ByType):
     def _render(self, stack: tuple) -> str:
         names = self._cc_names
         parts = [names.get(cc) for cc in reversed(stack)]
-        if all(p is not None for p in parts):
-            label = "/".join(parts) or ROOT_STACK
+        known = [p for p in parts if p is not None]
+        if len(known) == len(parts):  # every cost centre named: the label is final
+            label = "/".join(known) or ROOT_STACK
             self._stacks[stack] = label
             return label
         return "/".join(p if p is not None else f"cc{cc}" for p, cc in zip(parts, reversed(stack)))

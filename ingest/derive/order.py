@@ -95,12 +95,12 @@ class Merge:
         self.check_every = s.check_every
         self._held: list = []  # events (and _Late) in arrival order, sorted lazily
         self._ready: list = []  # released by the memory bound, not yet returned
-        self._held_min = None  # smallest sort key in _held (None: empty, or not known
+        self._held_min: int | None = None  # smallest sort key in _held (None: empty, or not known
         # in whole mode before any early release, when it is not needed)
         self._latest: dict = {}  # stream -> latest time
         self._block: dict = {}  # stream of the last block marker -> its end_time
-        self._last_block_stream = _NO_STREAM
-        self._min_stream = _NO_STREAM  # stream holding the watermark
+        self._last_block_stream: int | None | _NoStream = _NO_STREAM  # (a stream is a cap)
+        self._min_stream: int | None | _NoStream = _NO_STREAM  # stream holding the watermark
         self._watermark = _NEG_INF
         self._newest = _NEG_INF  # largest event time seen (live mode)
         self._frontier = _NEG_INF
@@ -331,7 +331,7 @@ class Merge:
         self._min_stream = stream
         self._watermark = latest[stream]
 
-    def _release_upto(self, frontier: int) -> list:
+    def _release_upto(self, frontier: int) -> list[Event | _Late]:
         held = self._held
         held.sort(key=_TIME)
         cut = bisect_right(held, frontier, key=_TIME)

@@ -355,6 +355,7 @@ class Pipeline(FaultGuard):
     def _stamp(self, points: list[Point]) -> list[Point]:
         offset = self.clock.offset
         tags = self._tags
+        assert offset is not None and tags is not None  # set by _settle, before any stamping
         for p in points:
             p.time += offset
             p.tags.update(tags)
@@ -363,19 +364,19 @@ class Pipeline(FaultGuard):
 
     # the pipeline's own handlers (identity)
 
-    def _wall_clock(self, ev: Event, late: bool):
+    def _wall_clock(self, ev: Event, late: bool) -> None:
         if self._held is not None:
             self.clock.observe(ev)
         return None
 
-    def _program_args(self, ev: Event, late: bool):
+    def _program_args(self, ev: Event, late: bool) -> None:
         if self._program is None and len(ev.fields) > 1:
             args = ev.fields[1]
             if args and args[0]:
                 self._program = args[0].replace("\\", "/").rsplit("/", 1)[-1]
         return None
 
-    def _on_pid(self, ev: Event, late: bool):
+    def _on_pid(self, ev: Event, late: bool) -> None:
         if self._pid is None and len(ev.fields) > 1:
             self._pid = ev.fields[1]
         return None

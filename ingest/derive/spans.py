@@ -63,7 +63,9 @@ class SpansDeriver(Batched):
                 out.extend(clock.advance(t, self._close, self._labels.__len__))
                 ws, we = clock.start, clock.end
                 kinds = self._kinds  # (rebuilt when labels leave)
-                kind = kinds.get(msg) or self._classify(msg)
+                again = kinds.get(msg) or self._classify(msg)
+                if again is not None:  # (it is: msg is a span message, as just seen)
+                    kind = again
             elif t < ws:
                 self.late += 1
                 t = ws
@@ -147,7 +149,8 @@ class SpansDeriver(Batched):
             del self._labels[label]
         if idle:
             labels = self._labels
-            self._kinds = {m: k for m, k in self._kinds.items() if k[0] is labels.get(m[6:] if k[1] else m[5:])}
+            self._kinds = {m: k for m, k in self._kinds.items()
+                           if k[0] is labels.get(m[6:] if k[1] else m[5:])}
         return [Point("spans", {"label": label}, {"time_ns": v[0], "starts": v[1], "stops": v[2]}, ws)
                 for label, v in self.names.split(acc)]
 

@@ -189,8 +189,9 @@ class ThreadsDeriver(Batched):
         if self._created or any(stops):
             blocked = {BLOCK_REASONS[code]: n for code, n in enumerate(stops)
                        if n and code in BLOCK_REASONS}
-            fields = {"created": self._created, "finished": stops[FINISHED],
-                      "blocked": sum(blocked.values())}
+            fields: dict[str, int | float | str | bool] = {
+                "created": self._created, "finished": stops[FINISHED],
+                "blocked": sum(blocked.values())}
             fields.update(blocked)
             out.append(Point("threads", {}, fields, ws))
             self._created = 0

@@ -74,30 +74,31 @@ class SplitStreams:
                 self._unlogged_skip += it.count
 
     def _data(self, data: bytes) -> None:
-        if self._broken or self._consumer is None:
+        consumer = self._consumer
+        if self._broken or consumer is None:
             self.dropped += len(data)
             return
         try:
-            self._consumer.data(data)
+            consumer.data(data)
         except Exception as exc:  # a bad consumer costs its own stream only
             self._broken = True
             self.errors += 1
             self.dropped += len(data)
             self.log.exception("%s %s: stream #%d: its consumer failed; dropping the rest of "
                                "this eventlog", self.kind, self.peer, self.streams)
-            self._call_end(f"consumer failed: {exc!r}")
+            self._call_end(consumer, f"consumer failed: {exc!r}")
 
     def _end(self, item: LogEnd) -> None:
         if item.error is not None:
             self.errors += 1
             self.log.warning("%s %s: stream #%d ended at stream offset %d: %s",
                              self.kind, self.peer, self.streams, item.offset, item.error)
-        if not self._broken:
-            self._call_end(item.error)
+        consumer = self._consumer
+        if consumer is not None and not self._broken:  # (the splitter starts every stream it ends)
+            self._call_end(consumer, item.error)
         self._consumer, self._broken = None, False
 
-    def _call_end(self, error: str | None) -> None:
-        consumer = self._consumer
+    def _call_end(self, consumer: StreamConsumer, error: str | None) -> None:
         try:
             consumer.end(error)
         except Exception:

@@ -133,11 +133,11 @@ class FileSource:
     async def _follow(self, opener: Opener) -> None:
         cfg = self.config
         f = None
-        streams = None
+        streams: SplitStreams | None = None
         waiting_logged = False
         try:
             while True:
-                if f is None:
+                if f is None or streams is None:  # (streams is set whenever f is)
                     try:
                         f = await _open(cfg.path)
                     except FileNotFoundError:

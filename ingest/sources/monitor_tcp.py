@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.monitor import (
     MAX_FRAME,
+    EventlogState,
     FrameError,
     FrameReader,
     HeaderChanged,
@@ -59,7 +60,7 @@ class MonitorTcpSource:
         self.streams = 0
         self.connections = 0
         self.errors = 0
-        self.state = None      # the latest EventlogState snapshot received
+        self.state: EventlogState | None = None  # the latest snapshot received
 
     async def run(self, opener: Opener) -> None:
         """Dial, read, redial, until cancelled (or after one connection with ``once``)."""
@@ -140,16 +141,17 @@ class _Connection:
                 data = self.session.receive_all([m for _, m in pending], self.now())
                 pending = []
             except HeaderChanged as exc:
-                self.consumer.data(exc.data)
+                self.consumer.data(exc.data)  # type: ignore[attr-defined]  # set by receive_all
                 self.consumer.end(None)
                 log.info("monitor %s: a new header on the connection: new session",
                          self.source.peer)
                 self.session, self.consumer = Session(), self.source._open(self.opener)
-                pending = pending[exc.index:]
+                pending = pending[exc.index:]  # type: ignore[attr-defined]  # set by receive_all
                 continue
             except MessageError as exc:
-                self.consumer.data(exc.data)
-                raise _Bad(f"frame at stream offset {pending[exc.index][0]}: {exc}") from exc
+                self.consumer.data(exc.data)  # type: ignore[attr-defined]  # set by receive_all
+                at = pending[exc.index][0]  # type: ignore[attr-defined]  # set by receive_all
+                raise _Bad(f"frame at stream offset {at}: {exc}") from exc
             finally:
                 self.got_header = self.got_header or self.session.header_done
                 self.source.state = self.session.state or self.source.state

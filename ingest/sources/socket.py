@@ -101,8 +101,8 @@ class SocketSource:
     def check(self) -> None:
         """``PermanentSourceError`` if a Unix socket path cannot be a socket
         to dial (a missing one is fine: the program is not started yet)."""
-        mode, where = self.config.target
-        if mode != "unix":
+        _, where = self.config.target
+        if not isinstance(where, str):  # tcp: (host, port); unix: a path
             return
         try:
             st_mode = os.stat(where).st_mode
@@ -114,8 +114,8 @@ class SocketSource:
             raise PermanentSourceError(f"socket {where}: {path_kind(st_mode)}, not a socket")
 
     async def _connect(self):
-        mode, where = self.config.target
-        if mode == "unix":
+        _, where = self.config.target
+        if isinstance(where, str):  # unix: a path; tcp: (host, port)
             try:
                 return await asyncio.open_unix_connection(where, limit=self.config.read_size)
             except OSError as exc:
@@ -167,7 +167,7 @@ class SocketSource:
                     self.errors += 1
                     error = f"socket {self.peer}: not an eventlog: {exc}; closing the connection"
                     break
-                if check.ended:
+                if check.ended and check.end_offset is not None:  # (set together)
                     chunk = chunk[:check.end_offset - got]
                 got += len(chunk)
                 self.bytes += len(chunk)

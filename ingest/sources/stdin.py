@@ -33,9 +33,9 @@ log = logging.getLogger("liveprof.stdin")
 class StdinConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    fd: int = Field(0, ge=0, description="the descriptor to read (0: standard input)")
-    read_size: int = Field(1 << 16, ge=1, description="bytes asked of one read")
-    max_hold: int = Field(1 << 20, ge=1 << 12,
+    fd: int = Field(default=0, ge=0, description="the descriptor to read (0: standard input)")
+    read_size: int = Field(default=1 << 16, ge=1, description="bytes asked of one read")
+    max_hold: int = Field(default=1 << 20, ge=1 << 12,
                           description="bytes held while a header is checked (splitter bound)")
 
 

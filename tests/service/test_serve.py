@@ -8,6 +8,7 @@ from ingest.config import load
 from ingest.service import Service
 from tests.corpus import DATA, summary
 from tests.monitor import fake_monitor as fm
+from tests.servers import wait_for
 
 LOG = DATA / "threads-mvar.nonthreaded.l.eventlog"
 
@@ -26,10 +27,7 @@ async def run_until(service: Service, predicate, timeout=60.0):
     task = asyncio.create_task(service.run())
     try:
         await asyncio.wait_for(service.ready.wait(), 10)
-        async def wait():
-            while not predicate(service):
-                await asyncio.sleep(0.05)
-        await asyncio.wait_for(wait(), timeout)
+        await wait_for(lambda: predicate(service), timeout)
     finally:
         service.stop()
         await asyncio.wait_for(task, 30)
@@ -88,12 +86,11 @@ async def test_influxdb_down_then_back_loses_nothing(influxd_factory, tmp_path):
         service = Service(cfg)
         task = asyncio.create_task(service.run())
         await asyncio.wait_for(service.ready.wait(), 10)
-        while not ended(1)(service):
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: ended(1)(service), 60)
         assert service.sink.stats.spooled > 0         # the memory bound was passed: on disk
         server.start()
-        while service.sink.stats.written < service.registry.finished[1].points:
-            await asyncio.sleep(0.1)
+        await wait_for(lambda: service.sink.stats.written >= service.registry.finished[1].points,
+                       60, interval=0.1)
         service.stop()
         await asyncio.wait_for(task, 30)
     assert count(server, "outage", "gc") == summary(LOG)["gc"]["collections"]
@@ -125,8 +122,7 @@ async def test_every_source_at_once(influxd, influx_database, tmp_path):
         service = Service(cfg)
         task = asyncio.create_task(service.run())
         await asyncio.wait_for(service.ready.wait(), 10)
-        while not fifo.exists():
-            await asyncio.sleep(0.02)
+        await wait_for(fifo.exists, 30, interval=0.02)
         # a program writing its eventlog into the pipe, opened read-write as GHC does
         fd = os.open(fifo, os.O_RDWR)
         try:
@@ -135,10 +131,7 @@ async def test_every_source_at_once(influxd, influx_database, tmp_path):
             os.close(fd)
         await asyncio.to_thread(fm.send_datagrams, LOG, ("127.0.0.1", udp_port), interval=0.002)
         try:
-            async def five():
-                while len(service.registry.finished) < 5:
-                    await asyncio.sleep(0.05)
-            await asyncio.wait_for(five(), 60)
+            await wait_for(lambda: len(service.registry.finished) >= 5, 60)
         finally:
             service.stop()
             await asyncio.wait_for(task, 30)
@@ -213,16 +206,11 @@ async def test_gc_alerts_go_out_over_mqtt_while_points_land(influxd, influx_data
             want = summary(LOG)["gc"]["collections"]
             await run_until(service, lambda s: ended(1)(s) and s.alerts.stats.published >= want)
         try:
-            await asyncio.wait_for(_until(lambda: len(got) >= want), 10)
+            await wait_for(lambda: len(got) >= want, 10)
         finally:
             listener.cancel()
     assert len(got) == want == count(influxd, influx_database, "gc")
     assert all(a["pause_ms"] > 0.001 and a["app"] == "threads-mvar-nonthreaded" for a in got)
-
-
-async def _until(predicate):
-    while not predicate():
-        await asyncio.sleep(0.05)
 
 
 async def test_a_named_pipe_shows_points_before_the_writer_has_finished(influxd, influx_database,
@@ -246,7 +234,7 @@ async def test_a_named_pipe_shows_points_before_the_writer_has_finished(influxd,
     task = asyncio.create_task(service.run())
     try:
         await asyncio.wait_for(service.ready.wait(), 10)
-        await asyncio.wait_for(_until(fifo.exists), 10)
+        await wait_for(fifo.exists, 10)
         fd = os.open(fifo, os.O_RDWR)
         try:
             cut = len(data) * 2 // 3
@@ -254,12 +242,12 @@ async def test_a_named_pipe_shows_points_before_the_writer_has_finished(influxd,
                 await asyncio.to_thread(os.write, fd, data[i:min(i + 512, cut)])
                 await asyncio.sleep(0.002)
             # still writing (a third to go): points are already in InfluxDB
-            await asyncio.wait_for(_until(lambda: count(influxd, influx_database, "gc") > 0), 30)
+            await wait_for(lambda: count(influxd, influx_database, "gc") > 0, 30)
             early = count(influxd, influx_database, "gc")
             await asyncio.to_thread(os.write, fd, data[cut:])
         finally:
             os.close(fd)
-        await asyncio.wait_for(_until(lambda: len(service.registry.finished) == 1), 30)
+        await wait_for(lambda: len(service.registry.finished) == 1, 30)
         await service.sink.flush(30)
     finally:
         service.stop()

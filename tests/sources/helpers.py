@@ -4,6 +4,7 @@ descriptor and task accounting, and an eventlog-socket style test server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import struct
@@ -132,8 +133,9 @@ class EventlogServer:
                 await w.wait_closed()
             except OSError:
                 pass
-        if self.unix_path and os.path.exists(self.unix_path):
-            os.unlink(self.unix_path)
+        if self.unix_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix_path)
 
     async def _serve(self, reader, writer) -> None:
         self.clients += 1

@@ -11,6 +11,7 @@ import pytest
 from ingest.errors import SourceError
 from ingest.sources.fifo import FifoConfig, FifoSource
 from tests.corpus import all_logs
+from tests.servers import wait_for
 from tests.sources.helpers import Streams, cancel, fd_targets, open_fds, other_tasks
 
 LOGS = all_logs()
@@ -49,14 +50,12 @@ def fifo(tmp_path):
 async def start(path, got, **kw):
     src = FifoSource(FifoConfig(path=path, **kw))
     task = asyncio.create_task(src.run(got), name="source:fifo")
-    while src.streams is None:           # open and reading
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: src.streams is not None, 20, interval=0.01)  # open and reading
     return src, task
 
 
 async def read_up_to(src, n):
-    while src.streams.bytes < n:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: src.streams.bytes >= n, 20, interval=0.01)
 
 
 def nbytes(n):

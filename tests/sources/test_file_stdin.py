@@ -16,6 +16,7 @@ from ingest.errors import SourceError
 from ingest.sources.file import FileConfig, FileSource
 from ingest.sources.stdin import StdinConfig, StdinSource
 from tests.corpus import REPO, all_logs, log_id, pick
+from tests.servers import wait_for
 from tests.sources.helpers import Streams, cancel, fd_targets, open_fds, other_tasks
 
 LOGS = all_logs()
@@ -28,11 +29,6 @@ GARBAGE = bytes(range(256)) * 3
 
 def follow(path, **kw) -> FileSource:
     return FileSource(FileConfig(path=str(path), follow=True, poll_interval=0.02, **kw))
-
-
-async def until(predicate):
-    while not predicate():
-        await asyncio.sleep(0.01)
 
 
 # -- import once -----------------------------------------------------------------
@@ -77,7 +73,8 @@ async def test_follow_a_growing_file_then_truncation_and_replacement(tmp_path):
     src = follow(path)
     task = asyncio.create_task(src.run(got), name="source:file")
     await asyncio.sleep(0.05)                  # the file is not there yet: waited for
-    with open(path, "ab", buffering=0) as f:   # the program appends as it runs
+    # the program appends as it runs
+    with open(path, "ab", buffering=0) as f:  # noqa: ASYNC230 the test is the writing program; a small local file
         for i in range(0, len(A), 7000):
             f.write(A[i:i + 7000])
             if i % 70_000 == 0:
@@ -85,14 +82,14 @@ async def test_follow_a_growing_file_then_truncation_and_replacement(tmp_path):
     await got.wait(lambda g: len(g.ended()) == 1)
     assert bytes(got.streams[0].data) == A and got.streams[0].error is None
     # a new run rewrites the file from the start: truncated, then written
-    with open(path, "r+b") as f:
+    with open(path, "r+b") as f:  # noqa: ASYNC230 the test is the writing program; a small local file
         f.truncate(0)
-    await until(lambda: src.restarts == 1)
-    with open(path, "ab") as f:
+    await wait_for(lambda: src.restarts == 1, 20, interval=0.01)
+    with open(path, "ab") as f:  # noqa: ASYNC230 the test is the writing program; a small local file
         f.write(B)
     await got.wait(lambda g: len(g.ended()) == 2)
     # a half-written run, then the file is replaced by another one
-    with open(path, "ab") as f:
+    with open(path, "ab") as f:  # noqa: ASYNC230 the test is the writing program; a small local file
         f.write(C[:len(C) // 2])
     await got.wait(lambda g: len(g.streams) == 3 and len(g.streams[2].data) > 0)
     tmp = tmp_path / "next.eventlog"

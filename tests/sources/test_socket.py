@@ -8,6 +8,7 @@ import pytest
 
 from ingest.sources.socket import SocketConfig, SocketSource, parse_target
 from tests.corpus import all_logs, log_id, pick
+from tests.servers import wait_for
 from tests.sources.helpers import (
     EventlogServer,
     Streams,
@@ -95,8 +96,8 @@ async def test_reconnects_after_the_program_restarts(mode, tmp_path):
     await server.stop()                       # the program dies mid-stream
     await got.wait(lambda g: g.streams[0].ended)
     refused = src.failed_dials
-    while src.failed_dials < refused + 2:     # it is down: dialling is refused, and retried
-        await asyncio.sleep(0.02)
+    # it is down: dialling is refused, and retried
+    await wait_for(lambda: src.failed_dials >= refused + 2, 20, interval=0.02)
     restarted = await server_for(mode, tmp_path, SMALL, port=server.port).start()
     await got.wait(lambda g: len(g.ended()) == 2)
     await cancel(task)
@@ -117,8 +118,7 @@ async def test_dials_until_the_program_is_up(mode, tmp_path):
     got = Streams()
     src = source(server.address)
     task = asyncio.create_task(src.run(got))
-    while src.failed_dials < 3:
-        await asyncio.sleep(0.02)
+    await wait_for(lambda: src.failed_dials >= 3, 20, interval=0.02)
     assert got.streams == []
     await server.start()
     await got.wait(lambda g: len(g.ended()) >= 1)

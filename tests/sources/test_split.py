@@ -120,7 +120,7 @@ def scenario(seed: int, segments: int = 6):
     parts, expect, skipped = [], [], 0
     offset = 0
     prev = None
-    for i in range(segments):
+    for _ in range(segments):
         kinds = ["log", "log", "cut"]
         if prev != "cut":
             kinds += ["garbage", "header part"]
@@ -151,7 +151,7 @@ def scenario(seed: int, segments: int = 6):
 def check(stream, expect, skipped, chunks):
     logs, got_skipped, _ = split(stream, chunks(stream))
     assert [(o, len(b)) for o, b, _ in logs] == [(o, len(b)) for o, b, _ in expect]
-    for (o, got, error), (_, want, ok) in zip(logs, expect):
+    for (_, got, error), (_, want, ok) in zip(logs, expect):
         assert got == want
         assert (error is None) == ok, error
     assert got_skipped == skipped
@@ -335,7 +335,7 @@ def test_decode_error_is_never_raised_on_random_bytes():
         stream = bytes(noisy) + log
         try:
             logs, skipped, _ = split(stream, randomly(rng.random())(stream))
-        except DecodeError:  # pragma: no cover - the test fails
-            raise AssertionError("DecodeError escaped the splitter")
+        except DecodeError as exc:  # pragma: no cover - the test fails
+            raise AssertionError("DecodeError escaped the splitter") from exc
         assert sum(len(b) for _, b, _ in logs) + skipped == len(stream)
         assert logs[-1][1:] == (log, None)
