@@ -11,6 +11,7 @@ import pytest
 from ingest.api import ApiConfig, bound_port, start_api, stop_api
 from ingest.config import load
 from ingest.service import Service
+from tests.servers import wait_for
 
 ADMIN = "test-admin-token-0123456789"
 
@@ -65,10 +66,8 @@ class Running:
         self.task = asyncio.create_task(self.service.run())
         await asyncio.wait_for(self.service.ready.wait(), 20)
         # the raw retention policy must exist before points are written to it
-        async def setup_done():
-            while self.settings.setup and self.service.setup_report is None:
-                await asyncio.sleep(0.02)
-        await asyncio.wait_for(setup_done(), 30)
+        await wait_for(lambda: not self.settings.setup or self.service.setup_report is not None,
+                       30, interval=0.02)
         self.runner = await start_api(self.service, self.api_config)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
         url = f"http://127.0.0.1:{bound_port(self.runner)}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from tests import servers
 from tests.api.conftest import Running, api_config, settings_for
 from tests.corpus import DATA
 from tests.sources.helpers import EventlogServer
@@ -14,10 +15,7 @@ LOG = DATA / "threads-mvar.nonthreaded.l.eventlog"
 
 
 async def wait_for(predicate, timeout=30.0):
-    async def loop():
-        while not predicate():
-            await asyncio.sleep(0.02)
-    await asyncio.wait_for(loop(), timeout)
+    await servers.wait_for(predicate, timeout, interval=0.02)
 
 
 def socket_streams(api, port):

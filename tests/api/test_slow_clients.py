@@ -66,7 +66,7 @@ async def test_dribbling_uploads_are_cut_and_a_normal_one_then_succeeds(
             async with http.get(srv.url + "/metrics") as r:
                 text = await r.text()
             return int(float(re.search(r"^liveprof_uploads_receiving (\S+)$", text, re.M)[1]))
-        while await receiving() < 4:
+        while await receiving() < 4:  # noqa: ASYNC110 /metrics over HTTP: nothing to await
             await asyncio.sleep(0.05)
         async with http.post(srv.url + "/api/v1/upload", data=data) as r:
             assert r.status == 429       # every slot held by the dribblers
@@ -115,7 +115,7 @@ async def test_half_sent_requests_are_closed_and_health_answers_throughout(
                 await asyncio.sleep(0.2)
         watcher = asyncio.create_task(watch())
         conns = []
-        for i in range(0, HALF_SENT, 100):
+        for _ in range(0, HALF_SENT, 100):
             conns += await asyncio.gather(*(half_sent(srv.host, srv.port) for _ in range(100)))
         started = time.monotonic()
         closed = await asyncio.wait_for(

@@ -15,6 +15,7 @@ from protocol.eventlog import CATALOGUE
 from tests.api.conftest import Running, api_config, settings_for
 from tests.api.helpers import count, events_read, expected_events, total, upload_wants
 from tests.corpus import DATA, summary, with_summary
+from tests.servers import wait_for
 
 SESSION_EVENTS = {CATALOGUE[t].name for t in SessionDeriver.wants}
 LOG = DATA / "threads-mvar.nonthreaded.l.eventlog"
@@ -194,8 +195,7 @@ async def test_limits_size_concurrency_and_stalls(influxd, influx_database, tmp_
             await release.wait()
             yield data[1000:2000]
         first = asyncio.create_task(api.call("POST", "/api/v1/upload", data=slow()))
-        while not _receiving(api):
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: _receiving(api), 30, interval=0.01)
         status, body = await api.call("POST", "/api/v1/upload", data=data[:1000])
         assert status == 429, body
         release.set()
