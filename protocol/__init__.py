@@ -5,6 +5,7 @@ from .eventlog import (
     Decoder,
     EndOfStream,
     Event,
+    EventType,
     Header,
     LogData,
     LogEnd,
@@ -14,5 +15,5 @@ from .eventlog import (
     event_json,
 )
 
-__all__ = ["DecodeError", "Decoder", "EndOfStream", "Event", "Header", "event_json"]
+__all__ = ["DecodeError", "Decoder", "EndOfStream", "Event", "EventType", "Header", "event_json"]
 __all__ += ["LogData", "LogEnd", "LogSplitter", "LogStart", "Skipped"]

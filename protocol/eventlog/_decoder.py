@@ -17,9 +17,10 @@ import re
 import struct
 from collections.abc import Iterable
 
-from ._catalogue import BLOCK_MARKER, CATALOGUE, STOP_THREAD, select_layout
+from ._catalogue import CATALOGUE, select_layout
 from ._enums import STOP_STATUS_BY_CODE, lookup
-from ._events import UNKNOWN, EndOfStream, Event, EventType, Header
+from ._events import UNKNOWN, Declaration, EndOfStream, Event, Header
+from ._ids import EventType
 
 HDRB = b"hdrb"
 HETB = b"hetb"
@@ -106,7 +107,7 @@ class Decoder:
     ``only``: if given, the event type ids to return; every other record is
     skipped without decoding its payload (block markers still attribute
     capabilities).  Block markers themselves are returned as ``EventBlock``
-    events (type 18) unless ``only`` leaves them out.
+    events (``EventType.BLOCK_MARKER``) unless ``only`` leaves them out.
     """
 
     native = _speedups is not None  # use the C record loop
@@ -118,7 +119,7 @@ class Decoder:
         self._base = 0  # stream offset of _pending[0]
         self._need = 0  # bytes _pending must hold before parsing is worth trying
         self._state = S_MAGIC
-        self._decls: list[EventType] = []
+        self._decls: list[Declaration] = []
         self._table: list | None = None
         self._block_end = 0
         self._block_cap: int | None = None
@@ -268,7 +269,7 @@ class Decoder:
         if buf[pos:pos + 4] != ETE:
             raise DecodeError(f"event type {type_id}: declaration end marker 'ete' not found",
                               self._base + pos, type_id)
-        self._decls.append(EventType(type_id, None if size == VARIABLE else size, description))
+        self._decls.append(Declaration(type_id, None if size == VARIABLE else size, description))
         self._decl_bytes += pos + 4 - start
         return pos + 4
 
@@ -283,7 +284,8 @@ class Decoder:
         declared = header.declared()
         table: list = [None] * 0x10000
         only = self._only
-        old_stop_codes = 58 in declared and 59 not in declared  # GHC 7.8.2
+        # GHC 7.8.2: user markers but not yet the declaration that marks the fixed codes
+        old_stop_codes = EventType.USER_MARKER in declared and EventType.HACK_BUG_T9003 not in declared
         for type_id, et in declared.items():
             if type_id == END_OF_DATA:
                 continue
@@ -291,7 +293,7 @@ class Decoder:
             spec = CATALOGUE.get(type_id)
             wanted = only is None or type_id in only
             layout = select_layout(spec, size) if spec is not None else None
-            if type_id == BLOCK_MARKER and layout is not None:
+            if type_id == EventType.BLOCK_MARKER and layout is not None:
                 table[type_id] = (size, K_BLOCK, layout.struct, wanted, spec.name,
                                   _codes(layout.struct), None)
                 continue
@@ -305,7 +307,7 @@ class Decoder:
                 table[type_id] = (size, K_EMPTY, None, None, spec.name, None, None)
             else:
                 post, native = layout.post, layout.native
-                if type_id == STOP_THREAD and old_stop_codes and layout.size == 10:
+                if type_id == EventType.STOP_THREAD and old_stop_codes and layout.size == 10:
                     post, native = _stop_782, None
                 kind = K_VSTRUCT if size is None else K_STRUCT
                 table[type_id] = (size, kind, layout.struct, post, spec.name,

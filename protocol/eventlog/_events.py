@@ -37,9 +37,9 @@ class Event(NamedTuple):
 
 
 @dataclass(frozen=True)
-class EventType:
-    """One declaration of the header: id, payload size (``None`` = variable)
-    and the RTS's description."""
+class Declaration:
+    """One event-type declaration of the header: id, payload size (``None`` =
+    variable) and the RTS's description."""
 
     id: int
     size: int | None
@@ -48,9 +48,9 @@ class EventType:
 
 @dataclass(frozen=True)
 class Header:
-    event_types: tuple[EventType, ...]
+    event_types: tuple[Declaration, ...]
 
-    def declared(self) -> dict[int, EventType]:
+    def declared(self) -> dict[int, Declaration]:
         """The last declaration of each id wins, as in ghc-events."""
         return {et.id: et for et in self.event_types}
 

@@ -9,6 +9,7 @@ from enum import IntEnum
 from ._catalogue import CATALOGUE
 from ._enums import ghc_events_status_name
 from ._events import UNKNOWN, Event
+from ._ids import EventType as E
 
 _ESCAPES = {i: "\\u%04x" % i for i in range(0x20)}
 _ESCAPES.update({0x7F: "\\u007f", ord('"'): '\\"', ord("\\"): "\\\\",
@@ -63,7 +64,7 @@ def _binary(ev: Event) -> str:
 
 
 def _ticky_def(ev: Event) -> str:
-    names = CATALOGUE[210].fields
+    names = CATALOGUE[E.TICKY_COUNTER_DEF].fields
     f = ev.fields
     # the optional trailing fields only when the payload has them
     keep = 4 + (f[4] is not None) + (f[5] is not None)
@@ -88,7 +89,8 @@ def _show(ev: Event) -> str:
     return '"show":' + json_string(show_text(ev))
 
 
-_RENDER = {2: _stop_thread, 25: _capset_create, 181: _binary, 210: _ticky_def}
+_RENDER = {E.STOP_THREAD: _stop_thread, E.CAPSET_CREATE: _capset_create,
+           E.USER_BINARY_MSG: _binary, E.TICKY_COUNTER_DEF: _ticky_def}
 for _id, _spec in CATALOGUE.items():
     if _spec.show:
         _RENDER[_id] = _show

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..eventlog._ids import EventType
 from ._messages import (
     BlockHeader,
     BlockPart,
@@ -44,7 +45,7 @@ from ._state import EventlogState, decode_state
 HEADER_OPEN = b"hdrbhetb"
 HEADER_CLOSE = b"hetehdredatb"
 END_OF_DATA = b"\xff\xff"
-BLOCK_MARKER = 18
+BLOCK_MARKER = int(EventType.BLOCK_MARKER)
 VARIABLE = 0xFFFF
 END_OF_DATA_ID = 0xFFFF
 
