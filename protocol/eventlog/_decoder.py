@@ -17,25 +17,21 @@ import re
 import struct
 from collections.abc import Iterable
 
+from .._errors import ProtocolError
 from ._catalogue import CATALOGUE, select_layout
 from ._enums import STOP_STATUS_BY_CODE, lookup
 from ._events import UNKNOWN, Declaration, EndOfStream, Event, Header
-from ._ids import EventType
+from ._header import ETB, DeclarationError, HeaderFull, parse_declaration
+from ._ids import END_OF_DATA, EventType
 
 HDRB = b"hdrb"
 HETB = b"hetb"
-ETB = b"etb\0"
-ETE = b"ete\0"
 HETE = b"hete"
 HDRE = b"hdre"
 DATB = b"datb"
-END_OF_DATA = 0xFFFF
-VARIABLE = 0xFFFF
 
 _RECORD = struct.Struct(">HQ")
 _LEN = struct.Struct(">H")
-_DECL = struct.Struct(">HHI")
-_U32 = struct.Struct(">I")
 
 # what the hot loop does with a record of each declared type
 K_STRUCT, K_VSTRUCT, K_EMPTY, K_READ, K_BLOCK, K_SKIP, K_UNKNOWN = range(7)
@@ -43,8 +39,6 @@ K_STRUCT, K_VSTRUCT, K_EMPTY, K_READ, K_BLOCK, K_SKIP, K_UNKNOWN = range(7)
 # decoder states
 S_MAGIC, S_DECLS, S_HEADER_END, S_DATA, S_ENDED = range(5)
 
-# A header declaration longer than this is taken as corruption, not waited for.
-MAX_DECLARATION = 1 << 16
 # Bounds of the whole header: declarations, and their bytes (etb to ete) together.
 MAX_DECLARATIONS = 4096
 MAX_HEADER = 1 << 18
@@ -70,7 +64,7 @@ def _codes(st: struct.Struct) -> bytes:
     return "".join(out).encode()
 
 
-class DecodeError(Exception):
+class DecodeError(ProtocolError):
     """The stream is malformed.  ``offset`` is the byte offset in the stream,
     ``event_id`` the event type concerned (if any), ``events`` the complete
     events the failing ``feed`` call decoded before the error."""
@@ -205,7 +199,6 @@ class Decoder:
         """Parse as much of the header as ``buf`` holds; returns the position
         after it.  Raises _NeedMore(position of the last complete part)."""
         pos = 0
-        n = len(buf)
         if self._state == S_MAGIC:
             self._require(buf, pos, 8, pos)
             if buf[0:4] != HDRB:
@@ -226,7 +219,7 @@ class Decoder:
             if marker != ETB:
                 raise DecodeError(f"malformed header: expected 'etb' or 'hete', got {marker!r}",
                                   self._base + pos)
-            pos = self._declaration(buf, pos, n)
+            pos = self._declaration(buf, pos)
         if self._state == S_HEADER_END:
             self._require(buf, pos, 8, pos)
             if buf[pos:pos + 4] != HDRE:
@@ -244,41 +237,23 @@ class Decoder:
             self._need = pos + count
             raise _NeedMore(resume)
 
-    def _declaration(self, buf, start: int, n: int) -> int:
+    def _declaration(self, buf, start: int) -> int:
         if len(self._decls) >= MAX_DECLARATIONS:
             raise DecodeError(f"header declares more than {MAX_DECLARATIONS} event types",
                               self._base + start)
-        pos = start + 4
-        self._require(buf, pos, 8, start)
-        type_id, size, desc_len = _DECL.unpack_from(buf, pos)
-        if desc_len > MAX_DECLARATION:
-            raise DecodeError(f"event type {type_id}: description length {desc_len} is too large",
-                              self._base + pos + 4, type_id)
-        self._header_room(start, pos + 8 + desc_len + 8, type_id)
-        pos += 8
-        self._require(buf, pos, desc_len + 4, start)
-        description = bytes(buf[pos:pos + desc_len]).decode("utf-8", "replace")
-        pos += desc_len
-        (extra_len,) = _U32.unpack_from(buf, pos)
-        if extra_len > MAX_DECLARATION:
-            raise DecodeError(f"event type {type_id}: extra info length {extra_len} is too large",
-                              self._base + pos, type_id)
-        self._header_room(start, pos + 4 + extra_len + 4, type_id)
-        pos += 4 + extra_len
-        self._require(buf, pos, 4, start)
-        if buf[pos:pos + 4] != ETE:
-            raise DecodeError(f"event type {type_id}: declaration end marker 'ete' not found",
-                              self._base + pos, type_id)
-        self._decls.append(Declaration(type_id, None if size == VARIABLE else size, description))
-        self._decl_bytes += pos + 4 - start
-        return pos + 4
-
-    def _header_room(self, start: int, end: int, type_id: int) -> None:
-        """Refuse a declaration (``start`` to ``end``) that takes the header past
-        ``MAX_HEADER`` bytes, before waiting for its bytes."""
-        if self._decl_bytes + end - start > MAX_HEADER:
-            raise DecodeError(f"event type {type_id}: the header's declarations exceed "
-                              f"{MAX_HEADER} bytes", self._base + start, type_id)
+        try:
+            decl, end = parse_declaration(buf, start, MAX_HEADER - self._decl_bytes)
+        except HeaderFull as exc:
+            raise DecodeError(f"event type {exc.type_id}: the header's declarations exceed "
+                              f"{MAX_HEADER} bytes", self._base + start, exc.type_id) from None
+        except DeclarationError as exc:
+            raise DecodeError(exc.message, self._base + exc.offset, exc.type_id) from None
+        if decl is None:
+            self._need = end
+            raise _NeedMore(start)
+        self._decls.append(decl)
+        self._decl_bytes += end - start
+        return end
 
     def _build_table(self, header: Header) -> list:
         declared = header.declared()

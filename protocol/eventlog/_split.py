@@ -46,10 +46,10 @@ behind a witness at most ``max_hold`` plus one chunk.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-from ._decoder import HDRB, HETB, MAX_DECLARATION, DecodeError, Decoder
+from ._decoder import HDRB, HETB, DecodeError, Decoder
+from ._header import ETB, DeclarationError, parse_declaration
 
 MAGIC = HDRB + HETB
 MAX_HOLD = 1 << 20
@@ -88,8 +88,6 @@ def _prefix_tail(buf) -> int:
 
 
 NEED, BAD, DONE = range(3)
-_DECL_HEAD = struct.Struct(">4sHHI")
-_U32 = struct.Struct(">I")
 
 
 def scan_header(buf, pos: int = 0) -> tuple[int, int]:
@@ -119,25 +117,15 @@ def scan_header(buf, pos: int = 0) -> tuple[int, int]:
                 return BAD, pos
             end = pos + 12
             return (BAD, pos) if buf.find(MAGIC, 1, end) >= 0 else (DONE, end)
-        if marker != b"etb\0":
+        if marker != ETB:
             return BAD, pos
-        if pos + 12 > n:
+        try:
+            decl, at = parse_declaration(buf, pos)
+        except DeclarationError:
+            return BAD, pos
+        if decl is None:
             return NEED, pos
-        _, _, _, desc_len = _DECL_HEAD.unpack_from(buf, pos)
-        if desc_len > MAX_DECLARATION:
-            return BAD, pos
-        at = pos + 12 + desc_len
-        if at + 4 > n:
-            return NEED, pos
-        (extra_len,) = _U32.unpack_from(buf, at)
-        if extra_len > MAX_DECLARATION:
-            return BAD, pos
-        at += 4 + extra_len
-        if at + 4 > n:
-            return NEED, pos
-        if buf[at:at + 4] != b"ete\0":
-            return BAD, pos
-        pos = at + 4
+        pos = at
 
 
 class LogSplitter:

@@ -18,12 +18,14 @@ objects), and map keys are integers or strings, unique.
 
 from __future__ import annotations
 
+from .._errors import ProtocolError
+
 MAX_DEPTH = 24   # the deepest real message (a thread's stop status in a snapshot) is ~7
 
 _FALSE, _TRUE, _NULL, _BREAK = 0xF4, 0xF5, 0xF6, 0xFF
 
 
-class CborError(ValueError):
+class CborError(ProtocolError, ValueError):
     """Bytes that are not one item of the protocol's CBOR subset."""
 
 

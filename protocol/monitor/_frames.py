@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import struct
 
+from .._errors import ProtocolError
+
 MAX_FRAME = 16 << 20  # no real message comes near this; a bigger length means a broken peer
 
 
-class FrameError(ValueError):
+class FrameError(ProtocolError, ValueError):
     """The byte stream cannot be split into frames any more; ``offset`` is the
     stream offset of the bad length prefix, ``frames`` the complete frames
     that came before it in the same ``feed``."""

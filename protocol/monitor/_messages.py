@@ -13,10 +13,11 @@ from typing import NamedTuple, Union
 
 import cbor2
 
+from .._errors import ProtocolError
 from . import _cbor
 
 
-class MessageError(ValueError):
+class MessageError(ProtocolError, ValueError):
     """A frame or datagram body that is not a valid ``ProfileMsg``."""
 
 
