@@ -22,6 +22,7 @@ from ._split import LogData, LogEnd, LogSplitter, LogStart, Skipped
 __all__ = [
     "CATALOGUE", "END_OF_DATA", "MAX_DECLARATION", "MAX_DECLARATIONS", "MAX_HEADER", "MAX_TRAILING",
     "CapsetType", "DecodeError", "Declaration", "DeclarationError", "Decoder", "EndOfStream",
-    "Event", "EventSpec", "EventType", "Header", "HeapProfBreakdown", "LogData", "LogEnd", "LogSplitter", "LogStart",
+    "Event", "EventSpec", "EventType", "Header", "HeapProfBreakdown", "LogData", "LogEnd",
+    "LogSplitter", "LogStart",
     "MsgTag", "ProtocolError", "Skipped", "StopStatus", "event_json", "parse_declaration",
 ]
