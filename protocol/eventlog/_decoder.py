@@ -21,14 +21,8 @@ from .._errors import ProtocolError
 from ._catalogue import CATALOGUE, select_layout
 from ._enums import STOP_STATUS_BY_CODE, lookup
 from ._events import UNKNOWN, Declaration, EndOfStream, Event, Header
-from ._header import ETB, DeclarationError, HeaderFull, parse_declaration
+from ._header import DATB, ETB, HDRB, HDRE, HETB, HETE, DeclarationError, HeaderFull, parse_declaration
 from ._ids import END_OF_DATA, EventType
-
-HDRB = b"hdrb"
-HETB = b"hetb"
-HETE = b"hete"
-HDRE = b"hdre"
-DATB = b"datb"
 
 _RECORD = struct.Struct(">HQ")
 _LEN = struct.Struct(">H")

@@ -3,8 +3,8 @@
 ``etb\\0 id:u16 size:u16 desc_len:u32 desc extra_len:u32 extra ete\\0``
 
 The decoder (incrementally, with its header bounds), the splitter (to tell a
-real header from payload bytes that look like one) and the monitor session
-(one record per message) all read declarations here.
+real header from payload bytes that look like one, ``scan_header``) and the
+monitor session (one record per message) all read declarations here.
 """
 
 from __future__ import annotations
@@ -14,8 +14,14 @@ import struct
 from .._errors import ProtocolError
 from ._events import Declaration
 
+HDRB = b"hdrb"
+HETB = b"hetb"
 ETB = b"etb\0"
 ETE = b"ete\0"
+HETE = b"hete"
+HDRE = b"hdre"
+DATB = b"datb"
+MAGIC = HDRB + HETB  # how every eventlog begins
 VARIABLE = 0xFFFF  # declared size of a variable-size type
 
 # A description or extra info longer than this is taken as corruption, not waited for.
@@ -87,3 +93,44 @@ def _check_room(start: int, end: int, room: int | None, type_id: int) -> None:
     if room is not None and end - start > room:
         raise HeaderFull(f"event type {type_id}: the declaration takes more than the {room} "
                          f"bytes left", start, type_id)
+
+
+NEED, BAD, DONE = range(3)
+
+
+def scan_header(buf, pos: int = 0) -> tuple[int, int]:
+    """Check the eventlog header that starts at ``buf[0]``, resuming at
+    ``pos`` (0, or a position this returned with ``NEED``).
+
+    Returns ``(DONE, end)`` with the offset just past ``datb``, ``(NEED, pos)``
+    when ``buf`` ends inside it, ``(BAD, pos)`` when it is not a header.  A
+    header holding another ``hdrbhetb`` is not one: a header cut off in a
+    declaration reads the next header's bytes as that declaration's text and
+    may then parse on through it, but no real header contains the magic."""
+    n = len(buf)
+    if pos == 0:
+        if n < len(MAGIC):
+            return (NEED, 0) if MAGIC.startswith(bytes(buf)) else (BAD, 0)
+        if buf[:len(MAGIC)] != MAGIC:
+            return BAD, 0
+        pos = len(MAGIC)
+    while True:
+        if pos + 4 > n:
+            return NEED, pos
+        marker = buf[pos:pos + 4]
+        if marker == HETE:
+            if pos + 12 > n:
+                return NEED, pos
+            if buf[pos + 4:pos + 12] != HDRE + DATB:
+                return BAD, pos
+            end = pos + 12
+            return (BAD, pos) if buf.find(MAGIC, 1, end) >= 0 else (DONE, end)
+        if marker != ETB:
+            return BAD, pos
+        try:
+            decl, at = parse_declaration(buf, pos)
+        except DeclarationError:
+            return BAD, pos
+        if decl is None:
+            return NEED, pos
+        pos = at
