@@ -216,6 +216,10 @@ define(E.TICKY_COUNTER_SAMPLE, "TickyCounterSample",
 define(E.TICKY_COUNTER_BEGIN_SAMPLE, "TickyBeginSample")
 
 
+# The same, keyed by plain ints, for per-event lookups: an int key finds an
+# IntEnum key only after a rich comparison, about twice the time.
+BY_ID: dict[int, EventSpec] = {int(t): spec for t, spec in CATALOGUE.items()}
+
 
 def select_layout(spec: EventSpec, declared: int | None) -> Layout | None:
     """The layout to decode a type declared with ``declared`` payload bytes

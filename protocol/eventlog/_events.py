@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ._catalogue import CATALOGUE
+from ._catalogue import BY_ID
 
 UNKNOWN = "UnknownEvent"
 
@@ -28,7 +28,7 @@ class Event(NamedTuple):
     def field_names(self) -> tuple[str, ...]:
         if self.name == UNKNOWN:
             return ("ref",)
-        return CATALOGUE[self.type].fields[: len(self.fields)]
+        return BY_ID[self.type].fields[: len(self.fields)]
 
     def as_dict(self) -> dict:
         if self.name == UNKNOWN:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from ._catalogue import CATALOGUE
+from ._catalogue import BY_ID
 from ._enums import ghc_events_status_name
 from ._events import UNKNOWN, Event
 from ._ids import EventType as E
@@ -41,7 +41,7 @@ def _pairs(names, values) -> str:
 
 
 def _default(ev: Event) -> str:
-    return _pairs(CATALOGUE[ev.type].fields, ev.fields)
+    return _pairs(BY_ID[ev.type].fields, ev.fields)
 
 
 def _stop_thread(ev: Event) -> str:
@@ -64,7 +64,7 @@ def _binary(ev: Event) -> str:
 
 
 def _ticky_def(ev: Event) -> str:
-    names = CATALOGUE[E.TICKY_COUNTER_DEF].fields
+    names = BY_ID[E.TICKY_COUNTER_DEF].fields
     f = ev.fields
     # the optional trailing fields only when the payload has them
     keep = 4 + (f[4] is not None) + (f[5] is not None)
@@ -80,7 +80,7 @@ def show_text(ev: Event) -> str:
     """Haskell's ``show`` of the ghc-events constructor (record syntax)."""
     if not ev.fields:
         return ev.name
-    names = CATALOGUE[ev.type].fields
+    names = BY_ID[ev.type].fields
     body = ", ".join("%s = %s" % (k, _show_value(v)) for k, v in zip(names, ev.fields))
     return "%s {%s}" % (ev.name, body)
 
@@ -89,9 +89,10 @@ def _show(ev: Event) -> str:
     return '"show":' + json_string(show_text(ev))
 
 
-_RENDER = {E.STOP_THREAD: _stop_thread, E.CAPSET_CREATE: _capset_create,
-           E.USER_BINARY_MSG: _binary, E.TICKY_COUNTER_DEF: _ticky_def}
-for _id, _spec in CATALOGUE.items():
+# keyed by plain ints, like BY_ID (looked up per event)
+_RENDER = {int(E.STOP_THREAD): _stop_thread, int(E.CAPSET_CREATE): _capset_create,
+           int(E.USER_BINARY_MSG): _binary, int(E.TICKY_COUNTER_DEF): _ticky_def}
+for _id, _spec in BY_ID.items():
     if _spec.show:
         _RENDER[_id] = _show
 
