@@ -10,14 +10,18 @@ are reader functions ``(buf, start, end) -> fields``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import _readers as r
-from ._enums import CAPSET_TYPE_BY_CODE, STOP_STATUS_BY_CODE
+from ._enums import CAPSET_TYPE_BY_CODE, STOP_STATUS_BY_CODE, EnumTable
 from ._ids import EventType
 from ._ids import EventType as E
-from ._readers import Reader
+from ._readers import Post, Reader
+
+# what the C loop does instead of calling ``post``/``read``: for a fixed
+# layout (field index, enum table) to look one field up; for a reader 1
+# (whole payload as text) or 2 (u32, then the rest as text)
+Native = tuple[int, EnumTable] | int | None
 
 
 @dataclass(frozen=True)
@@ -27,13 +31,10 @@ class Layout:
 
     size: int | None
     struct: struct.Struct | None = None
-    post: Callable[[tuple], tuple] | None = None
+    post: Post | None = None
     read: Reader | None = None
     names: tuple[str, ...] | None = None  # overrides the type's field names
-    # what the C loop does instead of calling ``post``/``read``: for a fixed
-    # layout (field index, enum table) to look one field up; for a reader 1
-    # (whole payload as text) or 2 (u32, then the rest as text)
-    native: object = None
+    native: Native = None
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,17 @@ class EventSpec:
     show: bool = False  # extension events the reference dumps print as Show text
 
 
-CATALOGUE: dict[EventType, EventSpec] = {}  # keyed by EventType, looked up by int too
+# keyed by EventType members (typed by their base, int, so that a raw id looks one up)
+CATALOGUE: dict[int, EventSpec] = {}
 
 
-def fixed(fmt: str, post=None, names=None, native=None) -> Layout:
+def fixed(fmt: str, post: Post | None = None, names: tuple[str, ...] | None = None,
+          native: Native = None) -> Layout:
     st = struct.Struct(">" + fmt)
     return Layout(st.size, st, post, None, names, native)
 
 
-def variable(read: Reader, native=None) -> Layout:
+def variable(read: Reader, native: Native = None) -> Layout:
     return Layout(None, None, None, read, None, native)
 
 
@@ -233,13 +236,14 @@ def select_layout(spec: EventSpec, declared: int | None) -> Layout | None:
     readers = [lay for lay in spec.layouts if lay.size is None]
     if readers:
         return readers[0]
-    sizes = sorted((lay for lay in spec.layouts), key=lambda lay: lay.size, reverse=True)
+    # (no reader: every layout is fixed, its size an int)
+    sizes = sorted(((lay.size or 0, lay) for lay in spec.layouts), key=lambda p: p[0], reverse=True)
     if declared is None:
-        return sizes[0]
-    for lay in sizes:
-        if lay.size == declared:
+        return sizes[0][1]
+    for size, lay in sizes:
+        if size == declared:
             return lay
-    for lay in sizes:
-        if lay.size < declared:
+    for size, lay in sizes:
+        if size < declared:
             return lay
     return None

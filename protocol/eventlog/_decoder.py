@@ -13,22 +13,17 @@ after the end marker by ``max_trailing``.
 from __future__ import annotations
 
 import os
-import re
 import struct
 from collections.abc import Iterable
 
 from .._errors import ProtocolError
-from ._catalogue import CATALOGUE, select_layout
-from ._enums import STOP_STATUS_BY_CODE, lookup
 from ._events import UNKNOWN, Declaration, EndOfStream, Event, Header
 from ._header import DATB, ETB, HDRB, HDRE, HETB, HETE, DeclarationError, HeaderFull, parse_declaration
-from ._ids import END_OF_DATA, EventType
+from ._ids import END_OF_DATA
+from ._table import K_BLOCK, K_EMPTY, K_READ, K_SKIP, K_STRUCT, K_VSTRUCT, Entry, build_table
 
 _RECORD = struct.Struct(">HQ")
 _LEN = struct.Struct(">H")
-
-# what the hot loop does with a record of each declared type
-K_STRUCT, K_VSTRUCT, K_EMPTY, K_READ, K_BLOCK, K_SKIP, K_UNKNOWN = range(7)
 
 # decoder states
 S_MAGIC, S_DECLS, S_HEADER_END, S_DATA, S_ENDED = range(5)
@@ -44,18 +39,10 @@ try:  # the C record loop, unless disabled or not compiled
         raise ImportError
     from . import _speedups
 except ImportError:
-    _speedups = None
+    _speedups = None  # type: ignore[assignment]  # the module, or None when not built or disabled
 
 # status codes of _speedups.records
 _MORE, _ENDED, _UNDECLARED, _SHORT_BLOCK = range(4)
-
-
-def _codes(st: struct.Struct) -> bytes:
-    """'>7QH' -> b'QQQQQQQH': one letter per field, for the C loop."""
-    out = []
-    for count, code in re.findall(r"(\d*)([BHIQ])", st.format.lstrip(">")):
-        out.append(code * int(count or 1))
-    return "".join(out).encode()
 
 
 class DecodeError(ProtocolError):
@@ -79,16 +66,6 @@ class _NeedMore(Exception):
         self.upto = upto
 
 
-def _stop_782(f):
-    # GHC 7.8.2 numbered BlockedOnMVarRead 8 and shifted the later codes up by one
-    code = f[1]
-    if code == 8:
-        code = 20
-    elif 9 <= code <= 20:
-        code -= 1
-    return (f[0], lookup(STOP_STATUS_BY_CODE, code), f[2])
-
-
 class Decoder:
     """Sans-IO decoder of one eventlog stream.
 
@@ -108,7 +85,7 @@ class Decoder:
         self._need = 0  # bytes _pending must hold before parsing is worth trying
         self._state = S_MAGIC
         self._decls: list[Declaration] = []
-        self._table: list | None = None
+        self._table: list[Entry | None] | None = None
         self._block_end = 0
         self._block_cap: int | None = None
         self._partial_id: int | None = None
@@ -134,7 +111,7 @@ class Decoder:
         """True once the end-of-data marker has been read."""
         return self._state == S_ENDED
 
-    def feed(self, data) -> list[Event]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         if self._failed is not None:
             raise DecodeError("decoder has already failed: " + self._failed.message,
                               self._failed.offset, self._failed.event_id)
@@ -169,7 +146,7 @@ class Decoder:
         self._need -= pos
         return events
 
-    def _keep_trailing(self, data, start: int = 0) -> None:
+    def _keep_trailing(self, data: bytes | bytearray | memoryview, start: int = 0) -> None:
         room = max(0, self.max_trailing - len(self.trailing))
         self.trailing += data[start:start + room]
         self.trailing_dropped += max(0, len(data) - start - room)
@@ -180,6 +157,7 @@ class Decoder:
         returned by ``feed``."""
         pending = len(self._pending)
         if self._state == S_ENDED:
+            assert self.end_offset is not None
             return EndOfStream(True, self.end_offset, "complete")
         if self._state != S_DATA:
             return EndOfStream(False, self._base, "header", None, pending)
@@ -222,16 +200,16 @@ class Decoder:
                 raise DecodeError("data begin marker 'datb' not found", self._base + pos + 4)
             pos += 8
             self.header = Header(tuple(self._decls))
-            self._table = self._build_table(self.header)
+            self._table = build_table(self.header, self._only)
             self._state = S_DATA
         return pos
 
-    def _require(self, buf, pos: int, count: int, resume: int) -> None:
+    def _require(self, buf: bytearray, pos: int, count: int, resume: int) -> None:
         if pos + count > len(buf):
             self._need = pos + count
             raise _NeedMore(resume)
 
-    def _declaration(self, buf, start: int) -> int:
+    def _declaration(self, buf: bytearray, start: int) -> int:
         if len(self._decls) >= MAX_DECLARATIONS:
             raise DecodeError(f"header declares more than {MAX_DECLARATIONS} event types",
                               self._base + start)
@@ -249,48 +227,16 @@ class Decoder:
         self._decl_bytes += end - start
         return end
 
-    def _build_table(self, header: Header) -> list:
-        declared = header.declared()
-        table: list = [None] * 0x10000
-        only = self._only
-        # GHC 7.8.2: user markers but not yet the declaration that marks the fixed codes
-        old_stop_codes = EventType.USER_MARKER in declared and EventType.HACK_BUG_T9003 not in declared
-        for type_id, et in declared.items():
-            if type_id == END_OF_DATA:
-                continue
-            size = et.size
-            spec = CATALOGUE.get(type_id)
-            wanted = only is None or type_id in only
-            layout = select_layout(spec, size) if spec is not None else None
-            if type_id == EventType.BLOCK_MARKER and layout is not None:
-                table[type_id] = (size, K_BLOCK, layout.struct, wanted, spec.name,
-                                  _codes(layout.struct), None)
-                continue
-            if not wanted:
-                table[type_id] = (size, K_SKIP, None, None, None, None, None)
-            elif layout is None:
-                table[type_id] = (size, K_UNKNOWN, None, None, UNKNOWN, None, None)
-            elif layout.read is not None:
-                table[type_id] = (size, K_READ, layout.read, None, spec.name, None, layout.native)
-            elif layout.size == 0:
-                table[type_id] = (size, K_EMPTY, None, None, spec.name, None, None)
-            else:
-                post, native = layout.post, layout.native
-                if type_id == EventType.STOP_THREAD and old_stop_codes and layout.size == 10:
-                    post, native = _stop_782, None
-                kind = K_VSTRUCT if size is None else K_STRUCT
-                table[type_id] = (size, kind, layout.struct, post, spec.name,
-                                  _codes(layout.struct), native)
-        return table
-
     # -- records (the hot loop) -----------------------------------------------
 
-    def _records(self, buf: bytearray, pos: int, events: list) -> int:
+    def _records(self, buf: bytearray, pos: int, events: list[Event]) -> int:
         if not self.native:
             return self._records_py(buf, pos, events)
         base = self._base
+        table = self._table
+        assert table is not None  # built with the header
         pos, block_end, self._block_cap, status, need, partial, skipped = _speedups.records(
-            buf, pos, self._table, self._block_end - base, self._block_cap, events, Event, UNKNOWN)
+            buf, pos, table, self._block_end - base, self._block_cap, events, Event, UNKNOWN)
         self.skipped += skipped
         self._block_end = block_end + base
         self._partial_id = None if partial < 0 else partial
@@ -305,18 +251,20 @@ class Decoder:
             raise self._short_block(buf, pos, partial)
         return pos
 
-    def _short_block(self, buf, pos: int, tid: int) -> DecodeError:
+    def _short_block(self, buf: bytearray, pos: int, tid: int) -> DecodeError:
         """The one error both record loops raise for a block marker whose
         payload is shorter than its layout (``pos``: where the record starts)."""
-        size = self._table[tid][0]
+        entry = self._table[tid] if self._table is not None else None
+        size = entry[0] if entry is not None else None
         if size is None:
             size = buf[pos + 10] << 8 | buf[pos + 11]
         return DecodeError(f"block marker payload of {size} bytes is too short",
                            self._base + pos, tid)
 
-    def _records_py(self, buf: bytearray, pos: int, events: list) -> int:
+    def _records_py(self, buf: bytearray, pos: int, events: list[Event]) -> int:
         n = len(buf)
         table = self._table
+        assert table is not None  # built with the header
         record = _RECORD.unpack_from
         length = _LEN.unpack_from
         append = events.append

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ._catalogue import BY_ID
 
@@ -23,14 +23,14 @@ class Event(NamedTuple):
     name: str
     time: int
     cap: int | None
-    fields: tuple
+    fields: tuple[Any, ...]
 
     def field_names(self) -> tuple[str, ...]:
         if self.name == UNKNOWN:
             return ("ref",)
         return BY_ID[self.type].fields[: len(self.fields)]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         if self.name == UNKNOWN:
             return {"ref": self.type}
         return dict(zip(self.field_names(), self.fields))

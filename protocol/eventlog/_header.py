@@ -98,7 +98,7 @@ def _check_room(start: int, end: int, room: int | None, type_id: int) -> None:
 NEED, BAD, DONE = range(3)
 
 
-def scan_header(buf, pos: int = 0) -> tuple[int, int]:
+def scan_header(buf: bytes | bytearray, pos: int = 0) -> tuple[int, int]:
     """Check the eventlog header that starts at ``buf[0]``, resuming at
     ``pos`` (0, or a position this returned with ``NEED``).
 

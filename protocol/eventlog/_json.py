@@ -4,6 +4,7 @@ raw UTF-8 with ``"``, ``\\`` and control characters escaped."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 from ._catalogue import BY_ID
@@ -20,7 +21,7 @@ def json_string(s: str) -> str:
     return '"' + s.translate(_ESCAPES) + '"'
 
 
-def json_value(v) -> str:
+def json_value(v: object) -> str:
     if v is None:
         return "null"
     if isinstance(v, str):
@@ -36,7 +37,7 @@ def json_value(v) -> str:
     raise TypeError(f"cannot render {type(v).__name__}")
 
 
-def _pairs(names, values) -> str:
+def _pairs(names: Iterable[str], values: Iterable[object]) -> str:
     return ",".join('"%s":%s' % (k, json_value(v)) for k, v in zip(names, values))
 
 
@@ -71,7 +72,7 @@ def _ticky_def(ev: Event) -> str:
     return _pairs(names[:keep], f[:keep])
 
 
-def _show_value(v) -> str:
+def _show_value(v: object) -> str:
     # the extension events carry only numbers and message tags
     return v.name if isinstance(v, IntEnum) else str(v)
 

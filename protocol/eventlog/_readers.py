@@ -19,7 +19,11 @@ from ._enums import (
     lookup,
 )
 
-Reader = Callable[[Any, int, int], tuple]
+Buf = bytes | bytearray
+Fields = tuple[Any, ...]  # an event's field values
+Reader = Callable[[Buf, int, int], Fields]
+Post = Callable[[Fields], Fields]
+Unpack = Callable[[Buf, int], tuple[int]]
 
 # --- payload readers -------------------------------------------------------------
 
@@ -29,11 +33,11 @@ _U32 = struct.Struct(">I").unpack_from
 _U64 = struct.Struct(">Q").unpack_from
 
 
-def text(raw) -> str:
+def text(raw: Buf) -> str:
     return bytes(raw).decode("utf-8", "replace")
 
 
-def _cstr(buf, pos: int, end: int) -> tuple[str | None, int]:
+def _cstr(buf: Buf, pos: int, end: int) -> tuple[str | None, int]:
     """A NUL-terminated string at ``pos``; (None, end) when nothing is left,
     and the rest of the payload when the terminator is missing."""
     if pos >= end:
@@ -44,30 +48,30 @@ def _cstr(buf, pos: int, end: int) -> tuple[str | None, int]:
     return text(buf[pos:nul]), nul + 1
 
 
-def _cstrs(buf, pos: int, end: int, count: int) -> tuple[list, int]:
-    out = []
+def _cstrs(buf: Buf, pos: int, end: int, count: int) -> tuple[list[str | None], int]:
+    out: list[str | None] = []
     for _ in range(count):
         s, pos = _cstr(buf, pos, end)
         out.append(s)
     return out, pos
 
 
-def _int(unpack, size, buf, pos, end):
+def _int(unpack: Unpack, size: int, buf: Buf, pos: int, end: int) -> tuple[int | None, int]:
     if pos + size > end:
         return None, end
     return unpack(buf, pos)[0], pos + size
 
 
-def read_text(buf, start, end):
+def read_text(buf: Buf, start: int, end: int) -> Fields:
     return (text(buf[start:end]),)
 
 
-def read_capset_text(buf, start, end):
+def read_capset_text(buf: Buf, start: int, end: int) -> Fields:
     capset, pos = _int(_U32, 4, buf, start, end)
     return (capset, text(buf[pos:end]))
 
 
-def read_capset_list(buf, start, end):
+def read_capset_list(buf: Buf, start: int, end: int) -> Fields:
     capset, pos = _int(_U32, 4, buf, start, end)
     raw = bytes(buf[pos:end])
     if raw.endswith(b"\0"):
@@ -75,23 +79,23 @@ def read_capset_list(buf, start, end):
     return (capset, [text(part) for part in raw.split(b"\0")])
 
 
-def read_thread_text(buf, start, end):
+def read_thread_text(buf: Buf, start: int, end: int) -> Fields:
     thread, pos = _int(_U32, 4, buf, start, end)
     return (thread, text(buf[pos:end]))
 
 
-def read_intern_string(buf, start, end):
+def read_intern_string(buf: Buf, start: int, end: int) -> Fields:
     split = max(start, end - 4)
     sid = _U32(buf, split)[0] if end - start >= 4 else None
     return (text(buf[start:split]), sid)
 
 
-def read_perf_name(buf, start, end):
+def read_perf_name(buf: Buf, start: int, end: int) -> Fields:
     num, pos = _int(_U32, 4, buf, start, end)
     return (num, text(buf[pos:end]))
 
 
-def read_heap_prof_begin(buf, start, end):
+def read_heap_prof_begin(buf: Buf, start: int, end: int) -> Fields:
     pid, pos = _int(_U8, 1, buf, start, end)
     period, pos = _int(_U64, 8, buf, pos, end)
     breakdown, pos = _int(_U32, 4, buf, pos, end)
@@ -101,56 +105,57 @@ def read_heap_prof_begin(buf, start, end):
     return (pid, period, breakdown, *filters)
 
 
-def read_cost_centre(buf, start, end):
+def read_cost_centre(buf: Buf, start: int, end: int) -> Fields:
     cc, pos = _int(_U32, 4, buf, start, end)
     strs, pos = _cstrs(buf, pos, end, 3)
     flags, pos = _int(_U8, 1, buf, pos, end)
     return (cc, *strs, flags)
 
 
-def _stack(buf, pos, end, depth):
+def _stack(buf: Buf, pos: int, end: int, depth: int | None) -> list[int] | None:
     if depth is None:
         return None
     count = min(depth, max(0, (end - pos) // 4))
     return list(struct.unpack_from(">%dI" % count, buf, pos))
 
 
-def read_sample_cost_centre(buf, start, end):
+def read_sample_cost_centre(buf: Buf, start: int, end: int) -> Fields:
     pid, pos = _int(_U8, 1, buf, start, end)
     residency, pos = _int(_U64, 8, buf, pos, end)
     depth, pos = _int(_U8, 1, buf, pos, end)
     return (pid, residency, depth, _stack(buf, pos, end, depth))
 
 
-def read_sample_string(buf, start, end):
+def read_sample_string(buf: Buf, start: int, end: int) -> Fields:
     pid, pos = _int(_U8, 1, buf, start, end)
     residency, pos = _int(_U64, 8, buf, pos, end)
     label, pos = _cstr(buf, pos, end)
     return (pid, residency, label)
 
 
-def read_prof_sample(buf, start, end):
+def read_prof_sample(buf: Buf, start: int, end: int) -> Fields:
     cap, pos = _int(_U32, 4, buf, start, end)
     ticks, pos = _int(_U64, 8, buf, pos, end)
     depth, pos = _int(_U8, 1, buf, pos, end)
     return (cap, ticks, depth, _stack(buf, pos, end, depth))
 
 
-def read_ipe(buf, start, end):
+def read_ipe(buf: Buf, start: int, end: int) -> Fields:
     info, pos = _int(_U64, 8, buf, start, end)
-    strs, pos = _cstrs(buf, pos, end, 6)
+    raw, pos = _cstrs(buf, pos, end, 6)
+    strs: list[str | int | None] = list(raw)
     desc = strs[1]
-    if desc is not None:
+    if isinstance(desc, str):
         digits = desc.strip()
         strs[1] = int(digits) if digits.isdigit() else desc
     return (info, *strs)
 
 
-def read_binary(buf, start, end):
+def read_binary(buf: Buf, start: int, end: int) -> Fields:
     return (bytes(buf[start:end]),)
 
 
-def read_ticky_def(buf, start, end):
+def read_ticky_def(buf: Buf, start: int, end: int) -> Fields:
     cid, pos = _int(_U64, 8, buf, start, end)
     arity, pos = _int(_U16, 2, buf, pos, end)
     (kinds, name), pos = _cstrs(buf, pos, end, 2)
@@ -162,34 +167,34 @@ def read_ticky_def(buf, start, end):
 # --- post-processing of fixed layouts ---------------------------------------------
 
 
-def stop10(f):
+def stop10(f: Fields) -> Fields:
     return (f[0], lookup(STOP_STATUS_BY_CODE, f[1]), f[2])
 
 
-def stop6(f):
+def stop6(f: Fields) -> Fields:
     return (f[0], lookup(STOP_STATUS_BY_CODE, f[1]))
 
 
-def capset_create(f):
+def capset_create(f: Fields) -> Fields:
     return (f[0], lookup(CAPSET_TYPE_BY_CODE, f[1]))
 
 
-def spark_counters(f):
+def spark_counters(f: Fields) -> Fields:
     # wire order: created, dud, overflowed, converted, gc'd, fizzled, remaining
     return (f[0], f[1], f[2], f[3], f[5], f[4], f[6])
 
 
-def gc_stats50(f):
+def gc_stats50(f: Fields) -> Fields:
     return f + (None,)
 
 
-def eden_tag(f):
+def eden_tag(f: Fields) -> Fields:
     return (lookup(MSG_TAG_BY_CODE, f[0] - 0x50),) + f[1:]
 
 
-def drop_all(f):
+def drop_all(f: Fields) -> Fields:
     return ()
 
 
-def last_only(f):
+def last_only(f: Fields) -> Fields:
     return f[-1:]

@@ -54,25 +54,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._header import BAD, DONE, MAGIC, scan_header
-from ._split_log import InLog, LogData, LogEnd, prefix_tail
+from ._split_log import InLog, Item, LogData, LogEnd, LogStart, Skipped, prefix_tail
 
 MAX_HOLD = 1 << 20
 
 __all__ = ["LogData", "LogEnd", "LogSplitter", "LogStart", "Skipped"]
-
-
-@dataclass(frozen=True, slots=True)
-class LogStart:
-    offset: int          # stream offset of the log's first byte (its ``hdrb``)
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    offset: int          # stream offset of the first byte skipped
-    count: int
-
-
-Item = LogStart | LogData | LogEnd | Skipped
 
 
 @dataclass(slots=True)
@@ -159,7 +145,7 @@ class LogSplitter:
 
     # -- machinery -------------------------------------------------------------
 
-    def _run(self, chunk: bytes | None, at: int, out: list) -> None:
+    def _run(self, chunk: bytes | None, at: int, out: list[Item]) -> None:
         while chunk is not None:
             state = self._state
             if isinstance(state, InLog):
@@ -171,7 +157,7 @@ class LogSplitter:
             else:
                 chunk, at = self._seek(state, chunk, at, out)
 
-    def _skip(self, at: int, count: int, out: list) -> None:
+    def _skip(self, at: int, count: int, out: list[Item]) -> None:
         if count <= 0:
             return
         self.skipped += count
@@ -181,7 +167,7 @@ class LogSplitter:
         else:
             out.append(Skipped(at, count))
 
-    def _seek(self, state: _Seek, chunk: bytes, at: int, out: list) -> tuple[bytes | None, int]:
+    def _seek(self, state: _Seek, chunk: bytes, at: int, out: list[Item]) -> tuple[bytes | None, int]:
         """Out of a log: look for MAGIC."""
         buf = state.tail + chunk if state.tail else chunk
         buf_at = at - len(state.tail)
@@ -197,7 +183,7 @@ class LogSplitter:
         return buf[i:], buf_at + i
 
     def _in_probe(self, probe: _Probe, chunk: bytes, at: int,
-                  out: list) -> tuple[bytes | None, int]:
+                  out: list[Item]) -> tuple[bytes | None, int]:
         """A header is being checked: hold its bytes until it parses or fails."""
         probe.held += chunk
         status, probe.pos = scan_header(probe.held, probe.pos)
@@ -213,7 +199,7 @@ class LogSplitter:
             return self._lose_probe(probe, out)
         return None, 0
 
-    def _lose_probe(self, probe: _Probe, out: list) -> tuple[bytes | None, int]:
+    def _lose_probe(self, probe: _Probe, out: list[Item]) -> tuple[bytes | None, int]:
         """The header did not parse: skip its first byte, search the rest."""
         self._state = _Seek()
         self._skip(probe.at, 1, out)

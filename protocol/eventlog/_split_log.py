@@ -10,6 +10,17 @@ from ._header import DONE, MAGIC, scan_header
 
 
 @dataclass(frozen=True, slots=True)
+class LogStart:
+    offset: int          # stream offset of the log's first byte (its ``hdrb``)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    offset: int          # stream offset of the first byte skipped
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class LogData:
     data: bytes          # the next bytes of the current log
 
@@ -18,6 +29,9 @@ class LogData:
 class LogEnd:
     offset: int          # stream offset just past the log's last byte
     error: str | None    # None: the end marker was read
+
+
+Item = LogStart | LogData | LogEnd | Skipped  # what LogSplitter.feed returns
 
 
 def prefix_tail(buf: bytes | bytearray) -> int:
@@ -68,7 +82,7 @@ class InLog:
         self.spans: dict[int, int | None] = {}  # candidate -> end of the log's record holding it
         self.done = False
 
-    def close(self, offset: int, out: list) -> tuple[bytes | None, int]:
+    def close(self, offset: int, out: list[Item]) -> tuple[bytes | None, int]:
         """End of input at stream offset ``offset``."""
         if self.decoder.ended:          # a witness was undecided: it loses
             return self.cut(self.log_end, None, out)
@@ -82,7 +96,7 @@ class InLog:
         self.done = True
         return None, 0
 
-    def emit(self, upto: int, out: list) -> None:
+    def emit(self, upto: int, out: list[Item]) -> None:
         """Hand out the first ``upto`` unemitted bytes as log data."""
         if upto <= 0:
             return
@@ -96,7 +110,7 @@ class InLog:
         self.emitted += upto
         out.append(LogData(data))
 
-    def cut(self, at: int, error: str | None, out: list) -> tuple[bytes | None, int]:
+    def cut(self, at: int, error: str | None, out: list[Item]) -> tuple[bytes | None, int]:
         """End the log at stream offset ``at``; returns the bytes after it."""
         self.emit(at - self.emitted, out)
         rest = bytes(self.unemitted)
@@ -104,7 +118,7 @@ class InLog:
         self.done = True
         return (rest or None), at
 
-    def feed(self, chunk: bytes, at: int, out: list) -> tuple[bytes | None, int]:
+    def feed(self, chunk: bytes, at: int, out: list[Item]) -> tuple[bytes | None, int]:
         log = self.decoder
         end = at + len(chunk)
         fail_at = 0
