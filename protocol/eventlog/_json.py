@@ -12,7 +12,7 @@ from ._enums import ghc_events_status_name
 from ._events import UNKNOWN, Event
 from ._ids import EventType as E
 
-_ESCAPES = {i: "\\u%04x" % i for i in range(0x20)}
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
 _ESCAPES.update({0x7F: "\\u007f", ord('"'): '\\"', ord("\\"): "\\\\",
                  ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
 
@@ -38,7 +38,7 @@ def json_value(v: object) -> str:
 
 
 def _pairs(names: Iterable[str], values: Iterable[object]) -> str:
-    return ",".join('"%s":%s' % (k, json_value(v)) for k, v in zip(names, values))
+    return ",".join(f'"{k}":{json_value(v)}' for k, v in zip(names, values))
 
 
 def _default(ev: Event) -> str:
@@ -49,19 +49,19 @@ def _stop_thread(ev: Event) -> str:
     f = ev.fields
     status = int(f[1])
     if status == 8 and len(f) > 2:
-        return '"thread":%d,"status":"BlockedOnBlackHoleOwnedBy","blocked_on":%d' % (f[0], f[2])
+        return f'"thread":{f[0]:d},"status":"BlockedOnBlackHoleOwnedBy","blocked_on":{f[2]:d}'
     name = "BlockedOnBlackHole" if status == 8 else ghc_events_status_name(status)
-    return '"thread":%d,"status":"%s"' % (f[0], name)
+    return f'"thread":{f[0]:d},"status":"{name}"'
 
 
 def _capset_create(ev: Event) -> str:
     capset, kind = ev.fields
     name = kind.name if isinstance(kind, IntEnum) else "CapsetUnknown"
-    return '"capset":%d,"capsetType":"%s"' % (capset, name)
+    return f'"capset":{capset:d},"capsetType":"{name}"'
 
 
 def _binary(ev: Event) -> str:
-    return '"payload_hex":"%s"' % ev.fields[0].hex()
+    return f'"payload_hex":"{ev.fields[0].hex()}"'
 
 
 def _ticky_def(ev: Event) -> str:
@@ -82,8 +82,8 @@ def show_text(ev: Event) -> str:
     if not ev.fields:
         return ev.name
     names = BY_ID[ev.type].fields
-    body = ", ".join("%s = %s" % (k, _show_value(v)) for k, v in zip(names, ev.fields))
-    return "%s {%s}" % (ev.name, body)
+    body = ", ".join(f"{k} = {_show_value(v)}" for k, v in zip(names, ev.fields))
+    return f"{ev.name} {{{body}}}"
 
 
 def _show(ev: Event) -> str:
@@ -101,8 +101,8 @@ for _id, _spec in BY_ID.items():
 def event_json(ev: Event) -> str:
     """One event as one JSON line (without the newline)."""
     if ev.name == UNKNOWN:
-        body = '"ref":%d' % ev.type
+        body = f'"ref":{ev.type:d}'
     else:
         body = _RENDER.get(ev.type, _default)(ev)
     cap = "null" if ev.cap is None else str(ev.cap)
-    return '{"t":%d,"cap":%s,"type":"%s","fields":{%s}}' % (ev.time, cap, ev.name, body)
+    return f'{{"t":{ev.time:d},"cap":{cap},"type":"{ev.name}","fields":{{{body}}}}}'

@@ -116,7 +116,7 @@ def _stack(buf: Buf, pos: int, end: int, depth: int | None) -> list[int] | None:
     if depth is None:
         return None
     count = min(depth, max(0, (end - pos) // 4))
-    return list(struct.unpack_from(">%dI" % count, buf, pos))
+    return list(struct.unpack_from(f">{count}I", buf, pos))
 
 
 def read_sample_cost_centre(buf: Buf, start: int, end: int) -> Fields:
