@@ -60,6 +60,9 @@ class HeaderChanged(ProtocolError):
     a new stream.  The caller ends this session and gives the message to a
     new one."""
 
+    data: bytes = b""   # as MessageError's (set by ``Session.receive_all``)
+    index: int = 0
+
 
 @dataclass
 class SessionStats:
@@ -145,7 +148,7 @@ class Session:
         out: list[bytes] = []
         index = 0
         try:
-            for index, msg in enumerate(messages):
+            for index, msg in enumerate(messages):  # noqa: B007 (read in the except clause)
                 self.stats.messages += 1
                 self._take(msg, now, out)
         except (MessageError, HeaderChanged) as exc:
