@@ -25,7 +25,7 @@ GOOD = (4, K_STRUCT, struct.Struct(">I"), None, "Thing", b"I", None)
 RECORD = struct.pack(">HQI", TID, 1000, 42)
 
 
-def run(entry, buf: bytes = RECORD, pos: int = 0, block_cap=None, etype=Event, table=None):
+def run(entry, buf: object = RECORD, pos: int = 0, block_cap=None, etype=Event, table=None):
     if table is None:
         table = [None] * 0x10000
         table[TID] = entry
