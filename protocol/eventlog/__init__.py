@@ -15,12 +15,12 @@ from ._decoder import MAX_DECLARATIONS, MAX_HEADER, MAX_TRAILING, DecodeError, D
 from ._enums import CapsetType, HeapProfBreakdown, MsgTag, StopStatus
 from ._events import Declaration, EndOfStream, Event, Header
 from ._header import MAX_DECLARATION, DeclarationError, parse_declaration
-from ._ids import END_OF_DATA, EventType
+from ._ids import EventType
 from ._json import event_json
 from ._split import LogData, LogEnd, LogSplitter, LogStart, Skipped
 
 __all__ = [
-    "CATALOGUE", "END_OF_DATA", "MAX_DECLARATION", "MAX_DECLARATIONS", "MAX_HEADER", "MAX_TRAILING",
+    "CATALOGUE", "MAX_DECLARATION", "MAX_DECLARATIONS", "MAX_HEADER", "MAX_TRAILING",
     "CapsetType", "DecodeError", "Declaration", "DeclarationError", "Decoder", "EndOfStream",
     "Event", "EventSpec", "EventType", "Header", "HeapProfBreakdown", "LogData", "LogEnd",
     "LogSplitter", "LogStart",

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from .._errors import ProtocolError
 from ..eventlog._header import DeclarationError, parse_declaration
+from ..eventlog._ids import END_OF_DATA as EVENTLOG_END
 from ..eventlog._ids import EventType
 from ._messages import (
     BlockHeader,
@@ -47,7 +48,7 @@ HEADER_OPEN = b"hdrbhetb"
 HEADER_CLOSE = b"hetehdredatb"
 END_OF_DATA = b"\xff\xff"
 BLOCK_MARKER = int(EventType.BLOCK_MARKER)
-END_OF_DATA_ID = 0xFFFF
+END_OF_DATA_ID = EVENTLOG_END  # the record type id that ends the data, never declared
 
 
 class SessionError(MessageError):
