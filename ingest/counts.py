@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import operator
 
-BLOCK_MARKER = 18
+from protocol import EventType
+
+BLOCK_MARKER = int(EventType.BLOCK_MARKER)
 _TYPE = operator.itemgetter(0)
 
 

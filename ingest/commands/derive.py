@@ -10,7 +10,7 @@ import stat
 import sys
 import time
 
-from protocol import DecodeError, Decoder
+from protocol import DecodeError, Decoder, EventType
 
 from ..chunks import read_chunks
 from ..counts import decoded_events
@@ -21,9 +21,11 @@ from ..derive.registry import REGISTRY
 from ..errors import SourceError
 from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
 
-BLOCK_MARKER = 18
+BLOCK_MARKER = int(EventType.BLOCK_MARKER)
 # WallClockTime, ProgramArgs, OsProcessPid, OsProcessParentPid, RtsIdentifier, HeapInfoGHC
-PREAMBLE = (43, 30, 32, 33, 29, 52)
+PREAMBLE = tuple(int(t) for t in (EventType.WALL_CLOCK_TIME, EventType.PROGRAM_ARGS,
+                                  EventType.OSPROCESS_PID, EventType.OSPROCESS_PPID,
+                                  EventType.RTS_IDENTIFIER, EventType.HEAP_INFO_GHC))
 
 
 def add_parser(sub) -> None:

@@ -6,13 +6,13 @@ import json
 import sys
 from collections import Counter
 
-from protocol import DecodeError, Decoder, event_json
+from protocol import DecodeError, Decoder, EventType, event_json
 
 from ..chunks import read_chunks
 from ..errors import SourceError
 from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
 
-BLOCK_MARKER = 18
+BLOCK_MARKER = int(EventType.BLOCK_MARKER)
 
 
 def add_parser(sub) -> None:

@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from protocol import Event
+from protocol import Event, EventType
 
 from .base import Batched, DeriveSettings, Windows
 from .point import Point
 
-RUN_THREAD, STOP_THREAD, START_GC, END_GC = 1, 2, 9, 10
-CAP_CREATE, CAP_DELETE = 45, 46
+RUN_THREAD, STOP_THREAD = int(EventType.RUN_THREAD), int(EventType.STOP_THREAD)
+START_GC, END_GC = int(EventType.GC_START), int(EventType.GC_END)
+CAP_CREATE, CAP_DELETE = int(EventType.CAP_CREATE), int(EventType.CAP_DELETE)
 # capabilities per session (and so series): more than any machine GHC runs on has
 # cores; a crafted stream naming all 65,536 would make that many points per window
 MAX_CAPS = 1024

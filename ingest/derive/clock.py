@@ -14,7 +14,9 @@ Unix epoch.  See docs/schema.md.
 
 from __future__ import annotations
 
-WALL_CLOCK_TIME = 43
+from protocol import EventType
+
+WALL_CLOCK_TIME = int(EventType.WALL_CLOCK_TIME)
 MAX_UNIX_NS = 1 << 62  # year 2116; InfluxDB takes up to 2262 (a WallClockTime past it is corrupt)
 
 

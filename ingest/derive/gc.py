@@ -22,14 +22,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocol import Event
+from protocol import Event, EventType
 
 from .base import ByType, DeriveSettings
 from .point import Point
 
-REQUEST_SEQ_GC, REQUEST_PAR_GC = 11, 12
-START_GC, END_GC = 9, 10
-HEAP_INFO_GHC, GC_STATS_GHC, GLOBAL_SYNC_GC = 52, 53, 54
+REQUEST_SEQ_GC, REQUEST_PAR_GC = int(EventType.REQUEST_SEQ_GC), int(EventType.REQUEST_PAR_GC)
+START_GC, END_GC = int(EventType.GC_START), int(EventType.GC_END)
+HEAP_INFO_GHC, GC_STATS_GHC = int(EventType.HEAP_INFO_GHC), int(EventType.GC_STATS_GHC)
+GLOBAL_SYNC_GC = int(EventType.GC_GLOBAL_SYNC)
 _NONE: tuple = ()
 
 

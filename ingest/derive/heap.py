@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocol import Event
+from protocol import Event, EventType
 
 from .base import SECOND, ByType, DeriveSettings, Windows
 from .point import Point
 
-MEM_RETURN, BLOCKS_SIZE = 90, 91
-HEAP_ALLOCATED, HEAP_SIZE, HEAP_LIVE = 49, 50, 51
+MEM_RETURN, BLOCKS_SIZE = int(EventType.MEM_RETURN), int(EventType.BLOCKS_SIZE)
+HEAP_ALLOCATED, HEAP_SIZE = int(EventType.HEAP_ALLOCATED), int(EventType.HEAP_SIZE)
+HEAP_LIVE = int(EventType.HEAP_LIVE)
 _NONE: tuple = ()
 # gauge events -> their name in the fields (``<name>_bytes``, ``<name>_max_bytes``)
 GAUGES = {HEAP_SIZE: "size", HEAP_LIVE: "live", BLOCKS_SIZE: "blocks"}

@@ -25,14 +25,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocol import Event
+from protocol import Event, EventType
 from protocol.eventlog import HeapProfBreakdown
 
 from .base import ByType, DeriveSettings, Names
 from .point import Point
 
-HEAP_PROF_BEGIN, COST_CENTRE, SAMPLE_BEGIN, SAMPLE_CC, SAMPLE_STRING, SAMPLE_END, BIO_BEGIN = (
-    160, 161, 162, 163, 164, 165, 166)
+HEAP_PROF_BEGIN, COST_CENTRE, SAMPLE_BEGIN, SAMPLE_CC, SAMPLE_STRING, SAMPLE_END, BIO_BEGIN = map(int, (
+    EventType.HEAP_PROF_BEGIN, EventType.HEAP_PROF_COST_CENTRE, EventType.HEAP_PROF_SAMPLE_BEGIN,
+    EventType.HEAP_PROF_SAMPLE_COST_CENTRE, EventType.HEAP_PROF_SAMPLE_STRING,
+    EventType.HEAP_PROF_SAMPLE_END, EventType.HEAP_BIO_PROF_SAMPLE_BEGIN))
 
 MODES = {
     HeapProfBreakdown.HeapProfBreakdownCostCentre: "cost_centre",

@@ -25,13 +25,15 @@ from __future__ import annotations
 from collections import deque
 from typing import ClassVar
 
-from protocol import Event
+from protocol import Event, EventType
 
 from .base import ByType, DeriveSettings
 from .point import Point
 
-MARK_BEGIN, MARK_END, SYNC_BEGIN, SYNC_END, SWEEP_BEGIN, SWEEP_END = range(200, 206)
-CENSUS = 207
+MARK_BEGIN, MARK_END, SYNC_BEGIN, SYNC_END, SWEEP_BEGIN, SWEEP_END = (int(t) for t in (
+    EventType.CONC_MARK_BEGIN, EventType.CONC_MARK_END, EventType.CONC_SYNC_BEGIN, EventType.CONC_SYNC_END,
+    EventType.CONC_SWEEP_BEGIN, EventType.CONC_SWEEP_END))
+CENSUS = int(EventType.NONMOVING_HEAP_CENSUS)
 # the largest block size (as a base-2 logarithm) taken: the RTS's allocators go up
 # to a few KiB; past 2 GiB (with a u32 block count) live_bytes would overflow 64 bits
 MAX_LOG2 = 31

@@ -49,10 +49,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
 
-from protocol import Event
+from protocol import Event, EventType
 
-BLOCK_MARKER = 18
-STARTUP, CAP_CREATE = 17, 45  # announce capabilities (streams) before they show events
+BLOCK_MARKER = int(EventType.BLOCK_MARKER)
+# announce capabilities (streams) before they show events
+STARTUP, CAP_CREATE = int(EventType.STARTUP), int(EventType.CAP_CREATE)
 _TYPE = itemgetter(0)  # Event.type
 _TIME = itemgetter(2)  # Event.time, and _Late's sort key
 _NEG_INF = -(1 << 63)

@@ -54,7 +54,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from protocol import Event
+from protocol import Event, EventType
 
 from .base import DeriveSettings
 from .clock import WALL_CLOCK_TIME, Clock
@@ -63,7 +63,7 @@ from .order import _TYPE, BLOCK_MARKER, CAP_CREATE, LATE, STARTUP, Merge, OrderS
 from .point import Point
 from .registry import REGISTRY
 
-PROGRAM_ARGS, OS_PID = 30, 32
+PROGRAM_ARGS, OS_PID = int(EventType.PROGRAM_ARGS), int(EventType.OSPROCESS_PID)
 _OWN = frozenset({BLOCK_MARKER, WALL_CLOCK_TIME, PROGRAM_ARGS, OS_PID})
 PER_CAPABILITY = frozenset({"capability", "sparks"})  # need each event's capability
 _LIVE = frozenset({STARTUP, CAP_CREATE})  # the live merge learns the capabilities from them

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocol import Event
+from protocol import Event, EventType
 
 from .base import ByType, DeriveSettings
 from .point import Point
 
-STARTUP, VERSION, PROGRAM_INVOCATION = 17, 23, 24
-RTS_IDENTIFIER, PROGRAM_ARGS, OS_PID, OS_PPID = 29, 30, 32, 33
-CAP_CREATE, HEAP_INFO_GHC = 45, 52
+STARTUP, VERSION = int(EventType.STARTUP), int(EventType.VERSION)
+PROGRAM_INVOCATION = int(EventType.PROGRAM_INVOCATION)
+RTS_IDENTIFIER, PROGRAM_ARGS = int(EventType.RTS_IDENTIFIER), int(EventType.PROGRAM_ARGS)
+OS_PID, OS_PPID = int(EventType.OSPROCESS_PID), int(EventType.OSPROCESS_PPID)
+CAP_CREATE, HEAP_INFO_GHC = int(EventType.CAP_CREATE), int(EventType.HEAP_INFO_GHC)
 _NONE: tuple = ()
 _COMPLETE = 4  # program, rts, pid, heap info
 # fields each event must have to be taken (fewer: an UnknownEvent of a shorter layout)

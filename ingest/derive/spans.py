@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from protocol import Event
+from protocol import Event, EventType
 
 from .base import Batched, DeriveSettings, Names, Windows
 from .point import Point
 
-USER_MESSAGE, USER_MARKER = 19, 58
+USER_MESSAGE, USER_MARKER = int(EventType.USER_MSG), int(EventType.USER_MARKER)
 
 
 class SpansDeriver(Batched):

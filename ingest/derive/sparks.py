@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocol import Event
+from protocol import Event, EventType
 
 from .base import ByType, DeriveSettings, Windows
 from .capability import MAX_CAPS
 from .point import Point
 
-SPARK_COUNTERS = 34
+SPARK_COUNTERS = int(EventType.SPARK_COUNTERS)
 # in the order of the decoded event's fields
 NAMES = ("created", "dud", "overflowed", "converted", "fizzled", "gcd", "remaining")
 CUMULATIVE = NAMES[:6]

@@ -25,13 +25,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from protocol import Event
+from protocol import Event, EventType
 from protocol.eventlog import StopStatus
 
 from .base import Batched, DeriveSettings, Names, Windows
 from .point import Point
 
-CREATE_THREAD, RUN_THREAD, STOP_THREAD, THREAD_LABEL = 0, 1, 2, 44  # (1, 2 as literals in feed_many)
+CREATE_THREAD, RUN_THREAD = int(EventType.CREATE_THREAD), int(EventType.RUN_THREAD)
+STOP_THREAD, THREAD_LABEL = int(EventType.STOP_THREAD), int(EventType.THREAD_LABEL)
 UNLABELLED = "unlabelled"
 
 # StopThread statuses that mean "blocked", as field names blocked_<reason>
@@ -80,6 +81,7 @@ class ThreadsDeriver(Batched):
         labels, running, acc = self._labels, self._running, self._acc
         stops = self._stops
         unlabelled, finished, n_status = UNLABELLED, FINISHED, N_STATUS
+        stop_thread, run_thread = STOP_THREAD, RUN_THREAD  # locals: the hot loop compares them
         for ty, _, t, cap, fields in events:
             if t >= we:
                 out.extend(clock.advance(t, self._close, running.__len__))
@@ -88,7 +90,7 @@ class ThreadsDeriver(Batched):
             elif t < ws:
                 self.late += 1
                 t = ws
-            if ty == 2:  # StopThread
+            if ty == stop_thread:
                 try:
                     thread, status = fields[0], fields[1]
                 except IndexError:  # (no zero-cost check is cheaper: it is the hot loop)
@@ -109,7 +111,7 @@ class ThreadsDeriver(Batched):
                     stops[status] += 1
                     if status == finished and labels.pop(thread, None) is not None:
                         self._relabel(thread, unlabelled)
-            elif ty == 1:  # RunThread
+            elif ty == run_thread:
                 try:
                     thread = fields[0]
                 except IndexError:

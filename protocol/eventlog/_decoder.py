@@ -13,37 +13,21 @@ after the end marker by ``max_trailing``.
 from __future__ import annotations
 
 import os
-import re
 import struct
 from collections.abc import Iterable
 
-from ._catalogue import BLOCK_MARKER, CATALOGUE, STOP_THREAD, select_layout
-from ._enums import STOP_STATUS_BY_CODE, lookup
-from ._events import UNKNOWN, EndOfStream, Event, EventType, Header
-
-HDRB = b"hdrb"
-HETB = b"hetb"
-ETB = b"etb\0"
-ETE = b"ete\0"
-HETE = b"hete"
-HDRE = b"hdre"
-DATB = b"datb"
-END_OF_DATA = 0xFFFF
-VARIABLE = 0xFFFF
+from .._errors import ProtocolError
+from ._events import UNKNOWN, Declaration, EndOfStream, Event, Header
+from ._header import DATB, ETB, HDRB, HDRE, HETB, HETE, DeclarationError, HeaderFull, parse_declaration
+from ._ids import END_OF_DATA
+from ._table import K_BLOCK, K_EMPTY, K_READ, K_SKIP, K_STRUCT, K_VSTRUCT, Entry, build_table
 
 _RECORD = struct.Struct(">HQ")
 _LEN = struct.Struct(">H")
-_DECL = struct.Struct(">HHI")
-_U32 = struct.Struct(">I")
-
-# what the hot loop does with a record of each declared type
-K_STRUCT, K_VSTRUCT, K_EMPTY, K_READ, K_BLOCK, K_SKIP, K_UNKNOWN = range(7)
 
 # decoder states
 S_MAGIC, S_DECLS, S_HEADER_END, S_DATA, S_ENDED = range(5)
 
-# A header declaration longer than this is taken as corruption, not waited for.
-MAX_DECLARATION = 1 << 16
 # Bounds of the whole header: declarations, and their bytes (etb to ete) together.
 MAX_DECLARATIONS = 4096
 MAX_HEADER = 1 << 18
@@ -55,21 +39,13 @@ try:  # the C record loop, unless disabled or not compiled
         raise ImportError
     from . import _speedups
 except ImportError:
-    _speedups = None
+    _speedups = None  # type: ignore[assignment]  # the module, or None when not built or disabled
 
 # status codes of _speedups.records
 _MORE, _ENDED, _UNDECLARED, _SHORT_BLOCK = range(4)
 
 
-def _codes(st: struct.Struct) -> bytes:
-    """'>7QH' -> b'QQQQQQQH': one letter per field, for the C loop."""
-    out = []
-    for count, code in re.findall(r"(\d*)([BHIQ])", st.format.lstrip(">")):
-        out.append(code * int(count or 1))
-    return "".join(out).encode()
-
-
-class DecodeError(Exception):
+class DecodeError(ProtocolError):
     """The stream is malformed.  ``offset`` is the byte offset in the stream,
     ``event_id`` the event type concerned (if any), ``events`` the complete
     events the failing ``feed`` call decoded before the error."""
@@ -90,23 +66,13 @@ class _NeedMore(Exception):
         self.upto = upto
 
 
-def _stop_782(f):
-    # GHC 7.8.2 numbered BlockedOnMVarRead 8 and shifted the later codes up by one
-    code = f[1]
-    if code == 8:
-        code = 20
-    elif 9 <= code <= 20:
-        code -= 1
-    return (f[0], lookup(STOP_STATUS_BY_CODE, code), f[2])
-
-
 class Decoder:
     """Sans-IO decoder of one eventlog stream.
 
     ``only``: if given, the event type ids to return; every other record is
     skipped without decoding its payload (block markers still attribute
     capabilities).  Block markers themselves are returned as ``EventBlock``
-    events (type 18) unless ``only`` leaves them out.
+    events (``EventType.BLOCK_MARKER``) unless ``only`` leaves them out.
     """
 
     native = _speedups is not None  # use the C record loop
@@ -118,8 +84,8 @@ class Decoder:
         self._base = 0  # stream offset of _pending[0]
         self._need = 0  # bytes _pending must hold before parsing is worth trying
         self._state = S_MAGIC
-        self._decls: list[EventType] = []
-        self._table: list | None = None
+        self._decls: list[Declaration] = []
+        self._table: list[Entry | None] | None = None
         self._block_end = 0
         self._block_cap: int | None = None
         self._partial_id: int | None = None
@@ -145,7 +111,7 @@ class Decoder:
         """True once the end-of-data marker has been read."""
         return self._state == S_ENDED
 
-    def feed(self, data) -> list[Event]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         if self._failed is not None:
             raise DecodeError("decoder has already failed: " + self._failed.message,
                               self._failed.offset, self._failed.event_id)
@@ -180,7 +146,7 @@ class Decoder:
         self._need -= pos
         return events
 
-    def _keep_trailing(self, data, start: int = 0) -> None:
+    def _keep_trailing(self, data: bytes | bytearray | memoryview, start: int = 0) -> None:
         room = max(0, self.max_trailing - len(self.trailing))
         self.trailing += data[start:start + room]
         self.trailing_dropped += max(0, len(data) - start - room)
@@ -191,6 +157,7 @@ class Decoder:
         returned by ``feed``."""
         pending = len(self._pending)
         if self._state == S_ENDED:
+            assert self.end_offset is not None
             return EndOfStream(True, self.end_offset, "complete")
         if self._state != S_DATA:
             return EndOfStream(False, self._base, "header", None, pending)
@@ -204,7 +171,6 @@ class Decoder:
         """Parse as much of the header as ``buf`` holds; returns the position
         after it.  Raises _NeedMore(position of the last complete part)."""
         pos = 0
-        n = len(buf)
         if self._state == S_MAGIC:
             self._require(buf, pos, 8, pos)
             if buf[0:4] != HDRB:
@@ -225,7 +191,7 @@ class Decoder:
             if marker != ETB:
                 raise DecodeError(f"malformed header: expected 'etb' or 'hete', got {marker!r}",
                                   self._base + pos)
-            pos = self._declaration(buf, pos, n)
+            pos = self._declaration(buf, pos)
         if self._state == S_HEADER_END:
             self._require(buf, pos, 8, pos)
             if buf[pos:pos + 4] != HDRE:
@@ -234,92 +200,43 @@ class Decoder:
                 raise DecodeError("data begin marker 'datb' not found", self._base + pos + 4)
             pos += 8
             self.header = Header(tuple(self._decls))
-            self._table = self._build_table(self.header)
+            self._table = build_table(self.header, self._only)
             self._state = S_DATA
         return pos
 
-    def _require(self, buf, pos: int, count: int, resume: int) -> None:
+    def _require(self, buf: bytearray, pos: int, count: int, resume: int) -> None:
         if pos + count > len(buf):
             self._need = pos + count
             raise _NeedMore(resume)
 
-    def _declaration(self, buf, start: int, n: int) -> int:
+    def _declaration(self, buf: bytearray, start: int) -> int:
         if len(self._decls) >= MAX_DECLARATIONS:
             raise DecodeError(f"header declares more than {MAX_DECLARATIONS} event types",
                               self._base + start)
-        pos = start + 4
-        self._require(buf, pos, 8, start)
-        type_id, size, desc_len = _DECL.unpack_from(buf, pos)
-        if desc_len > MAX_DECLARATION:
-            raise DecodeError(f"event type {type_id}: description length {desc_len} is too large",
-                              self._base + pos + 4, type_id)
-        self._header_room(start, pos + 8 + desc_len + 8, type_id)
-        pos += 8
-        self._require(buf, pos, desc_len + 4, start)
-        description = bytes(buf[pos:pos + desc_len]).decode("utf-8", "replace")
-        pos += desc_len
-        (extra_len,) = _U32.unpack_from(buf, pos)
-        if extra_len > MAX_DECLARATION:
-            raise DecodeError(f"event type {type_id}: extra info length {extra_len} is too large",
-                              self._base + pos, type_id)
-        self._header_room(start, pos + 4 + extra_len + 4, type_id)
-        pos += 4 + extra_len
-        self._require(buf, pos, 4, start)
-        if buf[pos:pos + 4] != ETE:
-            raise DecodeError(f"event type {type_id}: declaration end marker 'ete' not found",
-                              self._base + pos, type_id)
-        self._decls.append(EventType(type_id, None if size == VARIABLE else size, description))
-        self._decl_bytes += pos + 4 - start
-        return pos + 4
-
-    def _header_room(self, start: int, end: int, type_id: int) -> None:
-        """Refuse a declaration (``start`` to ``end``) that takes the header past
-        ``MAX_HEADER`` bytes, before waiting for its bytes."""
-        if self._decl_bytes + end - start > MAX_HEADER:
-            raise DecodeError(f"event type {type_id}: the header's declarations exceed "
-                              f"{MAX_HEADER} bytes", self._base + start, type_id)
-
-    def _build_table(self, header: Header) -> list:
-        declared = header.declared()
-        table: list = [None] * 0x10000
-        only = self._only
-        old_stop_codes = 58 in declared and 59 not in declared  # GHC 7.8.2
-        for type_id, et in declared.items():
-            if type_id == END_OF_DATA:
-                continue
-            size = et.size
-            spec = CATALOGUE.get(type_id)
-            wanted = only is None or type_id in only
-            layout = select_layout(spec, size) if spec is not None else None
-            if type_id == BLOCK_MARKER and layout is not None:
-                table[type_id] = (size, K_BLOCK, layout.struct, wanted, spec.name,
-                                  _codes(layout.struct), None)
-                continue
-            if not wanted:
-                table[type_id] = (size, K_SKIP, None, None, None, None, None)
-            elif layout is None:
-                table[type_id] = (size, K_UNKNOWN, None, None, UNKNOWN, None, None)
-            elif layout.read is not None:
-                table[type_id] = (size, K_READ, layout.read, None, spec.name, None, layout.native)
-            elif layout.size == 0:
-                table[type_id] = (size, K_EMPTY, None, None, spec.name, None, None)
-            else:
-                post, native = layout.post, layout.native
-                if type_id == STOP_THREAD and old_stop_codes and layout.size == 10:
-                    post, native = _stop_782, None
-                kind = K_VSTRUCT if size is None else K_STRUCT
-                table[type_id] = (size, kind, layout.struct, post, spec.name,
-                                  _codes(layout.struct), native)
-        return table
+        try:
+            decl, end = parse_declaration(buf, start, MAX_HEADER - self._decl_bytes)
+        except HeaderFull as exc:
+            raise DecodeError(f"event type {exc.type_id}: the header's declarations exceed "
+                              f"{MAX_HEADER} bytes", self._base + start, exc.type_id) from None
+        except DeclarationError as exc:
+            raise DecodeError(exc.message, self._base + exc.offset, exc.type_id) from None
+        if decl is None:
+            self._need = end
+            raise _NeedMore(start)
+        self._decls.append(decl)
+        self._decl_bytes += end - start
+        return end
 
     # -- records (the hot loop) -----------------------------------------------
 
-    def _records(self, buf: bytearray, pos: int, events: list) -> int:
+    def _records(self, buf: bytearray, pos: int, events: list[Event]) -> int:
         if not self.native:
             return self._records_py(buf, pos, events)
         base = self._base
+        table = self._table
+        assert table is not None  # built with the header
         pos, block_end, self._block_cap, status, need, partial, skipped = _speedups.records(
-            buf, pos, self._table, self._block_end - base, self._block_cap, events, Event, UNKNOWN)
+            buf, pos, table, self._block_end - base, self._block_cap, events, Event, UNKNOWN)
         self.skipped += skipped
         self._block_end = block_end + base
         self._partial_id = None if partial < 0 else partial
@@ -334,18 +251,20 @@ class Decoder:
             raise self._short_block(buf, pos, partial)
         return pos
 
-    def _short_block(self, buf, pos: int, tid: int) -> DecodeError:
+    def _short_block(self, buf: bytearray, pos: int, tid: int) -> DecodeError:
         """The one error both record loops raise for a block marker whose
         payload is shorter than its layout (``pos``: where the record starts)."""
-        size = self._table[tid][0]
+        entry = self._table[tid] if self._table is not None else None
+        size = entry[0] if entry is not None else None
         if size is None:
             size = buf[pos + 10] << 8 | buf[pos + 11]
         return DecodeError(f"block marker payload of {size} bytes is too short",
                            self._base + pos, tid)
 
-    def _records_py(self, buf: bytearray, pos: int, events: list) -> int:
+    def _records_py(self, buf: bytearray, pos: int, events: list[Event]) -> int:
         n = len(buf)
         table = self._table
+        assert table is not None  # built with the header
         record = _RECORD.unpack_from
         length = _LEN.unpack_from
         append = events.append

@@ -5,6 +5,8 @@ Values are the numbers the RTS writes. Unknown numbers stay plain ``int``s, so a
 newer RTS never makes the decoder fail.
 """
 
+from __future__ import annotations
+
 from enum import IntEnum
 
 
@@ -86,8 +88,11 @@ class MsgTag(IntEnum):
     Packet = 12
 
 
-def _table(enum, size):
-    table = [None] * size
+EnumTable = tuple[IntEnum | None, ...]  # member by code
+
+
+def _table(enum: type[IntEnum], size: int) -> EnumTable:
+    table: list[IntEnum | None] = [None] * size
     for member in enum:
         table[member.value] = member
     return tuple(table)
@@ -99,7 +104,7 @@ BREAKDOWN_BY_CODE = _table(HeapProfBreakdown, 10)
 MSG_TAG_BY_CODE = _table(MsgTag, 13)
 
 
-def lookup(table, code):
+def lookup(table: EnumTable, code: int) -> int:
     """The enum member for ``code``, or ``code`` itself when unknown."""
     if 0 <= code < len(table):
         member = table[code]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from ._catalogue import CATALOGUE
+from ._catalogue import BY_ID
 
 UNKNOWN = "UnknownEvent"
 
@@ -23,23 +23,23 @@ class Event(NamedTuple):
     name: str
     time: int
     cap: int | None
-    fields: tuple
+    fields: tuple[Any, ...]
 
     def field_names(self) -> tuple[str, ...]:
         if self.name == UNKNOWN:
             return ("ref",)
-        return CATALOGUE[self.type].fields[: len(self.fields)]
+        return BY_ID[self.type].fields[: len(self.fields)]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         if self.name == UNKNOWN:
             return {"ref": self.type}
         return dict(zip(self.field_names(), self.fields))
 
 
 @dataclass(frozen=True)
-class EventType:
-    """One declaration of the header: id, payload size (``None`` = variable)
-    and the RTS's description."""
+class Declaration:
+    """One event-type declaration of the header: id, payload size (``None`` =
+    variable) and the RTS's description."""
 
     id: int
     size: int | None
@@ -48,9 +48,9 @@ class EventType:
 
 @dataclass(frozen=True)
 class Header:
-    event_types: tuple[EventType, ...]
+    event_types: tuple[Declaration, ...]
 
-    def declared(self) -> dict[int, EventType]:
+    def declared(self) -> dict[int, Declaration]:
         """The last declaration of each id wins, as in ghc-events."""
         return {et.id: et for et in self.event_types}
 

@@ -5,6 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 enum { K_STRUCT, K_VSTRUCT, K_EMPTY, K_READ, K_BLOCK, K_SKIP, K_UNKNOWN };
 enum { ST_MORE = 0, ST_ENDED = 1, ST_UNDECLARED = 2, ST_SHORT_BLOCK = 3 };
@@ -45,14 +46,6 @@ static PyObject *fixed_fields(const unsigned char *p, const char *fmt, Py_ssize_
         p += w;
     }
     return t;
-}
-
-static Py_ssize_t fixed_size(const char *fmt, Py_ssize_t count)
-{
-    Py_ssize_t s = 0;
-    for (Py_ssize_t i = 0; i < count; i++)
-        s += width(fmt[i]);
-    return s;
 }
 
 /* Events and their field tuples are made in the millions and cannot be part of
@@ -108,8 +101,151 @@ static PyObject *make_event(PyTypeObject *etype, long tid, PyObject *name, uint6
     return ev;
 }
 
+/* One checked entry of the per-type table (see Decoder._build_table):
+ * (size, kind, struct_or_reader, post_or_wanted, name, format, native). */
+typedef struct {
+    Py_ssize_t size;   /* payload bytes; -1: variable size */
+    long kind;
+    PyObject *read;    /* K_READ: the reader, called unless native says text */
+    PyObject *post;    /* K_STRUCT/K_VSTRUCT: None or a function of the fields */
+    PyObject *name;    /* str */
+    const char *fmt;   /* B/H/I/Q letters of a fixed layout */
+    Py_ssize_t count;  /* letters in fmt */
+    Py_ssize_t fsize;  /* bytes the fixed layout reads */
+    Py_ssize_t idx;    /* native enum lookup: field index, or -1 */
+    PyObject *tab;     /* native enum lookup: tuple of members (or None) by code */
+    long text;         /* K_READ native: 0 (call read), 1 (text) or 2 (u32 + text) */
+    int wanted;        /* K_BLOCK: return the marker as an event */
+    int atomic;        /* fields hold numbers, text and enum members only */
+} Entry;
+
+#define CACHE_SLOTS 256
+
+typedef struct {
+    PyObject *entry; /* strong reference, or NULL */
+    Entry e;
+} Slot;
+
+static int bad_entry(PyObject *exc, long tid, const char *what)
+{
+    PyErr_Format(exc, "table entry %ld: %s", tid, what);
+    return -1;
+}
+
+/* An int item of the entry in [lo, hi], or an error naming the entry. */
+static int entry_int(PyObject *o, long tid, const char *what, Py_ssize_t lo, Py_ssize_t hi,
+                     Py_ssize_t *out)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "table entry %ld: %s must be an int, not %.100s", tid,
+                     what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "table entry %ld: %s must be in %zd..%zd", tid, what, lo,
+                     hi);
+        return -1;
+    }
+    *out = (Py_ssize_t)v;
+    return 0;
+}
+
+/* Check the shape of a table entry before any of it is used. */
+static int read_entry(PyObject *entry, long tid, Entry *e)
+{
+    if (!PyTuple_Check(entry)) {
+        PyErr_Format(PyExc_TypeError, "table entry %ld must be a tuple or None, not %.100s", tid,
+                     Py_TYPE(entry)->tp_name);
+        return -1;
+    }
+    if (PyTuple_GET_SIZE(entry) != 7) {
+        PyErr_Format(PyExc_ValueError, "table entry %ld must have 7 items, not %zd", tid,
+                     PyTuple_GET_SIZE(entry));
+        return -1;
+    }
+    Py_ssize_t v;
+    PyObject *size_o = PyTuple_GET_ITEM(entry, 0);
+    if (size_o == Py_None)
+        e->size = -1;
+    else if (entry_int(size_o, tid, "size", 0, 0xFFFE, &e->size) < 0)
+        return -1;
+    if (entry_int(PyTuple_GET_ITEM(entry, 1), tid, "kind", K_STRUCT, K_UNKNOWN, &v) < 0)
+        return -1;
+    e->kind = (long)v;
+    if (e->kind == K_SKIP)
+        return 0;
+    e->name = PyTuple_GET_ITEM(entry, 4);
+    if (!PyUnicode_Check(e->name))
+        return bad_entry(PyExc_TypeError, tid, "name must be a str");
+    e->post = PyTuple_GET_ITEM(entry, 3);
+    PyObject *native = PyTuple_GET_ITEM(entry, 6);
+    e->idx = -1;
+    e->tab = NULL;
+    e->text = 0;
+    e->atomic = 1;
+    if (e->kind == K_STRUCT || e->kind == K_VSTRUCT || e->kind == K_BLOCK) {
+        PyObject *fmt = PyTuple_GET_ITEM(entry, 5);
+        if (!PyBytes_Check(fmt))
+            return bad_entry(PyExc_TypeError, tid, "format must be bytes");
+        e->fmt = PyBytes_AS_STRING(fmt);
+        e->count = PyBytes_GET_SIZE(fmt);
+        e->fsize = 0;
+        for (Py_ssize_t i = 0; i < e->count; i++) {
+            int w = width(e->fmt[i]);
+            if (w < 0)
+                return bad_entry(PyExc_ValueError, tid, "format letters must be B, H, I or Q");
+            e->fsize += w;
+        }
+        if (e->kind == K_BLOCK) {
+            /* the loop reads block_size (u32) at 0 and cap (u16) at 12 */
+            if (e->count < 3 || memcmp(e->fmt, "IQH", 3) != 0)
+                return bad_entry(PyExc_ValueError, tid, "a block marker's format must begin IQH");
+            int wanted = PyObject_IsTrue(e->post);
+            if (wanted < 0)
+                return -1;
+            e->wanted = wanted;
+            return 0;
+        }
+        if (native != Py_None) {
+            if (!PyTuple_Check(native) || PyTuple_GET_SIZE(native) != 2)
+                return bad_entry(PyExc_TypeError, tid,
+                                 "native must be None or a (field index, enum table) tuple");
+            if (entry_int(PyTuple_GET_ITEM(native, 0), tid, "native field index", 0,
+                          e->count - 1, &e->idx) < 0)
+                return -1;
+            e->tab = PyTuple_GET_ITEM(native, 1);
+            if (!PyTuple_Check(e->tab))
+                return bad_entry(PyExc_TypeError, tid, "native enum table must be a tuple");
+        } else if (e->post != Py_None) {
+            if (!PyCallable_Check(e->post))
+                return bad_entry(PyExc_TypeError, tid, "post must be None or callable");
+            e->atomic = 0; /* a Python post function makes these fields */
+        }
+        return 0;
+    }
+    if (e->kind == K_READ) {
+        e->read = PyTuple_GET_ITEM(entry, 2);
+        if (native != Py_None) {
+            if (entry_int(native, tid, "native text mode", 1, 2, &v) < 0)
+                return -1;
+            e->text = (long)v;
+        } else {
+            e->atomic = 0;
+        }
+        if (!PyCallable_Check(e->read))
+            return bad_entry(PyExc_TypeError, tid, "reader must be callable");
+    }
+    return 0;
+}
+
 /* records(buf, pos, table, block_end, block_cap, events, Event, unknown_name)
- * -> (pos, block_end, block_cap, status, need, partial_id, skipped) */
+ * -> (pos, block_end, block_cap, status, need, partial_id, skipped)
+ * Raises TypeError/ValueError naming the entry when a table entry it meets has
+ * the wrong shape (events decoded before it stay in ``events``). */
 static PyObject *records(PyObject *self, PyObject *args)
 {
     PyObject *bufobj, *table, *block_cap, *events, *etype_obj, *unknown;
@@ -122,17 +258,37 @@ static PyObject *records(PyObject *self, PyObject *args)
         return NULL;
     }
     PyTypeObject *etype = (PyTypeObject *)etype_obj;
+    if (!PyType_IsSubtype(etype, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "Event must be a tuple type");
+        return NULL;
+    }
+    if (block_cap != Py_None && !PyLong_Check(block_cap)) {
+        PyErr_SetString(PyExc_TypeError, "block_cap must be None or an int");
+        return NULL;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(bufobj, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const unsigned char *buf = view.buf;
     Py_ssize_t n = view.len;
+    if (pos < 0 || pos > n) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "pos must be within the buffer");
+        return NULL;
+    }
     Py_INCREF(block_cap);
     int status = ST_MORE;
     Py_ssize_t need = 0;
     long partial = -1;
     Py_ssize_t skipped = 0; /* records of unwanted types, passed over */
     PyObject *result = NULL;
+    /* Entries checked in this call, direct-mapped by type id (every GHC id is
+     * below 256: no two share a slot).  A slot holds a reference to its entry,
+     * so a reader that changes the table cannot free one that is in use, and
+     * an entry (an immutable tuple) is checked once per call, not per record. */
+    Slot cache[CACHE_SLOTS];
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        cache[i].entry = NULL;
 
     for (;;) {
         if (pos + 10 > n) {
@@ -152,6 +308,10 @@ static PyObject *records(PyObject *self, PyObject *args)
         }
         long tid = (long)be(buf + pos, 2);
         uint64_t t = be(buf + pos + 2, 8);
+        if (PyList_GET_SIZE(table) != 0x10000) {
+            PyErr_SetString(PyExc_ValueError, "table must have 65536 entries");
+            goto fail;
+        }
         PyObject *entry = PyList_GET_ITEM(table, tid);
         if (entry == Py_None) {
             if (tid == 0xFFFF) {
@@ -163,10 +323,18 @@ static PyObject *records(PyObject *self, PyObject *args)
             }
             break;
         }
-        PyObject *size_o = PyTuple_GET_ITEM(entry, 0);
-        long kind = PyLong_AsLong(PyTuple_GET_ITEM(entry, 1));
+        Slot *slot = &cache[tid & (CACHE_SLOTS - 1)];
+        if (slot->entry != entry) {
+            Entry checked;
+            if (read_entry(entry, tid, &checked) < 0)
+                goto fail;
+            Py_INCREF(entry);
+            Py_XSETREF(slot->entry, entry);
+            slot->e = checked;
+        }
+        const Entry *e = &slot->e;
         Py_ssize_t start, end;
-        if (size_o == Py_None) {
+        if (e->size < 0) {
             if (pos + 12 > n) {
                 need = pos + 12;
                 partial = tid;
@@ -176,26 +344,23 @@ static PyObject *records(PyObject *self, PyObject *args)
             end = start + (Py_ssize_t)be(buf + pos + 10, 2);
         } else {
             start = pos + 10;
-            end = start + PyLong_AsSsize_t(size_o);
+            end = start + e->size;
         }
         if (end > n) {
             need = end;
             partial = tid;
             break;
         }
-        PyObject *name = PyTuple_GET_ITEM(entry, 4);
+        PyObject *name = e->name;
         PyObject *fields = NULL;
-        if (kind == K_SKIP) {
+        if (e->kind == K_SKIP) {
             pos = end;
             skipped++;
             continue;
         }
-        if (kind == K_STRUCT || kind == K_VSTRUCT || kind == K_BLOCK) {
-            PyObject *fmt = PyTuple_GET_ITEM(entry, 5);
-            const char *f = PyBytes_AS_STRING(fmt);
-            Py_ssize_t count = PyBytes_GET_SIZE(fmt);
-            if (end - start < fixed_size(f, count)) {
-                if (kind == K_BLOCK) {
+        if (e->kind == K_STRUCT || e->kind == K_VSTRUCT || e->kind == K_BLOCK) {
+            if (end - start < e->fsize) {
+                if (e->kind == K_BLOCK) {
                     status = ST_SHORT_BLOCK;
                     partial = tid;
                     break;
@@ -203,30 +368,32 @@ static PyObject *records(PyObject *self, PyObject *args)
                 name = unknown;
                 fields = PyTuple_New(0);
             } else {
-                fields = fixed_fields(buf + start, f, count);
-                PyObject *native = PyTuple_GET_ITEM(entry, 6);
-                if (fields != NULL && native != Py_None) {
+                fields = fixed_fields(buf + start, e->fmt, e->count);
+                if (fields != NULL && e->idx >= 0) {
                     /* (field index, enum table): swap the number for its member */
-                    Py_ssize_t idx = PyLong_AsSsize_t(PyTuple_GET_ITEM(native, 0));
-                    PyObject *tab = PyTuple_GET_ITEM(native, 1);
-                    Py_ssize_t code = PyLong_AsSsize_t(PyTuple_GET_ITEM(fields, idx));
-                    if (code >= 0 && code < PyTuple_GET_SIZE(tab) &&
-                        PyTuple_GET_ITEM(tab, code) != Py_None) {
-                        PyObject *member = PyTuple_GET_ITEM(tab, code);
-                        Py_INCREF(member);
-                        Py_DECREF(PyTuple_GET_ITEM(fields, idx));
-                        PyTuple_SET_ITEM(fields, idx, member);
+                    PyObject *old = PyTuple_GET_ITEM(fields, e->idx);
+                    int overflow = 0;
+                    long long code = PyLong_AsLongLongAndOverflow(old, &overflow);
+                    if (code == -1 && PyErr_Occurred()) {
+                        Py_DECREF(fields);
+                        goto fail;
                     }
-                } else if (fields != NULL && kind != K_BLOCK &&
-                           PyTuple_GET_ITEM(entry, 3) != Py_None) {
-                    PyObject *post = PyObject_CallOneArg(PyTuple_GET_ITEM(entry, 3), fields);
+                    if (!overflow && code >= 0 && code < PyTuple_GET_SIZE(e->tab) &&
+                        PyTuple_GET_ITEM(e->tab, code) != Py_None) {
+                        PyObject *member = PyTuple_GET_ITEM(e->tab, code);
+                        Py_INCREF(member);
+                        Py_DECREF(old);
+                        PyTuple_SET_ITEM(fields, e->idx, member);
+                    }
+                } else if (fields != NULL && e->kind != K_BLOCK && e->post != Py_None) {
+                    PyObject *post = PyObject_CallOneArg(e->post, fields);
                     Py_DECREF(fields);
                     fields = post;
                 }
             }
             if (fields == NULL)
                 goto fail;
-            if (kind == K_BLOCK) {
+            if (e->kind == K_BLOCK) {
                 Py_ssize_t bsize = (Py_ssize_t)be(buf + start, 4);
                 long bcap = (long)be(buf + start + 12, 2);
                 PyObject *cap = bcap == 0xFFFF ? Py_None : PyLong_FromLong(bcap);
@@ -239,7 +406,7 @@ static PyObject *records(PyObject *self, PyObject *args)
                 Py_DECREF(block_cap);
                 block_cap = cap;
                 block_end = pos + bsize;
-                if (PyObject_IsTrue(PyTuple_GET_ITEM(entry, 3))) {
+                if (e->wanted) {
                     PyObject *ev = make_event(etype, tid, name, t, block_cap, fields, 1);
                     if (ev == NULL || PyList_Append(events, ev) < 0) {
                         Py_XDECREF(ev);
@@ -252,17 +419,15 @@ static PyObject *records(PyObject *self, PyObject *args)
                 pos = end;
                 continue;
             }
-        } else if (kind == K_READ) {
-            PyObject *native = PyTuple_GET_ITEM(entry, 6);
-            long code = native == Py_None ? 0 : PyLong_AsLong(native);
-            if (code == 1 || (code == 2 && end - start >= 4)) {
+        } else if (e->kind == K_READ) {
+            if (e->text == 1 || (e->text == 2 && end - start >= 4)) {
                 /* text: the whole payload, or a u32 then the rest */
-                Py_ssize_t skip = code == 2 ? 4 : 0;
+                Py_ssize_t skip = e->text == 2 ? 4 : 0;
                 PyObject *txt = PyUnicode_DecodeUTF8((const char *)buf + start + skip,
                                                      end - start - skip, "replace");
                 if (txt == NULL)
                     goto fail;
-                if (code == 1) {
+                if (e->text == 1) {
                     fields = PyTuple_Pack(1, txt);
                 } else {
                     PyObject *id = PyLong_FromUnsignedLongLong(be(buf + start, 4));
@@ -271,8 +436,7 @@ static PyObject *records(PyObject *self, PyObject *args)
                 }
                 Py_DECREF(txt);
             } else {
-                fields = PyObject_CallFunction(PyTuple_GET_ITEM(entry, 2), "Onn", bufobj,
-                                               start, end);
+                fields = PyObject_CallFunction(e->read, "Onn", bufobj, start, end);
             }
             if (fields == NULL)
                 goto fail;
@@ -281,11 +445,8 @@ static PyObject *records(PyObject *self, PyObject *args)
             if (fields == NULL)
                 goto fail;
         }
-        int atomic = kind != K_READ || PyTuple_GET_ITEM(entry, 6) != Py_None;
-        if (PyTuple_GET_ITEM(entry, 3) != Py_None && PyTuple_GET_ITEM(entry, 6) == Py_None)
-            atomic = 0; /* a Python post function made these fields */
         PyObject *ev = make_event(etype, tid, name, t, pos < block_end ? block_cap : Py_None,
-                                  fields, atomic);
+                                  fields, e->atomic);
         if (ev == NULL || PyList_Append(events, ev) < 0) {
             Py_XDECREF(ev);
             goto fail;
@@ -296,6 +457,8 @@ static PyObject *records(PyObject *self, PyObject *args)
     result = Py_BuildValue("nnOnnln", pos, block_end, block_cap, (Py_ssize_t)status, need, partial,
                            skipped);
 fail:
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        Py_XDECREF(cache[i].entry);
     Py_DECREF(block_cap);
     PyBuffer_Release(&view);
     return result;

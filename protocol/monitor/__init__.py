@@ -7,8 +7,13 @@
   input; events come out with cap None), keeping the latest ``EventlogState``.
 - ``sign_datagram`` / ``verify_datagram``: the HMAC tag of authenticated
   datagrams (liveprof's extension, docs/monitor-protocol.md section 3.4).
+
+What ``__all__`` lists is this package's contract; the ``_`` modules are
+machinery.  Every error a peer's bytes can cause is a ``ProtocolError``
+(and a ``ValueError``, except ``HeaderChanged``).
 """
 
+from .._errors import ProtocolError
 from ._auth import DEFAULT_ALLOW, TAG_SIZE, AllowList, AuthError, datagram_key, sign_datagram, verify_datagram
 from ._frames import MAX_FRAME, FrameError, FrameReader, frame
 from ._messages import (
@@ -51,5 +56,5 @@ __all__ = [
     "END_OF_DATA", "HeaderChanged", "Session", "SessionError", "SessionStats",
     "parse_type_record",
     "CapsetState", "CapState", "EventlogState", "StateError", "TaskState", "ThreadState",
-    "decode_state", "encode_state",
+    "decode_state", "encode_state", "ProtocolError",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Iterable
 
 from ._messages import MessageError
 
@@ -63,7 +64,7 @@ class AllowList:
     counts as its IPv4 address, a zone ``%eth0`` is ignored).  Answers are
     remembered for a few thousand addresses."""
 
-    def __init__(self, networks):
+    def __init__(self, networks: Iterable[str]) -> None:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
         self._known: dict[str, bool] = {}
 

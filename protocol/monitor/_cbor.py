@@ -18,12 +18,16 @@ objects), and map keys are integers or strings, unique.
 
 from __future__ import annotations
 
+from typing import Any
+
+from .._errors import ProtocolError
+
 MAX_DEPTH = 24   # the deepest real message (a thread's stop status in a snapshot) is ~7
 
 _FALSE, _TRUE, _NULL, _BREAK = 0xF4, 0xF5, 0xF6, 0xFF
 
 
-class CborError(ValueError):
+class CborError(ProtocolError, ValueError):
     """Bytes that are not one item of the protocol's CBOR subset."""
 
 
@@ -46,7 +50,7 @@ def loads(data: bytes, max_items: int = 1 << 20) -> object:
     return value
 
 
-def _head(buf, pos: int) -> tuple[int, int, int, int]:
+def _head(buf: memoryview, pos: int) -> tuple[int, int, int, int]:
     """(major type, additional info, argument, position after the head)."""
     n = len(buf)
     if pos >= n:
@@ -67,7 +71,7 @@ def _head(buf, pos: int) -> tuple[int, int, int, int]:
     raise CborError(f"reserved additional information {info} at offset {pos - 1}")
 
 
-def _item(buf, pos: int, depth: int, budget: list):
+def _item(buf: memoryview, pos: int, depth: int, budget: list[int]) -> tuple[Any, int]:
     start = pos
     budget[0] -= 1
     if budget[0] < 0:
@@ -113,8 +117,9 @@ def _item(buf, pos: int, depth: int, budget: list):
     raise CborError(f"simple value {arg} at offset {start}: not used by the protocol")
 
 
-def _array(buf, pos: int, depth: int, count: int, start: int, budget: list):
-    out = []
+def _array(buf: memoryview, pos: int, depth: int, count: int, start: int,
+           budget: list[int]) -> tuple[list[Any], int]:
+    out: list[Any] = []
     if count >= 0:
         if count > len(buf) - pos:     # every item takes at least one byte
             raise CborError(f"array of {count} items at offset {start} cannot fit in the "
@@ -132,8 +137,9 @@ def _array(buf, pos: int, depth: int, count: int, start: int, budget: list):
         out.append(value)
 
 
-def _map(buf, pos: int, depth: int, count: int, start: int, budget: list):
-    out: dict = {}
+def _map(buf: memoryview, pos: int, depth: int, count: int, start: int,
+         budget: list[int]) -> tuple[dict[Any, Any], int]:
+    out: dict[Any, Any] = {}
     if count >= 0 and 2 * count > len(buf) - pos:
         raise CborError(f"map of {count} entries at offset {start} cannot fit in the "
                         f"{len(buf)}-byte input")

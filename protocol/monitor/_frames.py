@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import struct
 
+from .._errors import ProtocolError
+
 MAX_FRAME = 16 << 20  # no real message comes near this; a bigger length means a broken peer
 
 
-class FrameError(ValueError):
+class FrameError(ProtocolError, ValueError):
     """The byte stream cannot be split into frames any more; ``offset`` is the
     stream offset of the bad length prefix, ``frames`` the complete frames
     that came before it in the same ``feed``."""
 
-    def __init__(self, message: str, offset: int, frames: list | None = None):
+    def __init__(self, message: str, offset: int, frames: list[tuple[int, bytes]] | None = None):
         super().__init__(f"{message} (stream offset {offset})")
         self.offset = offset
         self.frames = frames or []
@@ -52,7 +54,7 @@ class FrameReader:
             return []
         buf = self._buf
         buf += data
-        out = []
+        out: list[tuple[int, bytes]] = []
         pos = 0
         while len(buf) - pos >= 4:
             (length,) = struct.unpack_from(">I", buf, pos)

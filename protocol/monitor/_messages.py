@@ -9,15 +9,23 @@ make it return anything but one of the types below (or raise
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import Any, NamedTuple, TypeVar
 
 import cbor2
 
+from .._errors import ProtocolError
 from . import _cbor
 
+_T = TypeVar("_T")
 
-class MessageError(ValueError):
+
+class MessageError(ProtocolError, ValueError):
     """A frame or datagram body that is not a valid ``ProfileMsg``."""
+
+    # set by ``Session.receive_all``: the bytes the messages before the failing
+    # one made, and the failing message's position
+    data: bytes = b""
+    index: int = 0
 
 
 # -- payloads that may be split (EventMsgPartial) ------------------------------------------
@@ -40,7 +48,7 @@ class Part(NamedTuple):
     data: bytes
 
 
-Payload = Union[Full, SplitHeader, Part]
+Payload = Full | SplitHeader | Part
 
 
 # -- top-level messages ----------------------------------------------------------------------
@@ -52,7 +60,7 @@ class ServicePause(NamedTuple):
 
 class HeaderLength(NamedTuple):
     """``ProfileHeader (HeaderLength n)``: ``n`` event-type records follow."""
-    count: int
+    count: int  # type: ignore[assignment]  # the spec's name; it shadows tuple.count here
 
 
 class HeaderType(NamedTuple):
@@ -86,8 +94,8 @@ class BlockPart(NamedTuple):
     payload: Payload
 
 
-Message = Union[ServicePause, HeaderLength, HeaderType, EventMessage, StateMessage,
-                BlockHeader, BlockPart]
+Message = (ServicePause | HeaderLength | HeaderType | EventMessage | StateMessage
+           | BlockHeader | BlockPart)
 
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
@@ -120,7 +128,7 @@ def _head(body: bytes, pos: int, major: int) -> tuple[int, int]:
     return -1, pos
 
 
-def _fast(body: bytes):
+def _fast(body: bytes) -> Message | None:
     """The message if ``body`` has one of the shapes split events take (the
     bulk of the traffic besides whole events), read directly; else None."""
     if body[:6] == _EVENT_PART:
@@ -163,24 +171,24 @@ def decode_message(body: bytes) -> Message:
     return _profile_msg(item)
 
 
-def _uint(value, what: str, limit: int = U64) -> int:
+def _uint(value: Any, what: str, limit: int = U64) -> int:
     if type(value) is not int or not 0 <= value <= limit:
         raise MessageError(f"{what}: expected an unsigned integer, got {_show(value)}")
     return value
 
 
-def _exact(value, kind: type, what: str, expected: str):
+def _exact(value: object, kind: type[_T], what: str, expected: str) -> _T:
     """``value`` if its type is exactly ``kind`` (a bool is no int here)."""
     if type(value) is not kind:
         raise MessageError(f"{what}: expected {expected}, got {_show(value)}")
     return value
 
 
-def _bytes(value, what: str) -> bytes:
+def _bytes(value: object, what: str) -> bytes:
     return _exact(value, bytes, what, "a byte string")
 
 
-def _cons(value, what: str, arities: dict[int, int]) -> tuple[int, list]:
+def _cons(value: Any, what: str, arities: dict[int, int]) -> tuple[int, list[Any]]:
     """Check a generic constructor array ``[tag, fields...]``; return (tag, fields)."""
     if type(value) is not list or not value:
         raise MessageError(f"{what}: expected a constructor array, got {_show(value)}")
@@ -193,7 +201,7 @@ def _cons(value, what: str, arities: dict[int, int]) -> tuple[int, list]:
     return tag, value[1:]
 
 
-def _show(value) -> str:
+def _show(value: Any) -> str:
     """A short description of a decoded value for an error message.  Never
     ``repr`` of the whole value: it came from a peer, and its text may be huge
     (an integer's digits, a deeply shared list) or may not be made at all."""
@@ -212,7 +220,7 @@ def _show(value) -> str:
     return kind
 
 
-def _profile_msg(item) -> Message:
+def _profile_msg(item: Any) -> Message:
     tag, (field,) = _cons(item, "ProfileMsg", {0: 1, 1: 1, 2: 1, 3: 1})
     if tag == 0:
         _, (flag,) = _cons(field, "ServiceMsg", {0: 1})
@@ -237,7 +245,7 @@ def _profile_msg(item) -> Message:
     return BlockPart(_uint(fields[0], "block id"), _payload(fields[1], "EventBlockMsgPart"))
 
 
-def _payload(item, what: str) -> Payload:
+def _payload(item: Any, what: str) -> Payload:
     tag, fields = _cons(item, f"{what} payload", {0: 1, 1: 1, 2: 3})
     if tag == 0:
         return Full(_bytes(fields[0], f"{what} payload"))
@@ -256,7 +264,7 @@ def encode_message(msg: Message) -> bytes:
     return cbor2.dumps(_msg_item(msg))
 
 
-def _payload_item(p: Payload) -> list:
+def _payload_item(p: Payload) -> list[Any]:
     if isinstance(p, Full):
         return [0, p.data]
     if isinstance(p, SplitHeader):
@@ -264,7 +272,7 @@ def _payload_item(p: Payload) -> list:
     return [2, p.msg_id, p.part_no, p.data]
 
 
-def _msg_item(msg: Message) -> list:
+def _msg_item(msg: Message) -> list[Any]:
     if isinstance(msg, ServicePause):
         return [0, [0, msg.pause]]
     if isinstance(msg, HeaderLength):
@@ -291,4 +299,6 @@ def split_payload(data: bytes, max_size: int | None, msg_id: int) -> list[Payloa
     if max_size < 1:
         raise ValueError("max_size must be at least 1")
     chunks = [data[i:i + max_size] for i in range(0, len(data), max_size)]
-    return [SplitHeader(msg_id, len(chunks))] + [Part(msg_id, n, c) for n, c in enumerate(chunks)]
+    out: list[Payload] = [SplitHeader(msg_id, len(chunks))]
+    out += [Part(msg_id, n, c) for n, c in enumerate(chunks)]
+    return out

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from ._messages import Full, Part, Payload, SplitHeader
 
+_Key = tuple[str, int]  # (channel, message id)
+
 ENTRY_COST = 64  # bytes charged per held message and per held part, beyond its data
 
 
@@ -56,8 +58,8 @@ class Reassembler:
         self.budget = budget
         self.stats = ReassemblyStats()
         self.held_bytes = 0
-        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
-        self._done: OrderedDict[tuple, None] = OrderedDict()
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._done: OrderedDict[_Key, None] = OrderedDict()
 
     @property
     def pending(self) -> int:
@@ -132,13 +134,13 @@ class Reassembler:
         if self.budget is not None:
             self.budget.used += cost
 
-    def _drop(self, key) -> None:
+    def _drop(self, key: _Key) -> None:
         entry = self._entries.pop(key)
         self.held_bytes -= entry.cost
         if self.budget is not None:
             self.budget.used -= entry.cost
 
-    def _finish(self, key) -> None:
+    def _finish(self, key: _Key) -> None:
         self._done[key] = None
         if len(self._done) > self.remember:
             self._done.popitem(last=False)

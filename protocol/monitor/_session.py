@@ -22,11 +22,14 @@ snapshots decoded (``max_state`` bytes; a bigger one is skipped and counted).
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .._errors import ProtocolError
+from ..eventlog._header import DeclarationError, parse_declaration
+from ..eventlog._ids import END_OF_DATA as EVENTLOG_END
+from ..eventlog._ids import EventType
 from ._messages import (
     BlockHeader,
     BlockPart,
@@ -44,9 +47,8 @@ from ._state import EventlogState, decode_state
 HEADER_OPEN = b"hdrbhetb"
 HEADER_CLOSE = b"hetehdredatb"
 END_OF_DATA = b"\xff\xff"
-BLOCK_MARKER = 18
-VARIABLE = 0xFFFF
-END_OF_DATA_ID = 0xFFFF
+BLOCK_MARKER = int(EventType.BLOCK_MARKER)
+END_OF_DATA_ID = EVENTLOG_END  # the record type id that ends the data, never declared
 
 
 class SessionError(MessageError):
@@ -54,10 +56,13 @@ class SessionError(MessageError):
     does not match the header, or an event the decoder rejects)."""
 
 
-class HeaderChanged(Exception):
+class HeaderChanged(ProtocolError):
     """A header that differs from the one this session has: the peer started
     a new stream.  The caller ends this session and gives the message to a
     new one."""
+
+    data: bytes = b""   # as MessageError's (set by ``Session.receive_all``)
+    index: int = 0
 
 
 @dataclass
@@ -80,18 +85,18 @@ def parse_type_record(record: bytes) -> tuple[int, int | None]:
     if len(record) < 20 or record[:4] != b"etb\0" or record[-4:] != b"ete\0":
         raise SessionError(f"header record of {len(record)} bytes is not an event-type "
                            f"record (etb ... ete)")
-    type_id, size, dlen = struct.unpack_from(">HHI", record, 4)
-    if type_id == END_OF_DATA_ID:
+    if (record[4] << 8 | record[5]) == END_OF_DATA_ID:
         raise SessionError("header record declares event type 65535 (0xffff), the "
                            "end-of-data marker")
-    if 12 + dlen + 8 > len(record):
-        raise SessionError(f"header record for type {type_id}: description length {dlen} "
-                           f"overruns the {len(record)}-byte record")
-    (elen,) = struct.unpack_from(">I", record, 12 + dlen)
-    if 12 + dlen + 4 + elen + 4 != len(record):
+    try:
+        decl, end = parse_declaration(record)
+    except DeclarationError as exc:
+        raise SessionError(f"header record: {exc.message}") from None
+    if decl is None or end != len(record):
+        type_id = record[4] << 8 | record[5]
         raise SessionError(f"header record for type {type_id}: lengths do not add up to "
                            f"{len(record)} bytes")
-    return type_id, None if size == VARIABLE else size
+    return decl.id, decl.size
 
 
 class Session:
@@ -144,7 +149,7 @@ class Session:
         out: list[bytes] = []
         index = 0
         try:
-            for index, msg in enumerate(messages):
+            for index, msg in enumerate(messages):  # noqa: B007 (read in the except clause)
                 self.stats.messages += 1
                 self._take(msg, now, out)
         except (MessageError, HeaderChanged) as exc:

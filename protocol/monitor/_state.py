@@ -8,12 +8,16 @@ declaration order here, not eventlog numbering (spec 6.2, 6.3).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 import cbor2
 
 from . import _cbor
 from ._messages import MessageError, _cons, _exact, _show, _uint
+
+_T = TypeVar("_T")
 
 EXECUTION = ["created", "queued", "running", "stopped", "migrated"]
 STOP_STATUS = [
@@ -125,37 +129,37 @@ def decode_state(payload: bytes) -> EventlogState:
 _word = _uint
 
 
-def _int(v, what: str) -> int:
+def _int(v: object, what: str) -> int:
     return _exact(v, int, what, "an integer")
 
 
-def _str(v, what: str) -> str:
+def _str(v: object, what: str) -> str:
     return _exact(v, str, what, "a text string")
 
 
-def _bool(v, what: str) -> bool:
+def _bool(v: object, what: str) -> bool:
     return _exact(v, bool, what, "a boolean")
 
 
-def _list(v, what: str, item) -> list:
+def _list(v: Any, what: str, item: Callable[[Any, str], _T]) -> list[_T]:
     if type(v) is not list:
         raise StateError(f"{what}: expected an array, got {_show(v)}")
     return [item(x, what) for x in v]
 
 
-def _maybe(v, what: str, item):
+def _maybe(v: Any, what: str, item: Callable[[Any, str], _T]) -> _T | None:
     if type(v) is not list or len(v) > 1:
         raise StateError(f"{what}: expected Maybe ([] or [x]), got {_show(v)}")
     return item(v[0], what) if v else None
 
 
-def _map(v, what: str, value) -> dict:
+def _map(v: Any, what: str, value: Callable[[Any], _T]) -> dict[int, _T]:
     if type(v) is not dict:
         raise StateError(f"{what}: expected a map, got {_show(v)}")
     return {_int(k, f"{what} key"): value(x) for k, x in v.items()}
 
 
-def _thread(v) -> ThreadState:
+def _thread(v: Any) -> ThreadState:
     _, (tid, label, cap, execution, sparks, created, last) = _cons(v, "ThreadState", {0: 7})
     etag, efields = _cons(execution, "ThreadExecutionState", {0: 0, 1: 0, 2: 0, 3: 1, 4: 0})
     status = owner = None
@@ -172,27 +176,28 @@ def _thread(v) -> ThreadState:
                        _word(last, "thread last change"))
 
 
-def _capset(v) -> CapsetState:
+def _capset(v: Any) -> CapsetState:
     _, f = _cons(v, "CapsetState", {0: 27})
     ttag, _ = _cons(f[1], "CapsetType", {0: 0, 1: 0, 2: 0, 3: 0})
     words = [_word(x, "capset field") for x in (f[3], f[4])]
-    return CapsetState(
+    values: list[Any] = [
         _word(f[0], "capset id"), CAPSET_TYPE[ttag], _list(f[2], "capset caps", _int),
         words[0], words[1], _str(f[5], "RTS identifier"), _list(f[6], "program args", _str),
         _list(f[7], "environment", _str), _maybe(f[8], "pid", _word), _maybe(f[9], "ppid", _word),
         *(_word(x, "capset field") for x in f[10:15]), _int(f[15], "generations"),
         *(_word(x, "capset field") for x in f[16:20]), _maybe(f[20], "last GC", _word),
         *(_word(x, "capset field") for x in f[21:24]), _int(f[24], "GC parallel threads"),
-        *(_word(x, "capset field") for x in f[25:27]))
+        *(_word(x, "capset field") for x in f[25:27])]
+    return CapsetState(*values)
 
 
-def _cap(v) -> CapState:
+def _cap(v: Any) -> CapState:
     _, (cap, disabled, last, created) = _cons(v, "CapState", {0: 4})
     return CapState(_int(cap, "capability"), _bool(disabled, "disabled"),
                     _word(last, "cap last change"), _word(created, "cap created"))
 
 
-def _task(v) -> TaskState:
+def _task(v: Any) -> TaskState:
     _, (task, cap, kernel, created, last) = _cons(v, "TaskState", {0: 5})
     _, (ktid,) = _cons(kernel, "KernelThreadId", {0: 1})
     return TaskState(_word(task, "task id"), _int(cap, "task capability"),
@@ -206,11 +211,11 @@ class _Indefinite:
     """A Haskell list: written as an indefinite-length array when non-empty.
     (Not a list subclass: cbor2 would encode that as a definite array.)"""
 
-    def __init__(self, items):
+    def __init__(self, items: list[Any]) -> None:
         self.items = items
 
 
-def _default(encoder, value):
+def _default(encoder: Any, value: object) -> None:
     if isinstance(value, _Indefinite):
         encoder.write(b"\x9f")
         for x in value.items:
@@ -220,18 +225,18 @@ def _default(encoder, value):
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def _hs_list(items) -> list:
+def _hs_list(items: list[Any]) -> list[Any] | _Indefinite:
     return _Indefinite(items) if items else []
 
 
-def _opt(value) -> list:
+def _opt(value: object) -> list[Any]:
     return [] if value is None else [value]
 
 
 def encode_state(state: EventlogState) -> bytes:
     """CBOR of ``state`` in the monitor's shape (map order is insertion order)."""
-    def thread(t: ThreadState):
-        ex = [EXECUTION.index(t.execution)]
+    def thread(t: ThreadState) -> list[Any]:
+        ex: list[Any] = [EXECUTION.index(t.execution)]
         if t.execution == "stopped":
             status = [STOP_STATUS.index(t.stop_status or "NoStatus")]
             if t.stop_status == "BlockedOnBlackHoleOwnedBy":
@@ -240,7 +245,7 @@ def encode_state(state: EventlogState) -> bytes:
         return [0, t.thread, _opt(t.label), -1 if t.cap is None else t.cap, ex,
                 _opt(t.spark_count), t.created, t.last_change]
 
-    def capset(c: CapsetState):
+    def capset(c: CapsetState) -> list[Any]:
         values = [getattr(c, f.name) for f in fields(CapsetState)]
         values[1] = [CAPSET_TYPE.index(c.type)]
         values[6], values[7] = _hs_list(c.args), _hs_list(c.env)

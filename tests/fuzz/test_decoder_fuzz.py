@@ -15,7 +15,7 @@ import random
 import pytest
 
 from protocol import DecodeError, Decoder
-from protocol.eventlog._decoder import MAX_DECLARATION, MAX_DECLARATIONS, MAX_TRAILING
+from protocol.eventlog import MAX_DECLARATION, MAX_DECLARATIONS, MAX_TRAILING
 
 from ..conftest import PythonDecoder
 from ..corpus import all_logs

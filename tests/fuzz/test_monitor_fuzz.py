@@ -25,6 +25,7 @@ from protocol.monitor import (
     HeaderChanged,
     HeaderLength,
     HeaderType,
+    Message,
     MessageError,
     ServicePause,
     Session,
@@ -106,6 +107,7 @@ def mutate(body: bytes, rng: random.Random) -> bytes:
 def decode(body: bytes):
     """``decode_message`` under the rules: a message or MessageError, fast."""
     start = time.perf_counter()
+    msg: Message | MessageError
     try:
         msg = decode_message(body)
     except MessageError as exc:
@@ -118,6 +120,7 @@ def decode(body: bytes):
         raise Failure(f"decode_message returned {type(msg).__name__}")
     fast = _fast(body)
     if fast is not None:       # the shortcut for split events reads what the general path reads
+        general: Message | MessageError
         try:
             general = _profile_msg(_cbor.loads(body))
         except MessageError as exc:
@@ -135,6 +138,9 @@ class Receiver:
     """A session and a decoder behind it, as the UDP source has them."""
 
     def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
         self.session = Session(datagram=True)
         self.decoder = Decoder()
         self.failed = False
@@ -144,7 +150,7 @@ class Receiver:
         try:
             data = s.receive(msg, 0.0)
         except HeaderChanged:
-            self.__init__()
+            self._reset()
             return
         except MessageError as exc:
             data = exc.data

@@ -11,7 +11,7 @@ import tracemalloc
 import pytest
 
 from protocol import DecodeError, Decoder
-from protocol.eventlog._decoder import MAX_DECLARATIONS, MAX_HEADER, MAX_TRAILING
+from protocol.eventlog import MAX_DECLARATIONS, MAX_HEADER, MAX_TRAILING
 
 from ..conftest import PythonDecoder
 from ..corpus import all_logs

@@ -54,3 +54,33 @@ def test_error_in_a_later_chunk_keeps_earlier_events(decoder_cls):
         decoder.feed(data[boundary - 10: boundary] + b"\x10\x10" + bytes(40))
     assert info.value.offset == boundary and info.value.event_id == 0x1010
     assert first + info.value.events == good[: len(first) + len(info.value.events)]
+
+
+def test_every_protocol_error_is_a_protocol_error():
+    import protocol
+    import protocol.eventlog as eventlog
+    import protocol.monitor as monitor
+    from protocol import ProtocolError
+
+    errors = [getattr(pkg, name) for pkg in (protocol, eventlog, monitor)
+              for name in pkg.__all__
+              if isinstance(getattr(pkg, name), type) and issubclass(getattr(pkg, name), Exception)]
+    assert {e.__name__ for e in errors} >= {"DecodeError", "FrameError", "MessageError", "SessionError",
+                                            "StateError", "AuthError", "HeaderChanged",
+                                            "DeclarationError"}
+    for error in errors:
+        assert issubclass(error, ProtocolError), error
+
+
+def test_bad_input_of_each_layer_is_caught_as_protocol_error(decoder_cls):
+    from protocol import ProtocolError
+    from protocol.monitor import FrameReader, HeaderType, Session, decode_message
+
+    with pytest.raises(ProtocolError):
+        decoder_cls().feed(b"GIF89a" + bytes(100))
+    with pytest.raises(ProtocolError):
+        FrameReader().feed(b"\xff\xff\xff\xff")
+    with pytest.raises(ProtocolError):
+        decode_message(b"\xff")
+    with pytest.raises(ProtocolError):
+        Session().receive(HeaderType(b"etb\0" + bytes(20)))

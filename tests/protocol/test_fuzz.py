@@ -7,8 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import DecodeError
-from protocol.eventlog import Decoder
-from protocol.eventlog._decoder import MAX_DECLARATION
+from protocol.eventlog import MAX_DECLARATION, Decoder
 
 from ..conftest import PythonDecoder
 from ..corpus import all_logs

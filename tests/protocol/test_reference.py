@@ -12,12 +12,12 @@ import re
 
 import pytest
 
-from protocol.eventlog import event_json
+from protocol.eventlog import EventType, event_json
 
 from ..corpus import all_logs, reference_lines, sibling, with_reference
 
-CENSUS = 207
-TICKY_DEF = 210
+CENSUS = EventType.NONMOVING_HEAP_CENSUS
+TICKY_DEF = EventType.TICKY_COUNTER_DEF
 # the 14-byte NonmovingHeapCensus that ghc-events 0.17 misreads (corpus README)
 REFERENCE_WRONG = {"nonmoving-gc-census-T23340": {CENSUS}}
 
@@ -80,7 +80,7 @@ def test_ticky_json_against_upstream_text(decoder_cls):
                          r"name: (.*), itbl: ([0-9a-f]+)$")
     ref = [m.groups() for m in map(pattern.match, reference_events(path)) if m]
     ours = [(str(ev.time), str(ev.fields[0]), str(ev.fields[1]), ev.fields[2], ev.fields[3],
-             "%x" % ev.fields[4]) for ev in sorted(events, key=lambda e: e.time)
+             f"{ev.fields[4]:x}") for ev in sorted(events, key=lambda e: e.time)
             if ev.type == TICKY_DEF]
     assert ref and ours == ref
     # the newer layout's JSON description is decoded too

@@ -29,7 +29,7 @@ def test_random_chunks_give_the_same_events(decoder_cls, path):
     whole, end = decode_chunks(decoder_cls, data, [len(data)])
     rng = random.Random(path.name)
     for limit in (7, 300, 70_000):
-        sizes = iter(lambda: rng.randint(0, limit), None)
+        sizes = iter(lambda limit=limit: rng.randint(0, limit), None)
         events, end2 = decode_chunks(decoder_cls, data, sizes)
         assert events == whole
         assert end2 == end
