@@ -141,16 +141,16 @@ class _Connection:
                 data = self.session.receive_all([m for _, m in pending], self.now())
                 pending = []
             except HeaderChanged as exc:
-                self.consumer.data(exc.data)  # type: ignore[attr-defined]  # set by receive_all
+                self.consumer.data(exc.data)
                 self.consumer.end(None)
                 log.info("monitor %s: a new header on the connection: new session",
                          self.source.peer)
                 self.session, self.consumer = Session(), self.source._open(self.opener)
-                pending = pending[exc.index:]  # type: ignore[attr-defined]  # set by receive_all
+                pending = pending[exc.index:]
                 continue
             except MessageError as exc:
-                self.consumer.data(exc.data)  # type: ignore[attr-defined]  # set by receive_all
-                at = pending[exc.index][0]  # type: ignore[attr-defined]  # set by receive_all
+                self.consumer.data(exc.data)
+                at = pending[exc.index][0]
                 raise _Bad(f"frame at stream offset {at}: {exc}") from exc
             finally:
                 self.got_header = self.got_header or self.session.header_done
