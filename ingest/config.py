@@ -207,7 +207,7 @@ def _section_env() -> _Layer:
     out: dict[str, dict] = {}
     env = _environment()
     for section in SECTIONS:
-        model = _model_of(Settings.model_fields[section].annotation)
+        model = model_of(Settings.model_fields[section].annotation)
         for name in model.model_fields:
             key = f"{PREFIX}{section}_{name}".upper()
             if key in env:
@@ -261,7 +261,7 @@ def _is_complex(annotation) -> bool:
     return get_origin(annotation) in (list, dict)
 
 
-def _model_of(annotation) -> type[BaseModel]:
+def model_of(annotation) -> type[BaseModel]:
     for arg in getattr(annotation, "__args__", ()) or (annotation,):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg
