@@ -30,7 +30,7 @@ class Listener:
 
     async def __aenter__(self):
         self.task = asyncio.create_task(self.source.run(self.got))
-        while self.source.address is None:
+        while self.source.address is None:  # noqa: ASYNC110 (the source only sets its address once bound)
             await asyncio.sleep(0.01)
         return self
 
