@@ -53,28 +53,33 @@ class MonitorUdpConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = "0.0.0.0"
-    port: int = Field(8242, ge=0, le=65535)
+    port: int = Field(default=8242, ge=0, le=65535)
     allow: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOW),
                              description="sender networks heard (default: loopback and private "
                                          "ranges; [\"0.0.0.0/0\", \"::/0\"] hears everyone)")
     secret: SecretStr | None = Field(
-        None, description="shared secret: every datagram must carry its HMAC-SHA256 tag "
-                          "(docs/monitor-protocol.md 3.4; at least 16 characters)")
-    idle_timeout: float = Field(60.0, gt=0, description="a session ends after this long silent")
-    reassembly_timeout: float = Field(30.0, gt=0, description="incomplete split messages expire")
-    reassembly_bytes: int = Field(64 << 20, ge=1 << 16, description="split parts held, all peers")
-    max_sessions: int = Field(1024, ge=1)
-    hold_events: int = Field(10_000, ge=0, description="events held per session before its header")
-    hold_bytes: int = Field(1 << 20, ge=0, description="bytes of events held per session before "
-                                                       "its header")
-    hold_bytes_total: int = Field(64 << 20, ge=0, description="bytes of events held before their "
-                                                              "header, all peers")
-    dedupe: int = Field(4096, ge=0, description="recent event records compared for duplicates")
-    queue: int = Field(65536, ge=1, description="datagrams waiting to be decoded")
-    queue_bytes: int = Field(32 << 20, ge=1 << 16, description="bytes of datagrams waiting")
-    receive_buffer: int = Field(4 << 20, ge=1 << 16,
+        default=None, description="shared secret: every datagram must carry its HMAC-SHA256 tag "
+                                  "(docs/monitor-protocol.md 3.4; at least 16 characters)")
+    idle_timeout: float = Field(default=60.0, gt=0,
+                                description="a session ends after this long silent")
+    reassembly_timeout: float = Field(default=30.0, gt=0,
+                                      description="incomplete split messages expire")
+    reassembly_bytes: int = Field(default=64 << 20, ge=1 << 16,
+                                  description="split parts held, all peers")
+    max_sessions: int = Field(default=1024, ge=1)
+    hold_events: int = Field(default=10_000, ge=0,
+                             description="events held per session before its header")
+    hold_bytes: int = Field(default=1 << 20, ge=0,
+                            description="bytes of events held per session before its header")
+    hold_bytes_total: int = Field(default=64 << 20, ge=0,
+                                  description="bytes of events held before their header, all peers")
+    dedupe: int = Field(default=4096, ge=0,
+                        description="recent event records compared for duplicates")
+    queue: int = Field(default=65536, ge=1, description="datagrams waiting to be decoded")
+    queue_bytes: int = Field(default=32 << 20, ge=1 << 16, description="bytes of datagrams waiting")
+    receive_buffer: int = Field(default=4 << 20, ge=1 << 16,
                                 description="socket receive buffer asked of the kernel (bytes)")
-    once: bool = Field(False, description="stop after the first session ends")
+    once: bool = Field(default=False, description="stop after the first session ends")
 
     @field_validator("allow")
     @classmethod
