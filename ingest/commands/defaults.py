@@ -44,15 +44,12 @@ def setting_model(section: str) -> type[BaseModel]:
 def setting_default(key: str) -> Any:
     """The model's default of a setting by its dotted name (``"derive.window"``,
     ``"monitors.port"``: a field of each list item)."""
-    section, *path = key.split(".")
+    section, *parents, name = key.split(".")
     model = setting_model(section)
-    for i, name in enumerate(path):
-        field = model.model_fields[name]
-        if i == len(path) - 1:
-            return field.get_default(call_default_factory=True)
+    for part in parents:                # a table inside a section
         from ..config import model_of
-        model = model_of(field.annotation)
-    raise ValueError(f"not a setting: {key}")
+        model = model_of(model.model_fields[part].annotation)
+    return model.model_fields[name].get_default(call_default_factory=True)
 
 
 def show(value: Any) -> str:
@@ -75,8 +72,8 @@ def placeholders(text: str) -> list[str]:
 
 
 class SettingDefault:
-    """A flag's default that is a setting's: the parser puts the model's value
-    in its place when the flag is not given."""
+    """A flag's default that is a setting's: ``resolve()`` puts the model's
+    value in its place when the flag is not given."""
 
     def __init__(self, key: str):
         self.key = key
