@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from .commands import COMMANDS
+from .commands.defaults import Parser, resolve
 from .errors import LiveprofError
 
 
@@ -23,19 +24,20 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="liveprof", description="Live profiling and monitoring of GHC eventlogs.",
         epilog="Exit status of dump, derive, import, upload and monitor: 0 success, 1 bad "
                "data (malformed, cut or empty log), 2 usage or environment error.")
     parser.add_argument("--version", action="version", version=f"liveprof {version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=Parser)
     for module in COMMANDS:
         module.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = resolve(build_parser().parse_args(argv))   # (flags not given: settings' defaults)
     try:
         return args.run(args) or 0
     except KeyboardInterrupt:

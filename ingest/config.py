@@ -27,12 +27,13 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .api.config import ApiConfig
+from .derive.config import DeriveConfig
 from .errors import ConfigError
 from .rollups import RollupConfig
 from .sinks.influx import InfluxSinkConfig
@@ -48,64 +49,44 @@ from .urls import mask_url, split_http_url
 PREFIX = "LIVEPROF_"
 
 
-class DeriveConfig(BaseModel):
-    """Which points are made, and how they are tagged (docs/schema.md)."""
+Section = TypeVar("Section", bound=BaseModel)
 
-    model_config = ConfigDict(extra="forbid")
 
-    window: float = Field(1.0, gt=0, description="aggregation window, seconds")
-    top: int = Field(10, ge=1, description="a label is named when among the busiest this "
-                                           "many of a window, and keeps its name")
-    max_labels: int = Field(100, ge=1, description="labels named per session and measurement "
-                                                   "(the rest: 'other'); docs/schema.md")
-    max_gap: float = Field(86400.0, gt=0, description="a longer jump in eventlog time is a "
-                                                      "corrupt stream: its points end there, "
-                                                      "seconds")
-    measurements: list[str] | None = Field(None, description="None: all of them")
-    app: str | None = Field(None, description="the app tag; None: the program's name")
-    host: str | None = Field(None, description="the host tag; None: the stream's peer")
-    max_lag: float = Field(10.0, gt=0, description="live streams: longest an event waits "
-                                                    "for time order, seconds")
-
-    @field_validator("measurements")
-    @classmethod
-    def _known(cls, value):
-        if value is None:
-            return value
-        from .derive.registry import REGISTRY
-        unknown = [m for m in value if m not in REGISTRY]
-        if unknown:
-            raise ValueError(f"unknown measurement(s) {unknown}; known: {sorted(REGISTRY)}")
-        return value
+def _defaults(model: type[Section]) -> Section:
+    """A section with every field at its default.  (``model_validate({})``
+    rather than ``model()``: the type checker, without pydantic's plugin,
+    reads a default given positionally, ``Field(x, ...)``, as no default.)"""
+    return model.model_validate({})
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid",
                                       env_ignore_empty=True)
 
-    influx: InfluxSinkConfig = InfluxSinkConfig()
+    influx: InfluxSinkConfig = Field(default_factory=lambda: _defaults(InfluxSinkConfig))
     rollups: RollupConfig = Field(
-        RollupConfig(), description="retention policies and rollups (docs/rollups.md); "
-                                    "the database is influx.database")
-    setup: bool = Field(True, description="serve: apply the retention/rollup scheme at start "
+        default_factory=lambda: _defaults(RollupConfig),
+        description="retention policies and rollups (docs/rollups.md); the database is "
+                    "influx.database")
+    setup: bool = Field(default=True, description="serve: apply the retention/rollup scheme at start "
                                           "and write to its raw policy (False: leave InfluxDB "
                                           "as it is and write to the database's default policy)")
-    derive: DeriveConfig = DeriveConfig()
+    derive: DeriveConfig = Field(default_factory=DeriveConfig)
     mqtt: MqttAlertConfig | None = Field(
-        None, description="live GC-pause alerts over MQTT (docs/alerts.md); None: off")
-    api: ApiConfig | None = Field(None, description="the HTTP API (docs/api.md); None: off")
+        default=None, description="live GC-pause alerts over MQTT (docs/alerts.md); None: off")
+    api: ApiConfig | None = Field(default=None, description="the HTTP API (docs/api.md); None: off")
     monitors: list[MonitorTcpConfig] = Field(
         default_factory=list, description="monitors to dial over TCP")
     monitor_udp: MonitorUdpConfig | None = Field(
-        None, description="listen for monitor datagrams (None: off)")
+        default=None, description="listen for monitor datagrams (None: off)")
     sockets: list[SocketConfig] = Field(
         default_factory=list, description="programs serving their eventlog on a socket, to dial")
     fifos: list[FifoConfig] = Field(
         default_factory=list, description="named pipes programs write (+RTS -l -ol<fifo>)")
     files: list[FileConfig] = Field(
         default_factory=list, description="eventlog files to import once or follow")
-    stdin: StdinConfig | None = Field(None, description="read an eventlog stream on stdin")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    stdin: StdinConfig | None = Field(default=None, description="read an eventlog stream on stdin")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     state_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("XDG_STATE_HOME")
                                      or Path.home() / ".local" / "state") / "liveprof",
@@ -226,7 +207,7 @@ def _section_env() -> _Layer:
     out: dict[str, dict] = {}
     env = _environment()
     for section in SECTIONS:
-        model = _model_of(Settings.model_fields[section].annotation)
+        model = model_of(Settings.model_fields[section].annotation)
         for name in model.model_fields:
             key = f"{PREFIX}{section}_{name}".upper()
             if key in env:
@@ -247,7 +228,7 @@ def _field_env() -> _Layer:
         if _is_complex(field.annotation):
             try:
                 out[name] = json.loads(text)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise ConfigError(f"{key}: not valid JSON ({exc.msg} at character {exc.pos}); "
                                   f"a list or table is written as JSON, e.g. "
                                   f"{key}='[{{\"host\": \"10.0.0.5\"}}]'") from None
@@ -280,7 +261,7 @@ def _is_complex(annotation) -> bool:
     return get_origin(annotation) in (list, dict)
 
 
-def _model_of(annotation) -> type[BaseModel]:
+def model_of(annotation) -> type[BaseModel]:
     for arg in getattr(annotation, "__args__", ()) or (annotation,):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg

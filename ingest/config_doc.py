@@ -51,6 +51,7 @@ def serve_flags() -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
     value, alone and beside ``--udp`` (flags that refine another flag)."""
     from .cli import build_parser
     from .commands import serve
+    from .commands.defaults import resolve, with_defaults
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -64,20 +65,20 @@ def serve_flags() -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
         usage = flag + (f" {action.metavar or action.dest.upper()}" if action.nargs != 0 else "")
         keys = set()
         for context in ([], ["--udp", "8242"]):
-            base = _flatten(serve.overrides(parser.parse_args(["serve", *context])))
+            base = _flatten(serve.overrides(resolve(parser.parse_args(["serve", *context]))))
             samples = [[]] if action.nargs == 0 else \
                 [["7.25"]] if action.type is float else \
                 [["sentinel-host:4321"], ["10.9.8.0/24"], ["7.25"]]
             for sample in samples:
                 try:
                     changed = _flatten(serve.overrides(
-                        parser.parse_args(["serve", *context, flag, *sample])))
+                        resolve(parser.parse_args(["serve", *context, flag, *sample]))))
                 except (Exception, SystemExit):
                     continue
                 keys |= {k for k in changed if changed[k] != base.get(k)}
                 break
         if not keys:
-            others.append((usage, " ".join((action.help or "").split())))
+            others.append((usage, " ".join(with_defaults(action.help or "").split())))
         for key in sorted(keys):
             by_key.setdefault(key, []).append(usage)
     return by_key, others
@@ -247,6 +248,8 @@ def _section(path: list[str], field, flags, *, env_section: bool, default=_UNSET
     the parent's default, which may differ from the model's own defaults."""
     annotation = field.annotation
     model = _list_of_models(annotation) or _model_of(annotation)
+    if model is None:
+        raise TypeError(f"{'.'.join(path)}: not a table nor a list of tables")
     is_list = _list_of_models(annotation) is not None
     default = _field_default(field) if default is _UNSET else default
     key = ".".join(path)

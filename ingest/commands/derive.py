@@ -29,18 +29,21 @@ PREAMBLE = tuple(int(t) for t in (EventType.WALL_CLOCK_TIME, EventType.PROGRAM_A
 
 
 def add_parser(sub) -> None:
+    from .defaults import SettingDefault  # (here: the rest of this module is the command's run)
+
     p = sub.add_parser(
         "derive", help="print the derived time series as InfluxDB line protocol",
         description="Decode an eventlog (a file, a named pipe, or - for stdin), derive the "
                     "time series (gc, heap, capability, threads, ...) and print them as "
                     "InfluxDB line protocol with nanosecond timestamps.")
     p.add_argument("path", metavar="FILE|-")
-    p.add_argument("--window", type=float, default=1.0, metavar="SECONDS",
-                   help="aggregation window of the per-window measurements (default 1)")
-    p.add_argument("--top", type=int, default=10, metavar="N",
+    p.add_argument("--window", type=float, default=SettingDefault("derive.window"),
+                   metavar="SECONDS", help="aggregation window of the per-window measurements "
+                                           "(default {derive.window})")
+    p.add_argument("--top", type=int, default=SettingDefault("derive.top"), metavar="N",
                    help="labels kept by name: the busiest thread and span labels per window, "
-                        "the largest heap-profile labels per census (default 10; the rest are "
-                        "summed as 'other')")
+                        "the largest heap-profile labels per census (default {derive.top}; the "
+                        "rest are summed as 'other')")
     p.add_argument("--measurements", default=None, metavar="LIST",
                    help="comma-separated measurements to derive (default all: "
                         + ",".join(REGISTRY) + ")")
@@ -54,9 +57,9 @@ def add_parser(sub) -> None:
     mode.add_argument("--whole", dest="live", action="store_false",
                       help="sort the whole stream by time, within a memory bound (default for "
                            "files and stdin)")
-    p.add_argument("--max-lag", type=float, default=10.0, metavar="SECONDS",
-                   help="live: never hold an event longer than this behind the newest "
-                        "(eventlog time; default 10)")
+    p.add_argument("--max-lag", type=float, default=SettingDefault("derive.max_lag"),
+                   metavar="SECONDS", help="live: never hold an event longer than this behind "
+                                           "the newest (eventlog time; default {derive.max_lag})")
     p.add_argument("--stats", action="store_true", help="print counters to stderr at the end")
     p.set_defaults(run=run)
 

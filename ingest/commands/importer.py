@@ -44,14 +44,15 @@ def add_parser(sub) -> None:
     add_influx_flags(p)
     p.add_argument("--app", help="app tag (default: the program's name)")
     p.add_argument("--host", help="host tag (default: this machine's name)")
-    p.add_argument("--window", type=float, metavar="SECONDS", help="aggregation window")
+    p.add_argument("--window", type=float, metavar="SECONDS",
+                   help="aggregation window (default {derive.window})")
     p.add_argument("--retention-policy", metavar="NAME",
                    help="write into this retention policy (default: the database's default, "
                         "`raw` once `liveprof influx setup` ran; InfluxDB drops points older "
                         "than the policy keeps, so an old log needs a longer policy)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="give up when InfluxDB does not answer, or takes no data, for this "
-                        "long (default 120)")
+                        "long (default %(default)g)")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress line on standard error (auto: when it is a terminal)")
     p.set_defaults(run=run)

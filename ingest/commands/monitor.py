@@ -36,20 +36,24 @@ DEFAULT_PORT = 8242
 
 
 def add_parser(sub) -> None:
+    from .defaults import SettingDefault  # (here: the rest of this module is the command's run)
+
     p = sub.add_parser(
         "monitor", help="receive eventlogs from a live-profile-monitor (TCP or datagrams)",
-        description="Dial a live-profile-monitor at HOST:PORT (default port 8242) and decode "
-                    "what it sends, redialling with backoff when it is down; or, with --udp, "
-                    "listen on [HOST:]PORT for monitor datagrams.")
+        description="Dial a live-profile-monitor at HOST:PORT (default port {monitors.port}) "
+                    "and decode what it sends, redialling with backoff when it is down; or, "
+                    "with --udp, listen on [HOST:]PORT for monitor datagrams.")
     p.add_argument("address", metavar="HOST:PORT")
     p.add_argument("--udp", action="store_true",
-                   help="listen for datagrams on [HOST:]PORT (default host 0.0.0.0)")
+                   help="listen for datagrams on [HOST:]PORT (default host {monitor_udp.host})")
     p.add_argument("--dump", action="store_true", help="print events as JSON lines")
     p.add_argument("--save", metavar="FILE", help="write each session as a .eventlog file")
     p.add_argument("--once", action="store_true",
                    help="stop after the first session ends (no redial)")
-    p.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
-                   help="--udp: a sender silent this long ends its session (default 60)")
+    p.add_argument("--idle-timeout", type=float, metavar="S",
+                   default=SettingDefault("monitor_udp.idle_timeout"),
+                   help="--udp: a sender silent this long ends its session "
+                        "(default {monitor_udp.idle_timeout})")
     p.add_argument("--allow", action="append", metavar="NETWORK", default=[],
                    help="--udp: hear senders in this network only (repeatable; default loopback "
                         "and private ranges)")

@@ -14,16 +14,15 @@ import sys
 
 from ..errors import ConfigError, PermanentSourceError, SourceError
 from ..sources.base import parse_address
-
-DEFAULT_MONITOR_PORT = 8242
+from .defaults import setting_default
 
 
 def add_influx_flags(p) -> None:
     """The InfluxDB target, the same flags for every command that writes."""
     g = p.add_argument_group("InfluxDB (also LIVEPROF_INFLUX_URL, _DATABASE, _USER, "
                              "_PASSWORD, _TOKEN)")
-    g.add_argument("--influx-url", metavar="URL", help="default http://127.0.0.1:8086")
-    g.add_argument("--database", metavar="NAME", help="default liveprof")
+    g.add_argument("--influx-url", metavar="URL", help="default {influx.url}")
+    g.add_argument("--database", metavar="NAME", help="default {influx.database}")
     g.add_argument("--influx-user", metavar="USER")
     g.add_argument("--influx-password", metavar="PASSWORD")
     g.add_argument("--influx-token", metavar="TOKEN")
@@ -50,9 +49,11 @@ def add_parser(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML settings file (also LIVEPROF_CONFIG)")
     add_influx_flags(p)
     p.add_argument("--monitor", action="append", metavar="HOST:PORT", default=[],
-                   help="dial a live-profile-monitor (repeatable; default port 8242)")
+                   help="dial a live-profile-monitor (repeatable; default host "
+                        "{monitors.host}, port {monitors.port})")
     p.add_argument("--udp", metavar="[HOST:]PORT",
-                   help="listen for monitor datagrams (default host 0.0.0.0)")
+                   help="listen for monitor datagrams (default host {monitor_udp.host}, port "
+                        "{monitor_udp.port})")
     p.add_argument("--udp-allow", action="append", metavar="NETWORK", default=[],
                    help="--udp: hear senders in this network only (repeatable; default loopback "
                         "and private ranges; the shared secret: LIVEPROF_MONITOR_UDP_SECRET)")
@@ -68,13 +69,14 @@ def add_parser(sub) -> None:
                    help="follow a growing eventlog file, like tail -F (repeatable)")
     p.add_argument("--stdin", action="store_true", help="read an eventlog stream on stdin")
     p.add_argument("--http", metavar="HOST:PORT",
-                   help="serve the HTTP API (docs/api.md) here (default port 8080; "
-                        "LIVEPROF_ADMIN_TOKEN gives the first admin token)")
-    p.add_argument("--window", type=float, metavar="SECONDS", help="aggregation window")
+                   help="serve the HTTP API (docs/api.md) here (default host {api.host}, port "
+                        "{api.port}; LIVEPROF_ADMIN_TOKEN gives the first admin token)")
+    p.add_argument("--window", type=float, metavar="SECONDS",
+                   help="aggregation window (default {derive.window})")
     p.add_argument("--max-lag", type=float, metavar="SECONDS",
-                   help="longest a live event waits for time order (default 10; lower it for "
-                        "less delay when the program flushes its eventlog often, e.g. with "
-                        "+RTS --eventlog-flush-interval)")
+                   help="longest a live event waits for time order (default {derive.max_lag}; "
+                        "lower it for less delay when the program flushes its eventlog often, "
+                        "e.g. with +RTS --eventlog-flush-interval)")
     p.add_argument("--app", help="app tag for every stream (default: the program's name)")
     p.add_argument("--host", help="host tag for every stream (default: the stream's peer)")
     p.add_argument("--start-influxd", action="store_true",
@@ -93,7 +95,7 @@ def overrides(args) -> dict:
     if args.monitor:
         monitors = []
         for text in args.monitor:
-            host, port = _address("--monitor", text, DEFAULT_MONITOR_PORT)
+            host, port = _address("--monitor", text, "monitors")
             monitors.append({"host": host, "port": port})
         out["monitors"] = monitors
     if args.socket:
@@ -106,19 +108,21 @@ def overrides(args) -> dict:
     if args.stdin:
         out["stdin"] = {}
     if args.http:
-        host, port = _address("--http", args.http, 8080)
+        host, port = _address("--http", args.http, "api")
         out["api"] = {"host": host, "port": port}
     if args.udp:
-        host, port = _address("--udp", args.udp, DEFAULT_MONITOR_PORT, "0.0.0.0")
+        host, port = _address("--udp", args.udp, "monitor_udp")
         out["monitor_udp"] = {"host": host, "port": port}
         if args.udp_allow:
             out["monitor_udp"]["allow"] = args.udp_allow
     return out
 
 
-def _address(flag: str, text: str, port: int, host: str = "127.0.0.1") -> tuple[str, int]:
+def _address(flag: str, text: str, section: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` as a flag gives it; what it leaves out, the section's defaults."""
     try:
-        return parse_address(text, port, default_host=host)
+        return parse_address(text, setting_default(f"{section}.port"),
+                             default_host=setting_default(f"{section}.host"))
     except ValueError as exc:
         raise ValueError(f"{flag}: {exc}") from None
 

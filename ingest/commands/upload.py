@@ -26,6 +26,9 @@ from ..urls import mask_url
 
 READ = 1 << 16
 RETRIES = 8
+CHUNK_SIZE = 64 << 20       # resumable uploads send chunks of this size
+# where the service is by default: the API's own default address (ingest/api/config.py)
+DEFAULT_URL = "http://{api.host}:{api.port}"
 
 
 def add_parser(sub) -> None:
@@ -46,15 +49,14 @@ def _size(text: str) -> int:
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="FILE")
-    p.add_argument("--url", default=os.environ.get("LIVEPROF_URL", "http://127.0.0.1:8080"),
-                   help="the service (default $LIVEPROF_URL or http://127.0.0.1:8080)")
+    p.add_argument("--url", help=f"the service (default $LIVEPROF_URL, else {DEFAULT_URL})")
     p.add_argument("--token", default=os.environ.get("LIVEPROF_TOKEN"),
                    help="a bearer token with the write scope (default $LIVEPROF_TOKEN)")
     p.add_argument("--app", help="the app tag (a token limited to several apps needs it)")
     p.add_argument("--host", help="the host tag (default: the service's choice)")
-    p.add_argument("--chunk-size", type=_size, default=64 << 20,
-                   help="resumable uploads send chunks of this size (default 64MiB); "
-                        "bigger files are sent that way")
+    p.add_argument("--chunk-size", type=_size, default=CHUNK_SIZE,
+                   help=f"resumable uploads send chunks of this size (default "
+                        f"{CHUNK_SIZE >> 20}MiB); bigger files are sent that way")
     p.add_argument("--resumable", action="store_true",
                    help="always use a resumable upload")
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
@@ -121,7 +123,7 @@ def _file_body(path: Path, start: int, length: int, progress: Progress, base: in
 
 
 async def upload(path: str | Path, url: str, token: str, *, app: str | None = None,
-                 host: str | None = None, chunk_size: int = 64 << 20,
+                 host: str | None = None, chunk_size: int = CHUNK_SIZE,
                  resumable: bool | None = None, progress: bool = False) -> dict:
     """Upload ``path``; returns the API's answer (session, events, points...).
     Raises ``UploadFailed`` with the status and body of a refusal."""
@@ -201,6 +203,7 @@ async def _offset(http, where: str) -> int:
 
 
 def run(args) -> int:
+    from .defaults import with_defaults
     from .outcome import BAD_DATA, OK, USAGE, InputError, check_input
 
     if not args.token:
@@ -218,12 +221,13 @@ def run(args) -> int:
     import aiohttp
 
     show = sys.stderr.isatty() if args.progress is None else args.progress
+    url = args.url or os.environ.get("LIVEPROF_URL") or with_defaults(DEFAULT_URL)
     try:
-        result = asyncio.run(upload(args.path, args.url, args.token, app=args.app,
+        result = asyncio.run(upload(args.path, url, args.token, app=args.app,
                                     host=args.host, chunk_size=args.chunk_size,
                                     resumable=True if args.resumable else None, progress=show))
     except (OSError, aiohttp.ClientError, TimeoutError) as exc:
-        print(f"liveprof upload: {args.path}: cannot upload to {mask_url(args.url)}: "
+        print(f"liveprof upload: {args.path}: cannot upload to {mask_url(url)}: "
               f"{exc or type(exc).__name__}", file=sys.stderr)
         return USAGE
     except UploadFailed as exc:
@@ -247,10 +251,11 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="liveprof upload",
-                                     description="Upload an eventlog to a liveprof service.")
+    from .defaults import Parser, resolve
+
+    parser = Parser(prog="liveprof upload", description="Upload an eventlog to a liveprof service.")
     _arguments(parser)
-    return run(parser.parse_args(argv))
+    return run(resolve(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

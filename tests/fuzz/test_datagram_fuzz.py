@@ -72,10 +72,10 @@ async def blast(address, rng: random.Random, bodies: list[bytes], per_host: int)
 
 
 def check_bounds(source) -> None:
-    assert 0 <= source.budget.used <= source.budget.limit
-    assert 0 <= source.hold_budget.used <= source.hold_budget.limit
+    assert 0 <= source.sessions.budget.used <= source.sessions.budget.limit
+    assert 0 <= source.sessions.hold_budget.used <= source.sessions.hold_budget.limit
     assert source.queued_bytes <= source.config.queue_bytes
-    for peer in source.peers.values():
+    for peer in source.sessions.peers.values():
         s = peer.session
         assert sum(map(len, s.header_records)) <= s.max_header_bytes
         assert s.held <= s.hold_events
@@ -95,12 +95,13 @@ async def test_hostile_senders_and_a_good_one():
                                               for s in g.streams), 60)
         assert not listener.task.done()
         source = listener.source
-        assert source.bad_datagrams + source.invalid_strangers > 0.05 * sent
+        assert source.sessions.bad_datagrams + source.sessions.invalid_strangers > 0.05 * sent
     (good_stream,) = [s for s in listener.got.streams if s.info.peer.startswith("127.0.0.1:")]
     assert good_stream.decode_error is None and good_stream.error is None
     assert_complete_unless_dropped(good_stream.lines, SMALL, drops, assert_same_events)
     # every session ended with the listener: nothing is left charged to the shared budgets
-    assert not source.peers and source.hold_budget.used == 0 and source.budget.used == 0
+    sessions = source.sessions
+    assert not sessions.peers and sessions.hold_budget.used == 0 and sessions.budget.used == 0
 
 
 async def test_the_listener_survives_every_attack_alone():
@@ -117,10 +118,10 @@ async def test_the_listener_survives_every_attack_alone():
                                               for s in g.streams), 60)
     source = listener.source
     # (types the header did not declare start a new session of that sender: a new stream)
-    attacker = [e for e in source.ended if e["peer"].startswith("127.0.0.2:")]
+    attacker = [e for e in source.sessions.ended if e["peer"].startswith("127.0.0.2:")]
     assert sum(e["bad_held_events"] for e in attacker) == 1   # the header went through after it
     # records over the header bound, the 0xffff declaration and event
     assert sum(e["bad_datagrams"] for e in attacker) >= 3
-    assert source.invalid_strangers == 2                       # bignum, sharing: no session
+    assert source.sessions.invalid_strangers == 2              # bignum, sharing: no session
     (good,) = [s for s in listener.got.streams if s.info.peer.startswith("127.0.0.1:")]
     assert_same_events(good.lines, SMALL)

@@ -30,7 +30,7 @@ class Listener:
 
     async def __aenter__(self):
         self.task = asyncio.create_task(self.source.run(self.got))
-        while self.source.address is None:
+        while self.source.address is None:  # noqa: ASYNC110 (the source only sets its address once bound)
             await asyncio.sleep(0.01)
         return self
 
@@ -74,7 +74,7 @@ async def test_each_log_arrives_whole_despite_reordering_and_duplicates(name):
     (stream,) = listener.got.streams
     assert stream.decode_error is None
     assert_same_events(stream.lines, LOGS[name])
-    summary = listener.source.ended[0]
+    summary = listener.source.sessions.ended[0]
     assert summary["bad_datagrams"] == 0 and summary["split_messages_lost"] == 0
     assert summary["events_without_header"] == 0
 
@@ -96,7 +96,7 @@ async def test_events_beyond_the_hold_bound_are_counted():
         await listener.send(SMALL, reorder=True, seed=3)
         await listener.ended()
     (stream,) = listener.got.streams
-    summary = listener.source.ended[0]
+    summary = listener.source.sessions.ended[0]
     assert summary["events_without_header"] > 0
     assert len(stream.lines) + summary["events_without_header"] == len(reference_without_caps(SMALL))
 
@@ -110,7 +110,7 @@ async def test_identical_records_are_removed_as_duplicates():
     want = reference_without_caps(TESTLOG)
     assert sorted(set(stream.lines)) == sorted(set(want))
     assert len(stream.lines) == len(set(want))
-    assert listener.source.ended[0]["duplicate_events"] == len(want) - len(set(want))
+    assert listener.source.sessions.ended[0]["duplicate_events"] == len(want) - len(set(want))
 
 
 async def test_sessions_by_sender_address_do_not_mix():
@@ -191,11 +191,11 @@ async def test_bad_datagrams_are_dropped_and_logged_and_others_carry_on(caplog):
     # what the kernel delivered is whole (some datagrams may have been lost to the flood)
     assert set(good_stream.lines) <= set(reference_without_caps(SMALL))
     assert len(good_stream.lines) > 0.9 * len(reference_without_caps(SMALL))
-    summary = {s["peer"]: s for s in listener.source.ended}[f"127.0.0.1:{bad_port}"]
+    summary = {s["peer"]: s for s in listener.source.sessions.ended}[f"127.0.0.1:{bad_port}"]
     assert summary["bad_datagrams"] == len(BAD) * 3
     assert summary["split_messages_lost"] == summary["datagrams"] - len(header) - len(BAD) * 3
     assert summary["split_messages_lost"] > 20_000
     text = caplog.text
     assert f"127.0.0.1:{bad_port}: datagram #{len(header) + 1} dropped" in text
     assert "too many incomplete split messages" in text
-    assert listener.source.budget.used == 0
+    assert listener.source.sessions.budget.used == 0

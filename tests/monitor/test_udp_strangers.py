@@ -53,8 +53,8 @@ async def test_garbage_from_strangers_starts_no_session():
         await listener.send(GOOD)
         await listener.ended()
         source = listener.source
-        assert source.invalid_strangers == 38 * len(GARBAGE)
-        assert [s["peer"].split(":")[0] for s in source.ended] == ["127.0.0.1"]
+        assert source.sessions.invalid_strangers == 38 * len(GARBAGE)
+        assert [s["peer"].split(":")[0] for s in source.sessions.ended] == ["127.0.0.1"]
     (stream,) = listener.got.streams
     assert_same_events(stream.lines, GOOD)
 
@@ -70,7 +70,7 @@ async def test_senders_outside_the_allow_list_are_not_heard(caplog):
         # (the kernel may drop a few datagrams of a burst; none of them made a session)
         assert 0.9 * len(fm.datagram_bodies(OTHER)) < source.refused_address \
             <= len(fm.datagram_bodies(OTHER))
-        assert source.peers == {} and len(source.ended) == 1
+        assert source.sessions.peers == {} and len(source.sessions.ended) == 1
     (stream,) = listener.got.streams
     assert stream.info.peer.startswith("127.0.0.2:")
     assert_same_events(stream.lines, GOOD)
@@ -87,8 +87,8 @@ async def test_with_a_secret_only_signed_datagrams_count():
         await listener.ended()
         source = listener.source
         sent = 3000 + len(fm.datagram_bodies(OTHER))
-        assert 0.9 * sent < source.unauthenticated <= sent
-        assert len(source.ended) == 1 and source.ended[0]["peer"].startswith("127.0.0.1:")
+        assert 0.9 * sent < source.sessions.unauthenticated <= sent
+        assert len(source.sessions.ended) == 1 and source.sessions.ended[0]["peer"].startswith("127.0.0.1:")
     (stream,) = listener.got.streams
     assert_same_events(stream.lines, GOOD)
 
@@ -107,7 +107,7 @@ async def test_a_bad_event_held_before_the_header_costs_only_that_event():
     (stream,) = listener.got.streams
     assert stream.decode_error is None
     assert_same_events(stream.lines, GOOD)
-    summary = listener.source.ended[0]
+    summary = listener.source.sessions.ended[0]
     assert summary["bad_held_events"] == 1 and summary["bad_datagrams"] == 0
 
 
@@ -127,23 +127,70 @@ class FailingFor(Collector):
         return consumer
 
 
-async def test_a_failing_consumer_ends_only_its_own_session():
+async def test_a_failing_consumer_ends_only_its_own_session(caplog):
     listener = Listener()
     listener.got = FailingFor("127.0.0.2")
-    async with listener:
-        with bound_socket("127.0.0.2") as bad:
-            a = listener.send(OTHER, sock=bad.dup())
-            b = listener.send(GOOD)
-            await asyncio.gather(a, b)
-        await listener.ended(2)
-        assert not listener.task.done()
-        assert listener.source.consumer_failures >= 1
+    with caplog.at_level(logging.ERROR, logger="liveprof.monitor_udp"):
+        async with listener:
+            with bound_socket("127.0.0.2") as bad:
+                a = listener.send(OTHER, sock=bad.dup())
+                b = listener.send(GOOD)
+                await asyncio.gather(a, b)
+            await listener.ended(2)
+            assert not listener.task.done()
+            assert listener.source.sessions.consumer_failures >= 1
     failed = [s for s in listener.got.streams if s.info.peer.startswith("127.0.0.2:")]
     good = [s for s in listener.got.streams if s.info.peer.startswith("127.0.0.1:")]
     assert failed and all(s.error == "its consumer failed" for s in failed)
     (good,) = good
     assert good.error is None
     assert_same_events(good.lines, GOOD)
+    failures = [r.getMessage() for r in caplog.records if "consumer" in r.getMessage()]
+    assert failures and all(m.startswith("monitor_udp 127.0.0.2:") for m in failures)
+
+
+class FailingAt(Collector):
+    """A Collector that cannot open the streams of one address, and whose
+    consumers fail at the end for another."""
+
+    def __init__(self, no_open: str, no_end: str):
+        super().__init__()
+        self.no_open, self.no_end = no_open, no_end
+
+    def __call__(self, info):
+        if info.peer.startswith(self.no_open + ":"):
+            raise RuntimeError("no sink for it")
+        consumer = super().__call__(info)
+        if info.peer.startswith(self.no_end + ":"):
+            end = consumer.end
+
+            def failing_end(error):
+                end(error)
+                raise RuntimeError("sink exploded at the end")
+            consumer.end = failing_end
+        return consumer
+
+
+async def test_a_consumer_failing_to_open_or_to_end_costs_only_its_sender(caplog):
+    listener = Listener()
+    listener.got = FailingAt(no_open="127.0.0.2", no_end="127.0.0.3")
+    with caplog.at_level(logging.ERROR, logger="liveprof.monitor_udp"):
+        async with listener:
+            with bound_socket("127.0.0.2") as a, bound_socket("127.0.0.3") as b:
+                await asyncio.gather(listener.send(OTHER, sock=a.dup()),
+                                     listener.send(OTHER, sock=b.dup()),
+                                     listener.send(GOOD))
+            await listener.ended(2)
+            assert not listener.task.done()
+            assert listener.source.sessions.consumer_failures >= 2
+    by_host = {s.info.peer.split(":")[0]: s for s in listener.got.streams}
+    assert "127.0.0.2" not in by_host                 # never opened
+    assert by_host["127.0.0.3"].ended and by_host["127.0.0.3"].error is None
+    good = by_host["127.0.0.1"]
+    assert good.ended and good.error is None
+    assert_same_events(good.lines, GOOD)
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "monitor_udp 127.0.0.2:" in logged and "monitor_udp 127.0.0.3:" in logged
 
 
 async def test_full_slots_give_way_to_a_sender_with_a_header():
@@ -152,10 +199,10 @@ async def test_full_slots_give_way_to_a_sender_with_a_header():
         for n in range(2, 12):      # valid messages, no header: sessions that hold nothing
             await send_bodies([pause], listener.address, host=f"127.0.0.{n}")
         await asyncio.sleep(0.05)
-        assert len(listener.source.peers) == 3
+        assert len(listener.source.sessions.peers) == 3
         await listener.send(GOOD)
         await listener.ended()
-        assert listener.source.evicted_sessions >= 8
+        assert listener.source.sessions.evicted_sessions >= 8
     (stream,) = listener.got.streams
     assert_same_events(stream.lines, GOOD)
 
@@ -168,6 +215,6 @@ async def test_slots_held_by_sessions_with_a_header_are_kept():
         await asyncio.sleep(0.1)
         await send_bodies(fm.datagram_bodies(GOOD)[:100], listener.address)
         await asyncio.sleep(0.1)
-        assert listener.source.dropped_sessions == 100
-        assert sorted(p.address.split(":")[0] for p in listener.source.peers.values()) == \
+        assert listener.source.sessions.dropped_sessions == 100
+        assert sorted(p.address.split(":")[0] for p in listener.source.sessions.peers.values()) == \
             ["127.0.0.2", "127.0.0.3"]
