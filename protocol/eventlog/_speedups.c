@@ -1,6 +1,9 @@
 /* The decoder's record loop in C: the same walk as Decoder._records_py, over
  * the same per-type table, building the same Event tuples.  Optional: when it
- * is not compiled, the pure Python loop runs instead. */
+ * is not compiled, the pure Python loop runs instead.
+ *
+ * Over 400 lines, one file: the loop and the checks of the table it walks
+ * belong together (a C extension module is one translation unit here). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
