@@ -279,21 +279,21 @@ class Session:
 
     def feed(self, chunk: builtins.bytes) -> list[Point]:   # (``bytes`` is a figure here)
         """The points ``chunk`` completes (none after a decode error)."""
-        events = self.reader.feed(chunk)
+        return self._derive(self.reader.feed(chunk))
+
+    def read(self, path: str) -> Iterator[list[Point]]:
+        """The points of ``path`` (``-``: stdin) chunk by chunk, up to a decode
+        error (``LogReader.read``); ``close()`` afterwards."""
+        for events in self.reader.read(path):
+            yield self._derive(events)
+
+    def _derive(self, events: list[Event]) -> list[Point]:
         if not events and self.reader.error is not None:
             return []
         self.decoded += decoded_events(events, self.pipeline.wants)
         points = self.pipeline.feed(events)
         self.points += len(points)
         return points
-
-    def read(self, path: str) -> Iterator[list[Point]]:
-        """The points of ``path`` (``-``: stdin) chunk by chunk, up to a decode
-        error; ``close()`` afterwards."""
-        for chunk in read_chunks(path):
-            yield self.feed(chunk)
-            if self.reader.error is not None:
-                return
 
     def close(self) -> list[Point]:
         """End of input: the last points; ``end`` says how it ended.  Again:
