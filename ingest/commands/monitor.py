@@ -139,12 +139,13 @@ def run(args) -> int:
             if args.secret_file:
                 with open(args.secret_file, encoding="utf-8") as f:
                     secret = f.read().strip()
-            source = MonitorUdpSource(MonitorUdpConfig(
-                host=host, port=port, idle_timeout=args.idle_timeout, once=args.once,
-                secret=secret, **options))
+            source = MonitorUdpSource(MonitorUdpConfig.model_validate({
+                "host": host, "port": port, "idle_timeout": args.idle_timeout, "once": args.once,
+                "secret": secret, **options}))
         else:
             host, port = parse_address(args.address, DEFAULT_PORT)
-            source = MonitorTcpSource(MonitorTcpConfig(host=host, port=port, once=args.once))
+            source = MonitorTcpSource(MonitorTcpConfig.model_validate(
+                {"host": host, "port": port, "once": args.once}))
     except ValidationError as exc:     # (its text would quote the input: a secret)
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])

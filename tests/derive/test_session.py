@@ -25,7 +25,7 @@ LOGS = {
     "cut": pick("threads-mvar.N2.l.killed", "threads-mvar.nonthreaded.l.cut"),
 }
 ODD = (1, 3, 7, 61, 509, 4093, 65521)   # chunk sizes, in turn
-OPTIONS = DeriveConfig(host="test")       # the defaults of `liveprof derive`, as the service's
+OPTIONS = DeriveConfig.model_validate({"host": "test"})  # `liveprof derive`'s defaults too
 
 
 def settings(live: bool):
