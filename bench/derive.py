@@ -36,10 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ingest.commands.derive import prescan, tune_gc  # noqa: E402
+from ingest.commands.derive import tune_gc  # noqa: E402
 from ingest.derive.base import DeriveSettings  # noqa: E402
 from ingest.derive.order import OrderSettings  # noqa: E402
 from ingest.derive.pipeline import Identity, Pipeline  # noqa: E402
+from ingest.session import prescan  # noqa: E402
 from protocol import Decoder  # noqa: E402
 
 BLOCK_MARKER = 18

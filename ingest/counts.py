@@ -8,14 +8,15 @@ own tools do not count them either).  The decoded subset is reported apart.
 from __future__ import annotations
 
 import operator
+from collections.abc import Collection, Sequence
 
-from protocol import EventType
+from protocol import Event, EventType
 
 BLOCK_MARKER = int(EventType.BLOCK_MARKER)
 _TYPE = operator.itemgetter(0)
 
 
-def decoded_events(events: list, wants) -> int:
+def decoded_events(events: Sequence[Event], wants: Collection[int] | None) -> int:
     """Events in a batch from ``Decoder(only=wants)``, block markers left out;
     add the decoder's ``skipped`` for every event read."""
     if wants is None or BLOCK_MARKER in wants:

@@ -1,9 +1,9 @@
-"""One eventlog stream in the service: bytes -> decoder -> derive -> sinks.
+"""One eventlog stream in the service: bytes -> session -> sinks.
 
 ``StreamRegistry`` is the ``Opener`` every source is given: for each new
-stream it builds a ``Stream`` (a ``StreamConsumer``), which decodes the bytes
-(``Decoder(only=pipeline.wants)``), derives points (a live ``Pipeline``) and
-submits them to every sink.  A malformed stream is reported and its points
+stream it builds a ``Stream`` (a ``StreamConsumer``), which turns the bytes
+into points through its ``session.Session`` (live time order) and submits
+them to every sink.  A malformed stream is reported and its points
 so far kept; the other streams never notice.  The registry keeps every
 stream's figures for ``/metrics`` and the sessions API (the finished ones up
 to a bound).
@@ -15,18 +15,16 @@ import logging
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from protocol import DecodeError, Decoder
+from protocol import Decoder
 
 from .config import DeriveConfig
-from .counts import decoded_events
-from .derive.base import DeriveSettings
-from .derive.order import OrderSettings
-from .derive.pipeline import Identity, Pipeline
+from .derive.pipeline import Pipeline
 from .derive.point import Point
+from .session import Session, SessionEnd, settings_from
 from .sources.base import StreamInfo
 
 log = logging.getLogger("liveprof.streams")
@@ -54,7 +52,7 @@ class StreamRecord:
     def live(self) -> bool:
         return self.ended is None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"source": self.info.source, "peer": self.info.peer, "number": self.info.number,
                 "started": self.info.started, "ended": self.ended, "bytes": self.bytes,
                 "events": self.events, "decoded": self.decoded, "points": self.points, "error": self.error,
@@ -73,73 +71,67 @@ def peer_host(info: StreamInfo) -> str:
 
 
 class Stream:
-    """The consumer of one stream."""
+    """The consumer of one stream: its ``Session`` (bytes -> points), the
+    points submitted to every sink, the figures kept in its ``record``."""
 
     def __init__(self, record: StreamRecord, config: DeriveConfig, sinks: Sequence[PointSink],
-                 on_end=None, app: str | None = None, host: str | None = None):
+                 on_end: Callable[[Stream], None] | None = None, app: str | None = None,
+                 host: str | None = None):
         self.record = record
         self.sinks = sinks
         self._on_end = on_end
         info = record.info
         # the monitor protocol drops every event's capability
         caps_known = info.source not in ("monitor_tcp", "monitor_udp")
-        settings = DeriveSettings(window_ns=max(1, int(config.window * 1e9)), top_n=config.top,
-                                  max_labels=config.max_labels,
-                                  max_gap_ns=int(config.max_gap * 1e9),
-                                  caps_known=caps_known)
-        host = host if host is not None else config.host
-        identity = Identity(app=app if app is not None else config.app,
-                            host=host if host is not None else peer_host(info),
-                            start_wall_ns=int(info.started * 1e9))
-        order = OrderSettings(live=True, max_lag_ns=int(config.max_lag * 1e9))
-        self.pipeline = Pipeline(settings, identity, derivers=config.measurements, order=order)
-        self.decoder = Decoder(only=self.pipeline.wants)
-        self.failed = False
-        self.error_offset: int | None = None          # TEMP shim (session branch)
-        self.outcome = None                           # TEMP shim (session branch)
-        self._decode_error: str | None = None
+        self.session = Session(settings_from(
+            config, live=True, fallback_host=peer_host(info), app=app, host=host,
+            start_wall_ns=int(info.started * 1e9), caps_known=caps_known))
+        self.outcome: SessionEnd | None = None      # set by end()
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.session.pipeline
+
+    @property
+    def decoder(self) -> Decoder:
+        return self.session.decoder
+
+    @property
+    def failed(self) -> bool:
+        """The stream is not a valid eventlog (its points before the bad byte kept)."""
+        return self.session.failed
+
+    @property
+    def error_offset(self) -> int | None:
+        return self.session.error_offset
 
     def data(self, chunk: bytes) -> None:
-        rec = self.record
-        rec.bytes += len(chunk)
-        if self.failed:
+        session, rec = self.session, self.record
+        failed = session.failed
+        points = session.feed(chunk)
+        rec.bytes = session.bytes
+        if failed:
             return
-        try:
-            events = self.decoder.feed(chunk)
-        except DecodeError as exc:
-            events = exc.events
-            self.failed = True
-            self.error_offset = exc.offset
-            self._decode_error = f"not a valid eventlog: {exc}"
-            rec.error = f"{rec.info.name}: {exc}"
+        if session.failed:
+            rec.error = f"{rec.info.name}: {session.decode_error}"
             log.error("%s", rec.error)
-        rec.decoded += decoded_events(events, self.pipeline.wants)
-        rec.events = rec.decoded + self.decoder.skipped
-        self._submit(self.pipeline.feed(events))
+        rec.decoded = session.decoded
+        rec.events = session.events
+        self._submit(points)
 
     def end(self, error: str | None) -> None:
         rec = self.record
         if rec.ended is not None:
             return
-        from .session import SessionEnd
-        if not self.failed:
-            end = self.decoder.close()
-            if end.truncated and end.reason != "no end marker":
-                log.info("%s: stream cut (%s at byte %d)", rec.info.name, end.reason, end.offset)
-            text = None
-            if end.reason in ("header", "event"):
-                where = "the header" if end.reason == "header" else f"an event (type {end.event_id})"
-                text = (f"truncated eventlog: cut inside {where} at byte offset {end.offset}"
-                        f" ({end.pending} bytes dropped)")
-            self.outcome = SessionEnd(end.complete, end.reason, end.offset, end.pending,
-                                      end.event_id, text, None)
-        else:
-            self.outcome = SessionEnd(False, "decode error", self.error_offset, 0, None,
-                                      self._decode_error, None)
-        self._submit(self.pipeline.close())
+        points = self.session.close()
+        end = self.outcome = self.session.end
+        assert end is not None
+        if end.reason in ("header", "event"):
+            log.info("%s: stream cut (%s at byte %d)", rec.info.name, end.reason, end.offset)
+        self._submit(points)
         rec.error = rec.error or error or self.pipeline.stream_fault
         rec.ended = time.time()
-        rec.clock = self.pipeline.stats.clock
+        rec.clock = end.clock
         log.info("%s: ended: %d bytes, %d events, %d points%s", rec.info.name, rec.bytes,
                  rec.events, rec.points, f" ({rec.error})" if rec.error else "")
         if self._on_end:

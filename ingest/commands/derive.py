@@ -4,28 +4,16 @@
 from __future__ import annotations
 
 import gc
-import os
 import socket
 import stat
 import sys
-import time
+from dataclasses import dataclass
 
-from protocol import DecodeError, Decoder, EventType
-
-from ..chunks import read_chunks
-from ..counts import decoded_events
-from ..derive.base import DeriveSettings
-from ..derive.order import OrderSettings
-from ..derive.pipeline import Identity, Pipeline
+from ..derive.base import SECOND, DeriveSettings
 from ..derive.registry import REGISTRY
 from ..errors import SourceError
-from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
-
-BLOCK_MARKER = int(EventType.BLOCK_MARKER)
-# WallClockTime, ProgramArgs, OsProcessPid, OsProcessParentPid, RtsIdentifier, HeapInfoGHC
-PREAMBLE = tuple(int(t) for t in (EventType.WALL_CLOCK_TIME, EventType.PROGRAM_ARGS,
-                                  EventType.OSPROCESS_PID, EventType.OSPROCESS_PPID,
-                                  EventType.RTS_IDENTIFIER, EventType.HEAP_INFO_GHC))
+from ..session import Session, settings_from
+from .outcome import BAD_DATA, OK, USAGE, InputError, check_input
 
 
 def add_parser(sub) -> None:
@@ -64,42 +52,19 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def prescan(path: str) -> tuple[int | None, list]:
-    """A quick pass over a regular file (only block markers and start-up
-    events are decoded).  Returns the fallback clock, its mtime minus its last
-    event time (the RTS wrote the file last at about then), and the first
-    event of each PREAMBLE type (see ``Pipeline(preamble=...)``)."""
-    dec = Decoder(only=(BLOCK_MARKER, *PREAMBLE))
-    last = 0
-    first: dict = {}
-    try:
-        for chunk in read_chunks(path):
-            for ev in dec.feed(chunk):
-                if ev.type == BLOCK_MARKER:
-                    last = max(last, ev.time, ev.fields[1])
-                else:
-                    last = max(last, ev.time)
-                    first.setdefault(ev.type, ev)
-    except DecodeError:
-        pass
-    return os.stat(path).st_mtime_ns - last, list(first.values())
+@dataclass(frozen=True)
+class Flags:
+    """The command's flags as ``session.DeriveOptions``; what it has no flag
+    for keeps the pipeline's default."""
 
-
-def file_pipeline(path: str, settings: DeriveSettings, *, app: str | None, host: str | None,
-                  session: str | None = None, derivers=None, order: OrderSettings,
-                  regular: bool = True) -> tuple[Pipeline, Decoder]:
-    """The pipeline of one eventlog read from ``path``, and its decoder: a
-    regular file is pre-scanned (clock fallback, start-up events), anything
-    else gets the time it is read from as its fallback clock; ``host`` None
-    is this machine."""
-    if regular:
-        start_wall, preamble = prescan(path)
-    else:
-        start_wall, preamble = time.time_ns(), []
-    identity = Identity(app=app, host=socket.gethostname() if host is None else host,
-                        session=session, start_wall_ns=start_wall)
-    pipe = Pipeline(settings, identity, derivers=derivers, order=order, preamble=preamble)
-    return pipe, Decoder(only=pipe.wants)
+    window: float
+    top: int
+    measurements: list[str] | None
+    app: str | None
+    host: str | None
+    max_lag: float
+    max_labels: int = DeriveSettings.max_labels
+    max_gap: float = DeriveSettings.max_gap_ns / SECOND
 
 
 def tune_gc() -> None:
@@ -137,47 +102,38 @@ def run(args) -> int:
     # a named pipe is most likely a running program: merge live; a file or stdin
     # (usually a file piped in) is sorted whole, within the memory bound
     live = fifo if args.live is None else args.live
-    settings = DeriveSettings(window_ns=max(1, int(args.window * 1e9)), top_n=args.top)
-    order = OrderSettings(live=live, max_lag_ns=int(args.max_lag * 1e9))
+    settings = settings_from(Flags(args.window, args.top, names, args.app, args.host,
+                                   args.max_lag),
+                             live=live, fallback_host=socket.gethostname(), session=args.session)
     try:
-        pipe, decoder = file_pipeline(args.path, settings, app=args.app, host=args.host,
-                                      session=args.session, derivers=names, order=order,
-                                      regular=regular)
+        session = Session.for_file(args.path, settings, regular=regular)
     except SourceError as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
         return USAGE
     tune_gc()
     out = sys.stdout
     status = OK
-    decoded = 0
 
     def write(points) -> None:
         if points:
             out.write("".join([p.to_line() + "\n" for p in points]))
 
     try:
-        for chunk in read_chunks(args.path):
-            events = decoder.feed(chunk)
-            decoded += decoded_events(events, pipe.wants)
-            write(pipe.feed(events))
+        for points in session.read(args.path):
+            write(points)
     except SourceError as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
         status = USAGE
-    except DecodeError as exc:
-        decoded += decoded_events(exc.events, pipe.wants)
-        write(pipe.feed(exc.events))
-        print(f"liveprof: {args.path}: {exc}", file=sys.stderr)
+    last = session.close()
+    problem = session.end.describe(args.path) if status == OK and session.end else None
+    if problem:
+        print(f"liveprof: {problem}", file=sys.stderr)
         status = BAD_DATA
-    else:
-        problem = describe_end(args.path, decoder.close())
-        if problem:
-            print(f"liveprof: {problem}", file=sys.stderr)
-            status = BAD_DATA
-    write(pipe.close())
+    write(last)
     out.flush()
     if args.stats:
-        s = pipe.stats
-        print(f"liveprof: {decoded + decoder.skipped} events read ({decoded} decoded for the "
+        s = session.stats
+        print(f"liveprof: {session.events} events read ({session.decoded} decoded for the "
               f"measurements), {s.points} points, {s.late_events} late, "
               f"{s.evicted_events} released early (memory bound), clock: {s.clock}",
               file=sys.stderr)

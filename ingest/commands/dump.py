@@ -6,13 +6,12 @@ import json
 import sys
 from collections import Counter
 
-from protocol import DecodeError, Decoder, EventType, event_json
+from protocol import event_json
 
-from ..chunks import read_chunks
+from ..counts import BLOCK_MARKER
 from ..errors import SourceError
-from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
-
-BLOCK_MARKER = int(EventType.BLOCK_MARKER)
+from ..session import LogReader
+from .outcome import BAD_DATA, OK, USAGE, InputError, check_input
 
 
 def add_parser(sub) -> None:
@@ -31,13 +30,12 @@ def run(args) -> int:
     except InputError as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
         return USAGE
-    decoder = Decoder()
+    reader = LogReader()
     out = sys.stdout
     counts: Counter = Counter()
     status = OK
     try:
-        for chunk in read_chunks(args.path):
-            events = decoder.feed(chunk)
+        for events in reader.read(args.path):
             if args.summary:
                 counts.update(ev.name for ev in events if ev.type != BLOCK_MARKER)
             else:
@@ -46,24 +44,14 @@ def run(args) -> int:
     except SourceError as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
         return USAGE
-    except DecodeError as exc:
-        if not args.summary:
-            out.write("".join(event_json(ev) + "\n" for ev in exc.events
-                              if ev.type != BLOCK_MARKER))
-        counts.update(ev.name for ev in exc.events if ev.type != BLOCK_MARKER)
-        print(f"liveprof: {args.path}: {exc}", file=sys.stderr)
+    end = reader.close()
+    problem = end.describe(args.path)
+    if problem:
+        print(f"liveprof: {problem}", file=sys.stderr)
         status = BAD_DATA
-        end = None
-    else:
-        end = decoder.close()
-        problem = describe_end(args.path, end)
-        if problem:
-            print(f"liveprof: {problem}", file=sys.stderr)
-            status = BAD_DATA
     if args.summary:
         summary = {"event_count": sum(counts.values()), "counts": dict(sorted(counts.items())),
-                   "complete": bool(end and end.complete),
-                   "end": None if end is None else end.reason}
+                   "complete": end.complete, "end": None if reader.failed else end.reason}
         out.write(json.dumps(summary) + "\n")
     out.flush()
     return status

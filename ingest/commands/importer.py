@@ -19,19 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import stat
 import sys
 import time
 
-from protocol import DecodeError
-
-from ..chunks import read_chunks
-from ..counts import decoded_events
-from ..derive.base import DeriveSettings
-from ..derive.order import OrderSettings
 from ..errors import ConfigError, SourceError
-from .derive import file_pipeline, tune_gc
-from .outcome import BAD_DATA, OK, USAGE, InputError, check_input, describe_end
+from ..session import Session, settings_from
+from .derive import tune_gc
+from .outcome import BAD_DATA, OK, USAGE, InputError, check_input
 from .serve import DERIVE_FLAGS, INFLUX_FLAGS, add_influx_flags, influx_overrides
 
 
@@ -85,46 +81,29 @@ class Unavailable(Exception):
 
 
 async def import_file(path: str, sink, settings, args, show: bool) -> dict:
-    derive = settings.derive
-    pipe, decoder = file_pipeline(
-        path, DeriveSettings(window_ns=max(1, int(derive.window * 1e9)), top_n=derive.top,
-                             max_labels=derive.max_labels, max_gap_ns=int(derive.max_gap * 1e9)),
-        app=derive.app, host=derive.host, derivers=derive.measurements,
-        order=OrderSettings(live=False))
-    progress = Progress(os.path.basename(path), os.path.getsize(path), show)
+    session = Session.for_file(path, settings_from(settings.derive, live=False,
+                                                   fallback_host=socket.gethostname()))
+    size = os.path.getsize(path)  # noqa: ASYNC240 (one stat; the command reads the file in this loop anyway)
+    progress = Progress(os.path.basename(path), size, show)
     limit = sink.config.memory_max_bytes // 2
-    done = decoded = points = 0
-    problem = None
     try:
-        for chunk in read_chunks(path):
-            done += len(chunk)
-            try:
-                evs = decoder.feed(chunk)
-            except DecodeError as exc:
-                evs, problem = exc.events, f"{path}: {exc}"
-            decoded += decoded_events(evs, pipe.wants)
-            out = pipe.feed(evs)
-            points += len(out)
+        for out in session.read(path):
             sink.submit(out)
             if sink.stats.buffered_bytes > limit:       # let InfluxDB catch up
                 await flush(sink, args.timeout)
             else:
                 await asyncio.sleep(0)      # the sink sends while the next chunk is derived
-            progress.show(done, decoded + decoder.skipped)
-            if problem:
-                break
-        else:
-            problem = describe_end(path, decoder.close())   # cut (a killed program) or empty
+            progress.show(session.bytes, session.events)
     finally:
-        out = pipe.close()
-        points += len(out)
-        sink.submit(out)
-        progress.show(done, decoded + decoder.skipped, force=True)
+        sink.submit(session.close())
+        progress.show(session.bytes, session.events, force=True)
         progress.done()
-    tags = pipe.tags or {}
-    return {"path": path, "events": decoded + decoder.skipped, "decoded": decoded,
-            "points": points, "session": tags.get("session"), "app": tags.get("app"),
-            "clock": pipe.stats.clock, "problem": problem,
+    tags = session.tags or {}
+    # cut (a killed program), empty, or not an eventlog
+    problem = session.end.describe(path) if session.end else None
+    return {"path": path, "events": session.events, "decoded": session.decoded,
+            "points": session.points, "session": tags.get("session"), "app": tags.get("app"),
+            "clock": session.stats.clock, "problem": problem,
             "seconds": time.monotonic() - progress.start}
 
 

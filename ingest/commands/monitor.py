@@ -25,11 +25,12 @@ import os
 import signal
 import sys
 
-from protocol import DecodeError, Decoder, event_json
+from protocol import event_json
 from protocol.monitor import END_OF_DATA
 
+from ..session import LogReader
 from ..sources.base import StreamInfo, parse_address
-from .outcome import BAD_DATA, OK, USAGE, describe_end
+from .outcome import BAD_DATA, OK, USAGE
 
 log = logging.getLogger("liveprof.monitor")
 DEFAULT_PORT = 8242
@@ -71,7 +72,7 @@ class SessionOutput:
         self.info = info
         self.outcome = outcome
         self.dump = dump
-        self.decoder = Decoder()
+        self.reader = LogReader()
         self.events = 0
         self.failed: str | None = None
         self.file = open(save, "wb") if save else None
@@ -82,12 +83,10 @@ class SessionOutput:
             self.file.write(chunk)
         if self.failed:
             return
-        try:
-            events = self.decoder.feed(chunk)
-        except DecodeError as exc:
-            events = exc.events
-            self.failed = str(exc)
-            log.error("%s: %s", self.info.name, exc)
+        events = self.reader.feed(chunk)
+        if self.reader.error is not None:
+            self.failed = str(self.reader.error)
+            log.error("%s: %s", self.info.name, self.reader.error)
         self.events += len(events)
         if self.dump and events:
             out = sys.stdout
@@ -100,11 +99,11 @@ class SessionOutput:
             self.file.close()
         saved = f", saved to {self.save}" if self.save else ""
         if not self.failed and error is None:
-            end = self.decoder.close()
+            end = self.reader.close()
             # the protocol sends no end-of-data marker (--save adds one): a
             # session is cut only inside a record or its header
-            if end.reason in ("event", "header") and (end.offset or end.pending):
-                error = describe_end(self.info.name, end)
+            if end.cut:
+                error = end.describe(self.info.name)
         why = f" ({error})" if error else ""
         log.info("%s: session ended: %d events%s%s", self.info.name, self.events, saved, why)
         if (self.failed or error) and not self.outcome.stopping:
@@ -135,6 +134,7 @@ def run(args) -> int:
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="liveprof: %(message)s", stream=sys.stderr)
+    source: MonitorUdpSource | MonitorTcpSource
     try:
         if args.udp:
             host, port = parse_address(args.address, DEFAULT_PORT, default_host="0.0.0.0")
@@ -143,12 +143,13 @@ def run(args) -> int:
             if args.secret_file:
                 with open(args.secret_file, encoding="utf-8") as f:
                     secret = f.read().strip()
-            source = MonitorUdpSource(MonitorUdpConfig(
-                host=host, port=port, idle_timeout=args.idle_timeout, once=args.once,
-                secret=secret, **options))
+            source = MonitorUdpSource(MonitorUdpConfig.model_validate({
+                "host": host, "port": port, "idle_timeout": args.idle_timeout, "once": args.once,
+                "secret": secret, **options}))
         else:
             host, port = parse_address(args.address, DEFAULT_PORT)
-            source = MonitorTcpSource(MonitorTcpConfig(host=host, port=port, once=args.once))
+            source = MonitorTcpSource(MonitorTcpConfig.model_validate(
+                {"host": host, "port": port, "once": args.once}))
     except ValidationError as exc:     # (its text would quote the input: a secret)
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
@@ -166,6 +167,7 @@ def run(args) -> int:
 
     async def main() -> None:
         task = asyncio.current_task()
+        assert task is not None
 
         def stop() -> None:
             outcome.stopping = True

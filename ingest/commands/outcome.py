@@ -13,15 +13,13 @@
 
 With several inputs the highest status wins; ``130`` after Ctrl-C.  Every
 failure is one line on standard error naming the path, flag or server,
-never a traceback.
+never a traceback (how a log ended: ``session.SessionEnd.describe``).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-
-from protocol import EndOfStream
 
 from ..errors import LiveprofError
 
@@ -51,18 +49,3 @@ def check_input(path: str) -> int:
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror or exc}") from None
     return mode
-
-
-def describe_end(path: str, end: EndOfStream) -> str | None:
-    """What is wrong with how the stream at ``path`` ended; None when it was
-    complete."""
-    if end.complete:
-        return None
-    if end.reason == "header":
-        if end.offset == 0 and not end.pending:
-            return f"{path}: empty: no eventlog in it"
-        return f"{path}: stream ends inside the header at byte offset {end.offset}"
-    if end.reason == "event":
-        return (f"{path}: stream cut inside an event of type {end.event_id} at byte offset "
-                f"{end.offset} ({end.pending} bytes dropped)")
-    return f"{path}: stream ends at byte offset {end.offset} without the end-of-data marker"

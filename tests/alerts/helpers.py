@@ -12,10 +12,10 @@ from pathlib import Path
 import aiomqtt
 
 from ingest.chunks import read_chunks
-from ingest.commands.derive import prescan
 from ingest.derive.base import DeriveSettings
 from ingest.derive.order import OrderSettings
 from ingest.derive.pipeline import Identity, Pipeline
+from ingest.session import prescan
 from protocol import Decoder
 from tests.corpus import DATA
 

@@ -126,7 +126,7 @@ def test_preamble_keeps_identity_under_memory_bound(log):
     """With a memory bound far below the log, the global buffer at the end of
     the file arrives late; a file's pre-scan (as `liveprof derive` does) still
     gives the same clock, tags and gc kinds as the unbounded run."""
-    from ingest.commands.derive import prescan
+    from ingest.session import prescan
 
     _, preamble = prescan(str(log))
     order = OrderSettings(max_held=2000, check_every=256)
