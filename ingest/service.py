@@ -26,7 +26,7 @@ from typing import Any
 from .backoff import Backoff
 from .config import Settings
 from .errors import PERMANENT_ERRNOS, PermanentSourceError, SourceError
-from .sinks.influx import InfluxSink
+from .sinks import InfluxSink
 from .sinks.mqtt import MqttAlertSink
 from .sources.fifo import FifoSource
 from .sources.file import FileSource

@@ -91,7 +91,7 @@ async def import_file(path: str, sink, settings, args, show: bool) -> dict:
         app=derive.app, host=derive.host, derivers=derive.measurements,
         order=OrderSettings(live=False))
     progress = Progress(os.path.basename(path), os.path.getsize(path), show)
-    limit = sink.config.memory_max_bytes // 2
+    limit = sink.config.buffer.memory_max_bytes // 2
     done = decoded = points = 0
     problem = None
     try:
@@ -176,7 +176,7 @@ async def connect(sink, timeout: float) -> None:
 def run(args) -> int:
     from ..config import load
     from ..sinks.errors import SinkError
-    from ..sinks.influx import InfluxSink
+    from ..sinks import InfluxSink
 
     if not args.timeout > 0:
         print(f"liveprof import: --timeout {args.timeout:g}: must be more than 0 seconds",
@@ -203,8 +203,8 @@ def run(args) -> int:
     # the sink's own log lines speak of a service that keeps data for later; this
     # command says itself what became of the data
     logging.getLogger("liveprof.sinks").setLevel(logging.CRITICAL)
-    config = settings.influx.model_copy(update={
-        "check_on_start": False, "create_database": False, "spool_dir": None,
+    config = settings.influx.updated({
+        "check_on_start": False, "create_database": False, "buffer": {"spool_dir": None},
         "timeout": min(settings.influx.timeout, args.timeout)})
     tune_gc()
 

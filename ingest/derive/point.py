@@ -66,7 +66,7 @@ class Point:
             if len(_HEADS) >= _CACHE_MAX:
                 _HEADS.clear()
             _HEADS[key] = head
-        fields = []
+        fields: list[str] = []
         append = fields.append
         keys = _KEYS
         for k, value in self.fields.items():
@@ -75,10 +75,10 @@ class Point:
                 ek = _key(k)
             cls = value.__class__
             if cls is int:
-                if _I64_MIN <= value <= _I64_MAX:
+                if _I64_MIN <= value <= _I64_MAX:  # type: ignore[operator]  # an int: its class was checked
                     append(f"{ek}={value}i")
                 else:  # (from a corrupt event) InfluxDB would refuse the whole batch
-                    append(f"{ek}={_I64_MAX if value > 0 else _I64_MIN}i")
+                    append(f"{ek}={_I64_MAX if value > 0 else _I64_MIN}i")  # type: ignore[operator]  # an int
             elif cls is float:
                 append(f"{ek}={value!r}")
             elif value is not None:

@@ -23,7 +23,7 @@ async def stream(sink: InfluxSink, start: int, n: int, chunk: int = 100) -> int:
     checks the memory bound after every submit.  Returns the next seq."""
     for i in range(start, start + n, chunk):
         sink.submit(seq_lines(min(chunk, start + n - i), start=i))
-        assert sink.stats.buffered_bytes <= sink.config.memory_max_bytes
+        assert sink.stats.buffered_bytes <= sink.config.buffer.memory_max_bytes
         await asyncio.sleep(0)
     return start + n
 
@@ -106,7 +106,7 @@ async def test_the_disk_bound_drops_the_oldest_counts_and_logs_it(influxd_factor
     assert len(missing) == stats.dropped_overflow
     # what went missing is one run of old lines (at most the first batch, in flight, precedes it)
     assert missing == list(range(missing[0], missing[-1] + 1))
-    assert missing[0] <= cfg.batch_lines
+    assert missing[0] <= cfg.batch.lines
     assert stored[-(total - missing[-1] - 1):] == list(range(missing[-1] + 1, total))
 
 
