@@ -227,7 +227,7 @@ def _section_env() -> _Layer:
     env = _environment()
     for section in SECTIONS:
         model = _model_of(Settings.model_fields[section].annotation)
-        for name in [*model.model_fields, *getattr(model, "FLAT_KEYS", ())]:  # InfluxSinkConfig's older keys
+        for name in [*model.model_fields, *getattr(model, "OLD_KEYS", ())]:  # keys of earlier versions
             key = f"{PREFIX}{section}_{name}".upper()
             if key in env:
                 out.setdefault(section, {})[name] = _maybe_json(env[key])

@@ -113,7 +113,7 @@ def run_setup(args) -> int:
         # no connection needed: the statements for an empty server
         from ..rollups import statements
 
-        for statement in statements(config.rollups):
+        for statement in statements(config.rollups, config.database):
             print(statement + ";")
         return 0
     from ..influx_setup import setup

@@ -117,8 +117,9 @@ class InfluxSinkConfig(BaseModel):
     accepted too)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # the flat keys, also read from LIVEPROF_INFLUX_<KEY> (ingest/config.py)
-    FLAT_KEYS: ClassVar[tuple[str, ...]] = tuple(FLAT_KEYS)
+    # keys of earlier versions (the flat keys), also read from LIVEPROF_INFLUX_<KEY>
+    # (ingest/config.py)
+    OLD_KEYS: ClassVar[tuple[str, ...]] = tuple(FLAT_KEYS)
 
     url: str = Field("http://127.0.0.1:8086", description="InfluxDB 1.x base URL")
     database: str = Field("liveprof", min_length=1)
