@@ -100,6 +100,14 @@ def escape_key(text: str) -> str:
     return text.translate(_TAG_ESC)
 
 
+def unescape_key(text: str) -> str:
+    """A tag key or value read back from a line (``\\,`` ``\\=`` ``\\ `` undone;
+    the lossy ``\\n`` and trailing-backslash spellings stay as written)."""
+    if "\\" in text:
+        return text.replace("\\,", ",").replace("\\=", "=").replace("\\ ", " ")
+    return text
+
+
 def escape_field_key(text: str) -> str:
     """A field key as line protocol writes it."""
     return _name_backslashes(text).translate(_TAG_ESC)
@@ -133,7 +141,7 @@ def _key(k: str) -> str:
     return ek
 
 
-def _field_value(value) -> str:
+def _field_value(value: object) -> str:
     if value is True:
         return "true"
     if value is False:

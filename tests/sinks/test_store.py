@@ -8,7 +8,10 @@ import asyncio
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from ingest.derive.point import Point
 from ingest.sinks import InfluxSink, InfluxSinkConfig, SinkError
 from ingest.sinks.base import PointStore
 from ingest.sinks.influxdb.config import SinkStats
@@ -171,3 +174,10 @@ def test_drop_counts_are_kept_for_the_latest_sessions_only():
     assert ledger.dropped_points("s0") == 0  # forgotten: the oldest
     assert ledger.dropped_points(f"s{SESSIONS_KEPT + 4}") == 1
     assert ledger.stats.dropped_overflow == SESSIONS_KEPT + 5
+
+
+@given(st.text(alphabet=st.sampled_from("ab ,=\\\"'é"), min_size=1, max_size=12)
+       .filter(lambda t: not t.endswith("\\")))
+def test_a_tag_value_read_back_equals_what_was_encoded(value):
+    line = Point("m", {"app": "a", "session": value, "z": "1"}, {"v": 1}, 1).to_line()
+    assert session_of(line) == value

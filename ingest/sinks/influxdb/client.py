@@ -36,7 +36,7 @@ _PARSE_PREFIX = "unable to parse '"
 _PARTIAL_PREFIX = "partial write: "
 
 
-def check_credentials(user, password, token) -> None:
+def check_credentials(user: str | None, password: object | None, token: object | None) -> None:
     """One way to log in: a token, or a user with an optional password
     (``ValueError`` otherwise; shared by the settings that hold credentials)."""
     if token is not None and (user is not None or password is not None):

@@ -112,9 +112,15 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
 
 
 class InfluxSinkConfig(BaseModel):
-    """Where and how the InfluxDB sink writes (sections ``batch``, ``buffer``,
-    ``retry``; the flat keys of earlier versions, e.g. ``batch_lines``, are
-    accepted too)."""
+    """Where and how the InfluxDB sink writes; sections ``batch``, ``buffer``
+    and ``retry`` below.  The flat keys of earlier versions are accepted too,
+    in the file and as ``LIVEPROF_INFLUX_<KEY>`` variables: ``batch_lines``,
+    ``batch_bytes``, ``flush_interval``, ``max_in_flight``, ``gzip``,
+    ``gzip_level`` (``batch.*``: ``batch.lines``, ``batch.bytes``, ...);
+    ``memory_max_bytes``, ``spool_dir``, ``spool_max_bytes``,
+    ``spool_segment_bytes``, ``spill_after`` (``buffer.*``, same names);
+    ``retry_base_delay``, ``retry_max_delay``, ``retry_max_attempts``
+    (``retry.base_delay``, ...).  One setting given both ways is an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     # keys of earlier versions (the flat keys), also read from LIVEPROF_INFLUX_<KEY>

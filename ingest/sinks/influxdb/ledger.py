@@ -15,6 +15,7 @@ import collections
 from collections.abc import Callable, Iterable
 from typing import Literal
 
+from ingest.derive.point import unescape_key
 from ingest.sinks.errors import SinkError
 from ingest.sinks.influxdb.config import SinkStats
 
@@ -139,10 +140,7 @@ def session_of(line: str) -> str | None:
         if line[j - 1] != "\\":
             break
         j += 1
-    value = line[value_start:j]
-    if "\\" in value:
-        value = value.replace("\\,", ",").replace("\\=", "=").replace("\\ ", " ")
-    return value
+    return unescape_key(line[value_start:j])
 
 
 def _head_end(line: str) -> int:
