@@ -293,3 +293,17 @@ def test_statements_quote_the_database_name_they_are_given():
     assert stmts[0].startswith(f"CREATE DATABASE {quote_ident(odd)} WITH")
     cqs = [s for s in stmts if s.startswith("CREATE CONTINUOUS QUERY")]
     assert cqs and all(f" ON {quote_ident(odd)} " in s and f"INTO {quote_ident(odd)}." in s for s in cqs)
+
+
+def test_a_rollups_database_setting_left_over_is_refused_naming_where_it_came_from(monkeypatch, tmp_path):
+    from ingest.config import load
+    from ingest.errors import ConfigError
+
+    monkeypatch.setenv("LIVEPROF_ROLLUPS_DATABASE", "old")
+    with pytest.raises(ConfigError, match=r"LIVEPROF_ROLLUPS_DATABASE: .*set influx\.database"):
+        load()
+    monkeypatch.delenv("LIVEPROF_ROLLUPS_DATABASE")
+    toml = tmp_path / "liveprof.toml"
+    toml.write_text('[rollups]\ndatabase = "old"\n')
+    with pytest.raises(ConfigError, match=r"liveprof\.toml: key rollups\.database: .*set influx\.database"):
+        load(toml)
