@@ -36,7 +36,7 @@ from .api.config import ApiConfig
 from .derive.config import DeriveConfig
 from .errors import ConfigError
 from .rollups import RollupConfig
-from .sinks.influx import InfluxSinkConfig
+from .sinks import InfluxSinkConfig
 from .sinks.mqtt import MqttAlertConfig
 from .sources.fifo import FifoConfig
 from .sources.file import FileConfig
@@ -105,13 +105,13 @@ class Settings(BaseSettings):
         policy by name (points written before the scheme exists wait for it
         instead of landing in another policy)."""
         update: dict[str, Any] = {}
-        if self.influx.spool_dir is None:
-            update["spool_dir"] = self.state_dir / "spool"
+        if self.influx.buffer.spool_dir is None:
+            update["buffer"] = {"spool_dir": self.state_dir / "spool"}
         if self.setup:
             update["create_database"] = True
             if self.influx.retention_policy is None:
                 update["retention_policy"] = self.rollups.raw.name
-        return self.influx.model_copy(update=update)
+        return self.influx.updated(update)
 
     @field_validator("influx", mode="before")
     @classmethod
@@ -208,7 +208,7 @@ def _section_env() -> _Layer:
     env = _environment()
     for section in SECTIONS:
         model = model_of(Settings.model_fields[section].annotation)
-        for name in model.model_fields:
+        for name in [*model.model_fields, *getattr(model, "OLD_KEYS", ())]:  # keys of earlier versions
             key = f"{PREFIX}{section}_{name}".upper()
             if key in env:
                 out.setdefault(section, {})[name] = _maybe_json(env[key])

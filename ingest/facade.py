@@ -28,7 +28,7 @@ from .sinks.mqtt_messages import ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE
 if TYPE_CHECKING:
     # the records the facade hands out, by type only: importing the service's
     # modules here would make the settings (which compose ApiConfig) import themselves
-    from .sinks.influx import SinkStats as SinkStats
+    from .sinks import SinkStats as SinkStats
     from .sinks.mqtt import MqttAlertStats as AlertStats
     from .sources.http_upload import UploadStream as UploadStream
     from .streams import StreamRecord as StreamRecord

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -31,42 +31,46 @@ from ingest.rollups import (
     backfill_queries,
     parse_go_duration,
     plan,
-    quote_ident,
     rp_select,
 )
 from ingest.sinks.errors import InfluxQueryError, SinkAuthError, SinkError
-from ingest.sinks.influx_api import InfluxClient, check_credentials
+from ingest.sinks.influxdb import InfluxClient, check_credentials, quote_ident
+
+if TYPE_CHECKING:
+    from ingest.sinks.influxdb import InfluxSinkConfig
 
 __all__ = ["BackfillReport", "InfluxSetupConfig", "SetupReport", "backfill", "observe", "setup"]
 
 
 class InfluxSetupConfig(BaseModel):
-    """Where to apply the scheme (the database is ``rollups.database``) and
-    with which credentials: user/password (basic auth, or ``u``/``p``
-    parameters with ``auth="query"``) or a token (``Authorization: Token``)."""
+    """Where to apply the scheme (server and ``database``: the sink's, see
+    ``from_sink``) and with which credentials: user/password (basic auth, or
+    ``u``/``p`` parameters with ``auth="query"``) or a token
+    (``Authorization: Token``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field("http://127.0.0.1:8086", description="InfluxDB 1.x base URL")
+    database: str = Field("liveprof", min_length=1, description="the sink's database (influx.database)")
     user: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
     auth: Literal["basic", "query"] = "basic"
     timeout: float = Field(30.0, gt=0, description="per request, seconds")
-    rollups: RollupConfig = RollupConfig()
+    rollups: RollupConfig = RollupConfig.model_validate({})
 
     @model_validator(mode="after")
-    def _credentials(self):
+    def _credentials(self) -> InfluxSetupConfig:
         check_credentials(self.user, self.password, self.token)
         return self
 
     @classmethod
-    def from_sink(cls, sink, rollups: RollupConfig | None = None) -> InfluxSetupConfig:
+    def from_sink(cls, sink: InfluxSinkConfig, rollups: RollupConfig | None = None) -> InfluxSetupConfig:
         """The setup matching an ``InfluxSinkConfig``: same server, credentials
         and database (``rollups`` gives the policies; default the standard scheme)."""
-        rollups = rollups or RollupConfig()
-        return cls(url=sink.url, user=sink.user, password=sink.password, token=sink.token,
-                   auth=sink.auth, rollups=rollups.model_copy(update={"database": sink.database}))
+        return cls.model_validate({"url": sink.url, "database": sink.database, "user": sink.user,
+                                   "password": sink.password, "token": sink.token, "auth": sink.auth,
+                                   "rollups": rollups or RollupConfig.model_validate({})})
 
 
 @dataclasses.dataclass
@@ -116,7 +120,7 @@ async def observe(client: InfluxClient, database: str, rollups: RollupConfig | N
             for row in s.rows():
                 state.continuous_queries[row["name"]] = row["query"]
     if rollups is not None and rollups.rp_switch.policy in state.policies:
-        for s in await client.query(rp_select(rollups), database=database):
+        for s in await client.query(rp_select(rollups, database), database=database):
             for row in s.rows():
                 try:
                     state.rp_levels.append(RpLevel(str(row["rp"]), str(row["kind"]), int(row["start"]),
@@ -129,34 +133,32 @@ async def observe(client: InfluxClient, database: str, rollups: RollupConfig | N
 async def setup(config: InfluxSetupConfig, *, session: aiohttp.ClientSession | None = None) -> SetupReport:
     """Bring the server to ``config.rollups``; raises ``SinkError`` (auth,
     unreachable, a statement InfluxDB refused, naming it)."""
-    own = session is None
-    if own:
-        session = aiohttp.ClientSession()
-    try:
-        client = _client(config, session)
-        rollups = config.rollups
-        for attempt in range(2):
-            state = await observe(client, rollups.database, rollups)
-            steps = plan(rollups, state)
-            try:
-                for step in steps:
-                    for statement in step.statements:
-                        # the switch's DROP SERIES names no database: it needs the db parameter
-                        await _run(client, statement, step,
-                                   rollups.database if step.kind == "rp switch" else None)
-                    if step.points:
-                        await _write(client, rollups.database, step)
-            except InfluxQueryError:
-                # someone else (a sink's CREATE DATABASE) changed the server
-                # between looking and acting: look again once
-                if attempt == 0 and steps and steps[0].action == "create":
-                    continue
-                raise
-            return SetupReport(rollups.database, steps)
-        raise AssertionError("unreachable")
-    finally:
-        if own:
-            await session.close()
+    if session is None:
+        async with aiohttp.ClientSession() as own:
+            return await _setup(config, _client(config, own))
+    return await _setup(config, _client(config, session))
+
+
+async def _setup(config: InfluxSetupConfig, client: InfluxClient) -> SetupReport:
+    rollups, database = config.rollups, config.database
+    for attempt in range(2):
+        state = await observe(client, database, rollups)
+        steps = plan(rollups, database, state)
+        try:
+            for step in steps:
+                for statement in step.statements:
+                    # the switch's DROP SERIES names no database: it needs the db parameter
+                    await _run(client, statement, step, database if step.kind == "rp switch" else None)
+                if step.points:
+                    await _write(client, database, step)
+        except InfluxQueryError:
+            # someone else (a sink's CREATE DATABASE) changed the server
+            # between looking and acting: look again once
+            if attempt == 0 and steps and steps[0].action == "create":
+                continue
+            raise
+        return SetupReport(database, steps)
+    raise AssertionError("unreachable")
 
 
 async def _run(client: InfluxClient, statement: str, step: Step, database: str | None = None) -> None:
@@ -171,15 +173,15 @@ async def _write(client: InfluxClient, database: str, step: Step) -> None:
     try:
         status, text, _ = await client.write("\n".join(step.points).encode(), database,
                                              retention_policy=step.policy)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise SinkError(f"{step.action} {step.kind} {step.name}: InfluxDB at {client.url} is "
-                        f"unreachable: {client.redact(str(exc)) or type(exc).__name__}",
-                        retryable=True) from exc
+    except SinkError as exc:  # no answer
+        raise SinkError(f"{step.action} {step.kind} {step.name}: {exc}",
+                        retryable=exc.retryable) from exc
     if status in (401, 403):
         raise SinkAuthError(client.auth_message(status, text), status=status)
     if status != 204:
         raise InfluxQueryError(f"{step.action} {step.kind} {step.name}: InfluxDB refused the "
-                               f"write to {step.policy!r} ({status}): {text.strip()[:200]}", status=status)
+                               f"write to {step.policy!r} ({status}): {text.strip()[:200]}",
+                               status=status)
 
 
 @dataclasses.dataclass
@@ -199,24 +201,24 @@ async def backfill(config: InfluxSetupConfig, start_ns: int, end_ns: int, *,
                    session: aiohttp.ClientSession | None = None) -> BackfillReport:
     """Roll up ``[start_ns, end_ns)`` (widened to whole intervals) into every
     rollup, finest first."""
-    own = session is None
-    if own:
-        session = aiohttp.ClientSession()
-    try:
-        client = _client(config, session)
-        report = BackfillReport()
-        for rollup, measurement, q in backfill_queries(config.rollups, start_ns, end_ns):
-            key = f"{rollup}.{measurement}"
-            try:
-                series = await client.query(q)
-            except InfluxQueryError as exc:
-                m = _BEYOND.search(str(exc))
-                if m is None:
-                    raise InfluxQueryError(f"backfill of {key}: {exc}", status=exc.status) from exc
-                report.beyond_retention[key] = int(m.group(1))
-                continue
-            report.written[key] = sum(int(row[1]) for s in series for row in s.values)
-        return report
-    finally:
-        if own:
-            await session.close()
+    if session is None:
+        async with aiohttp.ClientSession() as own:
+            return await _backfill(config, _client(config, own), start_ns, end_ns)
+    return await _backfill(config, _client(config, session), start_ns, end_ns)
+
+
+async def _backfill(config: InfluxSetupConfig, client: InfluxClient, start_ns: int,
+                    end_ns: int) -> BackfillReport:
+    report = BackfillReport()
+    for rollup, measurement, q in backfill_queries(config.rollups, config.database, start_ns, end_ns):
+        key = f"{rollup}.{measurement}"
+        try:
+            series = await client.query(q)
+        except InfluxQueryError as exc:
+            m = _BEYOND.search(str(exc))
+            if m is None:
+                raise InfluxQueryError(f"backfill of {key}: {exc}", status=exc.status) from exc
+            report.beyond_retention[key] = int(m.group(1))
+            continue
+        report.written[key] = sum(int(row[1]) for s in series for row in s.values)
+    return report

@@ -85,11 +85,11 @@ async def import_file(path: str, sink, settings, args, show: bool) -> dict:
                                                    fallback_host=socket.gethostname()))
     size = os.path.getsize(path)  # noqa: ASYNC240 (one stat; the command reads the file in this loop anyway)
     progress = Progress(os.path.basename(path), size, show)
-    limit = sink.config.memory_max_bytes // 2
+    limit = sink.config.buffer.memory_max_bytes // 2
     try:
         for out in session.read(path):
             sink.submit(out)
-            if sink.stats.buffered_bytes > limit:       # let InfluxDB catch up
+            if sink.backlog_bytes > limit:       # let InfluxDB catch up
                 await flush(sink, args.timeout)
             else:
                 await asyncio.sleep(0)      # the sink sends while the next chunk is derived
@@ -155,8 +155,8 @@ async def connect(sink, timeout: float) -> None:
 
 def run(args) -> int:
     from ..config import load
+    from ..sinks import InfluxSink
     from ..sinks.errors import SinkError
-    from ..sinks.influx import InfluxSink
 
     if not args.timeout > 0:
         print(f"liveprof import: --timeout {args.timeout:g}: must be more than 0 seconds",
@@ -183,8 +183,8 @@ def run(args) -> int:
     # the sink's own log lines speak of a service that keeps data for later; this
     # command says itself what became of the data
     logging.getLogger("liveprof.sinks").setLevel(logging.CRITICAL)
-    config = settings.influx.model_copy(update={
-        "check_on_start": False, "create_database": False, "spool_dir": None,
+    config = settings.influx.updated({
+        "check_on_start": False, "create_database": False, "buffer": {"spool_dir": None},
         "timeout": min(settings.influx.timeout, args.timeout)})
     tune_gc()
 

@@ -11,15 +11,21 @@ flags win.  Defaults: ``http://127.0.0.1:8086``, database ``liveprof``.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, LiveprofError
 from .serve import INFLUX_FLAGS, add_influx_flags, influx_overrides
 
+if TYPE_CHECKING:
+    from ..influx_setup import InfluxSetupConfig
+    from ..rollups import Rollup
 
-def add_parser(sub) -> None:
+
+def add_parser(sub: Any) -> None:  # argparse's private _SubParsersAction
     p = sub.add_parser("influx", help="set up InfluxDB: database, retention, rollups",
                        description="Manage the InfluxDB 1.x database liveprof writes to.")
     actions = p.add_subparsers(dest="influx_command", required=True, metavar="ACTION")
@@ -49,12 +55,12 @@ def add_parser(sub) -> None:
     b.set_defaults(run=run_backfill)
 
 
-def _connection_flags(p) -> None:
+def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML settings file (also LIVEPROF_CONFIG)")
     add_influx_flags(p)
 
 
-def _scheme_flags(p) -> None:
+def _scheme_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("retention and rollups (default: raw 7d; 1m for 90d; 1h for 1095d)")
     g.add_argument("--raw-policy", metavar="NAME", default=None,
                    help="name of the raw (default) retention policy (default raw)")
@@ -65,7 +71,7 @@ def _scheme_flags(p) -> None:
                         "e.g. --rollup 1m:1m:90d:10m --rollup 1h:1h:1095d:2h")
 
 
-def _parse_rollup(text: str):
+def _parse_rollup(text: str) -> Rollup:
     from ..rollups import Rollup
 
     parts = text.split(":")
@@ -75,7 +81,7 @@ def _parse_rollup(text: str):
                   resample_for=parts[3] if len(parts) == 4 else None)
 
 
-def build_config(args):
+def build_config(args: argparse.Namespace) -> InfluxSetupConfig:
     """The ``InfluxSetupConfig`` of the command line, the environment and the
     settings file (``ingest/config.py``); ``ValueError`` names what is wrong."""
     over = influx_overrides(args)
@@ -91,7 +97,7 @@ def build_config(args):
     return load(args.config, over, flags).setup_config()
 
 
-def _config_or_error(args):
+def _config_or_error(args: argparse.Namespace) -> InfluxSetupConfig | None:
     from pydantic import ValidationError
 
     try:
@@ -105,7 +111,7 @@ def _config_or_error(args):
     return None
 
 
-def run_setup(args) -> int:
+def run_setup(args: argparse.Namespace) -> int:
     config = _config_or_error(args)
     if config is None:
         return 2
@@ -113,7 +119,7 @@ def run_setup(args) -> int:
         # no connection needed: the statements for an empty server
         from ..rollups import statements
 
-        for statement in statements(config.rollups):
+        for statement in statements(config.rollups, config.database):
             print(statement + ";")
         return 0
     from ..influx_setup import setup
@@ -146,7 +152,7 @@ def parse_time(text: str) -> int:
     return int(dt.timestamp()) * 10**9 + dt.microsecond * 1000
 
 
-def run_backfill(args) -> int:
+def run_backfill(args: argparse.Namespace) -> int:
     config = _config_or_error(args)
     if config is None:
         return 2

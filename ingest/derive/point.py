@@ -66,7 +66,7 @@ class Point:
             if len(_HEADS) >= _CACHE_MAX:
                 _HEADS.clear()
             _HEADS[key] = head
-        fields = []
+        fields: list[str] = []
         append = fields.append
         keys = _KEYS
         for k, value in self.fields.items():
@@ -75,10 +75,10 @@ class Point:
                 ek = _key(k)
             cls = value.__class__
             if cls is int:
-                if _I64_MIN <= value <= _I64_MAX:
+                if _I64_MIN <= value <= _I64_MAX:  # type: ignore[operator]  # an int: its class was checked
                     append(f"{ek}={value}i")
                 else:  # (from a corrupt event) InfluxDB would refuse the whole batch
-                    append(f"{ek}={_I64_MAX if value > 0 else _I64_MIN}i")
+                    append(f"{ek}={_I64_MAX if value > 0 else _I64_MIN}i")  # type: ignore[operator]  # an int
             elif cls is float:
                 append(f"{ek}={value!r}")
             elif value is not None:
@@ -98,6 +98,14 @@ def escape_key(text: str) -> str:
         kept = text.rstrip("\\")
         text = kept + _TRAILING_BACKSLASH * (len(text) - len(kept))
     return text.translate(_TAG_ESC)
+
+
+def unescape_key(text: str) -> str:
+    """A tag key or value read back from a line (``\\,`` ``\\=`` ``\\ `` undone;
+    the lossy ``\\n`` and trailing-backslash spellings stay as written)."""
+    if "\\" in text:
+        return text.replace("\\,", ",").replace("\\=", "=").replace("\\ ", " ")
+    return text
 
 
 def escape_field_key(text: str) -> str:
@@ -133,7 +141,7 @@ def _key(k: str) -> str:
     return ek
 
 
-def _field_value(value) -> str:
+def _field_value(value: object) -> str:
     if value is True:
         return "true"
     if value is False:

@@ -1,5 +1,8 @@
 """An on-disk FIFO of line-protocol batches: append-only segment files.
 
+(Over 400 lines: one job, the on-disk queue, whose format, bounds and
+recovery belong together; the record codec at the bottom is 40 of them.)
+
 Layout of the directory::
 
     00000001000000000000.seg   segments, read in order of their number
@@ -26,7 +29,8 @@ order); a fully acknowledged sealed segment is deleted.  ``prepend()`` puts
 batches before everything else (in-flight batches saved at shutdown).  When an
 append would take the directory over ``max_bytes``, the oldest segments are
 deleted first and their unread lines counted in ``dropped_lines``; ``append``
-returns what it dropped so the caller can log it.
+returns what it dropped (the lines themselves, read back before the segment
+goes: the caller charges them to their sessions) so the caller can log it.
 
 Synchronous and asyncio-free; the sink calls it from the event loop (appends
 are page-cache writes) and may pass ``seal`` to fsync full segments elsewhere
@@ -80,6 +84,7 @@ class Dropped:
     lines: int = 0
     bytes: int = 0
     segments: int = 0
+    content: list[str] = field(default_factory=list)  # the dropped lines that could be read
 
     def __bool__(self) -> bool:
         return self.lines > 0 or self.bytes > 0
@@ -93,7 +98,8 @@ class _Segment:
     lines: int = 0  # lines in the valid bytes
     acked: int = 0  # every record before this offset is delivered
     acked_lines: int = 0  # lines before ``acked``
-    done: dict[int, tuple[int, int]] = field(default_factory=dict)  # start -> (end, lines) acked past ``acked``
+    # start -> (end, lines) acked past ``acked``
+    done: dict[int, tuple[int, int]] = field(default_factory=dict)
     read: int = 0  # next record to hand out
     read_lines: int = 0  # lines handed out so far (counting acked ones)
     sealed: bool = True
@@ -110,7 +116,7 @@ class Spool:
         *,
         max_bytes: int = 1 << 30,
         segment_bytes: int = 16 << 20,
-        seal: Callable[[int], None] | None = None,
+        seal: Callable[[int], object] | None = None,
     ) -> None:
         if max_bytes <= 0 or segment_bytes <= 0:
             raise ValueError("spool bounds must be positive")
@@ -284,17 +290,21 @@ class Spool:
         dropped = Dropped()
         if size > self.max_bytes:
             dropped.lines += len(lines)
+            dropped.content.extend(lines)
             dropped.bytes += size
             self._count_drop(dropped)
             return dropped
-        if self._fd is not None and self._segments[-1].size + size > self.segment_bytes and self._segments[-1].size:
+        tail = self._segments[-1] if self._segments else None
+        if self._fd is not None and tail is not None and tail.size and tail.size + size > self.segment_bytes:
             self._seal()
         while self._segments and self.disk_bytes + size > self.max_bytes:
             self._drop_oldest(dropped)
         if self._fd is None:
             self._new_tail()
+        fd = self._fd
+        assert fd is not None  # opened by _new_tail
         seg = self._segments[-1]
-        _write_all(self._fd, record)
+        _write_all(fd, record)
         seg.size += size
         seg.lines += len(lines)
         self._count_drop(dropped)
@@ -360,8 +370,26 @@ class Spool:
         dropped.lines += seg.unread_lines
         dropped.bytes += seg.size - seg.read
         dropped.segments += 1
+        dropped.content.extend(self._unread_content(seg))
         self._remove(seg)
         self._save_cursor()
+
+    def _unread_content(self, seg: _Segment) -> list[str]:
+        """The lines of the records not handed out yet (stops at a bad one)."""
+        out: list[str] = []
+        if seg.read >= seg.size:
+            return out
+        fd = self._read_fd(seg)
+        data = os.pread(fd, seg.size - seg.read, seg.read)
+        pos = 0
+        while pos + _HEADER.size <= len(data):
+            magic, length, n, crc = _HEADER.unpack_from(data, pos)
+            payload = data[pos + _HEADER.size:pos + _HEADER.size + length]
+            if magic not in _MAGICS or len(payload) != length or zlib.crc32(payload) != crc:
+                break
+            out.extend(_lines(magic, payload, n))
+            pos += _HEADER.size + length
+        return out
 
     def _remove(self, seg: _Segment) -> None:
         fd = self._read_fds.pop(seg.seq, None)
@@ -398,7 +426,8 @@ class Spool:
                 seg.read, seg.read_lines = end, seg.read_lines + n
                 if magic not in _MAGICS or len(payload) != length or zlib.crc32(payload) != crc:
                     # scanned at open and written by us since: only a disk fault gets here
-                    log.error("spool segment %s: corrupt record at %d, skipping the segment", seg.path.name, start)
+                    log.error("spool segment %s: corrupt record at %d, skipping the segment",
+                              seg.path.name, start)
                     self.corrupt_bytes += seg.size - start
                     self.dropped_lines += seg.lines - seg.read_lines + n
                     seg.read, seg.read_lines = seg.size, seg.lines

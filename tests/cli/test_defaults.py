@@ -13,7 +13,7 @@ from ingest.commands.defaults import placeholders, resolve, show
 from ingest.config import Settings, model_of
 from ingest.config_doc import serve_flags
 from ingest.derive.config import DeriveConfig
-from ingest.sinks.influx_config import InfluxSinkConfig
+from ingest.sinks import InfluxSinkConfig
 from ingest.sources.monitor_udp import MonitorUdpConfig
 
 

@@ -79,7 +79,8 @@ def assert_same(actual: dict, expected: dict, what: str) -> None:
         assert set(got) == set(want), f"{what} {key}: fields {sorted(set(got) ^ set(want))}"
         for name, value in want.items():
             if isinstance(value, float) or isinstance(got[name], float):
-                assert math.isclose(got[name], value, rel_tol=1e-9, abs_tol=1e-9), (what, key, name, got[name], value)
+                assert math.isclose(got[name], value, rel_tol=1e-9, abs_tol=1e-9), \
+                    (what, key, name, got[name], value)
             else:
                 assert got[name] == value, (what, key, name, got[name], value)
 
@@ -99,7 +100,7 @@ def database(influxd):
 @pytest.mark.parametrize("log", LOGS, ids=lambda p: p.name)
 async def test_backfilled_rollups_equal_python_aggregates(influxd, database, log, scheme):
     base, window = SCHEMES[scheme]
-    config = InfluxSetupConfig(url=influxd.url, rollups=base.model_copy(update={"database": database}))
+    config = InfluxSetupConfig(url=influxd.url, database=database, rollups=base)
     await setup(config)
     points = parse(derive_lines(log, window))
     # move the log (recorded long ago) to 6 h before this hour, by whole hours:
@@ -135,8 +136,8 @@ async def test_the_servers_continuous_queries_roll_up_on_the_wall_clock(influxd_
     deadline only bounds the wait; no speed is asserted."""
     server = influxd_factory(settings={"continuous_queries": {"run-interval": "1s"}})
     database = "live"
-    config = InfluxSetupConfig(url=server.url, rollups=RollupConfig(
-        database=database, raw=RetentionPolicy(name="raw", duration="1d"), rollups=[
+    config = InfluxSetupConfig(url=server.url, database=database, rollups=RollupConfig(
+        raw=RetentionPolicy(name="raw", duration="1d"), rollups=[
             Rollup(name="s1", interval="1s", duration="1h", resample_for="2m"),
             Rollup(name="s5", interval="5s", duration="1h", resample_for="3m")]))
     await setup(config)

@@ -32,11 +32,12 @@ from ingest.rollups import (
 
 from .derived import data_logs, derive_lines, emitted_fields
 
-FINE = RollupConfig(database="fine", raw=RetentionPolicy(name="raw", duration="1d"), rollups=[
+FINE = RollupConfig(raw=RetentionPolicy(name="raw", duration="1d"), rollups=[
     Rollup(name="r200ms", interval="200ms", duration="1h"),
     Rollup(name="r1s", interval="1s", duration="1h", resample_for="10s"),
     Rollup(name="r5s", interval="5s", duration="2h", resample_for="1m")])
 CONFIGS = {"default": RollupConfig(), "fine": FINE}
+DATABASES = {"default": "liveprof", "fine": "fine"}  # the sink's database (influx.database)
 
 
 @pytest.mark.parametrize("log", data_logs(), ids=lambda p: p.name)
@@ -61,16 +62,16 @@ def test_table_and_registry_name_the_same_measurements():
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_statements_have_one_cq_per_rollup_and_measurement(name):
-    config = CONFIGS[name]
-    stmts = statements(config)
+    config, db = CONFIGS[name], DATABASES[name]
+    stmts = statements(config, db)
     cqs = [s for s in stmts if s.startswith("CREATE CONTINUOUS QUERY")]
     assert len(cqs) == len(config.rollups) * len(AGGREGATIONS)
     for level, r in enumerate(config.rollups):
         source = config.raw.name if level == 0 else config.rollups[level - 1].name
         for m in AGGREGATIONS:
             cq = next(s for s in cqs if f'"{config.cq_prefix}_{r.name}_{m}"' in s)
-            assert f'INTO {quote_ident(config.database)}.{quote_ident(r.name)}.{quote_ident(m)} ' in cq
-            assert f'FROM {quote_ident(config.database)}.{quote_ident(source)}.{quote_ident(m)} ' in cq
+            assert f'INTO {quote_ident(db)}.{quote_ident(r.name)}.{quote_ident(m)} ' in cq
+            assert f'FROM {quote_ident(db)}.{quote_ident(source)}.{quote_ident(m)} ' in cq
             assert f"GROUP BY time({r.interval}), *" in cq
             for o in outputs(m):
                 assert f"AS {quote_ident(o.name)}" in cq
@@ -78,7 +79,7 @@ def test_statements_have_one_cq_per_rollup_and_measurement(name):
                 for fld in AGGREGATIONS[m]:
                     assert f"({quote_ident(fld)})" in cq, (m, fld)
     # the raw policy is the database's default, created with it
-    assert stmts[0].startswith(f'CREATE DATABASE "{config.database}" WITH DURATION {config.raw.duration}')
+    assert stmts[0].startswith(f'CREATE DATABASE "{db}" WITH DURATION {config.raw.duration}')
     assert stmts[0].endswith(f'NAME "{config.raw.name}"')
 
 
@@ -155,7 +156,7 @@ def _requote(text: str) -> str:
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_normalize_sees_through_quoting_and_units_but_not_changes(name):
-    for stmt in continuous_queries(CONFIGS[name]).values():
+    for stmt in continuous_queries(CONFIGS[name], DATABASES[name]).values():
         assert normalize_cq(_requote(stmt)) == normalize_cq(stmt)
         assert normalize_cq(stmt.replace('(', 'first(', 1)) != normalize_cq(stmt)
         assert normalize_cq(stmt.replace(' AS "', ' AS "x', 1)) != normalize_cq(stmt)
@@ -169,14 +170,14 @@ def _matching_state(config: RollupConfig) -> ServerState:
     for p, default in ([(config.raw, True)] + [(r, False) for r in config.rollups]
                        + [(config.rp_switch.retention, False)]):
         state.policies[p.name] = rollups.ObservedPolicy(p.name, p.duration_ns, 86400 * 10**9, default)
-    state.continuous_queries = {n: _requote(s) for n, s in continuous_queries(config).items()}
+    state.continuous_queries = {n: _requote(s) for n, s in continuous_queries(config, "liveprof").items()}
     state.rp_levels = list(reversed(rollups.rp_levels(config)))  # any order, as SELECT gives them
     return state
 
 
 def test_plan_against_a_matching_server_keeps_everything():
     config = RollupConfig()
-    steps = plan(config, _matching_state(config))
+    steps = plan(config, "liveprof", _matching_state(config))
     assert {s.action for s in steps} == {"keep"}
     assert all(not s.statements for s in steps)
 
@@ -189,12 +190,13 @@ def test_plan_alters_replaces_and_drops_only_what_differs():
     state.continuous_queries[tampered] = state.continuous_queries[tampered].replace("max(", "min(")
     state.continuous_queries["liveprof_10m_gc"] = "CREATE CONTINUOUS QUERY liveprof_10m_gc ON x BEGIN END"
     state.continuous_queries["someone_elses"] = "CREATE CONTINUOUS QUERY someone_elses ON x BEGIN END"
-    changed = {(s.action, s.name): s for s in plan(config, state) if s.action != "keep"}
+    changed = {(s.action, s.name): s for s in plan(config, "liveprof", state) if s.action != "keep"}
     assert set(changed) == {("alter", "raw"), ("replace", tampered), ("drop", "liveprof_10m_gc")}
     alter = changed[("alter", "raw")].statements[0]
     assert "DURATION 1w" in alter and alter.endswith("DEFAULT")
     drop, create = changed[("replace", tampered)].statements
-    assert drop.startswith("DROP CONTINUOUS QUERY") and create == continuous_queries(config)[tampered]
+    assert drop.startswith("DROP CONTINUOUS QUERY")
+    assert create == continuous_queries(config, "liveprof")[tampered]
 
 
 # -- the dashboards' retention-policy switch (docs/dashboards.md) ------------------
@@ -258,7 +260,7 @@ def test_rp_switch_points_are_line_protocol_of_the_levels():
 
 def test_plan_writes_the_switch_and_rewrites_it_when_it_differs():
     config = RollupConfig()
-    empty = plan(config, ServerState())
+    empty = plan(config, "liveprof", ServerState())
     switch = [s for s in empty if s.kind == "rp switch"]
     assert len(switch) == 1 and switch[0].action == "create"
     assert list(switch[0].points) == rollups.rp_points(config) and switch[0].policy == "forever"
@@ -269,9 +271,39 @@ def test_plan_writes_the_switch_and_rewrites_it_when_it_differs():
     state.rp_levels[0] = rollups.RpLevel(state.rp_levels[0].rp, state.rp_levels[0].kind,
                                          state.rp_levels[0].start_ms + 1, state.rp_levels[0].end_ms,
                                          state.rp_levels[0].interval)
-    changed = [s for s in plan(config, state) if s.action != "keep"]
+    changed = [s for s in plan(config, "liveprof", state) if s.action != "keep"]
     assert [(s.action, s.kind) for s in changed] == [("replace", "rp switch")]
     assert changed[0].statements[0].startswith("DROP SERIES FROM") and changed[0].points
 
     with pytest.raises(ValueError):
         RollupConfig(rp_switch=rollups.RpSwitch(policy="raw"))
+
+
+def test_the_database_is_not_a_rollup_setting():
+    """It is the sink's (influx.database): a rollups.database left in a
+    settings file is refused with a message that says where it went."""
+    with pytest.raises(ValueError, match=r"set influx\.database"):
+        RollupConfig.model_validate({"database": "other"})
+    assert "database" not in RollupConfig.model_fields
+
+
+def test_statements_quote_the_database_name_they_are_given():
+    odd = 'lp "prod" \\ it\'s'
+    stmts = statements(RollupConfig(), odd)
+    assert stmts[0].startswith(f"CREATE DATABASE {quote_ident(odd)} WITH")
+    cqs = [s for s in stmts if s.startswith("CREATE CONTINUOUS QUERY")]
+    assert cqs and all(f" ON {quote_ident(odd)} " in s and f"INTO {quote_ident(odd)}." in s for s in cqs)
+
+
+def test_a_rollups_database_setting_left_over_is_refused_naming_where_it_came_from(monkeypatch, tmp_path):
+    from ingest.config import load
+    from ingest.errors import ConfigError
+
+    monkeypatch.setenv("LIVEPROF_ROLLUPS_DATABASE", "old")
+    with pytest.raises(ConfigError, match=r"LIVEPROF_ROLLUPS_DATABASE: .*set influx\.database"):
+        load()
+    monkeypatch.delenv("LIVEPROF_ROLLUPS_DATABASE")
+    toml = tmp_path / "liveprof.toml"
+    toml.write_text('[rollups]\ndatabase = "old"\n')
+    with pytest.raises(ConfigError, match=r"liveprof\.toml: key rollups\.database: .*set influx\.database"):
+        load(toml)

@@ -46,7 +46,7 @@ def database(influxd):
 
 
 def _config(server, database, **rollups) -> InfluxSetupConfig:
-    return InfluxSetupConfig(url=server.url, rollups=RollupConfig(database=database, **rollups))
+    return InfluxSetupConfig(url=server.url, database=database, rollups=RollupConfig(**rollups))
 
 
 def policies(server, database) -> dict[str, dict]:
@@ -61,13 +61,13 @@ def cqs(server, database) -> dict[str, str]:
     return {}
 
 
-def assert_server_matches(server, config: RollupConfig) -> None:
-    pols = policies(server, config.database)
+def assert_server_matches(server, config: RollupConfig, database: str) -> None:
+    pols = policies(server, database)
     for p in [config.raw, *config.rollups, config.rp_switch.retention]:
         assert parse_go_duration(pols[p.name]["duration"]) == p.duration_ns, p.name
     assert [n for n, row in pols.items() if row["default"]] == [config.raw.name]
-    have = cqs(server, config.database)
-    want = continuous_queries(config)
+    have = cqs(server, database)
+    want = continuous_queries(config, database)
     assert set(have) == set(want)
     for name, statement in want.items():
         assert normalize_cq(have[name]) == normalize_cq(statement), name
@@ -79,14 +79,14 @@ async def test_setup_creates_the_scheme_and_a_second_run_changes_nothing(influxd
     assert {(s.action, s.kind) for s in first.steps} == {
         ("create", "database"), ("create", "retention policy"), ("create", "continuous query"),
         ("create", "rp switch")}
-    assert_server_matches(influxd, config.rollups)
+    assert_server_matches(influxd, config.rollups, config.database)
     # no autogen: the raw policy was created as the database's default
     assert set(policies(influxd, database)) == {"raw", "1m", "1h", "forever"}
 
     second = await setup(config)
     assert second.changed == []
     assert len(second.kept) == len(first.steps)
-    assert_server_matches(influxd, config.rollups)
+    assert_server_matches(influxd, config.rollups, config.database)
 
 
 async def test_changed_durations_are_altered_and_changed_queries_replaced(influxd, database):
@@ -100,8 +100,9 @@ async def test_changed_durations_are_altered_and_changed_queries_replaced(influx
     done = {(s.action, s.name) for s in report.changed}
     assert done == {("alter", "raw"), ("alter", "1m")} | {
         ("replace", f"liveprof_1m_{m}") for m in AGGREGATIONS}
-    assert_server_matches(influxd, changed.rollups)
-    assert parse_go_duration(policies(influxd, database)["raw"]["shardGroupDuration"]) == parse_duration("12h")
+    assert_server_matches(influxd, changed.rollups, changed.database)
+    shards = policies(influxd, database)["raw"]["shardGroupDuration"]
+    assert parse_go_duration(shards) == parse_duration("12h")
     after = cqs(influxd, database)
     assert all(after[f"liveprof_1h_{m}"] == before[f"liveprof_1h_{m}"] for m in AGGREGATIONS)
     assert (await setup(changed)).changed == []
@@ -123,7 +124,7 @@ async def test_tampered_stale_and_foreign_queries(influxd, database):
     assert {(s.action, s.name) for s in report.changed} == {("replace", name), ("drop", "liveprof_5m_gc")}
     have = cqs(influxd, database)
     assert "mine_gc" in have and "liveprof_5m_gc" not in have
-    assert normalize_cq(have[name]) == normalize_cq(continuous_queries(config.rollups)[name])
+    assert normalize_cq(have[name]) == normalize_cq(continuous_queries(config.rollups, config.database)[name])
 
 
 async def test_a_database_made_by_someone_else_gets_raw_as_its_default(influxd, database):
@@ -146,7 +147,7 @@ async def test_credentials_are_used_and_a_refusal_is_clear(influxd_factory):
     server = influxd_factory(auth=True)
     db = _name()
     good = InfluxSetupConfig(url=server.url, user=server.admin_user, password=server.admin_password,
-                             rollups=RollupConfig(database=db))
+                             database=db)
     bad = good.model_copy(update={"password": good.password.__class__("wrong-secret")})
     with pytest.raises(SinkAuthError) as err:
         await setup(bad)
@@ -155,7 +156,7 @@ async def test_credentials_are_used_and_a_refusal_is_clear(influxd_factory):
     report = await setup(good)
     assert report.changed
     assert (await setup(good)).changed == []
-    assert_server_matches(server, good.rollups)
+    assert_server_matches(server, good.rollups, good.database)
 
 
 def _cli(args, env_extra) -> subprocess.CompletedProcess:
@@ -171,7 +172,7 @@ def test_cli_reads_the_environment_and_flags_win(influxd, database):
     assert first.returncode == 0, first.stderr
     assert f"created database {database}" in first.stdout
     assert first.stdout.count("created continuous query") == 2 * len(AGGREGATIONS)
-    assert_server_matches(influxd, RollupConfig(database=database))
+    assert_server_matches(influxd, RollupConfig(), database)
     again = _cli([], env)
     assert again.returncode == 0, again.stderr
     assert "created" not in again.stdout and "0 changes" in again.stdout
@@ -215,10 +216,10 @@ def test_cli_dry_run_prints_the_library_statements():
     out = _cli(["--dry-run", "--database", "dry", "--raw-duration", "3d",
                 "--rollup", "5m:5m:30d", "--rollup", "1d:1d:INF:2d"], {})
     assert out.returncode == 0, out.stderr
-    config = RollupConfig(database="dry", raw=RetentionPolicy(name="raw", duration="3d"), rollups=[
+    config = RollupConfig(raw=RetentionPolicy(name="raw", duration="3d"), rollups=[
         Rollup(name="5m", interval="5m", duration="30d"),
         Rollup(name="1d", interval="1d", duration="INF", resample_for="2d")])
-    assert out.stdout.splitlines() == [s + ";" for s in statements(config)]
+    assert out.stdout.splitlines() == [s + ";" for s in statements(config, "dry")]
 
 
 def test_cli_backfill_rolls_up_a_past_range(influxd, database):
@@ -305,11 +306,12 @@ async def test_raw_is_made_the_default_again(influxd, database):
 
 
 def test_setup_config_from_the_sink_config():
-    from ingest.sinks.influx import InfluxSinkConfig
+    from ingest.sinks import InfluxSinkConfig
     sink = InfluxSinkConfig(url="http://db:8086", database="prod", user="u", password="p", auth="query")
     cfg = InfluxSetupConfig.from_sink(sink, RollupConfig(raw=RetentionPolicy(name="raw", duration="2d")))
-    assert (cfg.url, cfg.user, cfg.password.get_secret_value(), cfg.auth) == ("http://db:8086", "u", "p", "query")
-    assert cfg.rollups.database == "prod" and cfg.rollups.raw.duration_ns == parse_duration("2d")
+    assert (cfg.url, cfg.user, cfg.auth) == ("http://db:8086", "u", "query")
+    assert cfg.password is not None and cfg.password.get_secret_value() == "p"
+    assert cfg.database == "prod" and cfg.rollups.raw.duration_ns == parse_duration("2d")
     assert "p" not in repr(cfg.password)
 
 

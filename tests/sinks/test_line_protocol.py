@@ -116,7 +116,7 @@ async def test_string_values_come_back_equal(written):
 
 
 async def test_rollup_switch_points_use_the_same_encoder(influxd, influx_database):
-    """The rp-switch points of ingest/rollups.py are written by the one encoder:
+    """The rp-switch points of ingest/rollups/rp_switch.py are written by the one encoder:
     names with the characters line protocol escapes come back equal."""
     cfg = RollupConfig.model_validate({"raw": {"name": "raw, =x"},
                                        "rp_switch": {"measurement": "rp, cfg="}})

@@ -23,7 +23,7 @@ async def stream(sink: InfluxSink, start: int, n: int, chunk: int = 100) -> int:
     checks the memory bound after every submit.  Returns the next seq."""
     for i in range(start, start + n, chunk):
         sink.submit(seq_lines(min(chunk, start + n - i), start=i))
-        assert sink.stats.buffered_bytes <= sink.config.memory_max_bytes
+        assert sink.stats.buffered_bytes <= sink.config.buffer.memory_max_bytes
         await asyncio.sleep(0)
     return start + n
 
@@ -86,9 +86,9 @@ async def test_the_disk_bound_drops_the_oldest_counts_and_logs_it(influxd_factor
     server.create_database("db")
     server.stop()
     spool_dir = tmp_path / "spool"
-    cfg = InfluxSinkConfig(url=server.url, database="db", batch_lines=50, flush_interval=0.05, max_in_flight=1,
-                           memory_max_bytes=4_000, spool_dir=spool_dir, spool_max_bytes=40_000, batch_bytes=8_000,
-                           spool_segment_bytes=8_000, **FAST_RETRY)
+    cfg = InfluxSinkConfig(url=server.url, database="db", batch_lines=50, flush_interval=0.05,
+                           max_in_flight=1, memory_max_bytes=4_000, spool_dir=spool_dir,
+                           spool_max_bytes=40_000, batch_bytes=8_000, spool_segment_bytes=8_000, **FAST_RETRY)
     caplog.set_level(logging.ERROR, logger="liveprof.sinks.influx")
     total = 4000  # ~180 KB of line protocol
     async with InfluxSink(cfg) as sink:
@@ -106,7 +106,7 @@ async def test_the_disk_bound_drops_the_oldest_counts_and_logs_it(influxd_factor
     assert len(missing) == stats.dropped_overflow
     # what went missing is one run of old lines (at most the first batch, in flight, precedes it)
     assert missing == list(range(missing[0], missing[-1] + 1))
-    assert missing[0] <= cfg.batch_lines
+    assert missing[0] <= cfg.batch.lines
     assert stored[-(total - missing[-1] - 1):] == list(range(missing[-1] + 1, total))
 
 
@@ -155,7 +155,7 @@ async def test_a_killed_sink_process_loses_nothing_it_had_spooled(influxd_factor
 
         asyncio.run(main())
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,  # noqa: ASYNC220  # killed by SIGKILL below, read in a thread
                             cwd=str(__import__("pathlib").Path(__file__).parents[2]))
     try:
         line = await asyncio.to_thread(proc.stdout.readline)
@@ -176,8 +176,8 @@ async def test_without_a_spool_the_memory_bound_drops_the_oldest(influxd_factory
     server = influxd_factory()
     server.create_database("db")
     server.stop()
-    cfg = InfluxSinkConfig(url=server.url, database="db", batch_lines=50, max_in_flight=1, flush_interval=0.05,
-                           memory_max_bytes=5_000, close_timeout=0.2, **FAST_RETRY)
+    cfg = InfluxSinkConfig(url=server.url, database="db", batch_lines=50, max_in_flight=1,
+                           flush_interval=0.05, memory_max_bytes=5_000, close_timeout=0.2, **FAST_RETRY)
     caplog.set_level(logging.ERROR, logger="liveprof.sinks.influx")
     async with InfluxSink(cfg) as sink:
         await stream(sink, 0, 2000)

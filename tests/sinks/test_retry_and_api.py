@@ -1,4 +1,4 @@
-"""Pure parts of the sink: status classification, backoff, /write error parsing."""
+"""Pure parts of the sink: status classification, backoff, /write error parsing, quoting."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import random
 
 import pytest
 
-from ingest.sinks._retry import Action, Backoff, classify, retry_after
+from ingest.backoff import Backoff
 from ingest.sinks.errors import InfluxQueryError
-from ingest.sinks.influx_api import parse_query_result, parse_write_error, quote_ident, quote_string
+from ingest.sinks.influxdb.client import parse_query_result, parse_write_error
+from ingest.sinks.influxdb.influxql import quote_ident, quote_string
+from ingest.sinks.influxdb.retry import Action, classify, retry_after
 
 
 @pytest.mark.parametrize(
@@ -23,14 +25,22 @@ def test_classify(status, action):
 
 def test_backoff_grows_with_jitter_up_to_its_cap():
     b = Backoff(0.1, 2.0, rng=random.Random(1))
-    delays = [b.next_delay() for _ in range(12)]
+    delays = [b.next() for _ in range(12)]
     highs = [min(2.0, 0.1 * 2**n) for n in range(12)]
     assert all(h / 2 <= d <= h for d, h in zip(delays, highs))
     assert len(set(delays)) == len(delays)  # jittered
     b.reset()
-    assert b.next_delay() <= 0.1
+    assert b.next() <= 0.1
     with pytest.raises(ValueError):
         Backoff(1.0, 0.5)
+
+
+def test_backoff_stays_at_its_cap_through_an_outage_of_any_length():
+    """A sink retries forever by default: thousands of attempts (hours of
+    outage) keep giving delays at the cap instead of overflowing 2.0 ** n."""
+    b = Backoff(0.2, 30.0, rng=random.Random(2))
+    delays = [b.next() for _ in range(5000)]
+    assert all(15.0 <= d <= 30.0 for d in delays[20:])
 
 
 def test_retry_after():
@@ -42,8 +52,8 @@ def test_retry_after():
 # answers of influxd 1.6.7, as received
 PARTIAL_PARSE = ('{"error":"partial write: unable to parse \'bad line here\': invalid field format\\n'
                  'unable to parse \'m,x v= 3\': missing tag value dropped=0"}\n')
-PARTIAL_CONFLICT = ('{"error":"partial write: field type conflict: input field \\"v\\" on measurement \\"m\\" '
-                    'is type float, already exists as type integer dropped=1"}\n')
+PARTIAL_CONFLICT = ('{"error":"partial write: field type conflict: input field \\"v\\" '
+                    'on measurement \\"m\\" is type float, already exists as type integer dropped=1"}\n')
 ALL_BAD = '{"error":"unable to parse \'bad line here\': invalid field format"}\n'
 
 

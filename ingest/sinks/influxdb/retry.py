@@ -1,9 +1,10 @@
-"""Pure retry decisions: what a /write status means, and a jittered backoff."""
+"""Pure retry decisions: what a /write status means, and what ``Retry-After``
+asks for.  The delay between attempts is ``ingest.backoff.Backoff``, the one
+every reconnect loop uses."""
 
 from __future__ import annotations
 
 import enum
-import random
 
 
 class Action(enum.Enum):
@@ -31,28 +32,6 @@ def classify(status: int) -> Action:
     if status == 413:
         return Action.SPLIT
     return Action.DROP
-
-
-class Backoff:
-    """Exponential backoff with full jitter, capped: the n-th delay is uniform
-    in [base * 2**n / 2, min(cap, base * 2**n)].  ``reset()`` after a success.
-    ``rng`` may be a seeded ``random.Random`` for tests."""
-
-    def __init__(self, base: float = 0.1, cap: float = 30.0, rng: random.Random | None = None) -> None:
-        if base <= 0 or cap < base:
-            raise ValueError("backoff needs 0 < base <= cap")
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        high = min(self.cap, self.base * (2 ** min(self.attempt, 62)))
-        self.attempt += 1
-        return self._rng.uniform(high / 2, high)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def retry_after(value: str | None) -> float | None:

@@ -1,6 +1,10 @@
 """InfluxDB 1.x HTTP API: a thin aiohttp client (/ping, /write, /query) and
 the pure parsing of what it answers.
 
+The client is the edge of the sink: no aiohttp error leaves it.  A
+connection error, a timeout or a cut answer becomes ``SinkError(retryable=
+True)``, its message holding the URL without credentials and no password.
+
 What 1.x answers to ``POST /write`` (checked on 1.6 and 1.8):
 
 - 204: every point stored.
@@ -20,16 +24,19 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
 from ingest.sinks.errors import InfluxQueryError, SinkAuthError, SinkError
+from ingest.sinks.influxdb.influxql import quote_ident
+from ingest.urls import mask_url
 
 _PARSE_PREFIX = "unable to parse '"
 _PARTIAL_PREFIX = "partial write: "
 
 
-def check_credentials(user, password, token) -> None:
+def check_credentials(user: str | None, password: object | None, token: object | None) -> None:
     """One way to log in: a token, or a user with an optional password
     (``ValueError`` otherwise; shared by the settings that hold credentials)."""
     if token is not None and (user is not None or password is not None):
@@ -137,16 +144,6 @@ def parse_query_result(data: dict) -> list[Series]:
     return out
 
 
-def quote_ident(name: str) -> str:
-    """An InfluxQL identifier in double quotes."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def quote_string(value: str) -> str:
-    """An InfluxQL string literal in single quotes."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 class InfluxClient:
     """/ping, /write and /query of one InfluxDB 1.x over an aiohttp session.
 
@@ -170,7 +167,7 @@ class InfluxClient:
         self.session = session
         self.url = url.rstrip("/")
         self.user = user
-        self._password = password
+        self._secrets = [s for s in (password, token) if s]
         self._headers: dict[str, str] = {}
         self._auth_params: dict[str, str] = {}
         if token:
@@ -184,21 +181,28 @@ class InfluxClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
     def redact(self, text: str) -> str:
-        """``text`` with the password removed (for messages that may hold a URL)."""
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
+        """``text`` with secrets removed and URLs without credentials (for
+        messages that may hold a URL)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return mask_url(text)
+
+    def unreachable(self, exc: BaseException, what: str = "") -> SinkError:
+        """The error for a request that got no answer (``exc``: a connection
+        error, a timeout, a cut answer): retryable, its text redacted."""
+        detail = self.redact(str(exc)) or type(exc).__name__
+        return SinkError(f"{what}InfluxDB at {mask_url(self.url)} is unreachable: {detail}", retryable=True)
 
     async def ping(self) -> None:
         """Raise ``SinkError(retryable=True)`` unless /ping answers 204."""
         try:
             async with self.session.get(f"{self.url}/ping", timeout=self.timeout) as resp:
                 await resp.read()
-                if resp.status != 204:
-                    raise SinkError(f"InfluxDB /ping answered {resp.status}", retryable=True, status=resp.status)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise SinkError(f"InfluxDB at {self.url} is unreachable: {self.redact(str(exc)) or type(exc).__name__}",
-                            retryable=True) from exc
+                status = resp.status
+        except _NO_ANSWER as exc:
+            raise self.unreachable(exc) from exc
+        if status != 204:
+            raise SinkError(f"InfluxDB /ping answered {status}", retryable=True, status=status)
 
     async def write(
         self,
@@ -210,8 +214,8 @@ class InfluxClient:
         timeout: float | None = None,
     ) -> tuple[int, str, dict[str, str]]:
         """POST a line-protocol body (ns precision) to /write; returns status,
-        response text and headers.  Connection errors and timeouts raise
-        (``aiohttp.ClientError``, ``TimeoutError``)."""
+        response text and headers.  No answer (connection error, timeout)
+        raises ``SinkError(retryable=True)``."""
         params = {"db": database, "precision": "ns", **self._auth_params}
         if retention_policy:
             params["rp"] = retention_policy
@@ -219,15 +223,20 @@ class InfluxClient:
         if gzipped:
             headers["Content-Encoding"] = "gzip"
         t = aiohttp.ClientTimeout(total=timeout) if timeout is not None else self.timeout
-        async with self.session.post(
-            f"{self.url}/write", params=params, data=body, headers=headers, timeout=t
-        ) as resp:
-            text = await resp.text(errors="replace")
-            return resp.status, text, dict(resp.headers)
+        try:
+            async with self.session.post(
+                f"{self.url}/write", params=params, data=body, headers=headers, timeout=t
+            ) as resp:
+                text = await resp.text(errors="replace")
+                return resp.status, text, dict(resp.headers)
+        except _NO_ANSWER as exc:
+            raise self.unreachable(exc) from exc
 
-    async def query_raw(self, q: str, *, database: str | None = None, params: dict | None = None) -> dict:
+    async def query_raw(self, q: str, *, database: str | None = None,
+                        params: dict[str, str] | None = None) -> dict[str, Any]:
         """POST /query (ns epochs) and return the JSON answer; HTTP errors raise
-        ``SinkAuthError`` (401/403) or ``InfluxQueryError``."""
+        ``SinkAuthError`` (401/403) or ``InfluxQueryError``, no answer
+        ``SinkError(retryable=True)``."""
         form = {"q": q, "epoch": "ns", **(params or {}), **self._auth_params}
         if database:
             form["db"] = database
@@ -237,9 +246,8 @@ class InfluxClient:
             ) as resp:
                 text = await resp.text(errors="replace")
                 status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise SinkError(f"InfluxDB at {self.url} is unreachable: {self.redact(str(exc)) or type(exc).__name__}",
-                            retryable=True) from exc
+        except _NO_ANSWER as exc:
+            raise self.unreachable(exc) from exc
         if status in (401, 403):
             raise SinkAuthError(self.auth_message(status, text), status=status)
         if status in (408, 429) or (500 <= status < 600 and status != 501):
@@ -248,12 +256,16 @@ class InfluxClient:
         try:
             data = json.loads(text)
         except ValueError:
-            raise InfluxQueryError(f"InfluxDB /query answered {status}: {text.strip()[:200]}", status=status) from None
+            raise InfluxQueryError(f"InfluxDB /query answered {status}: {text.strip()[:200]}",
+                                   status=status) from None
+        if not isinstance(data, dict):
+            raise InfluxQueryError(f"InfluxDB /query answered {status}: {text.strip()[:200]}", status=status)
         if status >= 400 and "error" not in data:
             raise InfluxQueryError(f"InfluxDB /query answered {status}", status=status)
         return data
 
-    async def query(self, q: str, *, database: str | None = None, params: dict | None = None) -> list[Series]:
+    async def query(self, q: str, *, database: str | None = None,
+                    params: dict[str, str] | None = None) -> list[Series]:
         """Run InfluxQL and return the series of every statement."""
         return parse_query_result(await self.query_raw(q, database=database, params=params))
 
@@ -262,8 +274,15 @@ class InfluxClient:
         await self.query(f"CREATE DATABASE {quote_ident(database)}")
 
     def auth_message(self, status: int, body: str) -> str:
-        who = f"user {self.user!r}" if self.user is not None else ("the token" if "Authorization" in self._headers
-                                                                    and self._headers["Authorization"].startswith("Token")
-                                                                    else "no credentials")
+        if self.user is not None:
+            who = f"user {self.user!r}"
+        elif self._headers.get("Authorization", "").startswith("Token"):
+            who = "the token"
+        else:
+            who = "no credentials"
         what = "refused the credentials" if status == 401 else "denied the permission"
-        return f"InfluxDB at {self.url} {what} ({status} {_error_message(body)}) for {who}"
+        return f"InfluxDB at {mask_url(self.url)} {what} ({status} {_error_message(body)}) for {who}"
+
+
+# what a request without an answer raises (aiohttp's errors, timeouts, sockets)
+_NO_ANSWER = (aiohttp.ClientError, TimeoutError, OSError)
