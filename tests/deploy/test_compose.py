@@ -274,7 +274,7 @@ def _setting_of(var: str, settings: Settings):
         return settings.api.admin_token, type(settings.api).model_fields["admin_token"].annotation
     for section in SECTIONS:
         if name.startswith(section + "_"):
-            model = config_module._model_of(fields[section].annotation)
+            model = config_module.model_of(fields[section].annotation)
             leaf = name[len(section) + 1:]
             if leaf in model.model_fields:
                 holder = getattr(settings, section)
