@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ingest.alerts import Alert, GcPauseRules
 from ingest.backoff import Backoff
-from ingest.sinks.mqtt_config import MqttAlertConfig
+from ingest.sinks.mqtt_config import MqttAlertConfig, MqttAlertStats
 from ingest.sinks.mqtt_messages import topic_of
 
 if TYPE_CHECKING:
@@ -53,32 +53,6 @@ log = logging.getLogger("liveprof.sinks.mqtt")
 __all__ = ["MAX_ATTEMPTS", "MqttAlertConfig", "MqttAlertSink", "MqttAlertStats"]
 
 ClientFactory = Callable[[MqttAlertConfig], "aiomqtt.Client"]  # tests: a client of their own
-
-
-@dataclasses.dataclass
-class MqttAlertStats:
-    """Counters of the alert sink, for /metrics."""
-
-    gc_points: int = 0  # gc points looked at
-    alerts: int = 0  # alerts queued (both kinds)
-    published: int = 0  # alerts the broker acknowledged (QoS 0: sent)
-    republished: int = 0  # publish attempts repeated after a lost connection
-    share_late: int = 0  # gc points older than a pause-share window already judged
-    dropped_full: int = 0  # oldest alerts dropped for the queue bound
-    dropped_shutdown: int = 0  # alerts still queued when the sink closed
-    connects: int = 0  # successful connections
-    connect_failures: int = 0  # connection attempts that failed
-    disconnects: int = 0  # connections lost (or publish timeouts)
-    queued: int = 0  # alerts waiting (gauge, includes one in flight)
-    publish_errors: int = 0  # publish attempts that failed (refused, or no PUBACK)
-    failed: int = 0  # alerts given up: they could not be published
-    failed_by_alert: dict[str, int] = dataclasses.field(default_factory=dict)  # ... per kind
-    publisher_restarts: int = 0  # times the publisher task died and was started again
-    connected: bool = False
-    last_error: str | None = None
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(slots=True)
