@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from .sinks.mqtt_messages import ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE
+from .alerts import ALERT_GC_PAUSE, ALERT_GC_PAUSE_SHARE
 
 if TYPE_CHECKING:
     # the records the facade hands out, by type only: importing the service's

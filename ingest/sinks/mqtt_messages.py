@@ -1,7 +1,6 @@
 """Where an alert goes: topics ``<prefix>/<app>/<session>/alert/<kind>``
 from any app and session text (docs/alerts.md, "Topics").  What an alert says
-(its payload) is the rules' (``ingest.alerts``), re-exported here for callers
-that know it by this module.
+(its payload) is the rules' (``ingest.alerts``).
 
 App and session come from the monitored program (the program name is the
 first ProgramArgs argument), so a topic level must be safe whatever they hold:
@@ -24,17 +23,9 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ingest.alerts.alert import (
-    ALERT_GC_PAUSE,
-    ALERT_GC_PAUSE_SHARE,
-    Alert,
-    gc_pause_alert,
-    iso_time,
-    pause_share_alert,
-)
+from ingest.alerts.alert import ALERT_GC_PAUSE, Alert
 
-__all__ = ["ALERT_GC_PAUSE", "ALERT_GC_PAUSE_SHARE", "LEVEL_MAX_BYTES", "alert_topic",
-           "gc_pause_alert", "iso_time", "pause_share_alert", "topic_level", "topic_of"]
+__all__ = ["LEVEL_MAX_BYTES", "alert_topic", "topic_level", "topic_of"]
 
 LEVEL_MAX_BYTES = 128  # one encoded app or session level
 _HASH_HEX = 16
