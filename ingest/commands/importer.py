@@ -30,6 +30,11 @@ from .derive import tune_gc
 from .outcome import BAD_DATA, OK, USAGE, InputError, check_input
 from .serve import DERIVE_FLAGS, INFLUX_FLAGS, add_influx_flags, influx_overrides
 
+# seconds a line may wait for its batch to fill, at least, in an import: the
+# configured influx.batch.flush_interval is set for live streams (short), while
+# an import fills batches by size and flushes at the end of each file
+IMPORT_FLUSH_INTERVAL = 5.0
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("import", help="import eventlog files into InfluxDB",
@@ -153,6 +158,16 @@ async def connect(sink, timeout: float) -> None:
                       f"(--timeout {timeout:g}): {last}")
 
 
+def sink_config(influx, timeout: float):
+    """The InfluxDB sink settings of an import: no spool, no start-up checks
+    (``connect`` waits for InfluxDB), requests within ``timeout``, batches cut
+    by size (time only after ``IMPORT_FLUSH_INTERVAL`` at least)."""
+    return influx.updated({
+        "check_on_start": False, "create_database": False, "buffer": {"spool_dir": None},
+        "timeout": min(influx.timeout, timeout),
+        "batch": {"flush_interval": max(influx.batch.flush_interval, IMPORT_FLUSH_INTERVAL)}})
+
+
 def run(args) -> int:
     from ..config import load
     from ..sinks import InfluxSink
@@ -183,9 +198,7 @@ def run(args) -> int:
     # the sink's own log lines speak of a service that keeps data for later; this
     # command says itself what became of the data
     logging.getLogger("liveprof.sinks").setLevel(logging.CRITICAL)
-    config = settings.influx.updated({
-        "check_on_start": False, "create_database": False, "buffer": {"spool_dir": None},
-        "timeout": min(settings.influx.timeout, args.timeout)})
+    config = sink_config(settings.influx, args.timeout)
     tune_gc()
 
     async def main() -> int:

@@ -3,7 +3,10 @@
 ``submit(points)`` feeds the alert rules (``ingest.alerts.GcPauseRules``, a
 pure transform) and puts each alert they make on a bounded in-memory queue
 (``put_nowait``); it never waits for the broker: when the queue is full the
-oldest alert is dropped and counted (``dropped_full``).
+oldest alert is dropped and counted (``dropped_full``).  A ``gc_pause``
+alert is thus queued by the ``submit`` of its ``gc`` point and published as
+soon as the publisher is free: nothing holds it for a later point, a window
+or a batch (docs/alerts.md, "When an alert leaves").
 
 ``run()`` (started by ``async with sink`` or by the caller as a task) loops
 ``async with aiomqtt.Client(...)``: connect, publish the queued alerts in order

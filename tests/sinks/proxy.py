@@ -1,9 +1,11 @@
 """A loopback HTTP proxy in front of a real InfluxDB that records each /write
 (headers, decoded lines, upstream status) and can fail on purpose: answer a
-status (503, 429, ...) for the next requests, or cut connections."""
+status (503, 429, ...) for the next requests, cut connections, or hold every
+request until released (a slow server)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import aiohttp
@@ -32,6 +34,7 @@ class WriteProxy:
         self.fail_headers: dict[str, str] = {}
         self.fail_path: str | None = None  # fail only requests to this path (None: any)
         self.cut = False  # close connections without answering
+        self.hold: asyncio.Event | None = None  # when given, requests wait until it is set (a slow server)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
@@ -74,6 +77,8 @@ class WriteProxy:
         wire = int(request.headers.get("Content-Length", len(body)))
         seen = Seen(request.path, dict(request.headers), dict(request.query), body, wire, lines, None)
         self.seen.append(seen)
+        if self.hold is not None:
+            await self.hold.wait()
         if self.cut:
             assert request.transport is not None
             request.transport.abort()

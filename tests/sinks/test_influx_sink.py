@@ -315,4 +315,4 @@ def test_config_validation():
     with pytest.raises(ValueError):
         InfluxSinkConfig(batch_size=3)  # unknown keys are refused
     cfg = InfluxSinkConfig()
-    assert (cfg.url, cfg.database, cfg.batch.flush_interval) == ("http://127.0.0.1:8086", "liveprof", 1.0)
+    assert (cfg.url, cfg.database, cfg.batch.flush_interval) == ("http://127.0.0.1:8086", "liveprof", 0.25)

@@ -4,7 +4,11 @@
 lines move to the spool (or, without a spool, are dropped and counted); so
 does everything in memory once its oldest line has waited
 ``buffer.spill_after`` (``spill_late``).  Batches are cut from the spool
-first (older data), then from memory.  The buffer never waits and does no
+first (older data), then from memory.  The age of what memory holds is the
+age of its oldest line: each ``add()`` is remembered with its arrival time, so
+the lines left over after a batch is cut by size keep their own age and wait
+their own ``batch.flush_interval`` (they do not go out at once as a small
+request on the age of lines already sent).  The buffer never waits and does no
 IO but the spool's page-cache appends; whoever waits for it to shrink
 (``wait_for_room``) is woken by each shrink, never by polling.
 """
@@ -15,7 +19,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ingest.sinks.influxdb.config import InfluxSinkConfig
 from ingest.sinks.influxdb.ledger import Ledger
@@ -32,13 +36,17 @@ class Buffer:
     """Memory deque of lines plus an optional spool; counts what it drops
     in ``ledger``."""
 
-    def __init__(self, config: InfluxSinkConfig, ledger: Ledger, spool: Spool | None) -> None:
+    def __init__(self, config: InfluxSinkConfig, ledger: Ledger, spool: Spool | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.ledger = ledger
         self.spool = spool
+        self.clock = clock
         self._mem: collections.deque[str] = collections.deque()
         self.mem_bytes = 0
-        self.since: float | None = None  # when the oldest line in memory arrived (monotonic)
+        self.since: float | None = None  # when the oldest line in memory arrived (clock)
+        # [lines, arrival] per add(), oldest first: how old the lines in memory are
+        self._arrivals: collections.deque[list] = collections.deque()
         self._shrunk = asyncio.Event()  # set (and replaced) at every shrink
         self._room_waiters = 0
         self._overflow_logged_at = 0.0
@@ -52,8 +60,10 @@ class Buffer:
     def add(self, lines: list[str]) -> None:
         self._mem.extend(lines)
         self.mem_bytes += sum(map(len, lines)) + len(lines)
+        now = self.clock()
+        self._arrivals.append([len(lines), now])
         if self.since is None:
-            self.since = time.monotonic()
+            self.since = now
         if self.mem_bytes > self.config.buffer.memory_max_bytes:
             self._spill()
 
@@ -65,14 +75,26 @@ class Buffer:
                 line = self._mem.popleft()
                 self.mem_bytes -= len(line) + 1
                 dropped.append(line)
+            self._taken(len(dropped))
             self.ledger.drop("overflow", len(dropped), dropped)
             self._log_overflow("memory buffer full (buffer.memory_max_bytes) and no spool", len(dropped))
         else:
             while self._mem and self.mem_bytes > limit:
                 self.spool_drops(self.spool.append(self.pop_batch()))
-        if not self._mem:
-            self.since = None
         self._signal()
+
+    def _taken(self, n: int) -> None:
+        """``n`` lines left the head of memory: forget their arrivals, and
+        ``since`` becomes the arrival of the oldest line still held."""
+        arrivals = self._arrivals
+        while n and arrivals:
+            head = arrivals[0]
+            if head[0] > n:
+                head[0] -= n
+                break
+            n -= head[0]
+            arrivals.popleft()
+        self.since = arrivals[0][1] if arrivals else None
 
     def spill_late(self) -> int:
         """With a spool, move memory to disk once its oldest line has waited
@@ -80,12 +102,11 @@ class Buffer:
         Returns the lines moved."""
         if self.spool is None or self.since is None or not self._mem:
             return 0
-        if time.monotonic() - self.since < self.config.buffer.spill_after:
+        if self.clock() - self.since < self.config.buffer.spill_after:
             return 0
         n = len(self._mem)
         while self._mem:
             self.spool_drops(self.spool.append(self.pop_batch()))
-        self.since = None
         self._signal()
         return n
 
@@ -125,7 +146,7 @@ class Buffer:
                 or self.mem_bytes >= batch.bytes
                 or self.ledger.flush_target > self.ledger.queued - len(self._mem)  # a flush wants them
                 or closing
-                or (self.since is not None and time.monotonic() - self.since >= batch.flush_interval))
+                or (self.since is not None and self.clock() - self.since >= batch.flush_interval))
 
     def pop_batch(self) -> list[str]:
         """The oldest lines of memory, at most one batch."""
@@ -141,8 +162,7 @@ class Buffer:
             out.append(line)
             size += len(line) + 1
         self.mem_bytes -= size
-        if not mem:
-            self.since = None
+        self._taken(len(out))
         self._signal()
         return out
 
@@ -151,6 +171,7 @@ class Buffer:
         rest = list(self._mem)
         self._mem.clear()
         self.mem_bytes = 0
+        self._arrivals.clear()
         self.since = None
         self._signal()
         return rest

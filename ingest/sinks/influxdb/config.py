@@ -49,13 +49,23 @@ SPOOL_BATCHES = 4  # the spool holds at least this many batches (it drops quarte
 class BatchConfig(BaseModel):
     """How lines are grouped into ``/write`` requests: a batch closes at
     ``lines`` lines or ``bytes`` bytes, or when its oldest line has waited
-    ``flush_interval``; at most ``max_in_flight`` requests at once."""
+    ``flush_interval``; at most ``max_in_flight`` requests at once.
+
+    ``flush_interval`` is short (250 ms) because it is the sink's share of
+    the live delay (program -> dashboard, GC alert on the same points): a
+    busy stream still fills batches by size, and a slow InfluxDB makes
+    batches grow (while ``max_in_flight`` requests wait, lines pile up for
+    the next one), so a short interval costs at most one small request per
+    interval when the stream is quiet.  ``liveprof import`` uses at least
+    ``IMPORT_FLUSH_INTERVAL`` (``ingest/commands/importer.py``): it has no
+    one waiting and flushes at the end of each file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     lines: int = Field(5000, ge=1, description="lines per request at most")
     bytes: int = Field(1 << 20, ge=1, description="bytes of line protocol per request at most")
-    flush_interval: float = Field(1.0, gt=0, description="longest a line waits for its batch to fill")
+    flush_interval: float = Field(0.25, gt=0, description="longest a line waits for its batch to fill "
+                                                             "(live streams; import waits longer)")
     max_in_flight: int = Field(4, ge=1, description="requests sent at once")
     gzip: bool = Field(True, description="compress request bodies")
     gzip_level: int = Field(1, ge=1, le=9)

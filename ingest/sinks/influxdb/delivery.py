@@ -103,7 +103,7 @@ class Delivery:
                 if self.buffer.spool is not None:
                     due.append(since + self.config.buffer.spill_after)
                 if due:
-                    timeout = max(0.0, min(due) - time.monotonic())
+                    timeout = max(0.0, min(due) - self.buffer.clock())
             try:
                 async with asyncio.timeout(timeout):
                     await self.wake.wait()
