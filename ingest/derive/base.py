@@ -56,7 +56,7 @@ class DeriveSettings:
     # the stream's points end there (docs/schema.md); no real program goes a day silent
     # between two events of its eventlog, a corrupt timestamp does
     max_gap_ns: int = DAY
-    # labels named per session and measurement (threads, spans, heap_profile per mode):
+    # labels named per session and measurement (threads, spans, heap_profile: all modes):
     # once named a label keeps its name; labels beyond the bound go to other_label
     max_labels: int = 100
 
@@ -94,16 +94,20 @@ class Names:
     most ``max_labels`` + 1 series are made, and the naming depends only on
     the windows' contents in time order, never on how the stream was cut into
     pieces.  ``folded``: entries summed into ``other`` (one per label and
-    window)."""
+    window).  ``tally``: the count of names given, a one-element list that
+    several ``Names`` may share, so that they have one bound between them
+    (heap_profile's modes: each its own series and ``other``); by default
+    their own."""
 
-    __slots__ = ("named", "top_n", "max_labels", "other", "folded")
+    __slots__ = ("named", "top_n", "max_labels", "other", "folded", "tally")
 
-    def __init__(self, top_n: int, max_labels: int, other: str):
+    def __init__(self, top_n: int, max_labels: int, other: str, tally: list[int] | None = None):
         self.named: set[str] = set()
         self.top_n = top_n
         self.max_labels = max_labels
         self.other = other
         self.folded = 0
+        self.tally = [0] if tally is None else tally
 
     def split(self, acc: dict[str, list[int]]) -> list[tuple[str, list[int]]]:
         """The window's entries by name, sorted (``acc`` is consumed)."""
@@ -111,7 +115,7 @@ class Names:
         new = [label for label in acc if label not in named and label != other]
         if not new:
             return sorted(acc.items())
-        room = self.max_labels - len(named)
+        room = self.max_labels - self.tally[0]
         if room > 0:
             if len(acc) > self.top_n:
                 ranked = sorted(acc, key=lambda label: (-acc[label][0], label))
@@ -123,6 +127,7 @@ class Names:
                 if len(top) > room:
                     top = set(sorted(top, key=lambda label: (-acc[label][0], label))[:room])
                 named.update(top)
+                self.tally[0] += len(top)
                 new = [label for label in new if label not in top]
         if new:
             self.folded += len(new)

@@ -110,11 +110,12 @@ def span_events() -> list[Event]:
     return evs
 
 
-def census_events(profiles=(0,)) -> list[Event]:
-    """A census a second; each of ``profiles`` (heap profile ids, all of mode
-    closure_type) samples every label."""
-    evs = [Event(PROF_BEGIN, "HeapProfBegin", 0, None, (pid, 0, CLOSURE_TYPE) + ("",) * 7)
-           for pid in profiles]
+def census_events(profiles=(0,), breakdowns=None) -> list[Event]:
+    """A census a second; each of ``profiles`` (heap profile ids, of mode
+    closure_type unless ``breakdowns`` gives each its own) samples every label."""
+    modes = breakdowns or [CLOSURE_TYPE] * len(profiles)
+    evs = [Event(PROF_BEGIN, "HeapProfBegin", 0, None, (pid, 0, mode) + ("",) * 7)
+           for pid, mode in zip(profiles, modes)]
     for w, busy in enumerate(SCHEDULE):
         t = w * SECOND + MS
         evs.append(Event(SAMPLE_BEGIN, "HeapProfSampleBegin", t, None, (w,)))
@@ -172,6 +173,37 @@ def test_heap_profile_names_are_bounded_per_mode_not_per_profile():
     one, _ = derive(HeapProfileDeriver, census_events(), top=1, max_labels=1)
     (single,) = series(one).values()
     assert labels == {label: {t: (2 * v[0],) for t, v in s.items()} for label, s in single.items()}
+
+
+def test_heap_profile_modes_share_one_bound():
+    """Profiles of different modes are different series (each its own other),
+    but ``max_labels`` bounds the names of the measurement, all modes together."""
+    evs = census_events(profiles=(0, 1), breakdowns=(CLOSURE_TYPE, 1))  # 1: cost_centre
+    for max_labels, names in ((1, 1), (3, 3), (100, 4)):
+        points, _ = derive(HeapProfileDeriver, evs, top=1, max_labels=max_labels)
+        got = series(points)
+        assert set(got) == {("heap_profile", "closure_type"), ("heap_profile", "cost_centre")}
+        assert sum(len(set(labels) - {"other"}) for labels in got.values()) == names, max_labels
+        assert all("other" in labels for labels in got.values())
+
+
+def test_unknown_breakdowns_make_a_bounded_set_of_modes():
+    """A crafted log redefining its profile's breakdown census after census
+    makes at most a few modes (each a set of series)."""
+    evs = []
+    for n in range(2000):
+        t = n * SECOND
+        evs += [Event(PROF_BEGIN, "HeapProfBegin", t, None, (0, 0, 100 + n) + ("",) * 7),
+                Event(SAMPLE_BEGIN, "HeapProfSampleBegin", t + 1, None, (n,)),
+                Event(SAMPLE_STRING, "HeapProfSampleString", t + 2, None, (0, 8, "x")),
+                Event(SAMPLE_END, "HeapProfSampleEnd", t + 3, None, (n,))]
+    evs.append(Event(PROF_BEGIN, "HeapProfBegin", 3000 * SECOND, None, (0, 0, 20) + ("",) * 7))
+    evs.append(Event(SAMPLE_BEGIN, "HeapProfSampleBegin", 3000 * SECOND + 1, None, (0,)))
+    evs.append(Event(SAMPLE_STRING, "HeapProfSampleString", 3000 * SECOND + 2, None, (0, 8, "x")))
+    points, _ = derive(HeapProfileDeriver, evs, top=10, max_labels=100)
+    modes = {p.tags["mode"] for p in points}
+    assert modes == {"unknown", "breakdown_20"}
+    assert sum(p.fields["residency_bytes"] for p in points) == 8 * 2001
 
 
 # --- real logs through the session ------------------------------------------------
