@@ -102,15 +102,16 @@ class Names:
     __slots__ = ("named", "top_n", "max_labels", "other", "folded", "tally")
 
     def __init__(self, top_n: int, max_labels: int, other: str, tally: list[int] | None = None):
-        self.named: set[str] = set()
+        self.named: dict[str, int] = {}  # label -> start of the window it was named in
         self.top_n = top_n
         self.max_labels = max_labels
         self.other = other
         self.folded = 0
         self.tally = [0] if tally is None else tally
 
-    def split(self, acc: dict[str, list[int]]) -> list[tuple[str, list[int]]]:
-        """The window's entries by name, sorted (``acc`` is consumed)."""
+    def split(self, acc: dict[str, list[int]], at: int = 0) -> list[tuple[str, list[int]]]:
+        """The window's entries by name, sorted (``acc`` is consumed); ``at``:
+        the window's start (census time), kept with each name it gives."""
         named, other = self.named, self.other
         new = [label for label in acc if label not in named and label != other]
         if not new:
@@ -126,18 +127,38 @@ class Names:
             if top:
                 if len(top) > room:
                     top = set(sorted(top, key=lambda label: (-acc[label][0], label))[:room])
-                named.update(top)
+                for label in top:
+                    named[label] = at
                 self.tally[0] += len(top)
                 new = [label for label in new if label not in top]
         if new:
             self.folded += len(new)
-            rest = [0] * len(acc[new[0]])
-            for label in new:
-                for i, v in enumerate(acc.pop(label)):
-                    rest[i] += v
-            mine = acc.get(other)
-            acc[other] = [a + b for a, b in zip(mine, rest)] if mine else rest
+            self._fold(acc, new)
         return sorted(acc.items())
+
+    def resplit(self, acc: dict[str, list[int]], at: int) -> list[tuple[str, list[int]]]:
+        """The window at ``at``, split before, again with its corrected whole
+        content (late events; ``acc`` is consumed): the labels named at or
+        before ``at`` keep their names, every other is summed into ``other``,
+        and no name is given (a name given now would be missing from the later
+        windows already written).  So the correction carries the names the
+        window had, the ones an import of the same bytes gives unless the late
+        events changed which labels top the window."""
+        named, other = self.named, self.other
+        new = [label for label in acc if label != other and named.get(label, at + 1) > at]
+        if new:
+            self._fold(acc, new)
+        return sorted(acc.items())
+
+    def _fold(self, acc: dict[str, list[int]], labels: list[str]) -> None:
+        """Sum ``labels``' entries, field by field, into ``other``'s."""
+        other = self.other
+        rest = [0] * len(acc[labels[0]])
+        for label in labels:
+            for i, v in enumerate(acc.pop(label)):
+                rest[i] += v
+        mine = acc.get(other)
+        acc[other] = [a + b for a, b in zip(mine, rest)] if mine else rest
 
 
 def window_start(t: int, window_ns: int) -> int:

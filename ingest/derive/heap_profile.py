@@ -188,7 +188,7 @@ class HeapProfileDeriver(ByType):
                 s = self._settings
                 names = self._names[mode] = Names(s.top_n, s.max_labels, s.other_label,
                                                   self._tally)
-            for label, (size,) in names.split(sizes):
+            for label, (size,) in names.split(sizes, t):
                 out.append(Point("heap_profile", {"mode": mode, "label": label},
                                  {"residency_bytes": size}, t))
         return out

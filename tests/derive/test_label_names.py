@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,10 +91,10 @@ SCHEDULE = [{"A": 500, "C": 20}, {"A": 1, "B": 200, "C": 20}, {"B": 200, "C": 20
             {"A": 1, "B": 200, "C": 20}]
 
 
-def thread_events() -> list[Event]:
+def thread_events(schedule=SCHEDULE) -> list[Event]:
     ids = {"A": 1, "B": 2, "C": 3}
     evs = [Event(LABEL, "ThreadLabel", 0, 0, (thread, name)) for name, thread in ids.items()]
-    for w, busy in enumerate(SCHEDULE):
+    for w, busy in enumerate(schedule):
         t = w * SECOND + MS
         for name, ms in busy.items():
             evs.append(Event(RUN, "RunThread", t, 0, (ids[name],)))
@@ -102,9 +103,9 @@ def thread_events() -> list[Event]:
     return evs
 
 
-def span_events() -> list[Event]:
+def span_events(schedule=SCHEDULE) -> list[Event]:
     evs = []
-    for w, busy in enumerate(SCHEDULE):
+    for w, busy in enumerate(schedule):
         t = w * SECOND + MS
         for name, ms in busy.items():
             evs.append(Event(USER_MESSAGE, "UserMessage", t, 0, (f"START {name}",)))
@@ -129,8 +130,9 @@ def census_events(profiles=(0,), breakdowns=None) -> list[Event]:
     return evs
 
 
-SYNTHETIC = {"threads": (ThreadsDeriver, thread_events), "spans": (SpansDeriver, span_events),
-             "heap_profile": (HeapProfileDeriver, census_events)}
+SYNTHETIC: dict[str, tuple[type, Callable[..., list[Event]]]] = {
+    "threads": (ThreadsDeriver, thread_events), "spans": (SpansDeriver, span_events),
+    "heap_profile": (HeapProfileDeriver, census_events)}
 
 
 def derive(cls, evs, top: int, max_labels: int):
@@ -164,6 +166,29 @@ def test_the_bound_of_names_holds(measurement):
     points, _ = derive(cls, make(), top=1, max_labels=1)
     (labels,) = series(points).values()
     assert set(labels) == {"A", "other"}
+
+
+@pytest.mark.parametrize("measurement", ["threads", "spans"])
+def test_a_corrected_window_keeps_the_names_it_had(measurement):
+    """A window written again with late events (issue 14, item 2) is split
+    with the names it had: B, named in window 1, stays in other in window 0
+    even though the correction comes after B was named, as on import."""
+    cls, make = SYNTHETIC[measurement]
+    late = [{**SCHEDULE[0], "B": 3}, *SCHEDULE[1:]]  # B a little in window 0 too
+    imported = series(derive(cls, make(late), top=1, max_labels=100)[0])
+    _, live = derive(cls, make(), top=1, max_labels=100)  # B's run in window 0 not yet seen
+    every = series(derive(cls, make(late), top=100, max_labels=100)[0])
+    (key,) = every
+    t0 = min(t for s in every[key].values() for t in s)
+    window0 = {label: list(s[t0]) for label, s in every[key].items() if t0 in s}
+    assert set(window0) == {"A", "B", "C"}
+    want = sorted((label, list(s[t0])) for label, s in imported[key].items() if t0 in s)
+    assert [label for label, _ in want] == ["A", "other"]
+    assert live.names.resplit(window0, t0) == want
+    # and window 1, where B was named, keeps B
+    t1 = t0 + SECOND
+    window1 = {label: list(s[t1]) for label, s in every[key].items() if t1 in s}
+    assert [label for label, _ in live.names.resplit(window1, t1)] == ["A", "B", "other"]
 
 
 def test_heap_profiles_of_one_mode_write_one_set_of_series():
