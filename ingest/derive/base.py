@@ -56,7 +56,7 @@ class DeriveSettings:
     # the stream's points end there (docs/schema.md); no real program goes a day silent
     # between two events of its eventlog, a corrupt timestamp does
     max_gap_ns: int = DAY
-    # labels named per session and measurement (threads, spans, heap_profile per mode):
+    # labels named per session and measurement (threads, spans, heap_profile: all modes):
     # once named a label keeps its name; labels beyond the bound go to other_label
     max_labels: int = 100
 
@@ -94,24 +94,29 @@ class Names:
     most ``max_labels`` + 1 series are made, and the naming depends only on
     the windows' contents in time order, never on how the stream was cut into
     pieces.  ``folded``: entries summed into ``other`` (one per label and
-    window)."""
+    window).  ``tally``: the count of names given, a one-element list that
+    several ``Names`` may share, so that they have one bound between them
+    (heap_profile's modes: each its own series and ``other``); by default
+    their own."""
 
-    __slots__ = ("named", "top_n", "max_labels", "other", "folded")
+    __slots__ = ("named", "top_n", "max_labels", "other", "folded", "tally")
 
-    def __init__(self, top_n: int, max_labels: int, other: str):
-        self.named: set[str] = set()
+    def __init__(self, top_n: int, max_labels: int, other: str, tally: list[int] | None = None):
+        self.named: dict[str, int] = {}  # label -> start of the window it was named in
         self.top_n = top_n
         self.max_labels = max_labels
         self.other = other
         self.folded = 0
+        self.tally = [0] if tally is None else tally
 
-    def split(self, acc: dict[str, list[int]]) -> list[tuple[str, list[int]]]:
-        """The window's entries by name, sorted (``acc`` is consumed)."""
+    def split(self, acc: dict[str, list[int]], at: int = 0) -> list[tuple[str, list[int]]]:
+        """The window's entries by name, sorted (``acc`` is consumed); ``at``:
+        the window's start (census time), kept with each name it gives."""
         named, other = self.named, self.other
         new = [label for label in acc if label not in named and label != other]
         if not new:
             return sorted(acc.items())
-        room = self.max_labels - len(named)
+        room = self.max_labels - self.tally[0]
         if room > 0:
             if len(acc) > self.top_n:
                 ranked = sorted(acc, key=lambda label: (-acc[label][0], label))
@@ -122,17 +127,38 @@ class Names:
             if top:
                 if len(top) > room:
                     top = set(sorted(top, key=lambda label: (-acc[label][0], label))[:room])
-                named.update(top)
+                for label in top:
+                    named[label] = at
+                self.tally[0] += len(top)
                 new = [label for label in new if label not in top]
         if new:
             self.folded += len(new)
-            rest = [0] * len(acc[new[0]])
-            for label in new:
-                for i, v in enumerate(acc.pop(label)):
-                    rest[i] += v
-            mine = acc.get(other)
-            acc[other] = [a + b for a, b in zip(mine, rest)] if mine else rest
+            self._fold(acc, new)
         return sorted(acc.items())
+
+    def resplit(self, acc: dict[str, list[int]], at: int) -> list[tuple[str, list[int]]]:
+        """The window at ``at``, split before, again with its corrected whole
+        content (late events; ``acc`` is consumed): the labels named at or
+        before ``at`` keep their names, every other is summed into ``other``,
+        and no name is given (a name given now would be missing from the later
+        windows already written).  So the correction carries the names the
+        window had, the ones an import of the same bytes gives unless the late
+        events changed which labels top the window."""
+        named, other = self.named, self.other
+        new = [label for label in acc if label != other and named.get(label, at + 1) > at]
+        if new:
+            self._fold(acc, new)
+        return sorted(acc.items())
+
+    def _fold(self, acc: dict[str, list[int]], labels: list[str]) -> None:
+        """Sum ``labels``' entries, field by field, into ``other``'s."""
+        other = self.other
+        rest = [0] * len(acc[labels[0]])
+        for label in labels:
+            for i, v in enumerate(acc.pop(label)):
+                rest[i] += v
+        mine = acc.get(other)
+        acc[other] = [a + b for a, b in zip(mine, rest)] if mine else rest
 
 
 def window_start(t: int, window_ns: int) -> int:

@@ -14,11 +14,14 @@ of one label within a census are summed.
 
 One point per label per census, at the census begin time (for biographical
 censuses, the ``sample_time`` the RTS records, as their events are all written
-at the end of the run).  Labels are named stably per heap profile, as threads'
-are (``Names``: named the first time among a census's ``top_n`` by residency,
-at most ``max_labels`` per profile and session); the rest is summed into
-``other_label``.  Tag ``mode`` is the breakdown
-of the profile (``HeapProfBegin``); an empty census gives no point.
+at the end of the run).  Tag ``mode`` is the breakdown of the profile
+(``HeapProfBegin``); the samples of every profile of one mode in a census are
+summed per label (they are one series).  Labels are named stably, as
+threads' are (``Names``: named the first time among a census's ``top_n`` by
+residency, at most ``max_labels`` per session, all modes together); the rest
+of each mode is summed into its ``other_label``.  A breakdown this code does
+not know is mode ``breakdown_<n>`` (``unknown`` from ``MAX_BREAKDOWN`` on: a
+crafted log makes no more modes).  An empty census gives no point.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ MODES = {
     HeapProfBreakdown.HeapProfBreakdownEra: "era",
 }
 UNKNOWN_MODE = "unknown"
+MAX_BREAKDOWN = 32  # breakdowns beyond the known ones named breakdown_<n> below this (GHC has 9)
 EMPTY_LABEL = "(empty)"
 ROOT_STACK = "MAIN"  # the RTS writes stacks without their MAIN root: an empty one is MAIN
 
@@ -60,7 +64,8 @@ class HeapProfileDeriver(ByType):
     def __init__(self, settings: DeriveSettings | None = None):
         s = settings or DeriveSettings()
         self._settings = s
-        self._names: dict[int, Names] = {}  # heap profile id -> its stable label names
+        self._names: dict[str, Names] = {}  # mode -> its stable label names
+        self._tally = [0]  # names given, all modes: one bound for the measurement
         self._modes: dict[int, str] = {}  # heap profile id -> breakdown mode
         self._cc_names: dict[int, str] = {}  # cost centre id -> label
         self._stacks: dict[tuple, str] = {}  # rendered cost-centre stacks
@@ -93,7 +98,9 @@ class HeapProfileDeriver(ByType):
         if len(f) > 2 and f[0] is not None:
             breakdown = f[2]
             mode = MODES.get(breakdown) if breakdown is not None else UNKNOWN_MODE
-            self._modes[f[0]] = mode or f"breakdown_{int(breakdown)}"
+            if mode is None:  # a newer RTS's; a tag value, so only a few of them
+                mode = f"breakdown_{int(breakdown)}" if 0 <= breakdown < MAX_BREAKDOWN else UNKNOWN_MODE
+            self._modes[f[0]] = mode
         return out
 
     def _cost_centre(self, ev: Event, late: bool = False) -> list[Point]:
@@ -164,17 +171,24 @@ class HeapProfileDeriver(ByType):
         acc, self._acc = self._acc, {}
         if not acc:
             return []
-        per_profile: dict[int, dict[str, list[int]]] = {}
+        # by mode: a series is (mode, label), so profiles of one mode share it
+        per_mode: dict[str, dict[str, list[int]]] = {}
+        modes = self._modes
         for (pid, label), size in acc.items():
-            per_profile.setdefault(pid, {})[label] = [size]
+            sizes = per_mode.setdefault(modes.get(pid, UNKNOWN_MODE), {})
+            had = sizes.get(label)
+            if had is None:
+                sizes[label] = [size]
+            else:
+                had[0] += size
         out = []
-        for pid, sizes in per_profile.items():
-            mode = self._modes.get(pid, UNKNOWN_MODE)
-            names = self._names.get(pid)
+        for mode, sizes in per_mode.items():
+            names = self._names.get(mode)
             if names is None:
                 s = self._settings
-                names = self._names[pid] = Names(s.top_n, s.max_labels, s.other_label)
-            for label, (size,) in names.split(sizes):
+                names = self._names[mode] = Names(s.top_n, s.max_labels, s.other_label,
+                                                  self._tally)
+            for label, (size,) in names.split(sizes, t):
                 out.append(Point("heap_profile", {"mode": mode, "label": label},
                                  {"residency_bytes": size}, t))
         return out

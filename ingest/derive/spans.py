@@ -152,7 +152,7 @@ class SpansDeriver(Batched):
             self._kinds = {m: k for m, k in self._kinds.items()
                            if k[0] is labels.get(m[6:] if k[1] else m[5:])}
         return [Point("spans", {"label": label}, {"time_ns": v[0], "starts": v[1], "stops": v[2]}, ws)
-                for label, v in self.names.split(acc)]
+                for label, v in self.names.split(acc, ws)]
 
 
 class MarkersDeriver(Batched):

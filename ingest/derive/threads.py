@@ -185,7 +185,7 @@ class ThreadsDeriver(Batched):
         ws = self._clock.start
         out = [
             Point("threads", {"label": label}, {"runtime_ns": vals[0], "runs": vals[1]}, ws)
-            for label, vals in self.names.split(self._acc)
+            for label, vals in self.names.split(self._acc, ws)
         ]
         stops = self._stops
         if self._created or any(stops):
