@@ -329,14 +329,16 @@ class Merge:
             end = self._block.pop(prev, None)
             if end is not None and end > self._latest.get(prev, _NEG_INF):
                 self._latest[prev] = end
-                self._recompute_watermark()  # (its stream may be the watermark's, or idle)
         cap = ev.cap
         self._block[cap] = ev.fields[1]
         self._last_block_stream = cap
         if cap not in self._latest:
-            self._latest[cap] = ev.time
             self._new_stream_at = max(self._newest, ev.time)
-            self._recompute_watermark()
+        # the stream speaks: its block's events come after the marker (an idle one
+        # holds the watermark again unless the block began more than idle_ns ago)
+        if ev.time > self._latest.get(cap, _NEG_INF):
+            self._latest[cap] = ev.time
+        self._recompute_watermark()
         lagged = self._newest - self.max_lag
         f = self._watermark - self.slack if (
             self._announced or self._newest - self.settle >= self._new_stream_at) else _NEG_INF
