@@ -98,6 +98,7 @@ class Merge:
         self.slack = s.slack_ns
         self.idle = _POS_INF if s.idle_ns is None else s.idle_ns
         self._idle_at = _POS_INF  # newest time past which the watermark's stream is idle
+        self._next_low = _NEG_INF  # at most the oldest latest time of the other active streams
         self.settle = s.settle_ns if s.settle_ns is not None else (
             s.max_lag_ns if s.idle_ns is None else s.idle_ns)
         self._announced = False  # Startup seen: every capability is known
@@ -201,8 +202,14 @@ class Merge:
                 self._recompute_watermark()
             elif t > old:
                 latest[cap] = t
-                # the watermark's stream moved, or an idle one speaks again below it
-                if cap == self._min_stream or (t < self._watermark and t + self.idle >= newest):
+                if cap == self._min_stream:
+                    if t <= self._next_low:  # still the oldest: no need to look at the others
+                        self._watermark = t
+                        self._idle_at = t + self.idle
+                    else:
+                        self._newest = newest
+                        self._recompute_watermark()
+                elif t < self._next_low and t + self.idle >= newest:  # idle, speaks again
                     self._newest = newest
                     self._recompute_watermark()
             if newest > self._idle_at:  # the watermark's stream went idle
@@ -353,13 +360,16 @@ class Merge:
         latest = self._latest
         bound = self._newest - self.idle
         stream: int | None | _NoStream = _NO_STREAM
-        low = _POS_INF
+        low = next_low = _POS_INF
         for s, t in latest.items():
-            if bound <= t < low:
-                stream, low = s, t
+            if t >= bound:
+                if t < low:
+                    stream, low, next_low = s, t, low
+                elif t < next_low:
+                    next_low = t
         if stream is _NO_STREAM:  # (only a block's end time ahead of every event)
             stream = min(latest, key=latest.__getitem__)
-            low = latest[stream]
+            low = next_low = latest[stream]
         idle_at = low + self.idle
         if self._unseen:  # announced, nothing shown yet: at minus infinity until idle
             self._unseen = unseen = {s: at for s, at in self._unseen.items()
@@ -367,8 +377,9 @@ class Merge:
             waiting = [at for at in unseen.values() if at >= bound]
             if waiting:
                 stream = next(s for s, at in unseen.items() if at == min(waiting))
-                low, idle_at = _NEG_INF, min(waiting) + self.idle
+                low, next_low, idle_at = _NEG_INF, _NEG_INF, min(waiting) + self.idle
         self._min_stream = stream
+        self._next_low = next_low
         self._watermark = low
         self._idle_at = idle_at
 
