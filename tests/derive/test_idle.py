@@ -200,7 +200,8 @@ def test_a_shorter_idle_time_never_releases_later(seed):
     events = sequence(seed, blocks=80)
 
     def release_index(idle_ns):
-        m, at = Merge(OrderSettings(live=True, max_lag_ns=400 * MS, idle_ns=idle_ns)), {}
+        m = Merge(OrderSettings(live=True, max_lag_ns=400 * MS, idle_ns=idle_ns))
+        at: dict[Event, int] = {}
         for i, e in enumerate(events):
             for x in m.push([e]):
                 at.setdefault(Merge.unwrap(x)[0], i)
