@@ -1,3 +1,4 @@
+# (over 400 lines: one merge, whose live and whole-file paths share the held events and the memory bound)
 """Time order: merge the per-source streams of one session by timestamp.
 
 The RTS writes events per capability (and a global buffer) in blocks, so file

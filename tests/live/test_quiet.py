@@ -91,7 +91,6 @@ def run_live(binary: Path, fifo: Path, session: Session) -> tuple[list[bytes], l
         closer.join()
     points.append(session.close())
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
-
     return chunks, points
 
 
