@@ -9,7 +9,8 @@ Streams: an event's stream is its ``cap`` (``None``, the global buffer, is a
 stream of its own).  A stream is *active* once it has shown an event or a block
 marker; its *latest* time is the largest event time it has shown, or the
 ``end_time`` of its last block once the next block marker arrives (a new block
-means the previous one is complete).
+means the previous one is complete), or the start of its new block (its events
+come after the marker).
 
 Two modes:
 
