@@ -220,3 +220,32 @@ def test_whole_mode_ignores_the_rule(seed):
         out, late = decisions(OrderSettings(live=False, idle_ns=idle), events, [5, 50])
         assert [e for e, _ in out] == expected
         assert late == 0
+
+
+# -- the setting, through `liveprof derive` ------------------------------------------
+
+def derive_cli(capsys, *args: str) -> list[str]:
+    from ingest.cli import main
+    from tests.corpus import DATA
+
+    log = DATA / "gc-heap-small.N2.hT.eventlog"     # written at exit: blocks 0.7 s apart
+    assert main(["derive", str(log), "--host", "test", "--session", "s", *args]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_stream_idle_flag_reaches_the_merge(capsys):
+    whole = derive_cli(capsys, "--whole")
+    # at the lag bound no stream is ever idle: live gives the whole file's points
+    assert derive_cli(capsys, "--live", "--stream-idle", "10") == whole
+    # by default capability 1's block (0.7 s behind capability 0's) is late: other points
+    assert derive_cli(capsys, "--live") != whole
+    # whole-file mode does not look at it
+    assert derive_cli(capsys, "--whole", "--stream-idle", "0.001") == whole
+
+
+def test_stream_idle_must_be_positive(capsys):
+    from ingest.cli import main
+    from tests.corpus import DATA
+
+    assert main(["derive", str(DATA / "testlog.eventlog"), "--stream-idle", "0"]) == 2
+    assert "--stream-idle 0.0: must be more than 0 seconds" in capsys.readouterr().err
