@@ -99,6 +99,7 @@ class Merge:
         self.max_lag = s.max_lag_ns
         self.slack = s.slack_ns
         self.idle = _POS_INF if s.idle_ns is None else s.idle_ns
+        self.idle_raised = 0  # times a long block raised the idle time (see _block_marker)
         self._idle_at = _POS_INF  # newest time past which the watermark's stream is idle
         self._next_low = _NEG_INF  # at most the oldest latest time of the other active streams
         self.settle = s.settle_ns if s.settle_ns is not None else (
@@ -339,8 +340,22 @@ class Merge:
             if end is not None and end > self._latest.get(prev, _NEG_INF):
                 self._latest[prev] = end
         cap = ev.cap
-        self._block[cap] = ev.fields[1]
+        end = ev.fields[1]
+        self._block[cap] = end
         self._last_block_stream = cap
+        # a block spanning more eventlog time than the idle time shows that this
+        # program keeps a buffer that long before writing it (GHC 9.0 without
+        # flushes: 2 MiB at a time): any stream may be that far behind without being
+        # quiet, so the idle time grows to the span and a quarter (at most the lag
+        # bound); with frequent flushes (--eventlog-flush-interval) blocks stay short
+        span = end - ev.time
+        if span > self.idle:
+            raised = min(span + (span >> 2), self.max_lag)
+            if raised > self.idle:
+                self.idle = raised
+                self.idle_raised += 1
+                if self.settle < raised:
+                    self.settle = raised
         if cap not in self._latest:
             self._new_stream_at = max(self._newest, ev.time)
         # the stream speaks: its block's events come after the marker (an idle one

@@ -41,8 +41,14 @@ def times(items) -> list[float]:
 
 
 def run_cap(cap: int, start_ms: int, end_ms: int, step_ms: int = 10) -> list[Event]:
-    """One block of ``cap`` (as a flush writes it): a marker, then an event every step."""
-    return [block(start_ms, cap, end_ms)] + [ev(t, cap) for t in range(start_ms, end_ms, step_ms)]
+    """Blocks of ``cap`` (as flushes write them), an event every step; each block
+    spans at most 50 ms, shorter than the idle time (a longer block would raise
+    it: test_a_long_block_raises_the_idle_time)."""
+    out: list[Event] = []
+    for at in range(start_ms, end_ms, 50):
+        upto = min(at + 50, end_ms)
+        out += [block(at, cap, upto)] + [ev(t, cap) for t in range(at, upto, step_ms)]
+    return out
 
 
 def test_a_quiet_capability_stops_holding_the_watermark_after_the_idle_time():
@@ -233,14 +239,36 @@ def derive_cli(capsys, *args: str) -> list[str]:
     return capsys.readouterr().out.splitlines()
 
 
-def test_stream_idle_flag_reaches_the_merge(capsys):
+def test_stream_idle_flag_reaches_the_merge(capsys, monkeypatch):
+    seen = []
+    init = Merge.__init__
+
+    def spy(self, settings, *args, **kwargs):
+        seen.append((settings.live, settings.idle_ns))
+        init(self, settings, *args, **kwargs)
+    monkeypatch.setattr(Merge, "__init__", spy)
+    derive_cli(capsys, "--live", "--stream-idle", "0.5")
+    assert seen[-1] == (True, 500 * MS)
+
+
+def test_a_log_written_at_exit_is_not_late_live(capsys):
+    """Its blocks span up to 0.7 s (the RTS wrote each buffer when it filled or at
+    exit): the idle time grows to cover them, so live gives the whole file's points."""
     whole = derive_cli(capsys, "--whole")
-    # at the lag bound no stream is ever idle: live gives the whole file's points
+    assert derive_cli(capsys, "--live") == whole
     assert derive_cli(capsys, "--live", "--stream-idle", "10") == whole
-    # by default capability 1's block (0.7 s behind capability 0's) is late: other points
-    assert derive_cli(capsys, "--live") != whole
-    # whole-file mode does not look at it
     assert derive_cli(capsys, "--whole", "--stream-idle", "0.001") == whole
+
+
+def test_a_long_block_raises_the_idle_time():
+    m = Merge(LIVE)                                 # idle 100 ms
+    m.push(startup(2) + run_cap(0, 10, 40))
+    # a block spanning 400 ms: the program keeps a buffer that long before writing it
+    m.push([block(40, 0, 440)] + [ev(t, 0) for t in range(40, 440, 10)])
+    assert m.idle == 500 * MS and m.idle_raised == 1
+    # so capability 1, 400 ms behind, is not idle yet: its events are not late
+    m.push(run_cap(1, 40, 80))
+    assert m.late_events == 0
 
 
 def test_stream_idle_must_be_positive(capsys):

@@ -18,11 +18,7 @@ from tests.corpus import read as data
 from tests.monitor import fake_monitor as fm
 
 LOGS = logs()
-# the lag bound alone (no stream is ever idle): these files were written by
-# programs that did not flush, so their capabilities' blocks come seconds apart;
-# under the idle rule (docs/live.md) their events are late, which only the
-# correction of late windows makes equal again
-LIVE = OrderSettings(live=True, idle_ns=None)
+LIVE = OrderSettings(live=True)  # the service's defaults (idle rule, 10 s lag bound)
 NO_CAPS = DeriveSettings(caps_known=False)
 
 
