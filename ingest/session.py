@@ -69,6 +69,8 @@ class DeriveOptions(Protocol):
     @property
     def max_lag(self) -> float: ...
     @property
+    def stream_idle(self) -> float: ...
+    @property
     def measurements(self) -> Sequence[str] | None: ...
     @property
     def app(self) -> str | None: ...
@@ -98,7 +100,9 @@ def settings_from(options: DeriveOptions, *, live: bool, fallback_host: str,
     derive = DeriveSettings(window_ns=max(1, int(options.window * 1e9)), top_n=options.top,
                             max_labels=options.max_labels,
                             max_gap_ns=int(options.max_gap * 1e9), caps_known=caps_known)
-    order = OrderSettings(live=live, max_lag_ns=int(options.max_lag * 1e9))
+    idle = options.stream_idle
+    order = OrderSettings(live=live, max_lag_ns=int(options.max_lag * 1e9),
+                          idle_ns=None if idle >= options.max_lag else int(idle * 1e9))
     if host is None:
         host = options.host if options.host is not None else fallback_host
     identity = Identity(app=app if app is not None else options.app, host=host,

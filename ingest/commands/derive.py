@@ -48,6 +48,10 @@ def add_parser(sub) -> None:
     p.add_argument("--max-lag", type=float, default=SettingDefault("derive.max_lag"),
                    metavar="SECONDS", help="live: never hold an event longer than this behind "
                                            "the newest (eventlog time; default {derive.max_lag})")
+    p.add_argument("--stream-idle", type=float, default=SettingDefault("derive.stream_idle"),
+                   metavar="SECONDS", help="live: a capability this far behind the newest event "
+                                           "stops holding the others back (eventlog time; "
+                                           "default {derive.stream_idle}; docs/live.md)")
     p.add_argument("--stats", action="store_true", help="print counters to stderr at the end")
     p.set_defaults(run=run)
 
@@ -63,6 +67,7 @@ class Flags:
     app: str | None
     host: str | None
     max_lag: float
+    stream_idle: float
     max_labels: int = DeriveSettings.max_labels
     max_gap: float = DeriveSettings.max_gap_ns / SECOND
 
@@ -86,7 +91,8 @@ def run(args) -> int:
             print(f"liveprof: --measurements: unknown measurement(s) {', '.join(unknown)}; "
                   f"known: {', '.join(REGISTRY)}", file=sys.stderr)
             return USAGE
-    for flag, value in (("--window", args.window), ("--max-lag", args.max_lag)):
+    for flag, value in (("--window", args.window), ("--max-lag", args.max_lag),
+                        ("--stream-idle", args.stream_idle)):
         if not value > 0:
             print(f"liveprof: {flag} {value}: must be more than 0 seconds", file=sys.stderr)
             return USAGE
@@ -103,7 +109,7 @@ def run(args) -> int:
     # (usually a file piped in) is sorted whole, within the memory bound
     live = fifo if args.live is None else args.live
     settings = settings_from(Flags(args.window, args.top, names, args.app, args.host,
-                                   args.max_lag),
+                                   args.max_lag, args.stream_idle),
                              live=live, fallback_host=socket.gethostname(), session=args.session)
     try:
         session = Session.for_file(args.path, settings, regular=regular)

@@ -33,7 +33,7 @@ INFLUX_FLAGS = {"influx.url": "--influx-url", "influx.database": "--database",
                 "influx.user": "--influx-user", "influx.password": "--influx-password",
                 "influx.token": "--influx-token"}
 DERIVE_FLAGS = {"derive.window": "--window", "derive.app": "--app", "derive.host": "--host",
-                "derive.max_lag": "--max-lag"}
+                "derive.max_lag": "--max-lag", "derive.stream_idle": "--stream-idle"}
 
 
 def influx_overrides(args) -> dict:
@@ -77,6 +77,9 @@ def add_parser(sub) -> None:
                    help="longest a live event waits for time order (default {derive.max_lag}; "
                         "lower it for less delay when the program flushes its eventlog often, "
                         "e.g. with +RTS --eventlog-flush-interval)")
+    p.add_argument("--stream-idle", type=float, metavar="SECONDS",
+                   help="live: a capability this far behind the newest event stops holding the "
+                        "others back (eventlog time; default {derive.stream_idle}; docs/live.md)")
     p.add_argument("--app", help="app tag for every stream (default: the program's name)")
     p.add_argument("--host", help="host tag for every stream (default: the stream's peer)")
     p.add_argument("--start-influxd", action="store_true",
@@ -91,7 +94,7 @@ def add_parser(sub) -> None:
 def overrides(args) -> dict:
     out = influx_overrides(args)
     out.update({"derive.window": args.window, "derive.app": args.app, "derive.host": args.host,
-                "derive.max_lag": args.max_lag})
+                "derive.max_lag": args.max_lag, "derive.stream_idle": args.stream_idle})
     if args.monitor:
         monitors = []
         for text in args.monitor:

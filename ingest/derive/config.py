@@ -32,6 +32,11 @@ class DeriveConfig(BaseModel):
     host: str | None = Field(default=None, description="the host tag; None: the stream's peer")
     max_lag: float = Field(default=10.0, gt=0, description="live streams: longest an event "
                                                            "waits for time order, seconds")
+    stream_idle: float = Field(default=0.25, gt=0,
+                               description="live streams: a capability (or the global buffer) "
+                                           "this far behind the newest event, in eventlog time, "
+                                           "stops holding the others back, seconds; max_lag or "
+                                           "more: never (docs/live.md)")
 
     @field_validator("measurements")
     @classmethod

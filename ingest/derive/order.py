@@ -1,3 +1,4 @@
+# (over 400 lines: one merge, whose live and whole-file paths share the held events and the memory bound)
 """Time order: merge the per-source streams of one session by timestamp.
 
 The RTS writes events per capability (and a global buffer) in blocks, so file
@@ -8,7 +9,8 @@ Streams: an event's stream is its ``cap`` (``None``, the global buffer, is a
 stream of its own).  A stream is *active* once it has shown an event or a block
 marker; its *latest* time is the largest event time it has shown, or the
 ``end_time`` of its last block once the next block marker arrives (a new block
-means the previous one is complete).
+means the previous one is complete), or the start of its new block (its events
+come after the marker).
 
 Two modes:
 
@@ -16,9 +18,14 @@ Two modes:
   the memory bound is hit, so a file comes out as exactly a stable sort by time.
 - ``live=True``: events are released up to a *frontier*, the largest value so
   far of ``max(watermark, newest - max_lag_ns)``, where the watermark is the
-  oldest latest time among the active streams and ``newest`` the largest time
-  seen.  The lag bound is what lets a live stream move at all when a stream is
-  silent (GHC < 9.2 flushes the global buffer only at exit).
+  oldest latest time among the active streams that are not *idle*, and
+  ``newest`` the largest time seen.  A stream is idle while its latest time is
+  more than ``idle_ns`` behind ``newest`` (Flink's source idleness, in
+  eventlog time): a quiet capability or global buffer stops holding the
+  watermark back, and holds it again from its next event that is not itself
+  that far behind.  The lag bound is the last resort (``idle_ns=None``: no
+  stream is ever idle, the lag bound alone moves past a silent one).
+  docs/live.md says how the default was chosen.
 
 An event that arrives older than the frontier is released at once, marked
 *late* (``late=True`` to the derivers), and counted in ``late_events``.
@@ -65,10 +72,13 @@ LATE = -1  # a _Late item's first element, where an event has its type id
 class OrderSettings:
     live: bool = False
     max_lag_ns: int = 10_000_000_000  # live: never hold an event more than this behind the newest
+    idle_ns: int | None = 250_000_000  # live: a stream this far behind the newest stops
+    # holding the watermark back (None: never)
     slack_ns: int = 50_000_000  # live: how far a capability's own events may run out of order
     settle_ns: int | None = None  # live: the watermark is trusted once no capability
     # appeared for this long (one yet to show its first block could hold older events);
-    # None: max_lag_ns.  A Startup event (it names every capability) settles it at once
+    # None: idle_ns (a stream not known yet is as good as idle), or max_lag_ns if that is
+    # None.  A Startup event (it names every capability) settles it at once
     max_held: int = 500_000  # memory bound (events held); roughly 100 MB of decoded events
     check_every: int = 4096  # how often (in arrivals) the memory bound is checked
 
@@ -88,7 +98,12 @@ class Merge:
         self.live = s.live
         self.max_lag = s.max_lag_ns
         self.slack = s.slack_ns
-        self.settle = s.max_lag_ns if s.settle_ns is None else s.settle_ns
+        self.idle = _POS_INF if s.idle_ns is None else s.idle_ns
+        self.idle_raised = 0  # times a long block raised the idle time (see _block_marker)
+        self._idle_at = _POS_INF  # newest time past which the watermark's stream is idle
+        self._next_low = _NEG_INF  # at most the oldest latest time of the other active streams
+        self.settle = s.settle_ns if s.settle_ns is not None else (
+            s.max_lag_ns if s.idle_ns is None else s.idle_ns)
         self._announced = False  # Startup seen: every capability is known
         self._blocks = False  # a block marker seen: events carry their capability
         self._new_stream_at = _NEG_INF  # newest time when a stream last appeared
@@ -99,6 +114,7 @@ class Merge:
         self._held_min: int | None = None  # smallest sort key in _held (None: empty, or not known
         # in whole mode before any early release, when it is not needed)
         self._latest: dict = {}  # stream -> latest time
+        self._unseen: dict = {}  # announced stream -> when (while its latest is minus infinity)
         self._block: dict = {}  # stream of the last block marker -> its end_time
         self._last_block_stream: int | None | _NoStream = _NO_STREAM  # (a stream is a cap)
         self._min_stream: int | None | _NoStream = _NO_STREAM  # stream holding the watermark
@@ -166,6 +182,7 @@ class Merge:
                 frontier = self._frontier
                 continue
             if ty == STARTUP or ty == CAP_CREATE:
+                self._newest = newest
                 self._announce(ev)
             if t < frontier:
                 self.late_events += 1
@@ -184,11 +201,23 @@ class Merge:
             if old is _NO_STREAM:
                 latest[cap] = t
                 self._new_stream_at = newest
+                self._newest = newest
                 self._recompute_watermark()
             elif t > old:
                 latest[cap] = t
                 if cap == self._min_stream:
+                    if t <= self._next_low:  # still the oldest: no need to look at the others
+                        self._watermark = t
+                        self._idle_at = t + self.idle
+                    else:
+                        self._newest = newest
+                        self._recompute_watermark()
+                elif t < self._next_low and t + self.idle >= newest:  # idle, speaks again
+                    self._newest = newest
                     self._recompute_watermark()
+            if newest > self._idle_at:  # the watermark's stream went idle
+                self._newest = newest
+                self._recompute_watermark()
             lagged = newest - self.max_lag
             f = self._watermark - self.slack if self._blocks and (
                 self._announced or newest - self.settle >= self._new_stream_at) else _NEG_INF
@@ -295,6 +324,7 @@ class Merge:
         for cap in caps:
             if cap not in self._latest:
                 self._latest[cap] = _NEG_INF
+                self._unseen[cap] = ev.time  # (idle from this time on, as if it spoke)
                 added = True
         if added:
             self._recompute_watermark()
@@ -309,15 +339,30 @@ class Merge:
             end = self._block.pop(prev, None)
             if end is not None and end > self._latest.get(prev, _NEG_INF):
                 self._latest[prev] = end
-                if prev == self._min_stream:
-                    self._recompute_watermark()
         cap = ev.cap
-        self._block[cap] = ev.fields[1]
+        end = ev.fields[1]
+        self._block[cap] = end
         self._last_block_stream = cap
+        # a block spanning more eventlog time than the idle time shows that this
+        # program keeps a buffer that long before writing it (GHC 9.0 without
+        # flushes: 2 MiB at a time): any stream may be that far behind without being
+        # quiet, so the idle time grows to the span and a quarter (at most the lag
+        # bound); with frequent flushes (--eventlog-flush-interval) blocks stay short
+        span = end - ev.time
+        if span > self.idle:
+            raised = min(span + (span >> 2), self.max_lag)
+            if raised > self.idle:
+                self.idle = raised
+                self.idle_raised += 1
+                if self.settle < raised:
+                    self.settle = raised
         if cap not in self._latest:
-            self._latest[cap] = ev.time
             self._new_stream_at = max(self._newest, ev.time)
-            self._recompute_watermark()
+        # the stream speaks: its block's events come after the marker (an idle one
+        # holds the watermark again unless the block began more than idle_ns ago)
+        if ev.time > self._latest.get(cap, _NEG_INF):
+            self._latest[cap] = ev.time
+        self._recompute_watermark()
         lagged = self._newest - self.max_lag
         f = self._watermark - self.slack if (
             self._announced or self._newest - self.settle >= self._new_stream_at) else _NEG_INF
@@ -327,10 +372,33 @@ class Merge:
             self._frontier = f
 
     def _recompute_watermark(self) -> None:
+        """The oldest latest time among the streams not idle (at least the
+        stream of the newest event is not), and when its stream goes idle."""
         latest = self._latest
-        stream = min(latest, key=latest.__getitem__)
+        bound = self._newest - self.idle
+        stream: int | None | _NoStream = _NO_STREAM
+        low = next_low = _POS_INF
+        for s, t in latest.items():
+            if t >= bound:
+                if t < low:
+                    stream, low, next_low = s, t, low
+                elif t < next_low:
+                    next_low = t
+        if stream is _NO_STREAM:  # (only a block's end time ahead of every event)
+            stream = min(latest, key=latest.__getitem__)
+            low = next_low = latest[stream]
+        idle_at = low + self.idle
+        if self._unseen:  # announced, nothing shown yet: at minus infinity until idle
+            self._unseen = unseen = {s: at for s, at in self._unseen.items()
+                                     if latest[s] == _NEG_INF}
+            waiting = [at for at in unseen.values() if at >= bound]
+            if waiting:
+                stream = next(s for s, at in unseen.items() if at == min(waiting))
+                low, next_low, idle_at = _NEG_INF, _NEG_INF, min(waiting) + self.idle
         self._min_stream = stream
-        self._watermark = latest[stream]
+        self._next_low = next_low
+        self._watermark = low
+        self._idle_at = idle_at
 
     def _release_upto(self, frontier: int) -> list[Event | _Late]:
         held = self._held

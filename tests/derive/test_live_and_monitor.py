@@ -18,7 +18,7 @@ from tests.corpus import read as data
 from tests.monitor import fake_monitor as fm
 
 LOGS = logs()
-LIVE = OrderSettings(live=True)          # the service's defaults (10 s lag bound)
+LIVE = OrderSettings(live=True)  # the service's defaults (idle rule, 10 s lag bound)
 NO_CAPS = DeriveSettings(caps_known=False)
 
 

@@ -1,0 +1,171 @@
+"""A real GHC program whose eventlog has quiet streams, read live from a named
+pipe: its points must not wait for them (docs/live.md).
+
+``Quiet.hs`` runs everything on capability 0 of four and writes that
+capability's buffer to the pipe every tick; the global buffer reaches the pipe
+once, at the first tick, and capabilities 1-3 only at exit.  A ``Session``
+(live, the default settings) reads the pipe as the program runs.  Each "tick K"
+marker's point must come out while the newest event read is at most the idle
+time, plus a tick for the block it sits in to be followed by the next one,
+plus the merge's slack, past the marker (eventlog time: the merge's decisions,
+not the machine's speed).  The same bytes merged with the idle rule off wait
+for the quiet streams until the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from ingest.derive.config import DeriveConfig
+from ingest.derive.order import OrderSettings
+from ingest.session import Session, settings_from
+from protocol import Decoder, EventType
+
+HERE = Path(__file__).parent
+SOURCES = (HERE / "Quiet.hs", HERE / "quiet_flush.c")
+BLOCK = int(EventType.BLOCK_MARKER)
+MS = 1_000_000
+SECONDS, TICK_MS = 3, 100
+TICK = re.compile(r"tick (\d+)")
+
+
+@pytest.fixture(scope="session")
+def quiet_binary() -> Path:
+    """Quiet.hs built with ghc, cached by the sources' and ghc's hash."""
+    version = subprocess.run(["ghc", "--numeric-version"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    digest = hashlib.sha256(version.encode())
+    for src in SOURCES:
+        digest.update(src.read_bytes())
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    out = cache / "liveprof-tests" / f"quiet-{digest.hexdigest()[:16]}"
+    binary = out / "Quiet"
+    if not binary.exists():
+        build = out / "build"
+        build.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ghc", "-O", "-threaded", "-rtsopts", "-eventlog",
+                        *map(str, SOURCES), "-outputdir", str(build), "-o", str(binary) + ".tmp"],
+                       check=True, capture_output=True)
+        os.replace(str(binary) + ".tmp", binary)
+        shutil.rmtree(build, ignore_errors=True)
+    return binary
+
+
+def run_live(binary: Path, fifo: Path, session: Session) -> tuple[list[bytes], list]:
+    """Run Quiet writing into ``fifo``; feed what the pipe gives to ``session``
+    as it comes.  The chunks read, and the points of each (the last: close)."""
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    wfd = os.open(fifo, os.O_WRONLY)  # ours: the reader sees EOF once the program is done too
+    os.set_blocking(rfd, True)
+    proc = subprocess.Popen([str(binary), str(SECONDS), str(TICK_MS),
+                             "+RTS", "-N4", "-l", f"-ol{fifo}", "-RTS"],
+                            stderr=subprocess.PIPE, text=True)
+
+    def close_when_done():
+        try:
+            proc.wait(timeout=SECONDS + 120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.close(wfd)
+
+    closer = threading.Thread(target=close_when_done, name="quiet-closer")
+    closer.start()
+    chunks, points = [], []
+    try:
+        while chunk := os.read(rfd, 65536):
+            chunks.append(chunk)
+            points.append(session.feed(chunk))
+    finally:
+        os.close(rfd)
+        closer.join()
+    points.append(session.close())
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    return chunks, points
+
+
+def release_lag(chunks: list[bytes], points: list) -> tuple[dict[int, int],
+                                                          dict[int, int | None]]:
+    """Per tick: its marker's eventlog time, and how far past it the newest
+    event read was when its point came out (None: only at the end)."""
+    dec = Decoder()
+    newest = -1
+    at: dict[int, int] = {}
+    lag: dict[int, int] = {}
+    for i, chunk in enumerate(chunks):
+        for ev in dec.feed(chunk):
+            if ev.type != BLOCK:
+                newest = max(newest, ev.time)
+                m = TICK.fullmatch(str(ev.fields[0])) if ev.name == "UserMarker" else None
+                if m:
+                    at[int(m[1])] = ev.time
+        for p in points[i]:
+            m = TICK.fullmatch(str(p.fields.get("text", ""))) if p.measurement == "markers" else None
+            if m:
+                lag[int(m[1])] = newest
+    return at, {k: lag[k] - t if k in lag else None for k, t in at.items()}
+
+
+def session_with(order: OrderSettings | None = None) -> Session:
+    # (one fallback clock for every session: their points compare equal)
+    settings = settings_from(DeriveConfig(host="test"), live=True, fallback_host="test",
+                             start_wall_ns=1_700_000_000 * 10**9)
+    if order is not None:
+        settings = dataclasses.replace(settings, order=order)
+    return Session(settings)
+
+
+def lines(points: list) -> list[str]:
+    return [p.to_line() for batch in points for p in batch]
+
+
+def replay(chunks: list[bytes], session: Session) -> list:
+    return [*(session.feed(c) for c in chunks), session.close()]
+
+
+def test_quiet_streams_do_not_hold_points_back(quiet_binary, tmp_path):
+    session = session_with()
+    order = session.settings.order
+    assert order.live and order.idle_ns == 250 * MS          # the defaults under test
+    chunks, points = run_live(quiet_binary, tmp_path / "quiet.fifo", session)
+    at, lag_live = release_lag(chunks, points)
+    ticks = len(at)
+    assert ticks >= SECONDS * 1000 // TICK_MS // 2, "too few ticks: the program did not run"
+    # every marker but the last (its block is followed only by the exit's) came out live
+    assert {k for k, v in lag_live.items() if v is None} <= {ticks - 1}
+
+    # how far behind the newest event each marker came out, read finely: the same
+    # bytes in small pieces give the same points (decisions depend only on the
+    # events), and the newest event read by then is known to a few events
+    data = b"".join(chunks)
+    fine = [data[i:i + 256] for i in range(0, len(data), 256)]
+    fine_points = replay(fine, session_with())
+    assert lines(fine_points) == lines(points)
+    _, lag = release_lag(fine, fine_points)
+    in_time = {k: v for k, v in lag.items() if v is not None}
+    # the idle time (the quiet streams), a tick (a block is complete when the next
+    # one comes: the longest spacing of two ticks in this run, in eventlog time, so
+    # that a slow machine stretches both alike), the slack
+    times = [at[k] for k in sorted(at)]
+    tick = max(b - a for a, b in zip(times, times[1:]))
+    bound = order.idle_ns + tick + order.slack_ns
+    assert max(in_time.values()) <= bound, sorted(in_time.items(), key=lambda kv: -kv[1])[:5]
+    # the quiet capabilities' events came at exit, behind the frontier: late, not lost
+    assert session.stats.late_events > 0
+
+    # the same bytes with the idle rule off: the quiet streams hold every point
+    # back to the lag bound (longer than the run), so most come out only at the end
+    off = session_with(dataclasses.replace(order, idle_ns=None, settle_ns=order.max_lag_ns))
+    _, lag_off = release_lag(chunks, replay(chunks, off))
+    assert all(v is None or v > bound for v in lag_off.values())
+    assert sum(v is None for v in lag_off.values()) > ticks // 2
