@@ -343,13 +343,15 @@ class Merge:
         end = ev.fields[1]
         self._block[cap] = end
         self._last_block_stream = cap
-        # a block spanning more eventlog time than the idle time shows that this
-        # program keeps a buffer that long before writing it (GHC 9.0 without
-        # flushes: 2 MiB at a time): any stream may be that far behind without being
-        # quiet, so the idle time grows to the span and a quarter (at most the lag
-        # bound); with frequent flushes (--eventlog-flush-interval) blocks stay short
+        # a capability's block spanning more eventlog time than the idle time shows
+        # that this program keeps a buffer that long before writing it (GHC 9.0
+        # without flushes: 2 MiB at a time): any capability may be that far behind
+        # without being quiet, so the idle time grows to the span and a quarter (at
+        # most the lag bound); with frequent flushes blocks stay short.  Not the
+        # global buffer's: it speaks now and then (a new OS thread, a heap census)
+        # and its blocks span whatever time passed; its rare late events are data
         span = end - ev.time
-        if span > self.idle:
+        if span > self.idle and cap is not None:
             raised = min(span + (span >> 2), self.max_lag)
             if raised > self.idle:
                 self.idle = raised

@@ -277,3 +277,12 @@ def test_stream_idle_must_be_positive(capsys):
 
     assert main(["derive", str(DATA / "testlog.eventlog"), "--stream-idle", "0"]) == 2
     assert "--stream-idle 0.0: must be more than 0 seconds" in capsys.readouterr().err
+
+
+def test_a_long_block_of_the_global_buffer_does_not_raise_it():
+    # the global buffer speaks now and then: its block spans whatever time passed
+    # (13 s of a 20 s LiveSim run), which says nothing of how capabilities flush
+    m = Merge(LIVE)
+    m.push(startup(2) + run_cap(0, 10, 40) + run_cap(1, 10, 40))
+    m.push([block(1, None, 400), ev(2, None)])
+    assert m.idle == 100 * MS and m.idle_raised == 0
