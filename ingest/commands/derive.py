@@ -7,9 +7,8 @@ import gc
 import socket
 import stat
 import sys
-from dataclasses import dataclass
 
-from ..derive.base import SECOND, DeriveSettings
+from ..derive.config import DeriveConfig
 from ..derive.registry import REGISTRY
 from ..errors import SourceError
 from ..session import Session, settings_from
@@ -56,22 +55,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-@dataclass(frozen=True)
-class Flags:
-    """The command's flags as ``session.DeriveOptions``; what it has no flag
-    for keeps the pipeline's default."""
-
-    window: float
-    top: int
-    measurements: list[str] | None
-    app: str | None
-    host: str | None
-    max_lag: float
-    stream_idle: float
-    max_labels: int = DeriveSettings.max_labels
-    max_gap: float = DeriveSettings.max_gap_ns / SECOND
-
-
 def tune_gc() -> None:
     """Turn the cyclic garbage collector off for the run.  The decoded events
     are tuple subclasses, which the collector keeps tracking: each young
@@ -108,9 +91,9 @@ def run(args) -> int:
     # a named pipe is most likely a running program: merge live; a file or stdin
     # (usually a file piped in) is sorted whole, within the memory bound
     live = fifo if args.live is None else args.live
-    settings = settings_from(Flags(args.window, args.top, names, args.app, args.host,
-                                   args.max_lag, args.stream_idle),
-                             live=live, fallback_host=socket.gethostname(), session=args.session)
+    flags = DeriveConfig(window=args.window, top=args.top, measurements=names, app=args.app,
+                         host=args.host, max_lag=args.max_lag, stream_idle=args.stream_idle)
+    settings = settings_from(flags, live=live, fallback_host=socket.gethostname(), session=args.session)
     try:
         session = Session.for_file(args.path, settings, regular=regular)
     except SourceError as exc:
