@@ -148,7 +148,6 @@ class UdpSessions:
             peer = self._start(key, now)
             if peer is None:
                 return
-            peer.stats.datagrams += 1
         try:
             out = peer.session.receive(msg, now)
         except HeaderChanged:
@@ -157,7 +156,6 @@ class UdpSessions:
             peer = self._start(key, now)
             if peer is None:
                 return
-            peer.stats.datagrams += 1
             try:
                 out = peer.session.receive(msg, now)
             except MessageError as exc:
@@ -194,6 +192,8 @@ class UdpSessions:
             self._end(key, None)
 
     def _start(self, key: Address, now: float) -> Peer | None:
+        """A session for the sender of the datagram at hand (counted as its
+        first), or None when no slot is free."""
         cfg = self.config
         if len(self.peers) >= cfg.max_sessions:
             if not self._headerless:
@@ -213,6 +213,7 @@ class UdpSessions:
                           hold_budget=self.hold_budget, dedupe=cfg.dedupe,
                           reassembler=reassembler)
         peer = self.peers[key] = Peer(key, address, session, now)
+        peer.stats.datagrams += 1
         self._headerless[key] = None
         return peer
 
