@@ -34,7 +34,7 @@ from .backoff import Backoff
 from .config import Settings
 from .errors import PERMANENT_ERRNOS, PermanentSourceError, SourceError
 from .facade import Readiness, ServiceNotReady, SourceStatus, StoreError
-from .sinks import InfluxSink, SinkStats
+from .sinks import InfluxSink, SinkStats, quote_ident, quote_string
 from .sinks.mqtt import MqttAlertSink, MqttAlertStats
 from .sources.base import Source
 from .sources.fifo import FifoSource
@@ -313,7 +313,6 @@ class Service:
     async def stored_session(self, session: str, apps: list[str] | None) -> dict[str, Any] | None:
         if self.sink is None:
             return None
-        from .sinks import quote_ident, quote_string
         rp = self.sink.config.retention_policy
         target = (quote_ident(rp) + "." if rp else "") + quote_ident("session")
         where = f'"session" = {quote_string(session)}'
