@@ -12,6 +12,7 @@ too short to carry their figures (an ``UnknownEvent``) only move the clock.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 from protocol import Event, EventType
@@ -42,8 +43,8 @@ class HeapDeriver(ByType):
         self.late_events = 0
         self._handlers = {HEAP_ALLOCATED: self._allocated_ev if self._alloc else self._roll_ev,
                           MEM_RETURN: self._mem_ev}
-        for ty, name in GAUGES.items():
-            self._handlers[ty] = self._gauge_handler(name)
+        for ty, name in GAUGES.items():  # (a partial of a method: copy.deepcopy follows it)
+            self._handlers[ty] = partial(self._gauge, name)
 
     def _reset(self) -> None:
         self._any = False
@@ -98,31 +99,27 @@ class HeapDeriver(ByType):
         self._any = True
         return out
 
-    def _gauge_handler(self, name: str):
+    def _gauge(self, name: str, ev: Event, late: bool):
         """A gauge's last value (late events do not set it) and maximum."""
-
-        def handler(ev: Event, late: bool):
-            out = self._roll(ev.time)
-            if len(ev.fields) < 2:
-                return out
-            v = ev.fields[1]
-            g = self._gauges.get(name)
-            if late:
-                self.late_events += 1
-                if g is None:
-                    self._gauges[name] = [v, v]
-                elif v > g[1]:
-                    g[1] = v
-            elif g is None:
-                self._gauges[name] = [v, v]
-            else:
-                g[0] = v
-                if v > g[1]:
-                    g[1] = v
-            self._any = True
+        out = self._roll(ev.time)
+        if len(ev.fields) < 2:
             return out
-
-        return handler
+        v = ev.fields[1]
+        g = self._gauges.get(name)
+        if late:
+            self.late_events += 1
+            if g is None:
+                self._gauges[name] = [v, v]
+            elif v > g[1]:
+                g[1] = v
+        elif g is None:
+            self._gauges[name] = [v, v]
+        else:
+            g[0] = v
+            if v > g[1]:
+                g[1] = v
+        self._any = True
+        return out
 
     def _mem_ev(self, ev: Event, late: bool):
         out = self._roll(ev.time)

@@ -80,6 +80,10 @@ class OrderSettings:
     # None: idle_ns (a stream not known yet is as good as idle), or max_lag_ns if that is
     # None.  A Startup event (it names every capability) settles it at once
     max_held: int = 500_000  # memory bound (events held); roughly 100 MB of decoded events
+    # live: a late event up to this far behind the released events is put in its place
+    # and its windows derived again (derive/corrections.py); None: fed late as it comes
+    correct_ns: int | None = 10_000_000_000
+    correct_events: int = 200_000  # live: released events kept for that, at most
     check_every: int = 4096  # how often (in arrivals) the memory bound is checked
 
 

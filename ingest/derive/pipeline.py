@@ -58,7 +58,8 @@ from protocol import Event, EventType
 
 from .base import DeriveSettings
 from .clock import WALL_CLOCK_TIME, Clock
-from .faults import FaultGuard, _show
+from .corrections import Corrections, Mark
+from .faults import FaultGuard, _show, log
 from .order import _TYPE, BLOCK_MARKER, CAP_CREATE, LATE, STARTUP, Merge, OrderSettings, _Late
 from .point import Point
 from .registry import REGISTRY
@@ -88,6 +89,9 @@ class PipelineStats:
     points: int = 0
     late_events: int = 0
     evicted_events: int = 0
+    corrected_events: int = 0  # late events put in their place, their windows written again
+    uncorrected_events: int = 0  # late events beyond the correction window (docs/live.md)
+    stale_points: int = 0  # points written before a correction that it moved elsewhere
     clock: str | None = None
     stream_fault: str | None = None  # why the stream's points ended early
     dropped_events: int = 0  # events after a stream fault
@@ -125,10 +129,12 @@ class Pipeline(FaultGuard):
                      OS_PID: self._on_pid}
         appends: dict = {ty: [self._own_bucket.append] for ty in self._own}
         self._wanting: dict = {}  # type id -> derivers that want it
-        for d, bucket in zip(self.derivers, self._buckets):
+        self._wanting_at: dict = {}  # type id -> their indexes in self.derivers
+        for i, (d, bucket) in enumerate(zip(self.derivers, self._buckets)):
             for ty in d.wants:
                 appends.setdefault(ty, []).append(bucket.append)
                 self._wanting.setdefault(ty, []).append(d)
+                self._wanting_at.setdefault(ty, []).append(i)
         # type id -> the appends of its buckets; the last entry, index LATE (-1),
         # is the route of a _Late item
         self._route: list = [()] * (_TYPE_IDS + 1)
@@ -157,6 +163,15 @@ class Pipeline(FaultGuard):
         self._preamble_types = frozenset(ev.type for ev in preamble)
         if preamble:
             self.merge.push([ev for ev in preamble if ev.type != BLOCK_MARKER])
+        # live: late events correct what was derived (corrections.py)
+        o = order or OrderSettings()
+        self._fix: Corrections | None = None
+        self._late_seen = 0  # late items met so far (merge.late_events: arrived)
+        self._beyond_logged = False
+        self._stale_logged = False
+        if self.merge.live and o.correct_ns:
+            self._fix = Corrections(o.correct_ns, self.settings.window_ns, o.correct_events)
+            self._fix.mark(self.derivers, 0)
 
     # -- public ------------------------------------------------------------------
 
@@ -210,7 +225,10 @@ class Pipeline(FaultGuard):
     def stats(self) -> PipelineStats:
         late = self.merge.late_events
         folded = {d.measurement: d.folded for d in self.derivers if hasattr(d, "folded")}
+        fix = self._fix
         return PipelineStats(self._events, self._points, late, self.merge.evicted,
+                             fix.corrected if fix else 0, fix.beyond if fix else 0,
+                             fix.stale if fix else 0,
                              self.clock.source, self.stream_fault, self._dropped,
                              dict(self.deriver_faults), folded)
 
@@ -221,6 +239,113 @@ class Pipeline(FaultGuard):
     # -- internals -----------------------------------------------------------------
 
     def _run(self, items: list, stamp: bool = True) -> list[Point]:
+        """Dispatch released events; live, keep them for corrections and put
+        each late one in its place (``_correct``)."""
+        fix = self._fix
+        if fix is None or not items:
+            return self._run_plain(items, stamp)
+        if self.merge.late_events == self._late_seen:  # no late item among them
+            out = self._run_plain(items, stamp)
+            self._keep(items)
+            if stamp and out:
+                fix.sent(out)
+            return out
+        # late items: the others are derived as usual, then the late ones put in
+        # their place and the derivers run again once, from the copy before the oldest
+        lates = [item for item in items if item.__class__ is _Late]
+        self._late_seen += len(lates)
+        run = [item for item in items if item.__class__ is not _Late] if len(lates) < len(
+            items) else []
+        out = self._run_plain(run, stamp) if run else []
+        if run:
+            self._keep(run)
+            if stamp and out:
+                fix.sent(out)
+        return out + self._correct(lates, stamp)
+
+    def _keep(self, items: list) -> None:
+        fix = self._fix
+        if fix is not None and self.stream_fault is None:
+            fix.add(items)
+            if fix.due():
+                fix.mark(self.derivers, None if self._held is None else len(self._held))
+
+    def _correct(self, lates: list[_Late], stamp: bool) -> list[Point]:
+        """Late events: put in their place among the kept events and the
+        derivers run again from the copy taken before the oldest; the points of
+        that run (every window since, corrected) are written again.  Those
+        beyond the correction window are fed late, as without corrections."""
+        fix = self._fix
+        assert fix is not None
+        start: Mark | None = None
+        beyond: list = []
+        for item in lates:
+            ev = item[3]
+            found = fix.find(ev.time) if self.stream_fault is None else None
+            if found is None:
+                beyond.append(item)
+                continue
+            mark, pos = found
+            fix.events.insert(pos, ev)
+            fix.corrected += 1
+            if start is None or mark.index < start.index:
+                start = mark
+        points: list[Point] = self._replay(start) if start is not None else []
+        if self._held is not None and start is not None:  # not settled: held points replaced
+            if start.held is not None:
+                del self._held[start.held:]
+            self._held.extend(points)
+            points = []
+        elif stamp and start is not None:
+            points = self._stamp(points)
+            stale = fix.resent(start.index, points)
+            if stale and not self._stale_logged:
+                self._stale_logged = True
+                log.warning("%sa late event moved %d point(s) already written to another "
+                            "series or time; those stay in the store (counted in "
+                            "stale_points; docs/live.md)", self._who(), stale)
+        if beyond:
+            fix.beyond += len(beyond)
+            if not self._beyond_logged:
+                self._beyond_logged = True
+                log.warning("%sa late event beyond the correction window (%s): its windows "
+                            "keep what was written; counted in uncorrected_events",
+                            self._who(), _show(beyond[0]))
+            points += self._run_plain(beyond, stamp)
+        return points
+
+    def _replay(self, mark: Mark) -> list[Point]:
+        """Restore the derivers copied at ``mark`` and feed them the kept events
+        from there on, taking marks on the way; their points."""
+        fix = self._fix
+        assert fix is not None
+        self._install(fix.restart(mark))
+        points: list[Point] = []
+        events = fix.events
+        route = self._route
+        self._out = points
+        n = len(events)
+        for lo in range(mark.index, n, _SLICE):
+            hi = min(lo + _SLICE, n)
+            for e in events[lo:hi]:
+                for append in route[e[0]]:
+                    append(e)
+            self._drain(points)
+            if hi < n and events[hi - 1].time >= fix.next_at:
+                fix.mark(self.derivers, None if self._held is None or mark.held is None
+                         else mark.held + len(points), hi)
+        fix.replayed += n - mark.index
+        if fix.due():
+            fix.mark(self.derivers, None if self._held is None or mark.held is None
+                     else mark.held + len(points))
+        return points
+
+    def _install(self, derivers: list) -> None:
+        """Derivers restored from a copy take the place of the current ones."""
+        self.derivers = derivers
+        self._wanting = {ty: [derivers[i] for i in at] for ty, at in self._wanting_at.items()}
+
+    def _run_plain(self, items: list, stamp: bool = True) -> list[Point]:
         """Dispatch released events.  While the identity is not settled, points
         are held; the event after which it settles is found by a scan of the
         events themselves (so the batching cannot change it).  ``stamp=False``
