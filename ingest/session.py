@@ -71,6 +71,8 @@ class DeriveOptions(Protocol):
     @property
     def stream_idle(self) -> float: ...
     @property
+    def correction_window(self) -> float: ...
+    @property
     def measurements(self) -> Sequence[str] | None: ...
     @property
     def app(self) -> str | None: ...
@@ -102,7 +104,8 @@ def settings_from(options: DeriveOptions, *, live: bool, fallback_host: str,
                             max_gap_ns=int(options.max_gap * 1e9), caps_known=caps_known)
     idle = options.stream_idle
     order = OrderSettings(live=live, max_lag_ns=int(options.max_lag * 1e9),
-                          idle_ns=None if idle >= options.max_lag else int(idle * 1e9))
+                          idle_ns=None if idle >= options.max_lag else int(idle * 1e9),
+                          correct_ns=int(options.correction_window * 1e9) or None)
     if host is None:
         host = options.host if options.host is not None else fallback_host
     identity = Identity(app=app if app is not None else options.app, host=host,

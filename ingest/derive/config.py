@@ -38,6 +38,13 @@ class DeriveConfig(BaseModel):
                                            "stops holding the others back, seconds; max_lag or "
                                            "more: never (docs/live.md)")
 
+    correction_window: float = Field(default=10.0, ge=0,
+                                     description="live streams: a late event up to this far "
+                                                 "behind, in eventlog time, corrects the "
+                                                 "windows already written; 0: none (late "
+                                                 "events are only counted), seconds "
+                                                 "(docs/live.md)")
+
     @field_validator("measurements")
     @classmethod
     def _known(cls, value: list[str] | None) -> list[str] | None:
