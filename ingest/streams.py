@@ -146,6 +146,13 @@ class Stream:
             rec.tags = dict(self.pipeline.tags)
         for sink in self.sinks:
             sink.submit(points)
+        # (a correction comes with points: the ones it wrote again)
+        gone = self.pipeline.take_retractions()
+        if gone:
+            for sink in self.sinks:
+                retract = getattr(sink, "retract", None)  # (a store: deletes; an alert sink: none)
+                if retract is not None:
+                    retract(gone)
 
 
 class StreamRegistry:

@@ -27,8 +27,13 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from .order import _TIME
+from .point import Point, Retraction
 
 _FIRST = itemgetter(0)
+# events routed, then fed to the derivers, at a time (the pipeline's slices too):
+# few enough that they are still in the CPU cache when the derivers read them
+SLICE = 4096
+_GONE_MAX = 100_000  # retracted keys remembered (see Corrections._gone)
 
 
 @dataclass
@@ -53,8 +58,18 @@ class Corrections:
         self.beyond = 0  # late events too old to be
         self.replayed = 0  # events fed again by corrections
         self.stale = 0  # points written that a correction moved to another series or time
-        # (kept events before it, key) of every point written since the oldest mark
-        self._sent: list[tuple[int, tuple]] = []
+        # (kept events before it, key, field names) of every point written since the
+        # oldest mark
+        self._sent: list[tuple[int, tuple, tuple]] = []
+        self.tag_keys: dict[str, set[str]] = {}  # measurement -> tag keys its points had
+        self.retractions: list[Retraction] = []  # for the store, taken by the pipeline
+        # keys retracted lately: one written again must follow its delete (a store
+        # deletes once what came before is written, and may have stored the new
+        # write by then), so it goes out once more after a second delete
+        self._gone: dict[tuple, None] = {}
+        # key -> the point a delete writes again after it (``Retraction.then``):
+        # kept up to date with later writes of the key, which the delete may follow
+        self._then: dict[tuple, Point] = {}
 
     def add(self, items: list) -> None:
         """Released events (none late), in order, just fed to the derivers."""
@@ -99,23 +114,82 @@ class Corrections:
         self.next_at = t - t % self.every + self.every if t > -(1 << 62) else t
         return copy.deepcopy(mark.derivers)
 
-    def sent(self, points: list) -> None:
-        """Points just written (stamped), derived from the kept events so far."""
-        n = len(self.events)
-        self._sent.extend((n, (p.measurement, tuple(p.tags.items()), p.time)) for p in points)
+    def sent(self, points: list, at: int | None = None) -> None:
+        """Points just written (stamped), derived from the first ``at`` kept
+        events (default: all so far)."""
+        n = len(self.events) if at is None else at
+        keys = self.tag_keys
+        gone = self._gone
+        for p in points:
+            m = p.measurement
+            key = (m, tuple(p.tags.items()), p.time)
+            self._sent.append((n, key, tuple(p.fields)))
+            if gone and key in gone:
+                del gone[key]
+                self.retractions.append(self._retraction(key, p))
+            if self._then and key in self._then:
+                self._then[key].fields = p.fields
+            known = keys.get(m)
+            if known is None:
+                keys[m] = set(p.tags)
+            elif len(p.tags) > len(known) or not known.issuperset(p.tags):
+                known.update(p.tags)
 
-    def resent(self, index: int, points: list) -> int:
+    def sent_held(self, points: list) -> None:
+        """The points held back until the identity settled, going out now: each
+        derived from the events before the first mark taken after it was made
+        (a mark notes how many points were held)."""
+        done = 0
+        for m in self.marks:
+            if m.held is not None and m.held > done:
+                self.sent(points[done:m.held], m.index)
+                done = m.held
+        self.sent(points[done:])
+
+    def _retraction(self, key: tuple, then: Point | None) -> Retraction:
+        if then is not None:
+            then = Point(then.measurement, then.tags, then.fields, then.time)
+            self._then.pop(key, None)
+            self._then[key] = then
+            while len(self._then) > _GONE_MAX:
+                del self._then[next(iter(self._then))]
+        m, tags, t = key
+        every = dict.fromkeys(self.tag_keys.get(m, ()), "")
+        every.update(tags)
+        return Retraction(m, every, t, then)
+
+    def resent(self, index: int, points: list, cuts: list[tuple[int, int]]) -> int:
         """A correction replayed the kept events from ``index`` on and wrote
-        ``points``: the points written before from those events that it did
-        not write again are stale (counted; returned)."""
+        ``points``; ``cuts``: (points made, kept events fed) at each step of
+        the replay.  The points written before from those events that it did
+        not write again are stale: counted (the count returned) and to be
+        deleted (``retractions``)."""
         sent = self._sent
         at = bisect_right(sent, index, key=_FIRST)
-        new = {(p.measurement, tuple(p.tags.items()), p.time) for p in points}
-        stale = sum(1 for _, key in sent[at:] if key not in new)
+        new = {(p.measurement, tuple(p.tags.items()), p.time): p for p in points}
+        stale = set()
+        then: dict[tuple, Point] = {}  # written again without a field it had: delete first
+        for _, key, fields in sent[at:]:
+            p = new.get(key)
+            if p is None:
+                stale.add(key)
+            elif len(fields) > len(p.fields) or not p.fields.keys() >= set(fields):
+                then[key] = p
         del sent[at:]
-        self.sent(points)
-        self.stale += stale
-        return stale
+        done = 0
+        for made, fed in cuts:  # (first: the tag keys of the new points count in the deletes)
+            self.sent(points[done:made], fed)
+            done = made
+        gone = self._gone
+        for key in sorted(stale | then.keys()):
+            self.retractions.append(self._retraction(key, then.get(key)))
+            gone.pop(key, None)  # (then: written after its delete, by the store)
+            if key in stale:
+                gone[key] = None
+        while len(gone) > _GONE_MAX:
+            del gone[next(iter(gone))]
+        self.stale += len(stale)
+        return len(stale)
 
     def _trim(self, now: int) -> None:
         marks = self.marks
@@ -136,4 +210,4 @@ class Corrections:
                 m.index -= cut
             sent = self._sent
             del sent[:bisect_right(sent, cut, key=_FIRST)]
-            self._sent = [(i - cut, key) for i, key in sent]
+            self._sent = [(i - cut, key, fields) for i, key, fields in sent]

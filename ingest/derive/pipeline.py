@@ -58,8 +58,10 @@ from protocol import Event, EventType
 
 from .base import DeriveSettings
 from .clock import WALL_CLOCK_TIME, Clock
-from .corrections import Corrections, Mark
-from .faults import FaultGuard, _show, log
+from .correcting import Correcting
+from .corrections import SLICE as _SLICE
+from .corrections import Corrections
+from .faults import FaultGuard, _show
 from .order import _TYPE, BLOCK_MARKER, CAP_CREATE, LATE, STARTUP, Merge, OrderSettings, _Late
 from .point import Point
 from .registry import REGISTRY
@@ -69,9 +71,6 @@ _OWN = frozenset({BLOCK_MARKER, WALL_CLOCK_TIME, PROGRAM_ARGS, OS_PID})
 PER_CAPABILITY = frozenset({"capability", "sparks"})  # need each event's capability
 _LIVE = frozenset({STARTUP, CAP_CREATE})  # the live merge learns the capabilities from them
 _BIT = {WALL_CLOCK_TIME: 1, OS_PID: 2, PROGRAM_ARGS: 4}
-# events routed, then fed to the derivers, at a time: few enough that they are
-# still in the CPU cache when the derivers read them
-_SLICE = 4096
 _TYPE_IDS = 1 << 16  # event type ids are 16-bit
 
 
@@ -100,7 +99,7 @@ class PipelineStats:
     extra: dict = field(default_factory=dict)
 
 
-class Pipeline(FaultGuard):
+class Pipeline(FaultGuard, Correcting):
     def __init__(self, settings: DeriveSettings | None = None, identity: Identity | None = None,
                  derivers: Sequence[str] | None = None, order: OrderSettings | None = None,
                  identity_wait_ns: int = 1_000_000_000, max_held_events: int = 200_000,
@@ -208,15 +207,25 @@ class Pipeline(FaultGuard):
         if self._closed:
             return []
         self._closed = True
-        points = self._run(self.merge.flush(), stamp=False)
+        # settled: what the merge still holds goes out as in feed() (stamped, and a
+        # correction among it tracked); else it joins the held points
+        settled = self._held is None
+        points = self._run(self.merge.flush(), stamp=settled)
         end = self._last if self._last is not None else 0
+        tail: list[Point] = []
         for i, d in enumerate(self.derivers):
             try:
-                points.extend(d.flush(end))
+                tail.extend(d.flush(end))
             except Exception as exc:
                 self._deriver_fault(i, exc, None, "at the end of the stream")
+        if settled:
+            tail = self._stamp(tail)
+            if self._fix is not None:  # (one retracted before goes out again after its delete)
+                self._fix.sent(tail)
+            return points + tail
         if self._held is not None:
             self._held.extend(points)
+            self._held.extend(tail)
             points = self._held
             self._settle()
         return self._stamp(points)
@@ -237,113 +246,6 @@ class Pipeline(FaultGuard):
         return self._tags
 
     # -- internals -----------------------------------------------------------------
-
-    def _run(self, items: list, stamp: bool = True) -> list[Point]:
-        """Dispatch released events; live, keep them for corrections and put
-        each late one in its place (``_correct``)."""
-        fix = self._fix
-        if fix is None or not items:
-            return self._run_plain(items, stamp)
-        if self.merge.late_events == self._late_seen:  # no late item among them
-            out = self._run_plain(items, stamp)
-            self._keep(items)
-            if stamp and out:
-                fix.sent(out)
-            return out
-        # late items: the others are derived as usual, then the late ones put in
-        # their place and the derivers run again once, from the copy before the oldest
-        lates = [item for item in items if item.__class__ is _Late]
-        self._late_seen += len(lates)
-        run = [item for item in items if item.__class__ is not _Late] if len(lates) < len(
-            items) else []
-        out = self._run_plain(run, stamp) if run else []
-        if run:
-            self._keep(run)
-            if stamp and out:
-                fix.sent(out)
-        return out + self._correct(lates, stamp)
-
-    def _keep(self, items: list) -> None:
-        fix = self._fix
-        if fix is not None and self.stream_fault is None:
-            fix.add(items)
-            if fix.due():
-                fix.mark(self.derivers, None if self._held is None else len(self._held))
-
-    def _correct(self, lates: list[_Late], stamp: bool) -> list[Point]:
-        """Late events: put in their place among the kept events and the
-        derivers run again from the copy taken before the oldest; the points of
-        that run (every window since, corrected) are written again.  Those
-        beyond the correction window are fed late, as without corrections."""
-        fix = self._fix
-        assert fix is not None
-        start: Mark | None = None
-        beyond: list = []
-        for item in lates:
-            ev = item[3]
-            found = fix.find(ev.time) if self.stream_fault is None else None
-            if found is None:
-                beyond.append(item)
-                continue
-            mark, pos = found
-            fix.events.insert(pos, ev)
-            fix.corrected += 1
-            if start is None or mark.index < start.index:
-                start = mark
-        points: list[Point] = self._replay(start) if start is not None else []
-        if self._held is not None and start is not None:  # not settled: held points replaced
-            if start.held is not None:
-                del self._held[start.held:]
-            self._held.extend(points)
-            points = []
-        elif stamp and start is not None:
-            points = self._stamp(points)
-            stale = fix.resent(start.index, points)
-            if stale and not self._stale_logged:
-                self._stale_logged = True
-                log.warning("%sa late event moved %d point(s) already written to another "
-                            "series or time; those stay in the store (counted in "
-                            "stale_points; docs/live.md)", self._who(), stale)
-        if beyond:
-            fix.beyond += len(beyond)
-            if not self._beyond_logged:
-                self._beyond_logged = True
-                log.warning("%sa late event beyond the correction window (%s): its windows "
-                            "keep what was written; counted in uncorrected_events",
-                            self._who(), _show(beyond[0]))
-            points += self._run_plain(beyond, stamp)
-        return points
-
-    def _replay(self, mark: Mark) -> list[Point]:
-        """Restore the derivers copied at ``mark`` and feed them the kept events
-        from there on, taking marks on the way; their points."""
-        fix = self._fix
-        assert fix is not None
-        self._install(fix.restart(mark))
-        points: list[Point] = []
-        events = fix.events
-        route = self._route
-        self._out = points
-        n = len(events)
-        for lo in range(mark.index, n, _SLICE):
-            hi = min(lo + _SLICE, n)
-            for e in events[lo:hi]:
-                for append in route[e[0]]:
-                    append(e)
-            self._drain(points)
-            if hi < n and events[hi - 1].time >= fix.next_at:
-                fix.mark(self.derivers, None if self._held is None or mark.held is None
-                         else mark.held + len(points), hi)
-        fix.replayed += n - mark.index
-        if fix.due():
-            fix.mark(self.derivers, None if self._held is None or mark.held is None
-                     else mark.held + len(points))
-        return points
-
-    def _install(self, derivers: list) -> None:
-        """Derivers restored from a copy take the place of the current ones."""
-        self.derivers = derivers
-        self._wanting = {ty: [derivers[i] for i in at] for ty, at in self._wanting_at.items()}
 
     def _run_plain(self, items: list, stamp: bool = True) -> list[Point]:
         """Dispatch released events.  While the identity is not settled, points

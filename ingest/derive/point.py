@@ -42,6 +42,22 @@ _CACHE_MAX = 4096
 _I64_MAX, _I64_MIN = (1 << 63) - 1, -(1 << 63)  # InfluxDB's integers
 
 
+@dataclass(frozen=True, slots=True)
+class Retraction:
+    """A point a live stream wrote that a correction moved to another time or
+    series (docs/live.md, "Late events"): a store deletes it.  ``tags`` holds
+    every tag key the measurement's points of this stream have had, ``""``
+    where this point had none (a point without that tag: InfluxQL's
+    ``"k" = ''``), so that the delete takes this point alone."""
+
+    measurement: str
+    tags: dict[str, str]
+    time: int  # Unix ns
+    # written again after the delete: a correction that drops a field of a point
+    # (a write only adds or replaces fields: InfluxDB keeps the old field)
+    then: Point | None = None
+
+
 @dataclass(slots=True)
 class Point:
     """``time`` is in nanoseconds: eventlog time (since RTS start) while inside

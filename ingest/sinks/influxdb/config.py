@@ -269,6 +269,8 @@ class SinkStats:
     spooled_bytes: int = 0
     in_flight: int = 0  # requests in progress (or waiting to retry)
     in_flight_lines: int = 0
+    retracted: int = 0  # points deleted for a live correction that moved them (docs/live.md)
+    retract_failed: int = 0  # such deletes that failed, or were over the bound (left in place)
     last_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -24,19 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import aiohttp
 
-from ingest.derive.point import Point
+from ingest.derive.point import Point, Retraction
 from ingest.sinks.errors import SinkAuthError, SinkError
 from ingest.sinks.influxdb.buffer import Buffer
 from ingest.sinks.influxdb.client import InfluxClient, Series
 from ingest.sinks.influxdb.config import InfluxSinkConfig, SinkStats
 from ingest.sinks.influxdb.delivery import Delivery
-from ingest.sinks.influxdb.influxql import tags_match
+from ingest.sinks.influxdb.influxql import quote_ident, tags_match
 from ingest.sinks.influxdb.ledger import Ledger
 from ingest.sinks.influxdb.retry import Action, classify
 from ingest.sinks.spool import Spool, fsync_close
@@ -48,6 +49,10 @@ __all__ = ["InfluxSink"]
 
 log = logging.getLogger("liveprof.sinks.influx")
 
+
+# retractions waiting at most (a stream's corrections rarely move more than a few
+# points; a flood of them while InfluxDB is down must not grow without bound)
+MAX_RETRACTIONS = 100_000
 
 class InfluxSink:
     """``async with InfluxSink(config) as sink: sink.submit(lines)``.
@@ -80,6 +85,11 @@ class InfluxSink:
         self._delivery: Delivery | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._state: Literal["new", "open", "closing", "closed"] = "new"
+        # points to delete, each once the lines queued before it are settled
+        self._retractions: deque[tuple[int, Retraction]] = deque()
+        self._retractor: asyncio.Task[None] | None = None
+        self._retract_logged = False
+        self._then_after = 0  # lines queued when a delete last wrote its point again
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -198,6 +208,21 @@ class InfluxSink:
                 log.warning("closing with data not delivered: %s", exc)
         elif ledger.fatal is not None:
             log.warning("closing with data not delivered: %s", ledger.fatal)
+        if self._retractor is not None:
+            if ledger.fatal is None and timeout > 0:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._retractor), timeout)
+                except TimeoutError:
+                    pass
+            self._retractor.cancel()
+            await asyncio.gather(self._retractor, return_exceptions=True)
+            self.stats.retract_failed += len(self._retractions)
+            self._retractions.clear()
+            if ledger.fatal is None and timeout > 0 and ledger.waiting:  # the points written again
+                try:
+                    await ledger.wait_settled(ledger.queued, timeout)
+                except (TimeoutError, SinkError):
+                    pass
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
@@ -257,6 +282,9 @@ class InfluxSink:
         the oldest buffered lines go to the spool (or are dropped, counted)."""
         if self._state != "open":
             raise SinkError(f"submit() on an InfluxSink that is {self._state}, not open")
+        self._enqueue(items)
+
+    def _enqueue(self, items: Iterable[Point | str]) -> None:
         lines = [item if isinstance(item, str) else item.to_line() for item in items]
         if not lines:
             return
@@ -265,6 +293,54 @@ class InfluxSink:
         self._buffer.add(lines)
         self._update_gauges()
         self._wake()
+
+    def retract(self, items: Sequence[Retraction]) -> None:
+        """Delete points written before (a live correction moved them:
+        docs/live.md), each once every line submitted before this call is
+        settled; returns at once.  At most ``MAX_RETRACTIONS`` wait; more are
+        counted in ``retract_failed`` and left in place."""
+        if self._state != "open" or not items:
+            return
+        room = MAX_RETRACTIONS - len(self._retractions)
+        if room < len(items):
+            self.stats.retract_failed += len(items) - max(room, 0)
+            items = items[:max(room, 0)]
+        after = self._ledger.queued
+        self._retractions.extend((after, r) for r in items)
+        if self._retractor is None or self._retractor.done():
+            self._retractor = asyncio.create_task(self._retract_all(),
+                                                  name="sink:influxdb:retract")
+
+    async def _retract_all(self) -> None:
+        assert self.client is not None
+        pending = self._retractions
+        while pending:
+            after, r = pending[0]
+            try:
+                # (and after the points earlier deletes wrote again)
+                await self._ledger.wait_settled(max(after, self._then_after), None)
+                # (settled is a count: batches finish out of order, so lines queued
+                # before ``after`` may still be in a batch in flight: wait for those)
+                delivery = self._delivery
+                if delivery is not None:
+                    pending_ids = set(delivery.inflight)
+                    while pending_ids & delivery.inflight.keys():  # noqa: ASYNC110  # (rare: a correction; no event for one batch)
+                        await asyncio.sleep(0.02)
+                await self.client.query(
+                    f"DELETE FROM {quote_ident(r.measurement)} WHERE {tags_match(r.tags)} "
+                    f"AND time = {int(r.time)}", database=self.config.database)
+                self.stats.retracted += 1
+                if r.then is not None and self._state in ("open", "closing"):
+                    self._enqueue([r.then])  # (a point that lost a field: written anew)
+                    self._then_after = self._ledger.queued
+            except (SinkError, ValueError) as exc:
+                self.stats.retract_failed += 1
+                if not self._retract_logged:
+                    self._retract_logged = True
+                    log.warning("could not delete a point a live correction moved (%s %s at "
+                                "%d): %s; it stays (counted in retract_failed)",
+                                r.measurement, r.tags, r.time, exc)
+            pending.popleft()
 
     async def write(self, items: Iterable[Point | str]) -> None:
         """``submit`` for callers that want the async sink interface."""
