@@ -20,10 +20,12 @@ generations (major: ``gen == gens - 1``).  ``RequestSeqGC``/``RequestParGC``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from protocol import Event, EventType
 
+from . import _native
 from .base import ByType, DeriveSettings
 from .point import Point
 
@@ -32,6 +34,7 @@ START_GC, END_GC = int(EventType.GC_START), int(EventType.GC_END)
 HEAP_INFO_GHC, GC_STATS_GHC = int(EventType.HEAP_INFO_GHC), int(EventType.GC_STATS_GHC)
 GLOBAL_SYNC_GC = int(EventType.GC_GLOBAL_SYNC)
 _NONE: tuple = ()
+_CORE_TYPES = (START_GC, END_GC, GLOBAL_SYNC_GC)
 
 
 class _Collection:
@@ -68,6 +71,24 @@ class GcDeriver(ByType):
             START_GC: self._start, END_GC: self._end, GC_STATS_GHC: self._stats,
             GLOBAL_SYNC_GC: self._sync, REQUEST_PAR_GC: self._request_par,
             REQUEST_SEQ_GC: self._request_seq, HEAP_INFO_GHC: self._heap_info}
+
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        """The compiled loop (``_core.gc``) for the events inside an open
+        collection that neither open nor close it (the capabilities between
+        the first and the last), the handlers for the rest."""
+        core = _native.core
+        if core is None or late:
+            return ByType.feed_many(self, events, late)
+        if events.__class__ is not list and events.__class__ is not tuple:
+            events = list(events)
+        out: list[Point] = []
+        n, i = len(events), 0
+        while True:
+            i = core.gc(events, i, self._in_gc, self._cur, _CORE_TYPES)
+            if i >= n:
+                return out
+            out += ByType.feed_many(self, events[i:i + 1], late)
+            i += 1
 
     def flush(self, end: int) -> list[Point]:
         out = []
