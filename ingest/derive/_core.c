@@ -310,7 +310,7 @@ static PyObject *threads(PyObject *self, PyObject *args)
                 && acc_add(acc, prev_label, prev_entry, pv, ns, 0) < 0)
                 goto error;
             if (run == NULL) {
-                PyObject *r = Py_BuildValue("[OLO]", thread, t, label);
+                PyObject *r = Py_BuildValue("[OOO]", thread, PyTuple_GET_ITEM(items[i], 2), label);
                 if (r == NULL)
                     goto error;
                 int rc = PyDict_SetItem(running, key, r);
@@ -318,9 +318,8 @@ static PyObject *threads(PyObject *self, PyObject *args)
                 if (rc < 0)
                     goto error;
             } else {
-                PyObject *ot = PyLong_FromLongLong(t);
-                if (ot == NULL)
-                    goto error;
+                PyObject *ot = PyTuple_GET_ITEM(items[i], 2);  /* the event's time */
+                Py_INCREF(ot);
                 Py_INCREF(thread);
                 PyList_SetItem(run, 0, thread);
                 PyList_SetItem(run, 1, ot);
@@ -400,7 +399,9 @@ static PyObject *capability(PyObject *self, PyObject *args)
             break;
         SET_I64(rec, v[0], sum);
         SET_I64(rec, 0, state);
-        SET_I64(rec, 1, t);
+        PyObject *ot = PyTuple_GET_ITEM(items[i], 2);  /* the event's time, shared */
+        Py_INCREF(ot);
+        PyList_SetItem(rec, 1, ot);
     }
     Py_DECREF(evs);
     return PyLong_FromSsize_t(i);
@@ -466,11 +467,7 @@ static PyObject *spans(PyObject *self, PyObject *args)
             long long s;
             if (!add_ok(v[5], t, &s))
                 break;
-            PyObject *ot = PyLong_FromLongLong(t);
-            if (ot == NULL)
-                goto error;
-            int rc = PyList_Append(stack, ot);
-            Py_DECREF(ot);
+            int rc = PyList_Append(stack, PyTuple_GET_ITEM(items[i], 2));
             if (rc < 0)
                 goto error;
             SET_I64(st, 1, v[1] + 1);

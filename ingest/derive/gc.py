@@ -26,7 +26,7 @@ from typing import ClassVar
 from protocol import Event, EventType
 
 from . import _native
-from .base import ByType, DeriveSettings
+from .base import ByType, DeriveFault, DeriveSettings
 from .point import Point
 
 REQUEST_SEQ_GC, REQUEST_PAR_GC = int(EventType.REQUEST_SEQ_GC), int(EventType.REQUEST_PAR_GC)
@@ -82,13 +82,24 @@ class GcDeriver(ByType):
         if events.__class__ is not list and events.__class__ is not tuple:
             events = list(events)
         out: list[Point] = []
+        handlers, in_gc = self._handlers, self._in_gc
         n, i = len(events), 0
-        while True:
-            i = core.gc(events, i, self._in_gc, self._cur, _CORE_TYPES)
-            if i >= n:
-                return out
-            out += ByType.feed_many(self, events[i:i + 1], late)
+        while i < n:
+            if in_gc and self._cur is not None:  # (else no call: the event is the handlers')
+                i = core.gc(events, i, in_gc, self._cur, _CORE_TYPES)
+                if i >= n:
+                    break
+            ev = events[i]
+            h = handlers.get(ev[0])
+            if h is not None:
+                try:
+                    got = h(ev, late)
+                except Exception as exc:  # (a bug; the pipeline names the event)
+                    raise DeriveFault(ev, exc) from exc
+                if got:
+                    out.extend(got)
             i += 1
+        return out
 
     def flush(self, end: int) -> list[Point]:
         out = []
