@@ -220,7 +220,7 @@ def main() -> int:
         url = server.url
     influx = Influx(url)
     print(f"file {args.file}: {size / 1e6:.1f} MB; InfluxDB {url}"
-          f"{' (private influxd, ' + tmp + ')' if server else ''}")
+          f"{f' (private influxd, {tmp})' if server else ''}")
     print("mode: `liveprof import` as a subprocess; peak RSS from os.wait4 on its pid")
     env = dict(os.environ)
     if args.pure_python:
@@ -251,6 +251,7 @@ def main() -> int:
     finally:
         if server:
             server.stop()
+        if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     if results:
         per = ", ".join(f"{m} {n}" for m, n in sorted(results[-1]["per_measurement"].items()))

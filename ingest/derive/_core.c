@@ -18,6 +18,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 enum { MUT = 2, GC = 3, IDLE = 4 };  /* capability.py's record indices */
 
@@ -775,12 +777,246 @@ error:
     return NULL;
 }
 
+/* -- line protocol ------------------------------------------------------------
+ * lines(items, point_type, heads, keys, head, key, slow) -> list of str: each
+ * Point of ``items`` (exactly ``point_type``) as Point.to_line() writes it, a
+ * str kept as it is, anything else ``item.to_line()``.  The escaped head
+ * ("measurement,tag=value,...") comes from ``heads``, keyed by (measurement,
+ * *tags.items()), else from ``head(key, measurement, tags)`` (which caches it);
+ * an escaped field key from ``keys``, else ``key(k)``.  Ints in 64 bits and
+ * floats are written here, None is left out, every other value is
+ * ``slow(value)``'s text. */
+
+typedef struct {
+    char *buf;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_add(Buf *b, const char *s, Py_ssize_t n)
+{
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *nb = PyMem_Realloc(b->buf, cap);
+        if (nb == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* A str's UTF-8 (0: it has none, a lone surrogate: the item is left to Python). */
+static int buf_str(Buf *b, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    return buf_add(b, u, n) < 0 ? -1 : 1;
+}
+
+static PyObject *A_MEASUREMENT, *A_TAGS, *A_FIELDS, *A_TIME;
+
+/* One point's line into b: 1 done, 0 left to Python, -1 error. */
+static int encode(Buf *b, PyObject *p, PyObject *heads, PyObject *keys, PyObject *head_fn,
+                  PyObject *key_fn, PyObject *slow)
+{
+    int rc = -1;
+    PyObject *m = NULL, *tags = NULL, *fields = NULL, *t = NULL, *key = NULL, *head = NULL;
+    if ((m = PyObject_GetAttr(p, A_MEASUREMENT)) == NULL || (tags = PyObject_GetAttr(p, A_TAGS)) == NULL
+        || (fields = PyObject_GetAttr(p, A_FIELDS)) == NULL || (t = PyObject_GetAttr(p, A_TIME)) == NULL)
+        goto done;
+    if (!PyDict_CheckExact(tags) || !PyDict_CheckExact(fields) || !PyLong_CheckExact(t)) {
+        rc = 0;
+        goto done;
+    }
+    key = PyTuple_New(1 + PyDict_GET_SIZE(tags));
+    if (key == NULL)
+        goto done;
+    Py_INCREF(m);
+    PyTuple_SET_ITEM(key, 0, m);
+    Py_ssize_t pos = 0, k = 1;
+    PyObject *tk, *tv;
+    while (PyDict_Next(tags, &pos, &tk, &tv)) {
+        PyObject *item = PyTuple_Pack(2, tk, tv);
+        if (item == NULL)
+            goto done;
+        PyTuple_SET_ITEM(key, k++, item);
+    }
+    head = PyDict_GetItemWithError(heads, key);
+    if (head != NULL) {
+        Py_INCREF(head);
+    } else {
+        if (PyErr_Occurred())
+            goto done;
+        head = PyObject_CallFunctionObjArgs(head_fn, key, m, tags, NULL);
+        if (head == NULL)
+            goto done;
+    }
+    if (!PyUnicode_CheckExact(head)) {
+        rc = 0;
+        goto done;
+    }
+    Py_ssize_t start = b->len;
+    int r = buf_str(b, head);
+    if (r <= 0) {
+        rc = r;
+        goto done;
+    }
+    if (buf_add(b, " ", 1) < 0)
+        goto done;
+    pos = 0;
+    int first = 1;
+    PyObject *fk, *fv;
+    while (PyDict_Next(fields, &pos, &fk, &fv)) {
+        if (fv == Py_None)
+            continue;
+        PyObject *ek = PyDict_GetItemWithError(keys, fk);
+        if (ek != NULL) {
+            Py_INCREF(ek);
+        } else {
+            if (PyErr_Occurred())
+                goto done;
+            ek = PyObject_CallOneArg(key_fn, fk);
+            if (ek == NULL)
+                goto done;
+        }
+        if (!first && buf_add(b, ",", 1) < 0) {
+            Py_DECREF(ek);
+            goto done;
+        }
+        first = 0;
+        r = PyUnicode_CheckExact(ek) ? buf_str(b, ek) : 0;
+        Py_DECREF(ek);
+        if (r <= 0) {
+            rc = r;
+            b->len = start;
+            goto done;
+        }
+        if (buf_add(b, "=", 1) < 0)
+            goto done;
+        long long v;
+        char num[32];
+        if (PyLong_CheckExact(fv) && as_i64(fv, &v)) {
+            int n = snprintf(num, sizeof num, "%lldi", v);
+            if (buf_add(b, num, n) < 0)
+                goto done;
+            continue;
+        }
+        if (fv == Py_True || fv == Py_False) {
+            if (buf_add(b, fv == Py_True ? "true" : "false", fv == Py_True ? 4 : 5) < 0)
+                goto done;
+            continue;
+        }
+        if (PyUnicode_CheckExact(fv)) {  /* quoted, with " and \ escaped */
+            Py_ssize_t sn;
+            const char *u = PyUnicode_AsUTF8AndSize(fv, &sn);
+            if (u == NULL) {
+                PyErr_Clear();
+                rc = 0;
+                b->len = start;
+                goto done;
+            }
+            if (buf_add(b, "\"", 1) < 0)
+                goto done;
+            Py_ssize_t from = 0;
+            for (Py_ssize_t j = 0; j < sn; j++) {
+                if (u[j] == '"' || u[j] == '\\') {
+                    if (buf_add(b, u + from, j - from) < 0 || buf_add(b, "\\", 1) < 0)
+                        goto done;
+                    from = j;
+                }
+            }
+            if (buf_add(b, u + from, sn - from) < 0 || buf_add(b, "\"", 1) < 0)
+                goto done;
+            continue;
+        }
+        PyObject *text = PyFloat_CheckExact(fv) ? PyObject_Repr(fv) : PyObject_CallOneArg(slow, fv);
+        if (text == NULL)
+            goto done;
+        r = PyUnicode_CheckExact(text) ? buf_str(b, text) : 0;
+        Py_DECREF(text);
+        if (r <= 0) {
+            rc = r;
+            b->len = start;
+            goto done;
+        }
+    }
+    long long tv64;
+    if (!as_i64(t, &tv64)) {
+        rc = 0;
+        b->len = start;
+        goto done;
+    }
+    char num[32];
+    int n = snprintf(num, sizeof num, " %lld", tv64);
+    if (buf_add(b, num, n) < 0)
+        goto done;
+    rc = 1;
+done:
+    Py_XDECREF(m);
+    Py_XDECREF(tags);
+    Py_XDECREF(fields);
+    Py_XDECREF(t);
+    Py_XDECREF(key);
+    Py_XDECREF(head);
+    return rc;
+}
+
+static PyObject *lines(PyObject *self, PyObject *args)
+{
+    PyObject *items, *ptype, *heads, *keys, *head_fn, *key_fn, *slow;
+    if (!PyArg_ParseTuple(args, "O!OO!O!OOO", &PyList_Type, &items, &ptype, &PyDict_Type, &heads,
+                          &PyDict_Type, &keys, &head_fn, &key_fn, &slow))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    Buf b = {NULL, 0, 0};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i), *line = NULL;
+        if (PyUnicode_Check(item)) {
+            Py_INCREF(item);
+            line = item;
+        } else {
+            int rc = 0;
+            b.len = 0;
+            Py_INCREF(item);
+            if ((PyObject *)Py_TYPE(item) == ptype)
+                rc = encode(&b, item, heads, keys, head_fn, key_fn, slow);
+            if (rc > 0)
+                line = PyUnicode_DecodeUTF8(b.buf, b.len, "strict");
+            else if (rc == 0)
+                line = PyObject_CallMethod(item, "to_line", NULL);
+            Py_DECREF(item);
+        }
+        if (line == NULL) {
+            PyMem_Free(b.buf);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, line);
+    }
+    PyMem_Free(b.buf);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"threads", threads, METH_VARARGS, "threads deriver: RunThread/StopThread/CreateThread loop."},
     {"capability", capability, METH_VARARGS, "capability deriver: state transition loop."},
     {"spans", spans, METH_VARARGS, "spans deriver: START/STOP message loop."},
     {"markers", markers, METH_VARARGS, "markers deriver: user message count."},
     {"heap", heap, METH_VARARGS, "heap deriver: allocation and gauges."},
+    {"lines", lines, METH_VARARGS, "points as InfluxDB line protocol."},
     {"route", route, METH_VARARGS, "call table[item[0]]'s callables with each item."},
     {"gc", gc, METH_VARARGS, "gc deriver: the events inside an open collection."},
     {NULL, NULL, 0, NULL},
@@ -794,6 +1030,12 @@ PyMODINIT_FUNC PyInit__core(void)
 {
     START_PREFIX = PyUnicode_InternFromString("START ");
     STOP_PREFIX = PyUnicode_InternFromString("STOP ");
+    A_MEASUREMENT = PyUnicode_InternFromString("measurement");
+    A_TAGS = PyUnicode_InternFromString("tags");
+    A_FIELDS = PyUnicode_InternFromString("fields");
+    A_TIME = PyUnicode_InternFromString("time");
+    if (A_MEASUREMENT == NULL || A_TAGS == NULL || A_FIELDS == NULL || A_TIME == NULL)
+        return NULL;
     CAPS_ATTR = PyUnicode_InternFromString("caps");
     SYNC_ATTR = PyUnicode_InternFromString("sync_t");
     if (START_PREFIX == NULL || STOP_PREFIX == NULL || CAPS_ATTR == NULL || SYNC_ATTR == NULL)

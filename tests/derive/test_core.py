@@ -21,8 +21,10 @@ from ingest.derive import _native
 from ingest.derive.base import DeriveSettings
 from ingest.derive.order import OrderSettings
 from ingest.derive.pipeline import Identity, Pipeline
+from ingest.derive.point import Point, lines
 from ingest.derive.registry import REGISTRY
 from protocol import Decoder
+from protocol.eventlog import StopStatus
 from tests.corpus import log_id, logs, pick, read
 from tests.derive.helpers import events, file_order_events
 from tests.derive.mutate import DEFAULT_LOGS, Log, mutate
@@ -71,10 +73,8 @@ def chunks(data: bytes, seed) -> list[bytes]:
     return out
 
 
-def pipeline_lines(log, how, settings: DeriveSettings, live: bool) -> list[str]:
-    """Every point of ``log`` as line protocol, in the order the pipeline gave
-    them (the same chunking gives the same interleaving of measurements)."""
-    pipe = Pipeline(settings, Identity(host="test", session="s"),
+def pipeline_points(log, how="whole", settings: DeriveSettings | None = None, live: bool = False):
+    pipe = Pipeline(settings or DeriveSettings(), Identity(host="test", session="s"),
                     order=OrderSettings(live=live, max_lag_ns=20_000_000))
     dec = Decoder(only=pipe.wants)
     points = []
@@ -82,6 +82,13 @@ def pipeline_lines(log, how, settings: DeriveSettings, live: bool) -> list[str]:
         points.extend(pipe.feed(dec.feed(chunk)))
     dec.close()
     points.extend(pipe.close())
+    return points, pipe
+
+
+def pipeline_lines(log, how, settings: DeriveSettings, live: bool) -> list[str]:
+    """Every point of ``log`` as line protocol, in the order the pipeline gave
+    them (the same chunking gives the same interleaving of measurements)."""
+    points, pipe = pipeline_points(log, how, settings, live)
     stats = pipe.stats
     return [p.to_line() for p in points] + [f"stats {stats.late_events} {stats.labels_folded} "
                                             f"{stats.deriver_faults} {stats.stream_fault}"]
@@ -163,3 +170,23 @@ def test_deepcopy_goes_on_as_the_original(log, measurement, compiled, pure):
         again = head + [p.to_line() for p in snap.feed_many(rest) + snap.flush(end)]
         assert again == orig
         assert orig == straight
+
+
+ODD_FIELDS: dict[str, Any] = {  # every kind of value to_line writes (None: left out)
+    "s": 'a"b\\c\nd"', "u": "\udcff", "t": True, "f": False, "none": None, "big": 1 << 70,
+    "small": -(1 << 70), "x": 1.5e300, "nan": float("nan"), "k\\": 0, "é": "é"}
+ODD: list[Any] = [Point("#m e,a", {"k\\": "v\\", "e": "", "x y": "a=b,c", "n": "l\nm"}, ODD_FIELDS, 5),
+       Point("m", {}, {}, -3), Point("m", {"a": "1"}, {"v": 2}, 1 << 70), "a line as it is",
+       Point("m", {"a": "\udcff"}, {"v": StopStatus.BlockedOnMVar, "w": 1}, 0)]
+
+
+@pytest.mark.parametrize("log", [pick("gc-heap.N2.l", "threads-mvar-small.N2.l"),
+                                 pick("heapprof.prof.N2.hc-p", "heapprof-small.prof.N2.hc-p")], ids=log_id)
+def test_compiled_lines_are_to_line(log):
+    points: list = pipeline_points(log)[0]
+    assert lines(points + ODD) == [p if isinstance(p, str) else p.to_line() for p in points + ODD]
+
+
+def test_pure_lines_are_to_line(pure):
+    pure(True)
+    assert lines(ODD) == [p if isinstance(p, str) else p.to_line() for p in ODD]
