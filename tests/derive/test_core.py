@@ -190,3 +190,30 @@ def test_compiled_lines_are_to_line(log):
 def test_pure_lines_are_to_line(pure):
     pure(True)
     assert lines(ODD) == [p if isinstance(p, str) else p.to_line() for p in ODD]
+
+
+def test_route_is_the_pipeline_loop():
+    """``_core.route`` (for pipeline.py's routing loop) calls, per item, each
+    entry of table[item[0]] in order (-1, a late item's, is the last entry)."""
+    assert COMPILED is not None
+    evs = list(events(DERIVER_LOGS[0], frozenset(range(200))))
+    late = (-1, None, 0, evs[0])
+    items = evs[:300] + [late] + evs[300:600]
+
+    def table(log: list) -> list:
+        t: list = [()] * 201
+        for ty in range(0, 200, 3):
+            t[ty] = (log.append,)
+        for ty in range(1, 200, 3):
+            t[ty] = (log.append, lambda ev: log.append(("again", ev)))
+        t[-1] = (lambda item: log.append(("late", item)),)
+        return t
+
+    want: list = []
+    route = table(want)
+    for ev in items[5:550]:
+        for f in route[ev[0]]:
+            f(ev)
+    got: list = []
+    COMPILED.route(items, 5, 550, table(got))
+    assert got == want and len(got) > 500
