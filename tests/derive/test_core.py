@@ -150,7 +150,10 @@ def test_compiled_is_the_reference_on_mutated_logs(seed, pure):
     assert (got, pipe.stats, err) == (want, pipe2.stats, err2)
 
 
-@pytest.mark.parametrize("log", DERIVER_LOGS[:3], ids=log_id)
+SNAPSHOT_LOGS = DERIVER_LOGS[:3] + [pick("heapprof.prof.N2.hc-p", "heapprof-small.prof.N2.hc-p")]
+
+
+@pytest.mark.parametrize("log", SNAPSHOT_LOGS, ids=log_id)
 @pytest.mark.parametrize("measurement", list(REGISTRY))
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pure"])
 def test_deepcopy_goes_on_as_the_original(log, measurement, compiled, pure):
