@@ -633,85 +633,170 @@ error:
 }
 
 /* -- gc -------------------------------------------------------------------------
- * gc(events, i, in_gc, cur, (start, end, sync)) -> index: the StartGC and
- * EndGC events inside an open collection that neither open nor close it (all
- * capabilities but the first and the last), and its GlobalSyncGC; ``cur`` is the
- * open collection (its ``caps`` and ``sync_t`` attributes), or None. */
+ * gc(deriver, events, i, in_gc, collection, (start, end, stats, sync, request
+ * par, request seq)) -> index: the collection's life but its points.  The
+ * deriver's ``_cur`` (open collection), ``_pending`` (closed, waiting for its
+ * statistics) and ``_request`` are read and set as gc.py's handlers do; an
+ * event that makes a point (a collection closing with its statistics, the
+ * statistics of a pending or of no collection, a pending one met by the next
+ * StartGC), a capability of None, an unmatched EndGC, HeapInfoGHC: Python's. */
 
-static PyObject *CAPS_ATTR, *SYNC_ATTR;
+static PyObject *A_CUR, *A_PENDING, *A_REQUEST, *A_CAPS, *A_STATS, *A_SYNC, *A_END, *S_PAR, *S_SEQ;
+
+/* deriver.name is None: 1, is not: 0, error: -1 (*out: a new reference when 0). */
+static int attr_none(PyObject *o, PyObject *name, PyObject **out)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    if (v == Py_None) {
+        Py_DECREF(v);
+        return 1;
+    }
+    if (out != NULL)
+        *out = v;
+    else
+        Py_DECREF(v);
+    return 0;
+}
 
 static PyObject *gc(PyObject *self, PyObject *args)
 {
-    PyObject *events, *in_gc, *cur;
+    PyObject *d, *events, *in_gc, *cls;
     Py_ssize_t i;
-    long start_t, end_t, sync_t;
-    if (!PyArg_ParseTuple(args, "OnO!O(lll)", &events, &i, &PyDict_Type, &in_gc, &cur,
-                          &start_t, &end_t, &sync_t))
+    long start_t, end_t, stats_t, sync_t, par_t, seq_t;
+    if (!PyArg_ParseTuple(args, "OOnO!O(llllll)", &d, &events, &i, &PyDict_Type, &in_gc, &cls,
+                          &start_t, &end_t, &stats_t, &sync_t, &par_t, &seq_t))
         return NULL;
     PyObject *evs = seq(events);
     if (evs == NULL)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(evs);
     PyObject **items = PySequence_Fast_ITEMS(evs);
-    if (cur == Py_None)
-        n = i;  /* no collection open: Python opens one */
+    PyObject *cur = NULL;  /* a reference while held */
     for (; i < n; i++) {
         long ty;
         long long t;
         PyObject *cap, *fields;
-        if (!unpack(items[i], &ty, &t, &cap, &fields) || cap == Py_None
-            || PyDict_GET_SIZE(in_gc) == 0)
+        if (!unpack(items[i], &ty, &t, &cap, &fields))
             break;
+        PyObject *ot = PyTuple_GET_ITEM(items[i], 2);
+        int r;
+        Py_CLEAR(cur);
         if (ty == start_t) {
+            if (cap == Py_None)
+                break;
+            if (PyDict_GET_SIZE(in_gc) == 0) {  /* a new collection */
+                if ((r = attr_none(d, A_PENDING, NULL)) < 0)
+                    goto error;
+                if (!r)
+                    break;  /* the pending one's point first */
+                PyObject *request = PyObject_GetAttr(d, A_REQUEST);
+                if (request == NULL)
+                    goto error;
+                cur = PyObject_CallFunctionObjArgs(cls, ot, request, NULL);
+                Py_DECREF(request);
+                if (cur == NULL || PyObject_SetAttr(d, A_CUR, cur) < 0
+                    || PyObject_SetAttr(d, A_REQUEST, Py_None) < 0)
+                    goto error;
+            } else {
+                if ((r = attr_none(d, A_CUR, &cur)) < 0)
+                    goto error;
+                if (r)
+                    break;  /* (cannot be: capabilities in GC, so a collection open) */
+            }
             int has = PyDict_Contains(in_gc, cap);
             if (has < 0)
                 goto error;
             if (!has) {
-                PyObject *caps = PyObject_GetAttr(cur, CAPS_ATTR);
+                PyObject *caps = PyObject_GetAttr(cur, A_CAPS);
                 if (caps == NULL)
                     goto error;
                 long long c;
                 int ok = as_i64(caps, &c) && c < LLONG_MAX;
                 Py_DECREF(caps);
                 if (!ok)
-                    break;
+                    break;  /* (never: a collection counts its caps from 0) */
                 PyObject *oc = PyLong_FromLongLong(c + 1);
                 if (oc == NULL)
                     goto error;
-                PyObject *ot = PyTuple_GET_ITEM(items[i], 2);
                 int rc = PyDict_SetItem(in_gc, cap, ot);
                 if (rc == 0)
-                    rc = PyObject_SetAttr(cur, CAPS_ATTR, oc);
+                    rc = PyObject_SetAttr(cur, A_CAPS, oc);
                 Py_DECREF(oc);
                 if (rc < 0)
                     goto error;
             }
         } else if (ty == end_t) {
-            /* not the last capability in it (that one closes the collection) */
-            if (PyDict_GET_SIZE(in_gc) < 2)
+            if (cap == Py_None)
                 break;
             int has = PyDict_Contains(in_gc, cap);
             if (has < 0)
                 goto error;
             if (!has)
                 break;  /* an unmatched end: Python counts it */
-            if (PyDict_DelItem(in_gc, cap) < 0)
+            if (PyDict_GET_SIZE(in_gc) >= 2) {  /* others still in it */
+                if (PyDict_DelItem(in_gc, cap) < 0)
+                    goto error;
+                continue;
+            }
+            /* the last capability: the collection closes */
+            if ((r = attr_none(d, A_CUR, &cur)) < 0)
+                goto error;
+            if (r)
+                break;
+            if ((r = attr_none(cur, A_STATS, NULL)) < 0)
+                goto error;
+            if (!r)
+                break;  /* it has its statistics: its point */
+            if (PyDict_DelItem(in_gc, cap) < 0 || PyObject_SetAttr(d, A_CUR, Py_None) < 0
+                || PyObject_SetAttr(cur, A_END, ot) < 0 || PyObject_SetAttr(d, A_PENDING, cur) < 0)
+                goto error;
+        } else if (ty == stats_t) {
+            if (!PyTuple_Check(fields))
+                break;
+            if (PyTuple_GET_SIZE(fields) < 8)
+                continue;  /* (a shorter layout: skipped, as there) */
+            if ((r = attr_none(d, A_CUR, &cur)) < 0)
+                goto error;
+            if (r)
+                break;  /* the pending collection's point, or a lone one */
+            if ((r = attr_none(cur, A_STATS, NULL)) < 0)
+                goto error;
+            if (!r)
+                break;
+            if (PyObject_SetAttr(cur, A_STATS, fields) < 0)
                 goto error;
         } else if (ty == sync_t) {
-            PyObject *st = PyObject_GetAttr(cur, SYNC_ATTR);
-            if (st == NULL)
+            if ((r = attr_none(d, A_CUR, &cur)) < 0)
                 goto error;
-            int unset = st == Py_None;
-            Py_DECREF(st);
-            if (unset && PyObject_SetAttr(cur, SYNC_ATTR, PyTuple_GET_ITEM(items[i], 2)) < 0)
+            if (r)
+                continue;
+            if ((r = attr_none(cur, A_SYNC, NULL)) < 0)
                 goto error;
+            if (r && PyObject_SetAttr(cur, A_SYNC, ot) < 0)
+                goto error;
+        } else if (ty == par_t || ty == seq_t) {
+            if ((r = attr_none(d, A_CUR, &cur)) < 0)
+                goto error;
+            if (r) {
+                PyObject *req = PyTuple_Pack(2, ot, ty == par_t ? S_PAR : S_SEQ);
+                if (req == NULL)
+                    goto error;
+                int rc = PyObject_SetAttr(d, A_REQUEST, req);
+                Py_DECREF(req);
+                if (rc < 0)
+                    goto error;
+            }
         } else {
-            break;
+            break;  /* HeapInfoGHC, or another: Python's */
         }
     }
+    Py_XDECREF(cur);
     Py_DECREF(evs);
     return PyLong_FromSsize_t(i);
 error:
+    Py_XDECREF(cur);
     Py_DECREF(evs);
     return NULL;
 }
@@ -1018,7 +1103,7 @@ static PyMethodDef methods[] = {
     {"heap", heap, METH_VARARGS, "heap deriver: allocation and gauges."},
     {"lines", lines, METH_VARARGS, "points as InfluxDB line protocol."},
     {"route", route, METH_VARARGS, "call table[item[0]]'s callables with each item."},
-    {"gc", gc, METH_VARARGS, "gc deriver: the events inside an open collection."},
+    {"gc", gc, METH_VARARGS, "gc deriver: a collection's life but its points."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1036,9 +1121,18 @@ PyMODINIT_FUNC PyInit__core(void)
     A_TIME = PyUnicode_InternFromString("time");
     if (A_MEASUREMENT == NULL || A_TAGS == NULL || A_FIELDS == NULL || A_TIME == NULL)
         return NULL;
-    CAPS_ATTR = PyUnicode_InternFromString("caps");
-    SYNC_ATTR = PyUnicode_InternFromString("sync_t");
-    if (START_PREFIX == NULL || STOP_PREFIX == NULL || CAPS_ATTR == NULL || SYNC_ATTR == NULL)
+    A_CUR = PyUnicode_InternFromString("_cur");
+    A_PENDING = PyUnicode_InternFromString("_pending");
+    A_REQUEST = PyUnicode_InternFromString("_request");
+    A_CAPS = PyUnicode_InternFromString("caps");
+    A_STATS = PyUnicode_InternFromString("stats");
+    A_SYNC = PyUnicode_InternFromString("sync_t");
+    A_END = PyUnicode_InternFromString("end");
+    S_PAR = PyUnicode_InternFromString("par");
+    S_SEQ = PyUnicode_InternFromString("seq");
+    if (START_PREFIX == NULL || STOP_PREFIX == NULL || A_CUR == NULL || A_PENDING == NULL
+        || A_REQUEST == NULL || A_CAPS == NULL || A_STATS == NULL || A_SYNC == NULL || A_END == NULL
+        || S_PAR == NULL || S_SEQ == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

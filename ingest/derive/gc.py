@@ -34,7 +34,7 @@ START_GC, END_GC = int(EventType.GC_START), int(EventType.GC_END)
 HEAP_INFO_GHC, GC_STATS_GHC = int(EventType.HEAP_INFO_GHC), int(EventType.GC_STATS_GHC)
 GLOBAL_SYNC_GC = int(EventType.GC_GLOBAL_SYNC)
 _NONE: tuple = ()
-_CORE_TYPES = (START_GC, END_GC, GLOBAL_SYNC_GC)
+_CORE_TYPES = (START_GC, END_GC, GC_STATS_GHC, GLOBAL_SYNC_GC, REQUEST_PAR_GC, REQUEST_SEQ_GC)
 
 
 class _Collection:
@@ -73,9 +73,9 @@ class GcDeriver(ByType):
             REQUEST_SEQ_GC: self._request_seq, HEAP_INFO_GHC: self._heap_info}
 
     def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
-        """The compiled loop (``_core.gc``) for the events inside an open
-        collection that neither open nor close it (the capabilities between
-        the first and the last), the handlers for the rest."""
+        """The compiled loop (``_core.gc``) for a collection's life (open,
+        capabilities in and out, statistics, sync, request, close without its
+        statistics yet), the handlers for what makes a point and the rest."""
         core = _native.core
         if core is None or late:
             return ByType.feed_many(self, events, late)
@@ -85,10 +85,9 @@ class GcDeriver(ByType):
         handlers, in_gc = self._handlers, self._in_gc
         n, i = len(events), 0
         while i < n:
-            if in_gc and self._cur is not None:  # (else no call: the event is the handlers')
-                i = core.gc(events, i, in_gc, self._cur, _CORE_TYPES)
-                if i >= n:
-                    break
+            i = core.gc(self, events, i, in_gc, _Collection, _CORE_TYPES)
+            if i >= n:
+                break
             ev = events[i]
             h = handlers.get(ev[0])
             if h is not None:
