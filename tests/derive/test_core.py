@@ -220,3 +220,16 @@ def test_route_is_the_pipeline_loop():
     got: list = []
     COMPILED.route(items, 5, 550, table(got))
     assert got == want and len(got) > 500
+
+
+@pytest.mark.parametrize("log", [pick("threads-mvar.N2.l", "threads-mvar-small.N2.l")], ids=log_id)
+def test_liveprof_derive_same_output_with_the_switch(log):
+    """End to end: ``liveprof derive`` prints the same lines compiled and
+    with LIVEPROF_PURE_PYTHON=1 (decoder and derivers both pure)."""
+    cmd = [sys.executable, "-m", "ingest.cli", "derive", str(log), "--window", "0.01", "--session", "s",
+           "--host", "h"]
+    env = {k: v for k, v in os.environ.items() if k != "LIVEPROF_PURE_PYTHON"}
+    compiled = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    pure_out = subprocess.run(cmd, env=dict(env, LIVEPROF_PURE_PYTHON="1"), capture_output=True, text=True,
+                              check=True).stdout
+    assert compiled.count("\n") > 100 and compiled == pure_out
