@@ -1,6 +1,7 @@
-"""Only for the optional C extension; all metadata is in pyproject.toml."""
+"""Only for the optional C extensions; all metadata is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("protocol.eventlog._speedups", ["protocol/eventlog/_speedups.c"],
-                             optional=True)])
+                             optional=True),
+                   Extension("ingest.derive._core", ["ingest/derive/_core.c"], optional=True)])

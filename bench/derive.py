@@ -2,11 +2,12 @@
 
 usage: python bench/derive.py FILE [--chunk BYTES] [--window SECONDS]
                               [--measurements LIST] [--live] [--repeat N]
+                              [--pure-python] [--no-cli]
 
 Runs in a fresh Python subprocess per repeat (so peak RSS is its own): read
 FILE in chunks (after the CLI's quick pre-scan for the clock and start-up
 events), ``Decoder(only=pipeline.wants).feed``, ``Pipeline.feed``,
-``Point.to_line`` for every point, written to /dev/null; then ``close()``;
+``point.lines`` (compiled ``Point.to_line``) of every batch, written to /dev/null; then ``close()``;
 with the cyclic GC off, as the CLI runs (``tune_gc``).
 Prints MB/s (1 MB = 10**6 bytes of FILE; best and median of the repeats, by
 wall and by CPU time: other work on the machine shows as the difference),
@@ -15,8 +16,16 @@ the whole log (its total event count, counted separately, untimed), wall and
 CPU time, peak RSS, and a per-stage split (decode / derive / render) of the
 best run.
 
+Each repeat also times, in the same run: ghc-events' CountEvents on the same
+file (bench/baseline.py finds it), and, unless ``--no-cli``, the command
+itself, ``liveprof derive FILE > /dev/null`` from spawn to exit (Python start
+and imports included); printed as MB/s and as the ratio of wall times to
+CountEvents', best to best and median to median.  ``--pure-python`` runs all
+of it with ``LIVEPROF_PURE_PYTHON=1`` (the reference derivers and decoder).
+
 Targets of issue 4: at least 25 MB/s and at most 5 points per 100 events at
 default settings on a real log of 20 MB or more; peak RSS flat in file size.
+Issue 16: ``liveprof derive`` to /dev/null at 60 MB/s; peak RSS at most 120 MB.
 This script only measures and prints.
 """
 
@@ -32,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+import baseline
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -40,6 +51,7 @@ from ingest.commands.derive import tune_gc  # noqa: E402
 from ingest.derive.base import DeriveSettings  # noqa: E402
 from ingest.derive.order import OrderSettings  # noqa: E402
 from ingest.derive.pipeline import Identity, Pipeline  # noqa: E402
+from ingest.derive.point import lines  # noqa: E402
 from ingest.session import prescan  # noqa: E402
 from protocol import Decoder  # noqa: E402
 
@@ -71,7 +83,7 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
             points = pipe.feed(events)
             c = clock()
             if points:
-                out.write("".join([p.to_line() + "\n" for p in points]))
+                out.write("\n".join(lines(points)) + "\n")
             d = clock()
             t_dec += b - a
             t_der += c - b
@@ -82,7 +94,7 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
         b = clock()
         points = pipe.close()
         c = clock()
-        out.write("".join([p.to_line() + "\n" for p in points]))
+        out.write("\n".join(lines(points)) + "\n")
         d = clock()
         t_der += c - b
         t_out += d - c
@@ -94,6 +106,20 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
             "points": n_points, "peak_rss": rss, "decode_s": t_dec, "derive_s": t_der,
             "render_s": t_out, "prescan_s": t_pre, "late": pipe.stats.late_events,
             "evicted": pipe.stats.evicted_events}
+
+
+def _cli(path: str, env: dict, args: list[str]) -> dict:
+    """``liveprof derive FILE > /dev/null``, timed from spawn to exit."""
+    cmd = [sys.executable, "-m", "ingest.cli", "derive", path, *args]
+    t0 = time.perf_counter()
+    with open(os.devnull, "w") as null:
+        proc = subprocess.Popen(cmd, stdout=null, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"liveprof derive exited with status {os.waitstatus_to_exitcode(status)}")
+    return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
+            "peak_rss": usage.ru_maxrss * 1024}
 
 
 def _total_events(path: str) -> int:
@@ -113,14 +139,24 @@ def main() -> int:
     ap.add_argument("--measurements", default=None)
     ap.add_argument("--live", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pure-python", action="store_true",
+                    help="LIVEPROF_PURE_PYTHON=1: the reference derivers and decoder")
+    ap.add_argument("--no-cli", action="store_true", help="do not time `liveprof derive` itself")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     names = args.measurements.split(",") if args.measurements else None
     if args.child:
         print(json.dumps(_measure(args.file, args.chunk, args.window, names, args.live)))
         return 0
-    runs = []
-    for _ in range(args.repeat):
+    env = dict(os.environ)
+    if args.pure_python:
+        env["LIVEPROF_PURE_PYTHON"] = "1"
+    cli_args = ["--window", str(args.window)] + (["--live"] if args.live else ["--whole"])
+    if args.measurements:
+        cli_args += ["--measurements", args.measurements]
+    counter = baseline.find()
+    runs, clis, bases = [], [], []
+    for _ in range(args.repeat):  # interleaved, so that other load weighs on all three
         cmd = [sys.executable, __file__, args.file, "--child", "--chunk", str(args.chunk),
                "--window", str(args.window)]
         if args.measurements:
@@ -128,14 +164,18 @@ def main() -> int:
         if args.live:
             cmd.append("--live")
         runs.append(json.loads(subprocess.run(cmd, check=True, capture_output=True,
-                                              text=True).stdout))
+                                              text=True, env=env).stdout))
+        if not args.no_cli:
+            clis.append(_cli(args.file, env, cli_args))
+        if counter:
+            bases.append(baseline.run(counter, args.file))
     best = min(runs, key=lambda r: r["wall_s"])
     total = _total_events(args.file)
     mb = best["bytes"] / 1e6
     print(f"file              {args.file} ({mb:.1f} MB, {total:,} events)")
     print(f"settings          window {args.window}s, measurements "
           f"{args.measurements or 'all'}, {'live' if args.live else 'whole'} order, "
-          f"chunk {args.chunk} B")
+          f"chunk {args.chunk} B, {'pure Python' if args.pure_python else 'compiled'} derivers")
     wall = sorted(mb / r["wall_s"] for r in runs)
     cpu = sorted(mb / r["cpu_s"] for r in runs)
     print(f"throughput        {wall[-1]:.1f} MB/s wall best of {len(runs)}, "
@@ -144,12 +184,30 @@ def main() -> int:
     print(f"time split        prescan {best['prescan_s']:.2f}s, decode {best['decode_s']:.2f}s, "
           f"derive {best['derive_s']:.2f}s, "
           f"render {best['render_s']:.2f}s (total {best['wall_s']:.2f}s)")
-    print(f"events decoded    {best['events_decoded']:,} (of {total:,}; the rest skipped)")
+    print(f"events decoded    {best['events_decoded']:,} (of {total:,}; the rest skipped); "
+          f"{total / best['wall_s'] / 1e6:.2f} M events/s of the log, "
+          f"{best['events_decoded'] / best['wall_s'] / 1e6:.2f} M decoded/s")
     print(f"points            {best['points']:,} = {100 * best['points'] / max(total, 1):.2f} "
-          f"per 100 events")
+          f"per 100 events, {best['points'] / best['wall_s']:,.0f} points/s")
     print(f"late / evicted    {best['late']:,} / {best['evicted']:,}")
     rss = ", ".join(f"{r['peak_rss'] / 1e6:.0f}" for r in runs)
     print(f"peak RSS          {best['peak_rss'] / 1e6:.0f} MB (runs: {rss})")
+    if clis:
+        secs = [c["seconds"] for c in clis]
+        print(f"liveprof derive   FILE > /dev/null, spawn to exit: {mb / min(secs):.1f} MB/s best, "
+              f"{mb / statistics.median(secs):.1f} median ({min(secs):.2f} s; CPU "
+              f"{min(c['cpu'] for c in clis):.2f} s); peak RSS "
+              f"{max(c['peak_rss'] for c in clis) / 1e6:.0f} MB")
+    if bases:
+        secs = [b["seconds"] for b in bases]
+        print(f"CountEvents       {min(secs):.2f} s best, {statistics.median(secs):.2f} median "
+              f"({mb / min(secs):.1f} MB/s; {bases[0]['events']:,} events; peak RSS "
+              f"{max(b['peak_rss'] for b in bases) / 1e6:.0f} MB)")
+        print(baseline.ratio_line("derive in-process", [r["wall_s"] for r in runs], secs))
+        if clis:
+            print(baseline.ratio_line("liveprof derive", [c["seconds"] for c in clis], secs))
+    else:
+        print(baseline.missing())
     return 0
 
 

@@ -1,6 +1,6 @@
 """End-to-end import throughput: an eventlog file into a real InfluxDB.
 
-usage: python bench/import.py FILE [--influx-url URL] [--runs N] [--keep]
+usage: python bench/import.py FILE [--influx-url URL] [--runs N] [--keep] [--pure-python]
 
 Each run is ``liveprof import FILE --influx-url URL --database DB`` in a
 subprocess (a fresh database per run, so every run writes new points instead
@@ -11,7 +11,11 @@ every batch before it exits).  Printed per run and as best and median of the
 runs (the machine may be shared):
 
   MB/s        size of FILE (1 MB = 10**6 bytes) / wall seconds
+  events/s    events of the log (as ``liveprof import`` reports them) / wall seconds
   points/s    points written / wall seconds
+  ratio       wall seconds over those of ghc-events' CountEvents on the same
+              file, run once before each import (bench/baseline.py finds it):
+              best to best and median to median (issue 16's target: 3x)
   points      as counted back in InfluxDB after the run, next to what
               ``liveprof import`` said it wrote
   peak RSS    of the import process alone: ``os.wait4`` on its pid returns
@@ -35,6 +39,9 @@ ports and stopped afterwards; its data dir lives on the same disk as /tmp.
 With ``--influx-url`` the databases ``liveprof_bench_import_N`` are created
 there and dropped after counting (``--keep`` keeps them).
 
+``--pure-python`` runs the imports with ``LIVEPROF_PURE_PYTHON=1`` (the
+reference derivers and decoder).
+
 This script only measures and prints; it asserts nothing about speed.
 """
 
@@ -57,6 +64,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import baseline  # noqa: E402
 
 from tests.servers import InfluxServer  # noqa: E402
 
@@ -136,13 +145,13 @@ def sample_rss(pid: int, samples: list, stop: threading.Event, every: float = 0.
         stop.wait(every)
 
 
-def one_run(path: str, url: str, db: str) -> dict:
+def one_run(path: str, url: str, db: str, env: dict | None = None) -> dict:
     cmd = liveprof_command() + ["import", path, "--influx-url", url, "--database", db,
                                 "--progress", "never"]
     samples: list = []
     stop = threading.Event()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     sampler = threading.Thread(target=sample_rss, args=(proc.pid, samples, stop), daemon=True)
     sampler.start()
     # read both pipes without deadlocking, then reap this very child with wait4
@@ -165,14 +174,17 @@ def one_run(path: str, url: str, db: str) -> dict:
     err = out_chunks.get("err", b"").decode(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"liveprof import exited with status {proc.returncode}:\n{err}")
-    reported = None
+    reported = events = None
     for line in err.splitlines():
         m = re.search(r"(\d+) points written to ", line)
         if m:
             reported = int(m[1])
+        m = re.search(r"(\d+) events read", line)
+        if m:
+            events = int(m[1])
     return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
             "peak_rss": usage.ru_maxrss * 1024, "rss": samples, "reported": reported,
-            "stderr": err}
+            "events": events, "stderr": err}
 
 
 def rss_curve(samples: list) -> str:
@@ -192,6 +204,8 @@ def main() -> int:
     ap.add_argument("--influx-url", help="an InfluxDB 1.x to write into (default: start a private influxd)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    ap.add_argument("--pure-python", action="store_true",
+                    help="LIVEPROF_PURE_PYTHON=1: the reference derivers and decoder")
     args = ap.parse_args()
     size = os.path.getsize(args.file)
 
@@ -206,13 +220,20 @@ def main() -> int:
         url = server.url
     influx = Influx(url)
     print(f"file {args.file}: {size / 1e6:.1f} MB; InfluxDB {url}"
-          f"{' (private influxd, ' + tmp + ')' if server else ''}")
+          f"{f' (private influxd, {tmp})' if server else ''}")
     print("mode: `liveprof import` as a subprocess; peak RSS from os.wait4 on its pid")
-    results = []
+    env = dict(os.environ)
+    if args.pure_python:
+        env["LIVEPROF_PURE_PYTHON"] = "1"
+        print("derivers and decoder: pure Python (LIVEPROF_PURE_PYTHON=1)")
+    counter = baseline.find()
+    results, bases = [], []
     try:
         for i in range(1, args.runs + 1):
             db = f"liveprof_bench_import_{i}_{os.getpid()}"
-            r = one_run(args.file, url, db)
+            if counter:  # the same file, in the same run, just before
+                bases.append(baseline.run(counter, args.file))
+            r = one_run(args.file, url, db, env)
             counts = influx.count_points(db)
             r["counted"] = sum(counts.values())
             r["per_measurement"] = counts
@@ -221,13 +242,16 @@ def main() -> int:
             results.append(r)
             mismatch = "" if r["counted"] == r["reported"] else \
                 f"  (liveprof reported {r['reported']}: MISMATCH)"
+            ev_rate = f"{r['events'] / r['seconds'] / 1e6:5.2f} M events/s, " if r["events"] else ""
             print(f"run {i}: {r['seconds']:6.2f} s wall, {r['cpu']:6.2f} s CPU, "
-                  f"{size / 1e6 / r['seconds']:6.1f} MB/s, {r['counted'] / r['seconds']:9.0f} points/s, "
+                  f"{size / 1e6 / r['seconds']:6.1f} MB/s, {ev_rate}"
+                  f"{r['counted'] / r['seconds']:9.0f} points/s, "
                   f"{r['counted']} points counted{mismatch}, peak RSS {r['peak_rss'] / 2**20:.0f} MiB; "
                   f"{rss_curve(r['rss'])}")
     finally:
         if server:
             server.stop()
+        if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     if results:
         per = ", ".join(f"{m} {n}" for m, n in sorted(results[-1]["per_measurement"].items()))
@@ -240,6 +264,13 @@ def main() -> int:
         print(f"median {size / 1e6 / med:6.1f} MB/s  {pts / med:9.0f} points/s  ({med:.2f} s)")
         print(f"points written {pts} (counted in InfluxDB); peak RSS of the import "
               f"{min(rss):.0f}..{max(rss):.0f} MiB over {len(results)} runs")
+        if bases:
+            b = [x["seconds"] for x in bases]
+            print(f"CountEvents {min(b):.2f} s best, {statistics.median(b):.2f} median "
+                  f"({size / 1e6 / min(b):.1f} MB/s, {bases[0]['events']} events)")
+            print(baseline.ratio_line("liveprof import", secs, b))
+        else:
+            print(baseline.missing())
     return 0
 
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# usage: bench/make_log.sh
+# usage: bench/make_log.sh [MB]
 #
-# Builds a big real GHC eventlog (~50 MB) for bench/decode.py, plus the
-# ghc-events CountEvents baseline, from the corpus sources:
+# Builds a big real GHC eventlog (~MB megabytes, default 50) for bench/decode.py,
+# bench/derive.py and bench/import.py, plus the ghc-events CountEvents baseline,
+# from the corpus sources:
 #   bench/data/CountEvents     ghc-events parse-and-count client (ghc -O2)
 #   bench/data/threads-mvar    corpus ThreadsMVar.hs, -threaded -eventlog
 #   bench/data/big.eventlog    ./threads-mvar $BIG_WORKERS $BIG_ROUNDS +RTS -l -N2 -A64k
+#   bench/data/big-MBmb.eventlog  the same, for another size: bench/make_log.sh 500
+#                              gives the >= 500 MB log of issue 16 (about a minute to run)
 #
 # The log mixes thread scheduling (run/stop/wakeup/migrate), START/STOP user
 # messages and markers, and GC events (the small -A64k allocation area makes
@@ -14,7 +17,8 @@
 # Environment:
 #   LIVEPROF_CORPUS  corpus folder (default: ../shared/corpus, relative to the repo root)
 #   BIG_WORKERS      worker threads (default 100)
-#   BIG_ROUNDS       rounds per worker (default 2800; ~18 KB of log per round)
+#   BIG_ROUNDS       rounds per worker (default 61 per MB asked: ~18 KB of log per round
+#                    of the 100 workers, 2800 for 50 MB)
 #   SKIP_APT=1       never run apt-get
 #
 # bench/data/ is git-ignored: nothing this script writes is committed.
@@ -28,8 +32,18 @@ case "$CORPUS" in
 esac
 SRC="$CORPUS/src"
 DATA="$ROOT/bench/data"
+MB="${1:-50}"
+case "$MB" in
+  ''|*[!0-9]*) echo "usage: bench/make_log.sh [MB]" >&2; exit 2 ;;
+esac
 WORKERS="${BIG_WORKERS:-100}"
-ROUNDS="${BIG_ROUNDS:-2800}"
+if [ "$MB" = 50 ]; then
+  ROUNDS="${BIG_ROUNDS:-2800}"
+  OUT_NAME=big.eventlog
+else
+  ROUNDS="${BIG_ROUNDS:-$(( MB * 61 ))}"
+  OUT_NAME="big-${MB}mb.eventlog"
+fi
 
 for f in CountEvents.hs ThreadsMVar.hs; do
   if [ ! -f "$SRC/$f" ]; then
@@ -78,11 +92,11 @@ mkdir -p "$WORK/run"
   echo "== threads-mvar $WORKERS $ROUNDS +RTS -l -N2 -A64k -RTS" >&2
   "$DATA/threads-mvar" "$WORKERS" "$ROUNDS" +RTS -l -N2 -A64k -RTS
 )
-mv "$WORK/run/threads-mvar.eventlog" "$DATA/big.eventlog"
+mv "$WORK/run/threads-mvar.eventlog" "$DATA/$OUT_NAME"
 
 # 4. check the log is complete: ends with the 0xFFFF end-of-data marker and
 #    ghc-events parses it
-LOG="$DATA/big.eventlog"
+LOG="$DATA/$OUT_NAME"
 size=$(stat -c %s "$LOG")
 tail_hex=$(tail -c 2 "$LOG" | od -An -tx1 | tr -d ' \n')
 if [ "$tail_hex" != "ffff" ]; then
@@ -91,6 +105,6 @@ if [ "$tail_hex" != "ffff" ]; then
 fi
 events=$("$DATA/CountEvents" "$LOG")
 echo "== $LOG: $size bytes, $events events (ghc-events)" >&2
-if [ "$size" -lt 40000000 ] || [ "$size" -gt 60000000 ]; then
-  echo "warning: $size bytes is outside the 40-60 MB target; adjust BIG_ROUNDS" >&2
+if [ "$size" -lt $(( MB * 800000 )) ] || [ "$size" -gt $(( MB * 1200000 )) ]; then
+  echo "warning: $size bytes is outside $MB MB +-20%; adjust BIG_ROUNDS" >&2
 fi

@@ -9,6 +9,7 @@ import stat
 import sys
 
 from ..derive.config import DeriveConfig
+from ..derive.point import lines
 from ..derive.registry import REGISTRY
 from ..errors import SourceError
 from ..session import Session, settings_from
@@ -105,7 +106,7 @@ def run(args) -> int:
 
     def write(points) -> None:
         if points:
-            out.write("".join([p.to_line() + "\n" for p in points]))
+            out.write("\n".join(lines(points)) + "\n")
 
     try:
         for points in session.read(args.path):

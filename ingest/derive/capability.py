@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from protocol import Event, EventType
 
+from . import _native
 from .base import Batched, DeriveSettings, Windows
 from .point import Point
 
@@ -35,6 +36,7 @@ _STATE: list[int | None]
 # event type -> the state it puts its capability in (None: not a transition)
 _STATE = [None] * 64
 _STATE[RUN_THREAD], _STATE[STOP_THREAD], _STATE[START_GC], _STATE[END_GC] = MUT, IDLE, GC, IDLE
+_CORE_TYPES = (RUN_THREAD, STOP_THREAD, START_GC, END_GC)  # _core.c: to MUT, IDLE, GC, IDLE
 
 
 class CapabilityDeriver(Batched):
@@ -51,6 +53,24 @@ class CapabilityDeriver(Batched):
         self.refused_caps = 0  # events of capabilities past MAX_CAPS
 
     def feed_many(self, events: Sequence[Event], late: bool = False) -> list:
+        """The compiled loop (``_core.capability``) where it can, the Python
+        loop for each event it leaves (window ends, new capabilities, ...)."""
+        core = _native.core
+        if core is None or late:
+            return self._feed_many_py(events, late)
+        if events.__class__ is not list and events.__class__ is not tuple:
+            events = list(events)
+        out: list = []
+        n, i = len(events), 0
+        while True:
+            i = core.capability(events, i, self._clock.end, self._caps, _CORE_TYPES)
+            if i >= n:
+                return out
+            out += self._feed_many_py(events[i:i + 1])
+            i += 1
+
+    def _feed_many_py(self, events: Sequence[Event], late: bool = False) -> list:
+        """The reference loop."""
         if late:  # a late event would rewrite a capability's past: ignored
             self.late_events += len(events)
             return []

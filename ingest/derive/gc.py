@@ -20,11 +20,13 @@ generations (major: ``gen == gens - 1``).  ``RequestSeqGC``/``RequestParGC``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from protocol import Event, EventType
 
-from .base import ByType, DeriveSettings
+from . import _native
+from .base import ByType, DeriveFault, DeriveSettings
 from .point import Point
 
 REQUEST_SEQ_GC, REQUEST_PAR_GC = int(EventType.REQUEST_SEQ_GC), int(EventType.REQUEST_PAR_GC)
@@ -32,6 +34,7 @@ START_GC, END_GC = int(EventType.GC_START), int(EventType.GC_END)
 HEAP_INFO_GHC, GC_STATS_GHC = int(EventType.HEAP_INFO_GHC), int(EventType.GC_STATS_GHC)
 GLOBAL_SYNC_GC = int(EventType.GC_GLOBAL_SYNC)
 _NONE: tuple = ()
+_CORE_TYPES = (START_GC, END_GC, GC_STATS_GHC, GLOBAL_SYNC_GC, REQUEST_PAR_GC, REQUEST_SEQ_GC)
 
 
 class _Collection:
@@ -68,6 +71,34 @@ class GcDeriver(ByType):
             START_GC: self._start, END_GC: self._end, GC_STATS_GHC: self._stats,
             GLOBAL_SYNC_GC: self._sync, REQUEST_PAR_GC: self._request_par,
             REQUEST_SEQ_GC: self._request_seq, HEAP_INFO_GHC: self._heap_info}
+
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        """The compiled loop (``_core.gc``) for a collection's life (open,
+        capabilities in and out, statistics, sync, request, close without its
+        statistics yet), the handlers for what makes a point and the rest."""
+        core = _native.core
+        if core is None or late:
+            return ByType.feed_many(self, events, late)
+        if events.__class__ is not list and events.__class__ is not tuple:
+            events = list(events)
+        out: list[Point] = []
+        handlers, in_gc = self._handlers, self._in_gc
+        n, i = len(events), 0
+        while i < n:
+            i = core.gc(self, events, i, in_gc, _Collection, _CORE_TYPES)
+            if i >= n:
+                break
+            ev = events[i]
+            h = handlers.get(ev[0])
+            if h is not None:
+                try:
+                    got = h(ev, late)
+                except Exception as exc:  # (a bug; the pipeline names the event)
+                    raise DeriveFault(ev, exc) from exc
+                if got:
+                    out.extend(got)
+            i += 1
+        return out
 
     def flush(self, end: int) -> list[Point]:
         out = []

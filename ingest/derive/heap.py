@@ -12,11 +12,12 @@ too short to carry their figures (an ``UnknownEvent``) only move the clock.
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Sequence
 from typing import ClassVar
 
 from protocol import Event, EventType
 
+from . import _native
 from .base import SECOND, ByType, DeriveSettings, Windows
 from .point import Point
 
@@ -26,6 +27,7 @@ HEAP_LIVE = int(EventType.HEAP_LIVE)
 _NONE: tuple = ()
 # gauge events -> their name in the fields (``<name>_bytes``, ``<name>_max_bytes``)
 GAUGES = {HEAP_SIZE: "size", HEAP_LIVE: "live", BLOCKS_SIZE: "blocks"}
+_CORE_TYPES = (HEAP_ALLOCATED, MEM_RETURN)
 
 
 class HeapDeriver(ByType):
@@ -43,14 +45,35 @@ class HeapDeriver(ByType):
         self.late_events = 0
         self._handlers = {HEAP_ALLOCATED: self._allocated_ev if self._alloc else self._roll_ev,
                           MEM_RETURN: self._mem_ev}
-        for ty, name in GAUGES.items():  # (a partial of a method: copy.deepcopy follows it)
-            self._handlers[ty] = partial(self._gauge, name)
+        for ty in GAUGES:  # (bound methods, not closures: a deepcopy's are its own)
+            self._handlers[ty] = self._gauge_ev
 
     def _reset(self) -> None:
         self._any = False
         self._allocated = 0
         self._gauges: dict[str, list] = {}  # name -> [last, max] of this window
         self._mem: tuple | None = None  # (current, needed, returned) mblocks
+
+    def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        """The compiled loop (``_core.heap``) for allocation and gauges inside
+        the window, the handlers for the rest (window ends, ``MemReturn``)."""
+        core = _native.core
+        if core is None or late or not self._alloc:
+            return ByType.feed_many(self, events, late)
+        if events.__class__ is not list and events.__class__ is not tuple:
+            events = list(events)
+        out: list[Point] = []
+        n, i = len(events), 0
+        while True:
+            i, allocated, any_ = core.heap(events, i, self._clock.end, self._alloc_last, self._gauges,
+                                           GAUGES, _CORE_TYPES)
+            self._allocated += allocated
+            if any_:
+                self._any = True
+            if i >= n:
+                return out
+            out += ByType.feed_many(self, events[i:i + 1], late)
+            i += 1
 
     def flush(self, end: int) -> list[Point]:
         if not self._clock.started:
@@ -99,11 +122,12 @@ class HeapDeriver(ByType):
         self._any = True
         return out
 
-    def _gauge(self, name: str, ev: Event, late: bool):
+    def _gauge_ev(self, ev: Event, late: bool):
         """A gauge's last value (late events do not set it) and maximum."""
         out = self._roll(ev.time)
         if len(ev.fields) < 2:
             return out
+        name = GAUGES[ev.type]
         v = ev.fields[1]
         g = self._gauges.get(name)
         if late:

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 
 from protocol import Event, EventType
 
+from . import _native
 from .base import DeriveSettings
 from .clock import WALL_CLOCK_TIME, Clock
 from .correcting import Correcting
@@ -322,9 +323,13 @@ class Pipeline(FaultGuard, Correcting):
         for lo in range(start, stop, _SLICE):
             hi = min(lo + _SLICE, stop)
             cut = self._jump(items, lo, hi)
-            for ev in (items if lo == 0 and cut == len(items) else items[lo:cut]):
-                for append in route[ev[0]]:
-                    append(ev)
+            core = _native.core
+            if core is not None:  # (the same loop, compiled)
+                core.route(items, lo, cut, route)
+            else:
+                for ev in (items if lo == 0 and cut == len(items) else items[lo:cut]):
+                    for append in route[ev[0]]:
+                        append(ev)
             self._drain(points)
             if cut < hi:
                 self._stream_fault(items, cut)

@@ -22,7 +22,10 @@ tests/sinks/test_line_protocol.py and docs/influxdb-sink.md):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from . import _native
 
 _MEASUREMENT_ESC = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n"})
 _TAG_ESC = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n"})
@@ -100,6 +103,34 @@ class Point:
             elif value is not None:
                 append(f"{ek}={_field_value(value)}")
         return f"{head} {','.join(fields)} {self.time}"
+
+
+def lines(items: Sequence[Point | str]) -> list[str]:
+    """Points as ``Point.to_line`` writes them, lines (str) as they are: in
+    one call of the compiled core (``_core.lines``) when it is built."""
+    core = _native.core
+    if core is None:
+        return [item if isinstance(item, str) else item.to_line() for item in items]
+    if items.__class__ is not list:
+        items = list(items)
+    return core.lines(items, Point, _HEADS, _KEYS, _head_for, _key, _value_text)
+
+
+def _head_for(key: tuple, measurement: str, tags: dict) -> str:
+    """A head not in the cache, as ``to_line`` makes and caches it."""
+    head = _head(measurement, tags)
+    if len(_HEADS) >= _CACHE_MAX:
+        _HEADS.clear()
+    _HEADS[key] = head
+    return head
+
+
+def _value_text(value: object) -> str:
+    """A field value the compiled loop leaves (an int beyond 64 bits: saturated,
+    as ``to_line`` does; bool, str, an int or float subclass)."""
+    if value.__class__ is int:
+        return f"{_I64_MAX if value > 0 else _I64_MIN}i"
+    return _field_value(value)
 
 
 def escape_measurement(name: str) -> str:

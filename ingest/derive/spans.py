@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from protocol import Event, EventType
 
+from . import _native
 from .base import Batched, DeriveSettings, Names, Windows
 from .point import Point
 
@@ -49,6 +50,24 @@ class SpansDeriver(Batched):
         self.unmatched_stops = 0
 
     def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        """The compiled loop (``_core.spans``) where it can, the Python loop
+        for each event it leaves (window ends, new labels, unmatched stops)."""
+        core = _native.core
+        if core is None:
+            return self._feed_many_py(events, late)
+        if events.__class__ is not list and events.__class__ is not tuple:
+            events = list(events)
+        out: list[Point] = []
+        clock, n, i = self._clock, len(events), 0
+        while True:
+            i = core.spans(events, i, clock.start, clock.end, self._kinds)
+            if i >= n:
+                return out
+            out += self._feed_many_py(events[i:i + 1], late)
+            i += 1
+
+    def _feed_many_py(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        """The reference loop."""
         out: list[Point] = []
         clock = self._clock
         ws, we = clock.start, clock.end
@@ -167,6 +186,25 @@ class MarkersDeriver(Batched):
         self.late = 0
 
     def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        """The compiled count of messages (``_core.markers``) where it can,
+        the Python loop for markers and window ends."""
+        core = _native.core
+        if core is None:
+            return self._feed_many_py(events, late)
+        if events.__class__ is not list and events.__class__ is not tuple:
+            events = list(events)
+        out: list[Point] = []
+        clock, n, i = self._clock, len(events), 0
+        while True:
+            i, messages = core.markers(events, i, clock.start, clock.end, USER_MESSAGE)
+            self._messages += messages
+            if i >= n:
+                return out
+            out += self._feed_many_py(events[i:i + 1], late)
+            i += 1
+
+    def _feed_many_py(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        """The reference loop."""
         out: list[Point] = []
         clock = self._clock
         ws, we = clock.start, clock.end

@@ -28,6 +28,7 @@ from typing import ClassVar
 from protocol import Event, EventType
 from protocol.eventlog import StopStatus
 
+from . import _native
 from .base import Batched, DeriveSettings, Names, Windows
 from .point import Point
 
@@ -52,6 +53,7 @@ BLOCK_REASONS: dict[int, str] = {
 }
 FINISHED = int(StopStatus.ThreadFinished)
 N_STATUS = 64  # statuses counted (the RTS uses 0-20)
+_CORE_TYPES = (CREATE_THREAD, RUN_THREAD, STOP_THREAD)
 
 
 class ThreadsDeriver(Batched):
@@ -73,7 +75,26 @@ class ThreadsDeriver(Batched):
     # --- feeding ------------------------------------------------------------
 
     def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
-        """Each event first closes the windows that end at or before it; one
+        """The compiled loop (``_core.threads``) where it can, this deriver's
+        Python loop for each event it leaves (window ends, labels, ...)."""
+        core = _native.core
+        if core is None:
+            return self._feed_many_py(events, late)
+        if events.__class__ is not list and events.__class__ is not tuple:
+            events = list(events)
+        out: list[Point] = []
+        clock, n, i = self._clock, len(events), 0
+        while True:
+            i, created = core.threads(events, i, clock.start, clock.end, self._labels, self._running,
+                                      self._acc, self._stops, UNLABELLED, FINISHED, _CORE_TYPES)
+            self._created += created
+            if i >= n:
+                return out
+            out += self._feed_many_py(events[i:i + 1], late)
+            i += 1
+
+    def _feed_many_py(self, events: Sequence[Event], late: bool = False) -> list[Point]:
+        """The reference loop.  Each event first closes the windows that end at or before it; one
         older than the current window is folded in at the window's start."""
         out: list[Point] = []
         clock = self._clock

@@ -68,6 +68,9 @@ class BatchConfig(BaseModel):
                                                              "(live streams; import waits longer)")
     max_in_flight: int = Field(4, ge=1, description="requests sent at once")
     gzip: bool = Field(True, description="compress request bodies")
+    # level 1, measured on the 50 MB bench log's 9 MB of line protocol (issue 16): 38 ms,
+    # 6.1x smaller; level 6 costs 2.6x that for 20% fewer bytes, 9 5x for 23%; InfluxDB's
+    # inflate costs the same at any level (15 ms)
     gzip_level: int = Field(1, ge=1, le=9)
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import aiohttp
 
-from ingest.derive.point import Point, Retraction
+from ingest.derive.point import Point, Retraction, lines
 from ingest.sinks.errors import SinkAuthError, SinkError
 from ingest.sinks.influxdb.buffer import Buffer
 from ingest.sinks.influxdb.client import InfluxClient, Series
@@ -285,12 +285,12 @@ class InfluxSink:
         self._enqueue(items)
 
     def _enqueue(self, items: Iterable[Point | str]) -> None:
-        lines = [item if isinstance(item, str) else item.to_line() for item in items]
-        if not lines:
+        rendered = lines(items if isinstance(items, list) else list(items))  # in one compiled call
+        if not rendered:
             return
-        self.stats.submitted += len(lines)
-        self._ledger.queued += len(lines)
-        self._buffer.add(lines)
+        self.stats.submitted += len(rendered)
+        self._ledger.queued += len(rendered)
+        self._buffer.add(rendered)
         self._update_gauges()
         self._wake()
 

@@ -1,0 +1,1138 @@
+/* Over 400 lines, one file: a C extension module is one translation unit here
+ * (as _speedups.c), a section per deriver.
+ *
+ * The derivers' per-event loops in C: threads, capability, spans, markers,
+ * gc and heap.  Optional, like protocol/eventlog/_speedups.c: when it is not
+ * compiled, or LIVEPROF_PURE_PYTHON is set, the pure Python loops run.
+ *
+ * No state lives here.  Each function walks a deriver's events from an index,
+ * working on the deriver's own Python containers (dicts, lists, ints), passed
+ * in by the caller, and returns the index of the first event it leaves to
+ * Python: a window boundary, a late event, a rare event type, anything of an
+ * unexpected shape or a number beyond 64 bits.  Every check on an event comes
+ * before any change for it, so the Python loop then takes that event whole,
+ * as the reference does; the deriver's state stays plain Python objects (so
+ * copy.deepcopy of a deriver is a full snapshot) and the points are the same
+ * as the pure Python derivers' (tests/derive/test_core.py). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+enum { MUT = 2, GC = 3, IDLE = 4 };  /* capability.py's record indices */
+
+/* An exact int that fits in 64 bits (bool, a subclass, is refused). */
+static inline int as_i64(PyObject *o, long long *out)
+{
+    if (!PyLong_CheckExact(o))
+        return 0;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Any int (an IntEnum too, as the StopThread status is) that fits in 64 bits. */
+static inline int as_int64(PyObject *o, long long *out)
+{
+    if (!PyLong_Check(o))
+        return 0;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* An event: (type, name, time, cap, fields), the type a small int and the
+ * time a 64-bit int. */
+static inline int unpack(PyObject *ev, long *ty, long long *t, PyObject **cap, PyObject **fields)
+{
+    if (!PyTuple_Check(ev) || PyTuple_GET_SIZE(ev) != 5)
+        return 0;
+    PyObject *oty = PyTuple_GET_ITEM(ev, 0);
+    long long lty;
+    if (!as_i64(oty, &lty) || lty < 0 || lty > 0xFFFF)
+        return 0;
+    *ty = (long)lty;
+    if (!as_i64(PyTuple_GET_ITEM(ev, 2), t) || *t < 0)
+        return 0;
+    *cap = PyTuple_GET_ITEM(ev, 3);
+    *fields = PyTuple_GET_ITEM(ev, 4);
+    return 1;
+}
+
+/* list[i] = v (a new int); -1 on error (an exception set). */
+static inline int set_i64(PyObject *list, Py_ssize_t i, long long v)
+{
+    PyObject *o = PyLong_FromLongLong(v);
+    if (o == NULL)
+        return -1;
+    PyList_SET_ITEM(list, i, o);  /* steals o; the old item is released below */
+    return 0;
+}
+
+#define SET_I64(list, i, v)                                     \
+    do {                                                        \
+        PyObject *old_ = PyList_GET_ITEM((list), (i));          \
+        if (set_i64((list), (i), (v)) < 0)                      \
+            goto error;                                         \
+        Py_DECREF(old_);                                        \
+    } while (0)
+
+/* A list of exactly n items whose items lo..hi-1 are 64-bit ints, read into v[lo..hi-1]. */
+static inline int int_list(PyObject *o, Py_ssize_t n, Py_ssize_t lo, Py_ssize_t hi, long long *v)
+{
+    if (!PyList_CheckExact(o) || PyList_GET_SIZE(o) != n)
+        return 0;
+    for (Py_ssize_t i = lo; i < hi; i++)
+        if (!as_i64(PyList_GET_ITEM(o, i), &v[i]))
+            return 0;
+    return 1;
+}
+
+static inline int add_ok(long long a, long long b, long long *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+static inline int sub_ok(long long a, long long b, long long *out)
+{
+    return !__builtin_sub_overflow(a, b, out);
+}
+
+/* The events as a list or tuple (a new reference), or NULL with an error. */
+static PyObject *seq(PyObject *events)
+{
+    if (!PyList_Check(events) && !PyTuple_Check(events)) {
+        PyErr_SetString(PyExc_TypeError, "events must be a list or a tuple");
+        return NULL;
+    }
+    Py_INCREF(events);
+    return events;
+}
+
+/* -- threads ------------------------------------------------------------------
+ * threads(events, i, ws, we, labels, running, acc, stops, unlabelled, finished,
+ *         (create, run, stop))
+ * -> (index of the first event left to Python, CreateThread events counted) */
+
+/* acc[label] gets [ns, runs] added (a new entry if none); 0: left to Python. */
+static int acc_check(PyObject *acc, PyObject *label, PyObject **entry, long long *vals)
+{
+    PyObject *a = PyDict_GetItemWithError(acc, label);
+    if (a == NULL)
+        return !PyErr_Occurred();
+    *entry = a;
+    return int_list(a, 2, 0, 2, vals);
+}
+
+static int acc_add(PyObject *acc, PyObject *label, PyObject *entry, const long long *vals,
+                   long long ns, long long runs)
+{
+    if (entry == NULL) {
+        PyObject *a = Py_BuildValue("[LL]", ns, runs);
+        if (a == NULL)
+            return -1;
+        int rc = PyDict_SetItem(acc, label, a);
+        Py_DECREF(a);
+        return rc;
+    }
+    if (ns) {
+        PyObject *old = PyList_GET_ITEM(entry, 0);
+        if (set_i64(entry, 0, vals[0] + ns) < 0)
+            return -1;
+        Py_DECREF(old);
+    }
+    if (runs) {
+        PyObject *old = PyList_GET_ITEM(entry, 1);
+        if (set_i64(entry, 1, vals[1] + runs) < 0)
+            return -1;
+        Py_DECREF(old);
+    }
+    return 0;
+}
+
+/* ws, we: the window's bounds as 64-bit ints; 0 if either is beyond them (then
+ * every event is left to Python). */
+static int bounds(PyObject *ows, PyObject *owe, long long *ws, long long *we)
+{
+    return as_i64(ows, ws) && as_i64(owe, we);
+}
+
+static PyObject *threads(PyObject *self, PyObject *args)
+{
+    PyObject *events, *labels, *running, *acc, *stops, *unlabelled, *ows, *owe;
+    Py_ssize_t i;
+    long long ws = 0, we = 0;
+    long finished, create_t, run_t, stop_t;
+    if (!PyArg_ParseTuple(args, "OnOOO!O!O!O!Ul(lll)", &events, &i, &ows, &owe, &PyDict_Type, &labels,
+                          &PyDict_Type, &running, &PyDict_Type, &acc, &PyList_Type, &stops,
+                          &unlabelled, &finished, &create_t, &run_t, &stop_t))
+        return NULL;
+    PyObject *evs = seq(events);
+    if (evs == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(evs), n_status = PyList_GET_SIZE(stops);
+    PyObject **items = PySequence_Fast_ITEMS(evs);
+    long long created = 0;
+    PyObject *key = NULL;
+    if (!bounds(ows, owe, &ws, &we))
+        n = i;
+    for (; i < n; i++) {
+        long ty;
+        long long t;
+        PyObject *cap, *fields;
+        if (!unpack(items[i], &ty, &t, &cap, &fields) || t >= we || t < ws)
+            break;
+        if (ty == create_t) {
+            created++;
+            continue;
+        }
+        if (ty != stop_t && ty != run_t)  /* ThreadLabel (few), anything else: Python's */
+            break;
+        if (!PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) < (ty == stop_t ? 2 : 1))
+            break;
+        PyObject *thread = PyTuple_GET_ITEM(fields, 0);
+        long long thr;
+        if (!as_i64(thread, &thr))
+            break;
+        if (cap == Py_None) {  /* capability unknown: runs keyed by ~thread */
+            key = PyLong_FromLongLong(~thr);
+            if (key == NULL)
+                goto error;
+        } else {
+            if (!PyLong_CheckExact(cap))
+                break;
+            key = cap;
+            Py_INCREF(key);
+        }
+        PyObject *run = PyDict_GetItemWithError(running, key);
+        if (run == NULL && PyErr_Occurred())
+            goto error;
+        long long rv[3] = {0, 0, 0}, sum;
+        if (run != NULL && !int_list(run, 3, 0, 2, rv))
+            goto leave;
+        if (ty == stop_t) {
+            long long status, sv = 0;
+            if (!as_int64(PyTuple_GET_ITEM(fields, 1), &status))
+                goto leave;
+            if (status == finished) {
+                int has = PyDict_Contains(labels, thread);
+                if (has < 0)
+                    goto error;
+                if (has)  /* a labelled thread finishes: its runs are relabelled */
+                    goto leave;
+            }
+            int counted = 0 <= status && status < n_status;
+            if (counted && (!as_i64(PyList_GET_ITEM(stops, status), &sv) || sv == LLONG_MAX))
+                goto leave;
+            int same = 0;
+            long long ns = 0, av[2] = {0, 0};
+            PyObject *entry = NULL, *label = NULL;
+            if (run != NULL) {
+                same = rv[0] == thr;
+                if (same && t > rv[1]) {
+                    ns = t - rv[1];
+                    label = PyList_GET_ITEM(run, 2);
+                    if (!PyUnicode_CheckExact(label))
+                        goto leave;
+                    if (!acc_check(acc, label, &entry, av)) {
+                        if (PyErr_Occurred())
+                            goto error;
+                        goto leave;
+                    }
+                    if (entry != NULL && !add_ok(av[0], ns, &sum))
+                        goto leave;
+                }
+            }
+            /* all checked: the changes */
+            if (run != NULL) {
+                Py_INCREF(run);
+                if (PyDict_DelItem(running, key) < 0) {
+                    Py_DECREF(run);
+                    goto error;
+                }
+                int rc = 0;
+                if (!same)  /* not the thread that runs there: back, at the end */
+                    rc = PyDict_SetItem(running, key, run);
+                else if (label != NULL)
+                    rc = acc_add(acc, label, entry, av, ns, 0);
+                Py_DECREF(run);
+                if (rc < 0)
+                    goto error;
+            }
+            if (counted)
+                SET_I64(stops, status, sv + 1);
+        } else {  /* RunThread */
+            PyObject *label = PyDict_GetItemWithError(labels, thread);
+            if (label == NULL) {
+                if (PyErr_Occurred())
+                    goto error;
+                label = unlabelled;
+            }
+            if (!PyUnicode_CheckExact(label))
+                goto leave;
+            long long av[2] = {0, 0}, pv[2] = {0, 0}, ns = 0;
+            PyObject *entry = NULL, *prev_entry = NULL, *prev_label = NULL;
+            if (!acc_check(acc, label, &entry, av)) {
+                if (PyErr_Occurred())
+                    goto error;
+                goto leave;
+            }
+            if (entry != NULL && av[1] == LLONG_MAX)
+                goto leave;
+            int same_label = 0;
+            if (run != NULL && t > rv[1]) {  /* the previous run lost its stop: it ends here */
+                ns = t - rv[1];
+                prev_label = PyList_GET_ITEM(run, 2);
+                if (!PyUnicode_CheckExact(prev_label))
+                    goto leave;
+                same_label = prev_label == label || PyUnicode_Compare(prev_label, label) == 0;
+                if (!same_label && !acc_check(acc, prev_label, &prev_entry, pv)) {
+                    if (PyErr_Occurred())
+                        goto error;
+                    goto leave;
+                }
+                if (same_label ? entry != NULL && !add_ok(av[0], ns, &sum)
+                               : prev_entry != NULL && !add_ok(pv[0], ns, &sum))
+                    goto leave;
+            }
+            /* all checked: the changes */
+            if (prev_label != NULL && !same_label
+                && acc_add(acc, prev_label, prev_entry, pv, ns, 0) < 0)
+                goto error;
+            if (run == NULL) {
+                PyObject *r = Py_BuildValue("[OOO]", thread, PyTuple_GET_ITEM(items[i], 2), label);
+                if (r == NULL)
+                    goto error;
+                int rc = PyDict_SetItem(running, key, r);
+                Py_DECREF(r);
+                if (rc < 0)
+                    goto error;
+            } else {
+                PyObject *ot = PyTuple_GET_ITEM(items[i], 2);  /* the event's time */
+                Py_INCREF(ot);
+                Py_INCREF(thread);
+                PyList_SetItem(run, 0, thread);
+                PyList_SetItem(run, 1, ot);
+                Py_INCREF(label);
+                PyList_SetItem(run, 2, label);
+            }
+            if (acc_add(acc, label, entry, av, same_label ? ns : 0, 1) < 0)
+                goto error;
+        }
+        Py_CLEAR(key);
+        continue;
+    leave:
+        Py_CLEAR(key);
+        break;
+    }
+    Py_DECREF(evs);
+    return Py_BuildValue("nL", i, created);
+error:
+    Py_XDECREF(key);
+    Py_DECREF(evs);
+    return NULL;
+}
+
+/* -- capability ---------------------------------------------------------------
+ * capability(events, i, we, caps, (run, stop, start_gc, end_gc)) -> index */
+
+static PyObject *capability(PyObject *self, PyObject *args)
+{
+    PyObject *events, *caps, *owe;
+    Py_ssize_t i;
+    long long we = 0;
+    long run_t, stop_t, start_t, end_t;
+    if (!PyArg_ParseTuple(args, "OnOO!(llll)", &events, &i, &owe, &PyDict_Type, &caps,
+                          &run_t, &stop_t, &start_t, &end_t))
+        return NULL;
+    PyObject *evs = seq(events);
+    if (evs == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(evs);
+    if (!as_i64(owe, &we))
+        n = i;
+    PyObject **items = PySequence_Fast_ITEMS(evs);
+    for (; i < n; i++) {
+        long ty;
+        long long t;
+        PyObject *cap, *fields;
+        if (!unpack(items[i], &ty, &t, &cap, &fields))
+            break;
+        long state;
+        if (ty == run_t)
+            state = MUT;
+        else if (ty == start_t)
+            state = GC;
+        else if (ty == stop_t || ty == end_t)
+            state = IDLE;
+        else {  /* CapCreate, CapDelete: Python's, unless empty (skipped there too) */
+            if (t >= we || !PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != 0)
+                break;
+            continue;
+        }
+        if (cap == Py_None)
+            continue;
+        if (t >= we)
+            break;
+        PyObject *rec = PyDict_GetItemWithError(caps, cap);
+        if (rec == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            break;  /* a new capability */
+        }
+        long long v[5];
+        if (!int_list(rec, 5, 0, 2, v) || v[0] < MUT || v[0] > IDLE
+            || !as_i64(PyList_GET_ITEM(rec, v[0]), &v[v[0]]))
+            break;
+        long long d, sum;
+        if (!sub_ok(t, v[1], &d) || !add_ok(v[v[0]], d, &sum))
+            break;
+        SET_I64(rec, v[0], sum);
+        SET_I64(rec, 0, state);
+        PyObject *ot = PyTuple_GET_ITEM(items[i], 2);  /* the event's time, shared */
+        Py_INCREF(ot);
+        PyList_SetItem(rec, 1, ot);
+    }
+    Py_DECREF(evs);
+    return PyLong_FromSsize_t(i);
+error:
+    Py_DECREF(evs);
+    return NULL;
+}
+
+/* -- spans ------------------------------------------------------------------------
+ * spans(events, i, ws, we, kinds) -> index
+ * kinds: message -> (state, is_start), state [time_ns, starts, stops, open start
+ * times, how many of those began before the window, sum of the others]. */
+
+static PyObject *START_PREFIX, *STOP_PREFIX;
+
+static PyObject *spans(PyObject *self, PyObject *args)
+{
+    PyObject *events, *kinds, *ows, *owe;
+    Py_ssize_t i;
+    long long ws = 0, we = 0;
+    if (!PyArg_ParseTuple(args, "OnOOO!", &events, &i, &ows, &owe, &PyDict_Type, &kinds))
+        return NULL;
+    PyObject *evs = seq(events);
+    if (evs == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(evs);
+    if (!bounds(ows, owe, &ws, &we))
+        n = i;
+    PyObject **items = PySequence_Fast_ITEMS(evs);
+    for (; i < n; i++) {
+        long ty;
+        long long t;
+        PyObject *cap, *fields;
+        if (!unpack(items[i], &ty, &t, &cap, &fields) || !PyTuple_CheckExact(fields)
+            || PyTuple_GET_SIZE(fields) != 1)
+            break;
+        PyObject *msg = PyTuple_GET_ITEM(fields, 0);
+        if (!PyUnicode_CheckExact(msg))
+            break;
+        PyObject *kind = PyDict_GetItemWithError(kinds, msg);
+        if (kind == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            Py_ssize_t a = PyUnicode_Tailmatch(msg, START_PREFIX, 0, PY_SSIZE_T_MAX, -1);
+            Py_ssize_t b = a ? 1 : PyUnicode_Tailmatch(msg, STOP_PREFIX, 0, PY_SSIZE_T_MAX, -1);
+            if (a < 0 || b < 0)
+                goto error;
+            if (a || b)
+                break;  /* a span message not seen yet: Python classifies it */
+            continue;  /* not a span message */
+        }
+        if (t >= we || t < ws || !PyTuple_CheckExact(kind) || PyTuple_GET_SIZE(kind) != 2)
+            break;
+        PyObject *st = PyTuple_GET_ITEM(kind, 0), *is_start = PyTuple_GET_ITEM(kind, 1);
+        long long v[6];
+        if (!int_list(st, 6, 0, 3, v) || !as_i64(PyList_GET_ITEM(st, 4), &v[4])
+            || !as_i64(PyList_GET_ITEM(st, 5), &v[5]))
+            break;
+        PyObject *stack = PyList_GET_ITEM(st, 3);
+        if (!PyList_CheckExact(stack))
+            break;
+        if (is_start == Py_True) {
+            long long s;
+            if (!add_ok(v[5], t, &s))
+                break;
+            int rc = PyList_Append(stack, PyTuple_GET_ITEM(items[i], 2));
+            if (rc < 0)
+                goto error;
+            SET_I64(st, 1, v[1] + 1);
+            SET_I64(st, 5, s);
+        } else if (is_start == Py_False) {
+            Py_ssize_t depth = PyList_GET_SIZE(stack);
+            long long begin;
+            if (depth == 0 || !as_i64(PyList_GET_ITEM(stack, depth - 1), &begin))
+                break;  /* an unmatched STOP: Python counts it */
+            int in_window = depth - 1 >= v[4];
+            long long s5 = v[5], s0 = v[0];
+            if (in_window && !sub_ok(v[5], begin, &s5))
+                break;
+            if (t > begin && !add_ok(v[0], t - (begin > ws ? begin : ws), &s0))
+                break;
+            if (PyList_SetSlice(stack, depth - 1, depth, NULL) < 0)
+                goto error;
+            SET_I64(st, 2, v[2] + 1);
+            if (in_window)
+                SET_I64(st, 5, s5);
+            else
+                SET_I64(st, 4, v[4] - 1);
+            if (t > begin)
+                SET_I64(st, 0, s0);
+        } else {
+            break;
+        }
+    }
+    Py_DECREF(evs);
+    return PyLong_FromSsize_t(i);
+error:
+    Py_DECREF(evs);
+    return NULL;
+}
+
+/* -- markers ----------------------------------------------------------------------
+ * markers(events, i, ws, we, user_message) -> (index, user messages counted):
+ * counts the messages inside the window, leaves markers to Python. */
+
+static PyObject *markers(PyObject *self, PyObject *args)
+{
+    PyObject *events, *ows, *owe;
+    Py_ssize_t i;
+    long long ws = 0, we = 0;
+    long msg_t;
+    if (!PyArg_ParseTuple(args, "OnOOl", &events, &i, &ows, &owe, &msg_t))
+        return NULL;
+    PyObject *evs = seq(events);
+    if (evs == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(evs);
+    if (!bounds(ows, owe, &ws, &we))
+        n = i;
+    PyObject **items = PySequence_Fast_ITEMS(evs);
+    long long count = 0;
+    for (; i < n; i++) {
+        long ty;
+        long long t;
+        PyObject *cap, *fields;
+        if (!unpack(items[i], &ty, &t, &cap, &fields) || ty != msg_t || t >= we || t < ws)
+            break;
+        count++;
+    }
+    Py_DECREF(evs);
+    return Py_BuildValue("nL", i, count);
+}
+
+/* -- heap ---------------------------------------------------------------------
+ * heap(events, i, we, alloc_last, gauges, gauge_names, (allocated, mem_return))
+ * -> (index, bytes allocated, whether any figure came): HeapAllocated and the
+ * gauges inside the window; MemReturn and the window's end are Python's. */
+
+static PyObject *heap(PyObject *self, PyObject *args)
+{
+    PyObject *events, *alloc_last, *gauges, *names, *owe;
+    Py_ssize_t i;
+    long long we = 0;
+    long alloc_t, mem_t;
+    if (!PyArg_ParseTuple(args, "OnOO!O!O!(ll)", &events, &i, &owe, &PyDict_Type, &alloc_last,
+                          &PyDict_Type, &gauges, &PyDict_Type, &names, &alloc_t, &mem_t))
+        return NULL;
+    PyObject *evs = seq(events);
+    if (evs == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(evs);
+    PyObject **items = PySequence_Fast_ITEMS(evs);
+    if (!as_i64(owe, &we))
+        n = i;
+    long long allocated = 0;
+    int any = 0;
+    for (; i < n; i++) {
+        long ty;
+        long long t;
+        PyObject *cap, *fields, *name = NULL;
+        if (!unpack(items[i], &ty, &t, &cap, &fields))
+            break;
+        if (ty != alloc_t) {
+            name = PyDict_GetItemWithError(names, PyTuple_GET_ITEM(items[i], 0));
+            if (name == NULL) {
+                if (PyErr_Occurred())
+                    goto error;
+                if (ty == mem_t)
+                    break;
+                continue;  /* not this deriver's */
+            }
+        }
+        if (t >= we || !PyTuple_Check(fields))
+            break;
+        if (PyTuple_GET_SIZE(fields) < 2)
+            continue;  /* (a shorter layout: only moves the clock) */
+        PyObject *value = PyTuple_GET_ITEM(fields, 1);
+        long long v;
+        if (!as_i64(value, &v))
+            break;
+        if (name == NULL) {  /* HeapAllocated: a cumulative counter per capability */
+            long long last = 0, sum;
+            PyObject *olast = PyDict_GetItemWithError(alloc_last, cap);
+            if (olast == NULL && PyErr_Occurred())
+                goto error;
+            if (olast != NULL && !as_i64(olast, &last))
+                break;
+            if (v > last) {
+                if (!add_ok(allocated, v - last, &sum))
+                    break;
+                if (PyDict_SetItem(alloc_last, cap, value) < 0)
+                    goto error;
+                allocated = sum;
+            }
+        } else {  /* a gauge: last value and maximum of the window */
+            PyObject *g = PyDict_GetItemWithError(gauges, name);
+            long long gv[2];
+            if (g == NULL) {
+                if (PyErr_Occurred())
+                    goto error;
+                PyObject *ng = Py_BuildValue("[OO]", value, value);
+                if (ng == NULL)
+                    goto error;
+                int rc = PyDict_SetItem(gauges, name, ng);
+                Py_DECREF(ng);
+                if (rc < 0)
+                    goto error;
+            } else {
+                if (!PyList_CheckExact(g) || PyList_GET_SIZE(g) != 2
+                    || !as_i64(PyList_GET_ITEM(g, 1), &gv[1]))
+                    break;
+                Py_INCREF(value);
+                PyList_SetItem(g, 0, value);
+                if (v > gv[1]) {
+                    Py_INCREF(value);
+                    PyList_SetItem(g, 1, value);
+                }
+            }
+        }
+        any = 1;
+    }
+    Py_DECREF(evs);
+    return Py_BuildValue("nLO", i, allocated, any ? Py_True : Py_False);
+error:
+    Py_DECREF(evs);
+    return NULL;
+}
+
+/* -- gc -------------------------------------------------------------------------
+ * gc(deriver, events, i, in_gc, collection, (start, end, stats, sync, request
+ * par, request seq)) -> index: the collection's life but its points.  The
+ * deriver's ``_cur`` (open collection), ``_pending`` (closed, waiting for its
+ * statistics) and ``_request`` are read and set as gc.py's handlers do; an
+ * event that makes a point (a collection closing with its statistics, the
+ * statistics of a pending or of no collection, a pending one met by the next
+ * StartGC), a capability of None, an unmatched EndGC, HeapInfoGHC: Python's. */
+
+static PyObject *A_CUR, *A_PENDING, *A_REQUEST, *A_CAPS, *A_STATS, *A_SYNC, *A_END, *S_PAR, *S_SEQ;
+
+/* deriver.name is None: 1, is not: 0, error: -1 (*out: a new reference when 0). */
+static int attr_none(PyObject *o, PyObject *name, PyObject **out)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    if (v == Py_None) {
+        Py_DECREF(v);
+        return 1;
+    }
+    if (out != NULL)
+        *out = v;
+    else
+        Py_DECREF(v);
+    return 0;
+}
+
+static PyObject *gc(PyObject *self, PyObject *args)
+{
+    PyObject *d, *events, *in_gc, *cls;
+    Py_ssize_t i;
+    long start_t, end_t, stats_t, sync_t, par_t, seq_t;
+    if (!PyArg_ParseTuple(args, "OOnO!O(llllll)", &d, &events, &i, &PyDict_Type, &in_gc, &cls,
+                          &start_t, &end_t, &stats_t, &sync_t, &par_t, &seq_t))
+        return NULL;
+    PyObject *evs = seq(events);
+    if (evs == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(evs);
+    PyObject **items = PySequence_Fast_ITEMS(evs);
+    PyObject *cur = NULL;  /* a reference while held */
+    for (; i < n; i++) {
+        long ty;
+        long long t;
+        PyObject *cap, *fields;
+        if (!unpack(items[i], &ty, &t, &cap, &fields))
+            break;
+        PyObject *ot = PyTuple_GET_ITEM(items[i], 2);
+        int r;
+        Py_CLEAR(cur);
+        if (ty == start_t) {
+            if (cap == Py_None)
+                break;
+            if (PyDict_GET_SIZE(in_gc) == 0) {  /* a new collection */
+                if ((r = attr_none(d, A_PENDING, NULL)) < 0)
+                    goto error;
+                if (!r)
+                    break;  /* the pending one's point first */
+                PyObject *request = PyObject_GetAttr(d, A_REQUEST);
+                if (request == NULL)
+                    goto error;
+                cur = PyObject_CallFunctionObjArgs(cls, ot, request, NULL);
+                Py_DECREF(request);
+                if (cur == NULL || PyObject_SetAttr(d, A_CUR, cur) < 0
+                    || PyObject_SetAttr(d, A_REQUEST, Py_None) < 0)
+                    goto error;
+            } else {
+                if ((r = attr_none(d, A_CUR, &cur)) < 0)
+                    goto error;
+                if (r)
+                    break;  /* (cannot be: capabilities in GC, so a collection open) */
+            }
+            int has = PyDict_Contains(in_gc, cap);
+            if (has < 0)
+                goto error;
+            if (!has) {
+                PyObject *caps = PyObject_GetAttr(cur, A_CAPS);
+                if (caps == NULL)
+                    goto error;
+                long long c;
+                int ok = as_i64(caps, &c) && c < LLONG_MAX;
+                Py_DECREF(caps);
+                if (!ok)
+                    break;  /* (never: a collection counts its caps from 0) */
+                PyObject *oc = PyLong_FromLongLong(c + 1);
+                if (oc == NULL)
+                    goto error;
+                int rc = PyDict_SetItem(in_gc, cap, ot);
+                if (rc == 0)
+                    rc = PyObject_SetAttr(cur, A_CAPS, oc);
+                Py_DECREF(oc);
+                if (rc < 0)
+                    goto error;
+            }
+        } else if (ty == end_t) {
+            if (cap == Py_None)
+                break;
+            int has = PyDict_Contains(in_gc, cap);
+            if (has < 0)
+                goto error;
+            if (!has)
+                break;  /* an unmatched end: Python counts it */
+            if (PyDict_GET_SIZE(in_gc) >= 2) {  /* others still in it */
+                if (PyDict_DelItem(in_gc, cap) < 0)
+                    goto error;
+                continue;
+            }
+            /* the last capability: the collection closes */
+            if ((r = attr_none(d, A_CUR, &cur)) < 0)
+                goto error;
+            if (r)
+                break;
+            if ((r = attr_none(cur, A_STATS, NULL)) < 0)
+                goto error;
+            if (!r)
+                break;  /* it has its statistics: its point */
+            if (PyDict_DelItem(in_gc, cap) < 0 || PyObject_SetAttr(d, A_CUR, Py_None) < 0
+                || PyObject_SetAttr(cur, A_END, ot) < 0 || PyObject_SetAttr(d, A_PENDING, cur) < 0)
+                goto error;
+        } else if (ty == stats_t) {
+            if (!PyTuple_Check(fields))
+                break;
+            if (PyTuple_GET_SIZE(fields) < 8)
+                continue;  /* (a shorter layout: skipped, as there) */
+            if ((r = attr_none(d, A_CUR, &cur)) < 0)
+                goto error;
+            if (r)
+                break;  /* the pending collection's point, or a lone one */
+            if ((r = attr_none(cur, A_STATS, NULL)) < 0)
+                goto error;
+            if (!r)
+                break;
+            if (PyObject_SetAttr(cur, A_STATS, fields) < 0)
+                goto error;
+        } else if (ty == sync_t) {
+            if ((r = attr_none(d, A_CUR, &cur)) < 0)
+                goto error;
+            if (r)
+                continue;
+            if ((r = attr_none(cur, A_SYNC, NULL)) < 0)
+                goto error;
+            if (r && PyObject_SetAttr(cur, A_SYNC, ot) < 0)
+                goto error;
+        } else if (ty == par_t || ty == seq_t) {
+            if ((r = attr_none(d, A_CUR, &cur)) < 0)
+                goto error;
+            if (r) {
+                PyObject *req = PyTuple_Pack(2, ot, ty == par_t ? S_PAR : S_SEQ);
+                if (req == NULL)
+                    goto error;
+                int rc = PyObject_SetAttr(d, A_REQUEST, req);
+                Py_DECREF(req);
+                if (rc < 0)
+                    goto error;
+            }
+        } else {
+            break;  /* HeapInfoGHC, or another: Python's */
+        }
+    }
+    Py_XDECREF(cur);
+    Py_DECREF(evs);
+    return PyLong_FromSsize_t(i);
+error:
+    Py_XDECREF(cur);
+    Py_DECREF(evs);
+    return NULL;
+}
+
+/* -- routing ------------------------------------------------------------------
+ * route(items, lo, hi, table): for each item of items[lo:hi], call each of
+ * table[item[0]] with it (item[0] is an event's type id, or -1, the last entry,
+ * for a late one): the pipeline's routing of released events into the
+ * derivers' buckets (pipeline.py's _dispatch). */
+
+static PyObject *route(PyObject *self, PyObject *args)
+{
+    PyObject *items, *table;
+    Py_ssize_t lo, hi;
+    if (!PyArg_ParseTuple(args, "O!nnO!", &PyList_Type, &items, &lo, &hi, &PyList_Type, &table))
+        return NULL;
+    Py_ssize_t n_table = PyList_GET_SIZE(table);
+    Py_INCREF(items);
+    Py_INCREF(table);
+    for (Py_ssize_t i = lo; i < hi && i < PyList_GET_SIZE(items); i++) {
+        PyObject *ev = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(ev) || PyTuple_GET_SIZE(ev) < 1) {
+            PyErr_SetString(PyExc_TypeError, "route: an item is not an event");
+            goto error;
+        }
+        Py_ssize_t ty = PyLong_AsSsize_t(PyTuple_GET_ITEM(ev, 0));
+        if (ty == -1 && PyErr_Occurred())
+            goto error;
+        if (ty < 0)
+            ty += n_table;
+        if (ty < 0 || ty >= n_table) {
+            PyErr_SetString(PyExc_IndexError, "route: type id out of the table");
+            goto error;
+        }
+        PyObject *calls = PyList_GET_ITEM(table, ty);
+        if (!PyTuple_Check(calls)) {
+            PyErr_SetString(PyExc_TypeError, "route: a table entry is not a tuple");
+            goto error;
+        }
+        Py_ssize_t k = PyTuple_GET_SIZE(calls);
+        if (k == 0)
+            continue;
+        Py_INCREF(ev);
+        Py_INCREF(calls);
+        for (Py_ssize_t j = 0; j < k; j++) {
+            PyObject *r = PyObject_CallOneArg(PyTuple_GET_ITEM(calls, j), ev);
+            if (r == NULL) {
+                Py_DECREF(calls);
+                Py_DECREF(ev);
+                goto error;
+            }
+            Py_DECREF(r);
+        }
+        Py_DECREF(calls);
+        Py_DECREF(ev);
+    }
+    Py_DECREF(items);
+    Py_DECREF(table);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(items);
+    Py_DECREF(table);
+    return NULL;
+}
+
+/* -- line protocol ------------------------------------------------------------
+ * lines(items, point_type, heads, keys, head, key, slow) -> list of str: each
+ * Point of ``items`` (exactly ``point_type``) as Point.to_line() writes it, a
+ * str kept as it is, anything else ``item.to_line()``.  The escaped head
+ * ("measurement,tag=value,...") comes from ``heads``, keyed by (measurement,
+ * *tags.items()), else from ``head(key, measurement, tags)`` (which caches it);
+ * an escaped field key from ``keys``, else ``key(k)``.  Ints in 64 bits and
+ * floats are written here, None is left out, every other value is
+ * ``slow(value)``'s text. */
+
+typedef struct {
+    char *buf;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_add(Buf *b, const char *s, Py_ssize_t n)
+{
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *nb = PyMem_Realloc(b->buf, cap);
+        if (nb == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* A str's UTF-8 (0: it has none, a lone surrogate: the item is left to Python). */
+static int buf_str(Buf *b, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    return buf_add(b, u, n) < 0 ? -1 : 1;
+}
+
+static PyObject *A_MEASUREMENT, *A_TAGS, *A_FIELDS, *A_TIME;
+
+/* One point's line into b: 1 done, 0 left to Python, -1 error. */
+static int encode(Buf *b, PyObject *p, PyObject *heads, PyObject *keys, PyObject *head_fn,
+                  PyObject *key_fn, PyObject *slow)
+{
+    int rc = -1;
+    PyObject *m = NULL, *tags = NULL, *fields = NULL, *t = NULL, *key = NULL, *head = NULL;
+    if ((m = PyObject_GetAttr(p, A_MEASUREMENT)) == NULL || (tags = PyObject_GetAttr(p, A_TAGS)) == NULL
+        || (fields = PyObject_GetAttr(p, A_FIELDS)) == NULL || (t = PyObject_GetAttr(p, A_TIME)) == NULL)
+        goto done;
+    if (!PyDict_CheckExact(tags) || !PyDict_CheckExact(fields) || !PyLong_CheckExact(t)) {
+        rc = 0;
+        goto done;
+    }
+    key = PyTuple_New(1 + PyDict_GET_SIZE(tags));
+    if (key == NULL)
+        goto done;
+    Py_INCREF(m);
+    PyTuple_SET_ITEM(key, 0, m);
+    Py_ssize_t pos = 0, k = 1;
+    PyObject *tk, *tv;
+    while (PyDict_Next(tags, &pos, &tk, &tv)) {
+        PyObject *item = PyTuple_Pack(2, tk, tv);
+        if (item == NULL)
+            goto done;
+        PyTuple_SET_ITEM(key, k++, item);
+    }
+    head = PyDict_GetItemWithError(heads, key);
+    if (head != NULL) {
+        Py_INCREF(head);
+    } else {
+        if (PyErr_Occurred())
+            goto done;
+        head = PyObject_CallFunctionObjArgs(head_fn, key, m, tags, NULL);
+        if (head == NULL)
+            goto done;
+    }
+    if (!PyUnicode_CheckExact(head)) {
+        rc = 0;
+        goto done;
+    }
+    Py_ssize_t start = b->len;
+    int r = buf_str(b, head);
+    if (r <= 0) {
+        rc = r;
+        goto done;
+    }
+    if (buf_add(b, " ", 1) < 0)
+        goto done;
+    pos = 0;
+    int first = 1;
+    PyObject *fk, *fv;
+    while (PyDict_Next(fields, &pos, &fk, &fv)) {
+        if (fv == Py_None)
+            continue;
+        PyObject *ek = PyDict_GetItemWithError(keys, fk);
+        if (ek != NULL) {
+            Py_INCREF(ek);
+        } else {
+            if (PyErr_Occurred())
+                goto done;
+            ek = PyObject_CallOneArg(key_fn, fk);
+            if (ek == NULL)
+                goto done;
+        }
+        if (!first && buf_add(b, ",", 1) < 0) {
+            Py_DECREF(ek);
+            goto done;
+        }
+        first = 0;
+        r = PyUnicode_CheckExact(ek) ? buf_str(b, ek) : 0;
+        Py_DECREF(ek);
+        if (r <= 0) {
+            rc = r;
+            b->len = start;
+            goto done;
+        }
+        if (buf_add(b, "=", 1) < 0)
+            goto done;
+        long long v;
+        char num[32];
+        if (PyLong_CheckExact(fv) && as_i64(fv, &v)) {
+            int n = snprintf(num, sizeof num, "%lldi", v);
+            if (buf_add(b, num, n) < 0)
+                goto done;
+            continue;
+        }
+        if (fv == Py_True || fv == Py_False) {
+            if (buf_add(b, fv == Py_True ? "true" : "false", fv == Py_True ? 4 : 5) < 0)
+                goto done;
+            continue;
+        }
+        if (PyUnicode_CheckExact(fv)) {  /* quoted, with " and \ escaped */
+            Py_ssize_t sn;
+            const char *u = PyUnicode_AsUTF8AndSize(fv, &sn);
+            if (u == NULL) {
+                PyErr_Clear();
+                rc = 0;
+                b->len = start;
+                goto done;
+            }
+            if (buf_add(b, "\"", 1) < 0)
+                goto done;
+            Py_ssize_t from = 0;
+            for (Py_ssize_t j = 0; j < sn; j++) {
+                if (u[j] == '"' || u[j] == '\\') {
+                    if (buf_add(b, u + from, j - from) < 0 || buf_add(b, "\\", 1) < 0)
+                        goto done;
+                    from = j;
+                }
+            }
+            if (buf_add(b, u + from, sn - from) < 0 || buf_add(b, "\"", 1) < 0)
+                goto done;
+            continue;
+        }
+        PyObject *text = PyFloat_CheckExact(fv) ? PyObject_Repr(fv) : PyObject_CallOneArg(slow, fv);
+        if (text == NULL)
+            goto done;
+        r = PyUnicode_CheckExact(text) ? buf_str(b, text) : 0;
+        Py_DECREF(text);
+        if (r <= 0) {
+            rc = r;
+            b->len = start;
+            goto done;
+        }
+    }
+    long long tv64;
+    if (!as_i64(t, &tv64)) {
+        rc = 0;
+        b->len = start;
+        goto done;
+    }
+    char num[32];
+    int n = snprintf(num, sizeof num, " %lld", tv64);
+    if (buf_add(b, num, n) < 0)
+        goto done;
+    rc = 1;
+done:
+    Py_XDECREF(m);
+    Py_XDECREF(tags);
+    Py_XDECREF(fields);
+    Py_XDECREF(t);
+    Py_XDECREF(key);
+    Py_XDECREF(head);
+    return rc;
+}
+
+static PyObject *lines(PyObject *self, PyObject *args)
+{
+    PyObject *items, *ptype, *heads, *keys, *head_fn, *key_fn, *slow;
+    if (!PyArg_ParseTuple(args, "O!OO!O!OOO", &PyList_Type, &items, &ptype, &PyDict_Type, &heads,
+                          &PyDict_Type, &keys, &head_fn, &key_fn, &slow))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    Buf b = {NULL, 0, 0};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i), *line = NULL;
+        if (PyUnicode_Check(item)) {
+            Py_INCREF(item);
+            line = item;
+        } else {
+            int rc = 0;
+            b.len = 0;
+            Py_INCREF(item);
+            if ((PyObject *)Py_TYPE(item) == ptype)
+                rc = encode(&b, item, heads, keys, head_fn, key_fn, slow);
+            if (rc > 0)
+                line = PyUnicode_DecodeUTF8(b.buf, b.len, "strict");
+            else if (rc == 0)
+                line = PyObject_CallMethod(item, "to_line", NULL);
+            Py_DECREF(item);
+        }
+        if (line == NULL) {
+            PyMem_Free(b.buf);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, line);
+    }
+    PyMem_Free(b.buf);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"threads", threads, METH_VARARGS, "threads deriver: RunThread/StopThread/CreateThread loop."},
+    {"capability", capability, METH_VARARGS, "capability deriver: state transition loop."},
+    {"spans", spans, METH_VARARGS, "spans deriver: START/STOP message loop."},
+    {"markers", markers, METH_VARARGS, "markers deriver: user message count."},
+    {"heap", heap, METH_VARARGS, "heap deriver: allocation and gauges."},
+    {"lines", lines, METH_VARARGS, "points as InfluxDB line protocol."},
+    {"route", route, METH_VARARGS, "call table[item[0]]'s callables with each item."},
+    {"gc", gc, METH_VARARGS, "gc deriver: a collection's life but its points."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_core", "C per-event loops of the derivers.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    START_PREFIX = PyUnicode_InternFromString("START ");
+    STOP_PREFIX = PyUnicode_InternFromString("STOP ");
+    A_MEASUREMENT = PyUnicode_InternFromString("measurement");
+    A_TAGS = PyUnicode_InternFromString("tags");
+    A_FIELDS = PyUnicode_InternFromString("fields");
+    A_TIME = PyUnicode_InternFromString("time");
+    if (A_MEASUREMENT == NULL || A_TAGS == NULL || A_FIELDS == NULL || A_TIME == NULL)
+        return NULL;
+    A_CUR = PyUnicode_InternFromString("_cur");
+    A_PENDING = PyUnicode_InternFromString("_pending");
+    A_REQUEST = PyUnicode_InternFromString("_request");
+    A_CAPS = PyUnicode_InternFromString("caps");
+    A_STATS = PyUnicode_InternFromString("stats");
+    A_SYNC = PyUnicode_InternFromString("sync_t");
+    A_END = PyUnicode_InternFromString("end");
+    S_PAR = PyUnicode_InternFromString("par");
+    S_SEQ = PyUnicode_InternFromString("seq");
+    if (START_PREFIX == NULL || STOP_PREFIX == NULL || A_CUR == NULL || A_PENDING == NULL
+        || A_REQUEST == NULL || A_CAPS == NULL || A_STATS == NULL || A_SYNC == NULL || A_END == NULL
+        || S_PAR == NULL || S_SEQ == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}
