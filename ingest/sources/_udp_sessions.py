@@ -9,7 +9,11 @@ The policy (see ``monitor_udp``'s docstring for the whole of it):
   decoded before it may cost a session; garbage from a sender without one is
   only counted;
 * a sender gets a session for its first valid message, and a stream
-  downstream only once that session has eventlog bytes (a header);
+  downstream only once that session has events (after its header): by then
+  it knows whether they come in blocks (capabilities restored) and, from a
+  ``liveprof agent``'s snapshot, its app and host (``monitor_info``);
+* blocks whose events do not all come are given out with what they have
+  after a short wait (``expire``), their missing events counted;
 * when all ``max_sessions`` slots are taken, the oldest session without a
   header gives way to the new sender; if every session has one, the new
   sender's datagrams are dropped and counted;
@@ -38,7 +42,7 @@ from protocol.monitor import (
     verify_datagram,
 )
 
-from .base import Opener, StreamConsumer, StreamInfo
+from .base import Opener, StreamConsumer, monitor_info
 
 if TYPE_CHECKING:
     from .monitor_udp import MonitorUdpConfig
@@ -177,13 +181,26 @@ class UdpSessions:
         """Hand each peer's bytes from one batch of datagrams on in one call;
         a peer whose consumer fails has its session ended, the others go on."""
         for key, peer in list(self.peers.items()):
-            if peer.out and not self._deliver(peer):
+            if peer.out and self._ready(peer) and not self._deliver(peer):
                 self._end(key, None)
 
+    @staticmethod
+    def _ready(peer: Peer) -> bool:
+        """Its stream is open, or may open: it had events or blocks."""
+        s = peer.session
+        return peer.consumer is not None or s.blocks.seen or s.stats.events > 0
+
     def expire(self, now: float) -> None:
-        """End idle sessions and expire old split messages."""
+        """End idle sessions, expire old split messages, give out the blocks
+        that waited too long for lost events."""
         for key, peer in list(self.peers.items()):
             peer.session.expire(now)
+            late = peer.session.flush(now)
+            if late:
+                peer.out.append(late)
+                if self._ready(peer) and not self._deliver(peer):
+                    self._end(key, None)
+                    continue
             if now - peer.last_seen > self.config.idle_timeout:
                 self._end(key, None)
 
@@ -238,7 +255,8 @@ class UdpSessions:
                 if self.opener is None:
                     raise RuntimeError("no opener: the listener is not running")
                 self.streams += 1
-                peer.consumer = self.opener(StreamInfo(self.kind, peer.address, self.streams))
+                peer.consumer = self.opener(monitor_info(self.kind, peer.address, self.streams,
+                                                         peer.session))
             peer.consumer.data(data)
             return True
         except Exception as exc:
@@ -251,11 +269,15 @@ class UdpSessions:
     def _end(self, key: Address, error: str | None) -> None:
         peer = self.peers.pop(key)
         self._headerless.pop(key, None)
+        last = peer.session.flush(float("inf"))     # blocks still waiting: as they are
+        if last:
+            peer.out.append(last)
         if peer.out and not peer.failed:
             self._deliver(peer)
         if peer.failed:
             error = "its consumer failed"
         s, r = peer.session.stats, peer.session.reassembler
+        b = peer.session.blocks.stats
         waiting = peer.session.close()
         lost = r.clear()
         summary = {
@@ -264,7 +286,10 @@ class UdpSessions:
             "events_without_header": s.dropped_before_header + waiting,
             "bad_held_events": s.bad_held_events,
             "unauthenticated": peer.stats.unauthenticated,
-            "split_messages_lost": r.stats.expired + r.stats.evicted + lost}
+            "split_messages_lost": r.stats.expired + r.stats.evicted + lost,
+            "blocks": b.blocks + b.incomplete, "blocks_incomplete": b.incomplete,
+            "block_events_missing": b.missing_events,
+            "block_events_orphaned": b.orphan_events + b.late_events}
         self.ended.append(summary)
         if peer.consumer is None:
             # never had a header: nothing went downstream

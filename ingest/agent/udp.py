@@ -1,0 +1,132 @@
+"""The agent's datagram side: send each run to collectors (spec 3.3).
+
+For each ``--send`` target and each run, one UDP socket (a new source port
+per run, so a collector sees each run as its own session even when the
+program's header is the same).  Every message is one datagram (at most
+``max_size`` payload bytes, split per spec 7.1), tagged with the shared
+secret's HMAC when there is one (3.4), and sent ``redundancy`` times (a
+receiver drops the duplicates).  The snapshot and the header go first, and
+again every ``repeat`` seconds, so a collector that starts late or restarts
+joins within that time.
+
+Full policy: a datagram the kernel will not take now (socket buffer full) is
+dropped and counted; a collector that is down (ICMP port unreachable) costs
+a counter.  Nothing is queued in the agent, so memory does not grow whatever
+the collectors do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from protocol.monitor import datagrams
+
+from .core import Counters, Run
+
+log = logging.getLogger("liveprof.agent")
+
+
+class _Target:
+    def __init__(self, host: str, port: int):
+        self.host = host
+        self.port = port
+        self.name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.sock: socket.socket | None = None
+        self.refused = 0
+
+    def open(self, send_buffer: int) -> None:
+        self.close()
+        family, kind, proto, _, addr = socket.getaddrinfo(self.host, self.port,
+                                                          type=socket.SOCK_DGRAM)[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            sock.setblocking(False)
+            sock.connect(addr)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class UdpOut:
+    def __init__(self, targets: list[tuple[str, int]], counters: Counters, *,
+                 key: bytes | None = None, redundancy: int = 1, repeat: float = 2.0,
+                 send_buffer: int = 4 << 20):
+        self.targets = [_Target(h, p) for h, p in targets]
+        self.counters = counters
+        self.key = key
+        self.redundancy = max(1, redundancy)
+        self.repeat = repeat
+        self.send_buffer = send_buffer
+        self.run: Run | None = None
+        self._repeater: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        for t in self.targets:
+            socket.getaddrinfo(t.host, t.port, type=socket.SOCK_DGRAM)   # fails early if unknown
+        log.info("agent: sending datagrams to %s (redundancy %d, snapshot and header every "
+                 "%.1f s%s)", ", ".join(t.name for t in self.targets), self.redundancy,
+                 self.repeat, ", signed" if self.key else "")
+        self._repeater = asyncio.create_task(self._repeat(), name="agent:udp-repeat")
+
+    async def close(self) -> None:
+        if self._repeater is not None:
+            self._repeater.cancel()
+        for t in self.targets:
+            t.close()
+
+    async def _repeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.repeat)
+            if self.run is not None:
+                self._send(self.run.snapshot())
+
+    def _send(self, bodies: list[bytes]) -> None:
+        grams = datagrams(bodies, self.key)
+        c = self.counters
+        for t in self.targets:
+            sock = t.sock
+            if sock is None:
+                continue
+            for _ in range(self.redundancy):
+                for d in grams:
+                    try:
+                        sock.send(d)
+                        c.datagrams += 1
+                    except BlockingIOError:
+                        c.datagrams_dropped += 1
+                    except OSError as exc:     # refused (collector down), unreachable
+                        c.send_errors += 1
+                        t.refused += 1
+                        if t.refused & (t.refused - 1) == 0:
+                            log.warning("agent: collector %s: %s (%d such so far)", t.name,
+                                        exc.strerror or exc, t.refused)
+
+    # -- Output --------------------------------------------------------------------------
+
+    def run_started(self, run: Run) -> None:
+        self.run = run
+        for t in self.targets:
+            try:
+                t.open(self.send_buffer)
+            except OSError as exc:
+                log.error("agent: collector %s: cannot open a socket: %s", t.name, exc)
+        self._send(run.snapshot())
+
+    def unit(self, bodies: list[bytes]) -> None:
+        if self.run is not None:
+            self._send(bodies)
+
+    def run_ended(self, run: Run) -> None:
+        if self.run is run:
+            self.run = None
+            for t in self.targets:
+                t.close()
