@@ -7,7 +7,8 @@ every event (unlike the 2016 monitor, spec 2.5).  A receiver joins between
 units, so at a block boundary.
 
 Full policy: each receiver has a queue bounded in bytes (``queue_bytes``,
-counting what waits in the transport too); a receiver too slow to keep it
+counting what waits in the transport too; its socket's kernel send buffer
+is capped at a quarter of that, at most 1 MiB); a receiver too slow to keep it
 under the bound is disconnected (logged, counted in ``receivers dropped``),
 the others never notice and the program is never held.  The agent reads
 nothing from a receiver but its end.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 
 from protocol.monitor import frames
@@ -144,6 +146,10 @@ class TcpOut:
             r.close(abort=True)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                            max(4096, min(self.queue_bytes // 4, 1 << 20)))
         r = _Receiver(self, reader, writer)
         self.receivers.add(r)
         self.counters.receivers = len(self.receivers)

@@ -9,10 +9,13 @@ receiver drops the duplicates).  The snapshot and the header go first, and
 again every ``repeat`` seconds, so a collector that starts late or restarts
 joins within that time.
 
-Full policy: a datagram the kernel will not take now (socket buffer full) is
-dropped and counted; a collector that is down (ICMP port unreachable) costs
-a counter.  Nothing is queued in the agent, so memory does not grow whatever
-the collectors do.
+Pacing and full policy: datagrams wait in one queue, bounded in bytes
+(``queue_bytes``; beyond, the newest are dropped and counted), and go out at
+most ``rate`` messages a second (a block of the program is a burst of
+datagrams: spread out, a collector's socket buffer takes it); a datagram the
+kernel will not take now (socket buffer full) is dropped and counted; a
+collector that is down (ICMP port unreachable) costs a counter.  Memory is
+bounded whatever the collectors do, and the core never waits.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections import deque
+from collections.abc import Callable
 
 from protocol.monitor import datagrams
 
@@ -59,15 +65,24 @@ class _Target:
 class UdpOut:
     def __init__(self, targets: list[tuple[str, int]], counters: Counters, *,
                  key: bytes | None = None, redundancy: int = 1, repeat: float = 2.0,
-                 send_buffer: int = 4 << 20):
+                 send_buffer: int = 4 << 20, rate: float = 50_000.0,
+                 queue_bytes: int = 16 << 20):
         self.targets = [_Target(h, p) for h, p in targets]
         self.counters = counters
         self.key = key
         self.redundancy = max(1, redundancy)
         self.repeat = repeat
         self.send_buffer = send_buffer
+        self.rate = rate
+        self.queue_bytes = queue_bytes
         self.run: Run | None = None
         self._repeater: asyncio.Task | None = None
+        self._pump: asyncio.Task | None = None
+        # datagrams, and socket changes (a new run: new sockets) in their order
+        self._queue: deque[bytes | Callable[[], None]] = deque()
+        self._queued = 0
+        self._wake = asyncio.Event()
+        self._empty = asyncio.Event()      # set when the pump has sent everything
 
     async def start(self) -> None:
         for t in self.targets:
@@ -76,12 +91,54 @@ class UdpOut:
                  "%.1f s%s)", ", ".join(t.name for t in self.targets), self.redundancy,
                  self.repeat, ", signed" if self.key else "")
         self._repeater = asyncio.create_task(self._repeat(), name="agent:udp-repeat")
+        self._pump = asyncio.create_task(self._send_queue(), name="agent:udp-send")
 
-    async def close(self) -> None:
+    async def close(self, drain: float = 5.0) -> None:
+        """Send what is queued (up to ``drain`` seconds), then stop."""
         if self._repeater is not None:
             self._repeater.cancel()
+        if self._queue:
+            self._empty.clear()
+            try:
+                await asyncio.wait_for(self._empty.wait(), drain)
+            except TimeoutError:
+                log.warning("agent: %d datagrams not sent at the stop", len(self._queue))
+        if self._pump is not None:
+            self._pump.cancel()
         for t in self.targets:
             t.close()
+
+    def _put(self, item: bytes | Callable[[], None]) -> None:
+        if isinstance(item, bytes):
+            if self._queued + len(item) > self.queue_bytes:
+                self.counters.datagrams_dropped += 1
+                return
+            self._queued += len(item)
+        self._queue.append(item)
+        self._wake.set()
+
+    async def _send_queue(self) -> None:
+        """Send the queue at most ``rate`` datagrams a second."""
+        queue, tick = self._queue, 0.002
+        budget, last = 0.0, time.monotonic()
+        while True:
+            if not queue:
+                self._empty.set()
+                self._wake.clear()
+                await self._wake.wait()
+                budget, last = 0.0, time.monotonic()
+            now = time.monotonic()
+            budget = min(budget + (now - last) * self.rate, max(1.0, self.rate * 0.01))
+            last = now
+            while queue and budget >= 1:
+                item = queue.popleft()
+                if isinstance(item, bytes):
+                    self._queued -= len(item)
+                    self._send_one(item)
+                    budget -= 1
+                else:
+                    item()
+            await asyncio.sleep(tick)
 
     async def _repeat(self) -> None:
         while True:
@@ -90,35 +147,44 @@ class UdpOut:
                 self._send(self.run.snapshot())
 
     def _send(self, bodies: list[bytes]) -> None:
-        grams = datagrams(bodies, self.key)
+        for d in datagrams(bodies, self.key):
+            self._put(d)
+
+    def _send_one(self, d: bytes) -> None:
         c = self.counters
         for t in self.targets:
             sock = t.sock
             if sock is None:
                 continue
             for _ in range(self.redundancy):
-                for d in grams:
-                    try:
-                        sock.send(d)
-                        c.datagrams += 1
-                    except BlockingIOError:
-                        c.datagrams_dropped += 1
-                    except OSError as exc:     # refused (collector down), unreachable
-                        c.send_errors += 1
-                        t.refused += 1
-                        if t.refused & (t.refused - 1) == 0:
-                            log.warning("agent: collector %s: %s (%d such so far)", t.name,
-                                        exc.strerror or exc, t.refused)
+                try:
+                    sock.send(d)
+                    c.datagrams += 1
+                except BlockingIOError:
+                    c.datagrams_dropped += 1
+                except OSError as exc:     # refused (collector down), unreachable
+                    c.send_errors += 1
+                    t.refused += 1
+                    if t.refused & (t.refused - 1) == 0:
+                        log.warning("agent: collector %s: %s (%d such so far)", t.name,
+                                    exc.strerror or exc, t.refused)
 
     # -- Output --------------------------------------------------------------------------
 
-    def run_started(self, run: Run) -> None:
-        self.run = run
+    def _open_all(self) -> None:
         for t in self.targets:
             try:
                 t.open(self.send_buffer)
             except OSError as exc:
                 log.error("agent: collector %s: cannot open a socket: %s", t.name, exc)
+
+    def _close_all(self) -> None:
+        for t in self.targets:
+            t.close()
+
+    def run_started(self, run: Run) -> None:
+        self.run = run
+        self._put(self._open_all)
         self._send(run.snapshot())
 
     def unit(self, bodies: list[bytes]) -> None:
@@ -128,5 +194,4 @@ class UdpOut:
     def run_ended(self, run: Run) -> None:
         if self.run is run:
             self.run = None
-            for t in self.targets:
-                t.close()
+            self._put(self._close_all)

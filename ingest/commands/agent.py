@@ -60,6 +60,9 @@ def add_parser(sub) -> None:
     p.add_argument("--secret-file", metavar="FILE",
                    help="datagrams: tag each with the HMAC of the secret in FILE "
                         "(docs/monitor-protocol.md 3.4; or LIVEPROF_AGENT_SECRET)")
+    p.add_argument("--rate", type=float, default=50_000.0, metavar="N",
+                   help="datagrams: at most N messages a second per collector, before "
+                        "redundancy (default 50000; beyond, a bounded queue, then drops)")
     p.add_argument("--max-size", type=int, default=1200, metavar="BYTES",
                    help="datagrams: split payloads longer than this (default 1200)")
     p.add_argument("--queue-bytes", type=int, default=32 << 20, metavar="BYTES",
@@ -116,8 +119,10 @@ def run(args) -> int:
         targets = [parse_address(t, DEFAULT_PORT) for t in args.send]
         listen = None if args.no_listen else parse_address(args.listen, DEFAULT_PORT,
                                                            default_host="")
-        if not 1 <= args.redundancy <= 16 or args.repeat <= 0 or args.max_size < 64:
-            raise ValueError("--redundancy is 1..16, --repeat > 0, --max-size >= 64")
+        if not 1 <= args.redundancy <= 16 or args.repeat <= 0 or args.max_size < 64 \
+                or args.rate < 100:
+            raise ValueError("--redundancy is 1..16, --repeat > 0, --max-size >= 64, "
+                             "--rate >= 100")
         if listen is None and not targets:
             raise ValueError("nowhere to send: --no-listen and no --send")
     except (ValueError, OSError, LiveprofError) as exc:
@@ -139,7 +144,7 @@ def run(args) -> int:
             outputs.append(tcp)
         if targets:
             udp = UdpOut(targets, agent.counters, key=key, redundancy=args.redundancy,
-                         repeat=args.repeat)
+                         repeat=args.repeat, rate=args.rate)
             await udp.start()
             outputs.append(udp)
         agent.outputs = outputs

@@ -1,8 +1,9 @@
 """A real GHC program -> ``liveprof agent --send`` -> datagrams -> ``liveprof
 serve --udp`` -> a real influxd.
 
-With no loss (each datagram sent twice, HMAC-tagged) the database holds
-exactly what ``liveprof import`` of the same bytes writes.  Through a relay
+With no loss (each datagram sent twice, HMAC-tagged, while strangers send
+the collector garbage and badly tagged datagrams) the database holds exactly
+what ``liveprof import`` of the same bytes writes.  Through a relay
 that drops 1% of the datagrams, what is missing is counted by the collector
 and everything else is exact: the database equals an import of the bytes
 with the lost events taken out, worked out from the datagrams the relay let
@@ -13,7 +14,11 @@ own bookkeeping) is set aside, as in test_tcp.py; nothing else is."""
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 import struct
+import threading
+import time
 
 import pytest
 
@@ -22,9 +27,13 @@ from protocol.monitor import (
     BlockPart,
     Encoder,
     Full,
+    HeaderLength,
     Part,
     SplitHeader,
+    datagram_key,
     decode_message,
+    encode_message,
+    sign_datagram,
     verify_datagram,
 )
 from tests.agent.helpers import (
@@ -50,7 +59,27 @@ def livesim():
     return livesim_binary()
 
 
-async def run_udp(livesim, influxd, database, tmp_path, *, relay_loss=None, agent_args=()):
+def strangers(port: int, stop: threading.Event) -> None:
+    """Bad datagrams from other senders at the collector: random bytes, a
+    valid message with no tag or a wrong one, a tag of another secret."""
+    rng = random.Random(7)
+    body = encode_message(HeaderLength(3))
+    other = datagram_key("not-the-secret-at-all")
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    try:
+        while not stop.is_set():
+            for sock in socks:
+                for d in (rng.randbytes(rng.randrange(1, 200)), body, body + bytes(16),
+                          sign_datagram(body, other)):
+                    sock.sendto(d, ("127.0.0.1", port))
+            time.sleep(0.01)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+async def run_udp(livesim, influxd, database, tmp_path, *, relay_loss=None, agent_args=(),
+                  noise=False):
     fifo, tee = tmp_path / "live.fifo", tmp_path / "tee.eventlog"
     port = free_udp_port()
     (tmp_path / "secret").write_text(SECRET + "\n")
@@ -65,14 +94,20 @@ async def run_udp(livesim, influxd, database, tmp_path, *, relay_loss=None, agen
         agent = AgentProcess("--fifo", str(fifo), "--no-listen", "--send", f"127.0.0.1:{target}",
                              "--secret-file", str(tmp_path / "secret"), "--tee", str(tee),
                              "--repeat", "0.5", *agent_args)
+        stop = threading.Event()
+        noisy = threading.Thread(target=strangers, args=(port, stop), daemon=True)
         try:
             await agent.await_line(r"sending datagrams")
             program = start_livesim(livesim, fifo, SECONDS)
+            if noise:
+                noisy.start()
             _, err = await asyncio_communicate(program)
+            stop.set()
             assert program.returncode == 0, err
             await agent.await_line(r"run ended")
             await wait_finished(service, 1)
         finally:
+            stop.set()
             assert agent.stop() == 0
     finally:
         if relay:
@@ -81,7 +116,7 @@ async def run_udp(livesim, influxd, database, tmp_path, *, relay_loss=None, agen
     (record,) = service.registry.finished.values()
     (udp,) = [s for s in service.sources if s.kind == "monitor_udp"]
     (summary,) = list(udp.sessions.ended)
-    return record, summary, tee, relay, agent
+    return record, summary, tee, relay, udp
 
 
 async def asyncio_communicate(proc):
@@ -89,9 +124,12 @@ async def asyncio_communicate(proc):
 
 
 async def test_datagrams_without_loss_equal_import(livesim, influxd, tmp_path):
-    record, summary, tee, _, agent = await run_udp(livesim, influxd, "agent_udp", tmp_path,
-                                                   agent_args=("--redundancy", "2"))
+    record, summary, tee, _, udp = await run_udp(livesim, influxd, "agent_udp", tmp_path,
+                                                 agent_args=("--redundancy", "2"), noise=True)
     assert record.error is None and record.info.caps is True
+    # the strangers were refused, and cost the agent's session nothing
+    totals = udp.totals()
+    assert totals["unauthenticated"] > 100 and totals["streams"] == 1
     assert summary["duplicate_events"] > 0 and summary["block_events_missing"] == 0
     assert summary["unauthenticated"] == 0 and summary["blocks_incomplete"] == 0
     run_import(influxd, "agent_udp_import", tee, tmp_path)
