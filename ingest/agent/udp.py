@@ -108,17 +108,23 @@ class UdpOut:
         for t in self.targets:
             t.close()
 
-    def _put(self, item: bytes | Callable[[], None]) -> None:
-        if isinstance(item, bytes):
-            if self._queued + len(item) > self.queue_bytes:
-                self.counters.datagrams_dropped += 1
-                return
-            self._queued += len(item)
+    def _put(self, item: Callable[[], None]) -> None:
+        """A socket change, in its place among the datagrams."""
         self._queue.append(item)
         self._wake.set()
 
+    def _send(self, bodies: list[bytes]) -> None:
+        grams = datagrams(bodies, self.key)
+        size = sum(map(len, grams))
+        if self._queued + size > self.queue_bytes:
+            self.counters.datagrams_dropped += len(grams) * self.redundancy * len(self.targets)
+            return
+        self._queued += size
+        self._queue.extend(grams)
+        self._wake.set()
+
     async def _send_queue(self) -> None:
-        """Send the queue at most ``rate`` datagrams a second."""
+        """Send the queue, at most ``rate`` datagrams a second."""
         queue, tick = self._queue, 0.002
         budget, last = 0.0, time.monotonic()
         while True:
@@ -130,14 +136,17 @@ class UdpOut:
             now = time.monotonic()
             budget = min(budget + (now - last) * self.rate, max(1.0, self.rate * 0.01))
             last = now
+            batch: list[bytes] = []
             while queue and budget >= 1:
                 item = queue.popleft()
                 if isinstance(item, bytes):
-                    self._queued -= len(item)
-                    self._send_one(item)
+                    batch.append(item)
                     budget -= 1
                 else:
+                    self._send_batch(batch)
+                    batch = []
                     item()
+            self._send_batch(batch)
             await asyncio.sleep(tick)
 
     async def _repeat(self) -> None:
@@ -146,28 +155,30 @@ class UdpOut:
             if self.run is not None:
                 self._send(self.run.snapshot())
 
-    def _send(self, bodies: list[bytes]) -> None:
-        for d in datagrams(bodies, self.key):
-            self._put(d)
-
-    def _send_one(self, d: bytes) -> None:
+    def _send_batch(self, batch: list[bytes]) -> None:
+        if not batch:
+            return
+        self._queued -= sum(map(len, batch))
         c = self.counters
         for t in self.targets:
-            sock = t.sock
-            if sock is None:
+            if t.sock is None:
                 continue
+            send = t.sock.send
             for _ in range(self.redundancy):
-                try:
-                    sock.send(d)
-                    c.datagrams += 1
-                except BlockingIOError:
-                    c.datagrams_dropped += 1
-                except OSError as exc:     # refused (collector down), unreachable
-                    c.send_errors += 1
-                    t.refused += 1
-                    if t.refused & (t.refused - 1) == 0:
-                        log.warning("agent: collector %s: %s (%d such so far)", t.name,
-                                    exc.strerror or exc, t.refused)
+                sent = 0
+                for d in batch:
+                    try:
+                        send(d)
+                        sent += 1
+                    except BlockingIOError:
+                        c.datagrams_dropped += 1
+                    except OSError as exc:     # refused (collector down), unreachable
+                        c.send_errors += 1
+                        t.refused += 1
+                        if t.refused & (t.refused - 1) == 0:
+                            log.warning("agent: collector %s: %s (%d such so far)", t.name,
+                                        exc.strerror or exc, t.refused)
+                c.datagrams += sent
 
     # -- Output --------------------------------------------------------------------------
 
