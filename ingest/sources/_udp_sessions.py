@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from protocol.monitor import (
     AuthError,
+    Blocks,
     Budget,
     HeaderChanged,
     MessageError,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("liveprof.monitor_udp")
 
-SENDER_REASSEMBLY = 4 << 20   # split-message bytes one sender may hold
+SENDER_REASSEMBLY = 4 << 20   # split-message bytes, and block bytes, one sender may hold
 
 Address = tuple[str, int]     # a sender: (host, port)
 
@@ -228,7 +229,8 @@ class UdpSessions:
                                   max_bytes=SENDER_REASSEMBLY)
         session = Session(datagram=True, hold_events=cfg.hold_events, hold_bytes=cfg.hold_bytes,
                           hold_budget=self.hold_budget, dedupe=cfg.dedupe,
-                          reassembler=reassembler)
+                          reassembler=reassembler,
+                          blocks=Blocks(max_bytes=SENDER_REASSEMBLY, budget=self.hold_budget))
         peer = self.peers[key] = Peer(key, address, session, now)
         peer.stats.datagrams += 1
         self._headerless[key] = None
@@ -289,7 +291,7 @@ class UdpSessions:
             "split_messages_lost": r.stats.expired + r.stats.evicted + lost,
             "blocks": b.blocks + b.incomplete, "blocks_incomplete": b.incomplete,
             "block_events_missing": b.missing_events,
-            "block_events_orphaned": b.orphan_events + b.late_events}
+            "block_events_orphaned": b.orphan_events}
         self.ended.append(summary)
         if peer.consumer is None:
             # never had a header: nothing went downstream

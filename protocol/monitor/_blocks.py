@@ -18,7 +18,8 @@ Datagrams may be lost or reordered:
 * a block whose events do not all come is given out with the events it has
   (its missing ones counted in ``missing_events``) when a later block is
   complete (senders send blocks in order), after ``wait`` seconds, or when
-  the bytes held pass ``max_bytes`` (oldest first);
+  the bytes held pass ``max_bytes`` or a ``Budget`` shared with other
+  sessions (oldest first);
 * a repeated header of a block already known is ignored (``repeated``).
 
 No IO and no clock: the session hands in ``now``.
@@ -30,6 +31,7 @@ import struct
 from dataclasses import dataclass
 
 from ._messages import BlockHeader
+from ._reassembly import Budget
 
 _MARKER = struct.Struct(">HQIQH")
 MARKER_SIZE = 24
@@ -43,24 +45,28 @@ class BlockStats:
     incomplete: int = 0         # blocks given out with events missing
     missing_events: int = 0     # events of those blocks that never came
     orphan_events: int = 0      # parts whose block header never came
-    late_events: int = 0        # parts of a block already given out (counted missing there)
+    late_events: int = 0        # parts of a block already given out: a duplicate, or an
+                                # event counted missing there (so counted in neither)
     repeated: int = 0           # headers of blocks already known
 
 
 class _Block:
-    __slots__ = ("header", "records", "size", "seen")
+    __slots__ = ("header", "records", "size", "seen", "marks")
 
     def __init__(self, header: BlockHeader | None, seen: float):
         self.header = header
         self.records: list[bytes] = []
         self.size = 0
         self.seen = seen
+        self.marks: set[int] = set()      # fingerprints of its records (datagram mode)
 
 
 class Blocks:
-    def __init__(self, *, wait: float = 2.0, max_bytes: int = 16 << 20, max_done: int = 4096):
+    def __init__(self, *, wait: float = 2.0, max_bytes: int = 16 << 20, max_done: int = 4096,
+                 budget: Budget | None = None):
         self.wait = wait
         self.max_bytes = max_bytes
+        self.budget = budget
         self.max_done = max_done
         self.stats = BlockStats()
         self.seen = False               # a block header came: events carry capabilities
@@ -85,22 +91,33 @@ class Blocks:
         if len(block.records) >= min(h.size, MAX_BLOCK_EVENTS):
             self._complete(h.block_id, out)
 
-    def part(self, block_id: int, record: bytes, now: float, out: list[bytes]) -> None:
-        """One event of block ``block_id`` (already checked against the header)."""
+    def part(self, block_id: int, record: bytes, now: float, out: list[bytes],
+             dedupe: bool = False) -> bool:
+        """One event of block ``block_id`` (already checked against the header);
+        False if it is a duplicate (``dedupe``: a record identical to one the
+        block has, to the byte, is one; two such events of one block, same
+        type, nanosecond and fields, are taken as one) or comes after its
+        block was given out."""
         if block_id in self._done:
-            self.stats.late_events += 1       # its block went out without it: counted missing
-            return
+            self.stats.late_events += 1
+            return False
         block = self._open.get(block_id)
         if block is None:
             block = self._open[block_id] = _Block(None, now)
+        if dedupe:
+            mark = hash(record)
+            if mark in block.marks:
+                return False
+            block.marks.add(mark)
         block.records.append(record)
         block.size += len(record)
-        self.held += len(record)
+        self._charge(len(record))
         h = block.header
         if h is not None and len(block.records) >= min(h.size, MAX_BLOCK_EVENTS):
             self._complete(block_id, out)
-        elif self.held > self.max_bytes:
+        elif self._over():
             self._give_oldest(out)
+        return True
 
     def expire(self, now: float, out: list[bytes]) -> None:
         """Give out blocks older than ``wait`` with what they have."""
@@ -112,7 +129,7 @@ class Blocks:
         """Drop what is held; returns the events dropped."""
         dropped = sum(len(b.records) for b in self._open.values())
         self._open.clear()
-        self.held = 0
+        self._charge(-self.held)
         return dropped
 
     # -- internals -----------------------------------------------------------------------
@@ -126,13 +143,22 @@ class Blocks:
             self._give(earlier, out)
         self._give(block_id, out)
 
+    def _charge(self, cost: int) -> None:
+        self.held += cost
+        if self.budget is not None:
+            self.budget.used += cost
+
+    def _over(self) -> bool:
+        b = self.budget
+        return self.held > self.max_bytes or (b is not None and b.used > b.limit)
+
     def _give_oldest(self, out: list[bytes]) -> None:
-        while self.held > self.max_bytes and self._open:
+        while self._open and self._over():
             self._give(next(iter(self._open)), out)
 
     def _give(self, block_id: int, out: list[bytes]) -> None:
         block = self._open.pop(block_id)
-        self.held -= block.size
+        self._charge(-block.size)
         self._done[block_id] = None
         if len(self._done) > self.max_done:
             del self._done[next(iter(self._done))]

@@ -21,7 +21,6 @@ from ._state import CapsetState, CapState, EventlogState, TaskState, ThreadState
 
 _U32 = struct.Struct(">I")
 _U32U16 = struct.Struct(">IH")
-_STOP = struct.Struct(">IHI")
 _U32U64 = struct.Struct(">IQ")
 _WALL = struct.Struct(">IQI")
 _HEAP_INFO = struct.Struct(">IHQQQQ")
@@ -122,7 +121,8 @@ class StateFold:
             th.cap = _U32U16.unpack_from(p)[1]
 
     def _stop(self, t: int, p: bytes) -> None:
-        tid, status, owner = _STOP.unpack_from(p)
+        tid, status = _U32U16.unpack_from(p)
+        owner = _U32.unpack_from(p, 6)[0] if len(p) >= 10 else 0   # (no owner before GHC 7.4)
         if status == THREAD_FINISHED:
             self.state.threads.pop(tid, None)
             return

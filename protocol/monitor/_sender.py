@@ -130,6 +130,7 @@ class Encoder:
             if self.header is None:
                 pos = self._header(buf)
                 if self.header is None:
+                    self._buf = buf          # the header is not whole yet
                     return []
             pos = self._records(buf, pos, units, closing=False)
         except EncodeError as exc:

@@ -299,10 +299,18 @@ class Session:
         if type_id == BLOCK_MARKER:
             self.stats.block_markers += 1
             return
+        if block is not None:
+            # block parts are told apart within their block (_blocks.py), whatever the
+            # reordering; a part after its block went out is dropped there too
+            if self.blocks.part(block, record, now, out, dedupe=self._dedupe > 0):
+                self.stats.events += 1
+            else:
+                self.stats.duplicate_events += 1
+            return
         if self._dedupe:
             # a fingerprint, not the record: the window costs the same whatever the
             # sizes (a clash, 1 in 2**64 per pair, would only drop this sender's own event)
-            mark = hash(record) if block is None else hash((block, record))
+            mark = hash(record)
             if mark in self._recent_set:
                 self.stats.duplicate_events += 1
                 return
@@ -311,7 +319,4 @@ class Session:
             if len(self._recent) > self._dedupe:
                 self._recent_set.discard(self._recent.popleft())
         self.stats.events += 1
-        if block is None:
-            out.append(record)
-        else:
-            self.blocks.part(block, record, now, out)
+        out.append(record)
