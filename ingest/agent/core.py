@@ -34,7 +34,7 @@ class Counters:
     bytes: int = 0                # eventlog bytes read
     events: int = 0               # events sent on (into the outputs)
     blocks: int = 0
-    bad_runs: int = 0             # runs that were not valid eventlogs (cut there)
+    bad_runs: int = 0             # runs that were not valid eventlogs, or were cut short
     receivers: int = 0            # TCP receivers connected now
     receivers_total: int = 0      # TCP receivers that ever connected
     receivers_dropped: int = 0    # disconnected: their queue overflowed
@@ -92,18 +92,28 @@ class Run:
             units = self.encoder.feed(chunk)
         except EncodeError as exc:
             units = getattr(exc, "units", [])
-            self.failed = str(exc)
-            agent.counters.bad_runs += 1
-            log.error("%s: not a valid eventlog: %s; the rest of this run is not sent",
-                      self.info.name, exc)
+            self._bad(exc)
         self._send(units)
+
+    def _bad(self, exc: EncodeError) -> None:
+        self.failed = str(exc)
+        self.agent.counters.bad_runs += 1
+        log.error("%s: not a valid eventlog: %s; the rest of this run is not sent",
+                  self.info.name, exc)
 
     def end(self, error: str | None) -> None:
         agent = self.agent
         if agent.tee is not None:
             agent.tee.flush()
         if not self.failed:
-            self._send(self.encoder.close())
+            try:
+                units = self.encoder.close()
+            except EncodeError as exc:
+                units = getattr(exc, "units", [])
+                self._bad(exc)
+            self._send(units)
+        if error and not self.failed:
+            agent.counters.bad_runs += 1       # cut short: its program was killed, or the input
         enc = self.encoder
         log.info("%s: run ended: %d events in %d blocks%s", self.info.name, enc.events,
                  enc.block_count, f" ({error or self.failed})" if error or self.failed else "")

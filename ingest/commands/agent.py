@@ -10,7 +10,7 @@ See ingest/agent/ and docs/monitor-protocol.md (sections 6.7, 7.4).
 
 Exit status: 0 when stopped (SIGTERM, SIGINT) or at the end of its input,
 1 when the input (``--file``/``--stdin``) held a run that was not a valid
-eventlog, 2 for a bad flag, an address it cannot listen on or a source path
+eventlog, or no eventlog at all, 2 for a bad flag, an address it cannot listen on or a source path
 that cannot work.  SIGUSR1 logs the counters.
 """
 
@@ -162,7 +162,8 @@ def run(args) -> int:
             for out in outputs:
                 await out.close()
             log.info("stopped: %s", agent.counters.line())
-        return BAD_DATA if agent.counters.bad_runs and (args.file or args.stdin) else OK
+        c = agent.counters
+        return BAD_DATA if (args.file or args.stdin) and (c.bad_runs or not c.runs) else OK
 
     try:
         return asyncio.run(main())

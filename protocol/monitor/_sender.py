@@ -148,9 +148,14 @@ class Encoder:
         if self.ended or self.header is None:
             return []
         units: list[list[bytes]] = []
-        pos = self._records(self._buf, 0, units, closing=True)
-        self._buf = self._buf[pos:]
         self.ended = True
+        try:
+            pos = self._records(self._buf, 0, units, closing=True)
+        except EncodeError as exc:
+            exc.units = units    # type: ignore[attr-defined]  # (the good part, for the caller)
+            self._buf = b""
+            raise
+        self._buf = self._buf[pos:]
         return units
 
     @property

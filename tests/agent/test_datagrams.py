@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from ingest.sources.monitor_udp import MonitorUdpSource
 from protocol.monitor import (
     BlockHeader,
     BlockPart,
@@ -113,8 +114,9 @@ async def run_udp(livesim, influxd, database, tmp_path, *, relay_loss=None, agen
         if relay:
             relay.__exit__(None, None, None)
         await stop_service(service, task)
+    assert service.registry is not None
     (record,) = service.registry.finished.values()
-    (udp,) = [s for s in service.sources if s.kind == "monitor_udp"]
+    (udp,) = [s for s in service.sources if isinstance(s, MonitorUdpSource)]
     (summary,) = list(udp.sessions.ended)
     return record, summary, tee, relay, udp
 
@@ -141,6 +143,12 @@ async def test_datagrams_without_loss_equal_import(livesim, influxd, tmp_path):
         assert live[name] == whole[name], name
 
 
+def record_of(body: bytes) -> bytes:
+    msg = decode_message(body)
+    assert isinstance(msg, BlockPart) and isinstance(msg.payload, Full)
+    return msg.payload.data
+
+
 def survivors(tee: bytes, dropped: list[bytes]) -> tuple[bytes, int, int]:
     """The eventlog the collector should rebuild when the ``dropped``
     datagrams are lost, the events lost, and those of them no one can count
@@ -162,7 +170,7 @@ def survivors(tee: bytes, dropped: list[bytes]) -> tuple[bytes, int, int]:
     for unit in units:
         h = decode_message(unit[0])
         assert isinstance(h, BlockHeader) and h.block_id not in lost_split
-        records = [decode_message(b).payload.data for b in unit[1:]]
+        records = [record_of(b) for b in unit[1:]]
         kept = [r for r in records if (h.block_id, r) not in lost_parts]
         if h.block_id in lost_headers:
             lost += len(records)

@@ -54,6 +54,7 @@ async def agent_to_serve(livesim, influxd, database, tmp_path, *agent_args):
             await stop_service(service, task)
     finally:
         assert agent.stop() == 0
+    assert service.registry is not None
     (record,) = service.registry.finished.values()
     return record, tee, agent
 
