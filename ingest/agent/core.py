@@ -38,6 +38,7 @@ class Counters:
     receivers: int = 0            # TCP receivers connected now
     receivers_total: int = 0      # TCP receivers that ever connected
     receivers_dropped: int = 0    # disconnected: their queue overflowed
+    receivers_refused: int = 0    # turned away: too many connected
     tcp_bytes: int = 0            # bytes handed to TCP receivers
     datagrams: int = 0            # datagrams sent (each copy counted)
     datagrams_dropped: int = 0    # not sent: socket buffer full

@@ -6,7 +6,8 @@ header, then every unit of events from that moment on: each receiver gets
 every event (unlike the 2016 monitor, spec 2.5).  A receiver joins between
 units, so at a block boundary.
 
-Full policy: each receiver has a queue bounded in bytes (``queue_bytes``,
+Full policy: at most ``max_receivers`` at once (more are refused, counted);
+each receiver has a queue bounded in bytes (``queue_bytes``,
 counting what waits in the transport too; its socket's kernel send buffer
 is capped at a quarter of that, at most 1 MiB); a receiver too slow to keep it
 under the bound is disconnected (logged, counted in ``receivers dropped``),
@@ -116,11 +117,12 @@ class TcpOut:
     """The TCP server of the agent and its receivers."""
 
     def __init__(self, host: str | None, port: int, counters: Counters,
-                 queue_bytes: int = 32 << 20):
+                 queue_bytes: int = 32 << 20, max_receivers: int = 16):
         self.host = host
         self.port = port
         self.counters = counters
         self.queue_bytes = queue_bytes
+        self.max_receivers = max_receivers
         self.receivers: set[_Receiver] = set()
         self.run: Run | None = None
         self.server: asyncio.Server | None = None
@@ -146,6 +148,12 @@ class TcpOut:
             r.close(abort=True)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.receivers) >= self.max_receivers:
+            self.counters.receivers_refused += 1
+            log.warning("agent: receiver %s refused: %d receivers already connected",
+                        writer.get_extra_info("peername"), len(self.receivers))
+            writer.transport.abort()
+            return
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,

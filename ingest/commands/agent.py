@@ -68,6 +68,8 @@ def add_parser(sub) -> None:
     p.add_argument("--queue-bytes", type=int, default=32 << 20, metavar="BYTES",
                    help="a TCP receiver that lets more than this wait is disconnected "
                         "(default 32 MiB)")
+    p.add_argument("--max-receivers", type=int, default=16, metavar="N",
+                   help="TCP receivers at once; more are refused (default 16)")
     p.add_argument("--app", help="app name sent with the stream (default: the program's name)")
     p.add_argument("--host", help="host name sent with the stream (default: this machine's)")
     p.add_argument("--tee", metavar="FILE", help="also write the bytes read to FILE")
@@ -139,7 +141,8 @@ def run(args) -> int:
                       max_size=args.max_size if targets else None, tee=tee, version=ver)
         outputs: list = []
         if listen is not None:
-            tcp = TcpOut(listen[0] or None, listen[1], agent.counters, args.queue_bytes)
+            tcp = TcpOut(listen[0] or None, listen[1], agent.counters, args.queue_bytes,
+                         args.max_receivers)
             await tcp.start()
             outputs.append(tcp)
         if targets:

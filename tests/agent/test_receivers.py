@@ -4,7 +4,8 @@
   threads, capsets and the agent's identity), the header, then the events
   from that moment on: exactly the program's events from a block boundary.
 * A receiver that never reads is dropped once its queue is full; the
-  program runs on and another receiver gets every event.
+  program runs on and another receiver gets every event; one receiver over
+  the bound is turned away.
 * The agent stopped and started again while the program runs: the new one
   reads the pipe (the program is not held), skips the run it cannot know the
   header of, and serves the program's next run whole.
@@ -48,14 +49,18 @@ class Receiver(threading.Thread):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         self.sock.connect(("127.0.0.1", port))
         self.stuck = stuck
+        self.reset = False
         self.data = bytearray()
         self.start()
 
     def run(self) -> None:
         if self.stuck:
             return
-        while chunk := self.sock.recv(1 << 16):
-            self.data += chunk
+        try:
+            while chunk := self.sock.recv(1 << 16):
+                self.data += chunk
+        except ConnectionResetError:      # turned away (abort)
+            self.reset = True
 
     def messages(self) -> list:
         return [decode_message(b) for _, b in FrameReader().feed(bytes(self.data))]
@@ -102,11 +107,14 @@ def test_a_receiver_that_joins_mid_run(livesim, tmp_path):
 def test_a_stuck_receiver_is_dropped_and_the_others_get_everything(livesim, tmp_path):
     fifo, tee = tmp_path / "f", tmp_path / "tee.eventlog"
     agent = AgentProcess("--fifo", str(fifo), "--listen", "127.0.0.1:0", "--tee", str(tee),
-                         "--queue-bytes", "200000")
+                         "--queue-bytes", "200000", "--max-receivers", "2")
     try:
         port = agent.port
         stuck, good = Receiver(port, stuck=True), Receiver(port)
         agent.wait_line(r"receiver .* connected", n=2)
+        third = Receiver(port)          # one too many: turned away at once
+        third.join(10)
+        assert not third.is_alive() and not third.data
         started = time.monotonic()
         program = start_livesim(livesim, fifo, 4)
         assert program.wait(60) == 0
@@ -121,6 +129,7 @@ def test_a_stuck_receiver_is_dropped_and_the_others_get_everything(livesim, tmp_
         stuck.sock.close()
     assert took < 4 + 3, took        # the program was not held (4 s of work)
     assert "receivers dropped 1" in line and "receivers total 2" in line
+    assert "receivers refused 1" in line
     assert received(good.messages()) == events_of(tee.read_bytes())
 
 
