@@ -21,11 +21,23 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Protocol
 
-from protocol.monitor import EncodeError, Encoder, agent_capset, program_name
+from protocol.monitor import (
+    EncodeError,
+    Encoder,
+    EventMessage,
+    Full,
+    agent_capset,
+    encode_message,
+    program_name,
+)
 
 from ..sources.base import StreamInfo
 
 log = logging.getLogger("liveprof.agent")
+
+# the end of a run (docs/monitor-protocol.md 7.4): the eventlog's end-of-data
+# marker as an event payload, what a 2016 receiver's parser also takes as the end
+END_BODY = encode_message(EventMessage(Full(b"\xff\xff")))
 
 
 @dataclass
@@ -119,6 +131,9 @@ class Run:
         log.info("%s: run ended: %d events in %d blocks%s", self.info.name, enc.events,
                  enc.block_count, f" ({error or self.failed})" if error or self.failed else "")
         if self.started:
+            if enc.ended and not self.failed:     # the program ended its eventlog
+                for out in agent.outputs:
+                    out.unit([END_BODY])
             for out in agent.outputs:
                 out.run_ended(self)
         if agent.current is self:

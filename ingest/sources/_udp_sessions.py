@@ -17,7 +17,8 @@ The policy (see ``monitor_udp``'s docstring for the whole of it):
 * when all ``max_sessions`` slots are taken, the oldest session without a
   header gives way to the new sender; if every session has one, the new
   sender's datagrams are dropped and counted;
-* a session ends when its sender is silent for ``idle_timeout``, sends a
+* a session ends when its sender says its run is over (an agent's end
+  record), is silent for ``idle_timeout``, sends a
   different header (a new stream from the same address: a new session), or
   its consumer fails.  A consumer that raises ends its own session (logged,
   naming the peer); the other senders' sessions go on.
@@ -32,8 +33,11 @@ from typing import TYPE_CHECKING
 
 from protocol.monitor import (
     AuthError,
+    BlockHeader,
+    BlockPart,
     Blocks,
     Budget,
+    EventMessage,
     HeaderChanged,
     MessageError,
     Reassembler,
@@ -111,6 +115,8 @@ class UdpSessions:
         self.consumer_failures = 0
         self.ended: deque[dict] = deque(maxlen=100)   # summaries of the last sessions
         self.ended_streams = 0        # sessions ended that had a stream downstream
+        self._finished: OrderedDict[Address, None] = OrderedDict()  # ended by their end record
+        self.after_end = 0            # events from those after their end, dropped
 
     def totals(self) -> dict[str, int]:
         return {"streams": self.streams, "unauthenticated": self.unauthenticated,
@@ -118,6 +124,7 @@ class UdpSessions:
                 "bad from senders with a session": self.bad_datagrams,
                 "dropped (no session slot)": self.dropped_sessions,
                 "sessions evicted (no header)": self.evicted_sessions,
+                "events after their session's end": self.after_end,
                 "consumer failures": self.consumer_failures}
 
     def receive(self, data: bytes, key: Address, now: float) -> None:
@@ -150,6 +157,9 @@ class UdpSessions:
                 self._bad(peer, exc)
             return
         if peer is None:
+            if key in self._finished and isinstance(msg, (EventMessage, BlockPart, BlockHeader)):
+                self.after_end += 1          # the tail (or a copy) of a run that said it ended
+                return
             peer = self._start(key, now)
             if peer is None:
                 return
@@ -173,6 +183,12 @@ class UdpSessions:
             peer.out.append(out)
         if peer.session.header_done:
             self._headerless.pop(key, None)
+        if peer.session.ended:          # the sender's end of the run: the session is over
+            self._end(key, None)
+            self._finished[key] = None
+            while len(self._finished) > 4096:
+                self._finished.popitem(last=False)
+            return
         evicted = peer.session.reassembler.stats.evicted
         if evicted and sparse(evicted):
             log.warning("monitor_udp %s: too many incomplete split messages; %d dropped "

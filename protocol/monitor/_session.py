@@ -81,6 +81,7 @@ class SessionStats:
     service: int = 0                # ServicePause messages (ignored)
     repeated_headers: int = 0       # header messages that agreed with the one held
     bad_held_events: int = 0        # events held before the header that did not fit it
+    after_end: int = 0              # messages after the end record, ignored
 
 
 def parse_type_record(record: bytes) -> tuple[int, int | None]:
@@ -120,6 +121,7 @@ class Session:
         self.stats = SessionStats()
         self.state: EventlogState | None = None
         self.header_done = False
+        self.ended = False          # the sender's end-of-data record came (section 7.4)
         self._expected: int | None = None
         self._records: dict[int, bytes] = {}
         self._sizes: dict[int, int | None] = {}
@@ -185,9 +187,14 @@ class Session:
     # -- internals ----------------------------------------------------------------------
 
     def _take(self, msg: Message, now: float, out: list[bytes]) -> None:
+        if self.ended:
+            self.stats.after_end += 1
+            return
         if isinstance(msg, EventMessage):
             record = self.reassembler.add("event", msg.payload, now)
-            if record is not None:
+            if record == END_OF_DATA:
+                self._end(out)
+            elif record is not None:
                 self._event(record, out)
         elif isinstance(msg, BlockPart):
             record = self.reassembler.add("event", msg.payload, now)
@@ -209,6 +216,16 @@ class Session:
             self.blocks.header(msg, now, out)
         elif isinstance(msg, ServicePause):
             self.stats.service += 1
+
+    def _end(self, out: list[bytes]) -> None:
+        """The run is over (liveprof's end record, docs/monitor-protocol.md 7.4):
+        blocks still waiting go out as they are, then the end-of-data marker.
+        Before the header it means nothing and is dropped."""
+        if not self.header_done:
+            return
+        self.blocks.expire(float("inf"), out)
+        out.append(END_OF_DATA)
+        self.ended = True
 
     def _header_length(self, count: int, out: list[bytes]) -> None:
         if self._expected is not None and count != self._expected:

@@ -20,7 +20,9 @@ from protocol.monitor import (
     BlockPart,
     EncodeError,
     Encoder,
+    EventMessage,
     FrameReader,
+    Full,
     Session,
     agent_capset,
     agent_identity,
@@ -28,6 +30,7 @@ from protocol.monitor import (
     datagrams,
     decode_message,
     decode_state,
+    encode_message,
     frames,
 )
 from tests.corpus import DATA
@@ -125,3 +128,21 @@ def test_bytes_that_are_not_an_eventlog():
     enc.feed(data[:cut])
     with pytest.raises(EncodeError):
         enc.feed(b"\x7f\x00" + bytes(20))          # an undeclared event type
+
+
+def test_the_end_record_ends_the_session():
+    data = (DATA / "threads-mvar-small.N2.l.eventlog").read_bytes()
+    enc, units = encode(data, [], 1200)
+    assert enc.ended
+    end = encode_message(EventMessage(Full(b"\xff\xff")))
+    bodies = enc.snapshot() + (enc.header or []) + [b for u in units for b in u]
+    s = Session(datagram=True)
+    # the last block's header comes last: the block is incomplete until the end
+    last = max(i for i, b in enumerate(bodies) if isinstance(decode_message(b), BlockHeader))
+    order = bodies[:last] + bodies[last + 2:] + [end, end] + bodies[last:last + 2]
+    out = s.receive_all([decode_message(b) for b in order])
+    dec = Decoder()
+    got = [(e.type, e.time, e.cap, e.fields) for e in dec.feed(out) if e.type != BLOCK]
+    assert s.ended and dec.close().complete and s.stats.after_end == 3
+    whole = events(data)
+    assert len(got) < len(whole) and got == [e for e in whole if e in got]
