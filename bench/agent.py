@@ -16,10 +16,10 @@ usage: python bench/agent.py [--seconds 60] [--poll S] [--stall-seconds 10] [--n
 2. full speed: the same bytes written into the agent's pipe as fast as it
    reads them, one TCP receiver draining (no datagrams: they are paced):
    CPU per MB and peak RSS of the encoding at its limit.
-3. stall (``--stall-seconds``, 0 skips): LiveSim with the agent and no
-   receiver, then with a receiver that never reads; its run time and jobs
-   done in each (LiveSim runs a fixed wall time: a held program ends late
-   and does fewer jobs).
+3. stall (``--stall-seconds``, 0 skips; ``--stall-only``): LiveSim with the
+   agent and no receiver, and with a receiver that never reads (A B B A);
+   its run time and jobs done in each (LiveSim runs a fixed wall time: a held
+   program ends late and does fewer jobs).
 
 The machine is shared (2 cores, LiveSim uses about half of one): run it a
 few times.  This script measures and prints; it asserts nothing.
@@ -192,12 +192,13 @@ def full_speed(saved: Path, tmp: Path, fixed: float) -> None:
 
 
 def stall(livesim: Path, tmp: Path, seconds: float) -> None:
-    results = []
-    for stuck in (False, True):
-        fifo = tmp / f"stall-{stuck}.fifo"
+    """LiveSim with no receiver and with a stuck one, in the order A B B A (the
+    machine's load drifts), each figure the mean of its two runs."""
+    results: dict[bool, list[tuple[float, int]]] = {False: [], True: []}
+    for n, stuck in enumerate((False, True, True, False)):
+        fifo = tmp / f"stall-{n}.fifo"
         os.mkfifo(fifo, 0o600)
-        agent = Agent("--fifo", str(fifo), "--listen", "127.0.0.1:0",
-                      log=tmp / f"stall-{stuck}.log")
+        agent = Agent("--fifo", str(fifo), "--listen", "127.0.0.1:0", log=tmp / f"stall-{n}.log")
         port = int(agent.wait(r"listening on TCP \S+:(\d+)").rsplit(":", 1)[1])
         sock = None
         if stuck:
@@ -209,14 +210,16 @@ def stall(livesim: Path, tmp: Path, seconds: float) -> None:
         jobs = int(m.group(1)) if (m := re.search(r"(\d+) jobs", said)) else -1
         agent.wait("run ended")
         dropped = "dropped" in agent.text()
-        agent.stop()
+        _, rss = agent.stop()
         if sock is not None:
             sock.close()
-        results.append((took, jobs))
+        results[stuck].append((took, jobs))
         print(f"stall: {'a stuck receiver' if stuck else 'no receiver':<16} LiveSim {took:.2f} s, "
-              f"{jobs} jobs{', the stuck receiver was dropped' if dropped else ''}")
-    (t0, j0), (t1, j1) = results
-    print(f"stall: run time with a stuck receiver {100 * (t1 - t0) / t0:+.1f} %, jobs "
+              f"{jobs} jobs, agent peak RSS {rss:.1f} MB"
+              f"{', the stuck receiver was dropped' if dropped else ''}")
+    (t0, j0), (t1, j1) = ((sum(x[0] for x in results[k]) / 2, sum(x[1] for x in results[k]) / 2)
+                          for k in (False, True))
+    print(f"stall: means: run time with a stuck receiver {100 * (t1 - t0) / t0:+.1f} %, jobs "
           f"{100 * (j1 - j0) / max(j0, 1):+.1f} %")
 
 
@@ -226,14 +229,16 @@ def main() -> int:
     ap.add_argument("--poll", type=float, default=0.1, help="seconds between queries")
     ap.add_argument("--stall-seconds", type=float, default=10.0,
                     help="LiveSim run time of each stall run (0: skip)")
+    ap.add_argument("--stall-only", action="store_true", help="only the stall runs")
     args = ap.parse_args()
     livesim = livesim_binary()
     with tempfile.TemporaryDirectory(prefix="liveprof-bench-agent-") as name:
         tmp = Path(name)
-        fixed, idle_rss = startup_cpu(tmp)
-        print(f"start-up: an idle agent costs {fixed:.2f} s of cpu, RSS {idle_rss:.1f} MB")
-        saved = live(args, livesim, tmp, fixed)
-        full_speed(saved, tmp, fixed)
+        if not args.stall_only:
+            fixed, idle_rss = startup_cpu(tmp)
+            print(f"start-up: an idle agent costs {fixed:.2f} s of cpu, RSS {idle_rss:.1f} MB")
+            saved = live(args, livesim, tmp, fixed)
+            full_speed(saved, tmp, fixed)
         if args.stall_seconds > 0:
             stall(livesim, tmp, args.stall_seconds)
     print(f"(load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())})")

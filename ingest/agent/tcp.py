@@ -9,7 +9,9 @@ units, so at a block boundary.
 Full policy: at most ``max_receivers`` at once (more are refused, counted);
 each receiver has a queue bounded in bytes (``queue_bytes``,
 counting what waits in the transport too; its socket's kernel send buffer
-is capped at a quarter of that, at most 1 MiB); a receiver too slow to keep it
+is capped at a quarter of that, at most 1 MiB; every receiver queues the
+same bytes objects, so the memory is that of the longest queue, not the
+sum); a receiver too slow to keep it
 under the bound is disconnected (logged, counted in ``receivers dropped``),
 the others never notice and the program is never held.  The agent reads
 nothing from a receiver but its end.
@@ -117,7 +119,7 @@ class TcpOut:
     """The TCP server of the agent and its receivers."""
 
     def __init__(self, host: str | None, port: int, counters: Counters,
-                 queue_bytes: int = 32 << 20, max_receivers: int = 16):
+                 queue_bytes: int = 8 << 20, max_receivers: int = 16):
         self.host = host
         self.port = port
         self.counters = counters

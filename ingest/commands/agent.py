@@ -65,9 +65,9 @@ def add_parser(sub) -> None:
                         "redundancy (default 50000; beyond, a bounded queue, then drops)")
     p.add_argument("--max-size", type=int, default=1200, metavar="BYTES",
                    help="datagrams: split payloads longer than this (default 1200)")
-    p.add_argument("--queue-bytes", type=int, default=32 << 20, metavar="BYTES",
+    p.add_argument("--queue-bytes", type=int, default=8 << 20, metavar="BYTES",
                    help="a TCP receiver that lets more than this wait is disconnected "
-                        "(default 32 MiB)")
+                        "(default 8 MiB; the receivers share what is queued)")
     p.add_argument("--max-receivers", type=int, default=16, metavar="N",
                    help="TCP receivers at once; more are refused (default 16)")
     p.add_argument("--app", help="app name sent with the stream (default: the program's name)")
