@@ -10,6 +10,7 @@ both, the agent's and import's default; the app the program's name)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -25,6 +26,7 @@ from tests.agent.helpers import (
     stop_service,
     wait_finished,
 )
+from tests.corpus import DATA
 
 SECONDS = 3
 
@@ -86,3 +88,34 @@ async def test_without_blocks_the_capabilities_are_lost(livesim, influxd, tmp_pa
     assert record.error is None and record.info.caps is None
     live = contents(influxd, "agent_noblocks")
     assert "gc" in live and "capability" not in live and "sparks" not in live
+
+
+async def test_sessions_are_tagged_with_the_agents_app_and_host(influxd, tmp_path):
+    # the app and host the agent is given travel in its snapshot (6.7) and tag the
+    # session in serve (a receiver that joins late has them too)
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    agent = AgentProcess("--fifo", str(fifo), "--listen", "127.0.0.1:0", "--app", "shop",
+                         "--host", "db-7")
+    try:
+        port = agent.port
+        settings = serve_settings(influxd, "agent_tags", tmp_path,
+                                  monitors=[{"host": "127.0.0.1", "port": port}])
+        service, task = await start_service(settings)
+        try:
+            await agent.await_line(r"receiver .* connected")
+            # (a thread: the pipe's writes block while the agent is reading)
+            await asyncio.to_thread(fifo.write_bytes,
+                                    (DATA / "threads-mvar-small.N2.l.eventlog").read_bytes())
+            await agent.await_line(r"run ended")
+            await wait_finished(service, 1)
+        finally:
+            await stop_service(service, task)
+    finally:
+        assert agent.stop() == 0
+    assert service.registry is not None
+    (record,) = service.registry.finished.values()
+    assert (record.info.app, record.info.host) == ("shop", "db-7")
+    assert record.tags["app"] == "shop" and record.tags["host"] == "db-7"
+    rows = influxd.series('SHOW TAG VALUES FROM "gc" WITH KEY IN ("app", "host")', "agent_tags")
+    assert sorted(v[1] for v in rows[0]["values"]) == ["db-7", "shop"]
