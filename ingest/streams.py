@@ -81,10 +81,10 @@ class Stream:
         self.sinks = sinks
         self._on_end = on_end
         info = record.info
-        # the monitor protocol drops every event's capability
-        caps_known = info.source not in ("monitor_tcp", "monitor_udp")
+        # the monitor protocol drops every event's capability, unless sent in blocks
+        caps_known = info.caps if info.caps is not None else info.source not in ("monitor_tcp", "monitor_udp")
         self.session = Session(settings_from(
-            config, live=True, fallback_host=peer_host(info), app=app, host=host,
+            config, live=True, fallback_host=peer_host(info), app=app or info.app, host=host or info.host,
             start_wall_ns=int(info.started * 1e9), caps_known=caps_known))
         self.outcome: SessionEnd | None = None      # set by end()
 

@@ -126,6 +126,17 @@ def test_sources_know_the_opener_not_what_is_behind_it():
     assert _violations("ingest.sources", allowed) == []
 
 
+def test_the_agent_knows_protocol_and_the_sources_only():
+    # it is a source's opener, and sends what protocol.monitor encodes: no session
+    # path, derivers, sinks or service
+    def allowed(importer: str, mod: str) -> bool:
+        if not _first_party(mod):
+            return True
+        return mod == "ingest" or _any_under(mod, "protocol", "ingest.agent", "ingest.sources",
+                                             *LEAVES)
+    assert _violations("ingest.agent", allowed) == []
+
+
 def test_the_api_sees_the_service_only_through_the_facade():
     def allowed(importer: str, mod: str) -> bool:
         if not _first_party(mod):

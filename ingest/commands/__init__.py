@@ -1,5 +1,5 @@
 """Subcommands of ``liveprof``, one module each."""
 
-from . import derive, dump, importer, influx, monitor, serve, upload
+from . import agent, derive, dump, importer, influx, monitor, serve, upload
 
-COMMANDS = [dump, derive, monitor, serve, importer, upload, influx]
+COMMANDS = [dump, derive, monitor, serve, importer, upload, influx, agent]

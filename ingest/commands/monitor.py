@@ -95,7 +95,8 @@ class SessionOutput:
 
     def end(self, error: str | None) -> None:
         if self.file:
-            self.file.write(END_OF_DATA)
+            if not self.reader.decoder.ended:      # (an agent's stream carries its own)
+                self.file.write(END_OF_DATA)
             self.file.close()
         saved = f", saved to {self.save}" if self.save else ""
         if not self.failed and error is None:

@@ -9,11 +9,16 @@ The policy (see ``monitor_udp``'s docstring for the whole of it):
   decoded before it may cost a session; garbage from a sender without one is
   only counted;
 * a sender gets a session for its first valid message, and a stream
-  downstream only once that session has eventlog bytes (a header);
+  downstream only once that session has events (after its header): by then
+  it knows whether they come in blocks (capabilities restored) and, from a
+  ``liveprof agent``'s snapshot, its app and host (``monitor_info``);
+* blocks whose events do not all come are given out with what they have
+  after a short wait (``expire``), their missing events counted;
 * when all ``max_sessions`` slots are taken, the oldest session without a
   header gives way to the new sender; if every session has one, the new
   sender's datagrams are dropped and counted;
-* a session ends when its sender is silent for ``idle_timeout``, sends a
+* a session ends when its sender says its run is over (an agent's end
+  record), is silent for ``idle_timeout``, sends a
   different header (a new stream from the same address: a new session), or
   its consumer fails.  A consumer that raises ends its own session (logged,
   naming the peer); the other senders' sessions go on.
@@ -28,7 +33,11 @@ from typing import TYPE_CHECKING
 
 from protocol.monitor import (
     AuthError,
+    BlockHeader,
+    BlockPart,
+    Blocks,
     Budget,
+    EventMessage,
     HeaderChanged,
     MessageError,
     Reassembler,
@@ -38,14 +47,14 @@ from protocol.monitor import (
     verify_datagram,
 )
 
-from .base import Opener, StreamConsumer, StreamInfo
+from .base import Opener, StreamConsumer, monitor_info
 
 if TYPE_CHECKING:
     from .monitor_udp import MonitorUdpConfig
 
 log = logging.getLogger("liveprof.monitor_udp")
 
-SENDER_REASSEMBLY = 4 << 20   # split-message bytes one sender may hold
+SENDER_REASSEMBLY = 4 << 20   # split-message bytes, and block bytes, one sender may hold
 
 Address = tuple[str, int]     # a sender: (host, port)
 
@@ -106,6 +115,8 @@ class UdpSessions:
         self.consumer_failures = 0
         self.ended: deque[dict] = deque(maxlen=100)   # summaries of the last sessions
         self.ended_streams = 0        # sessions ended that had a stream downstream
+        self._finished: OrderedDict[Address, None] = OrderedDict()  # ended by their end record
+        self.after_end = 0            # events from those after their end, dropped
 
     def totals(self) -> dict[str, int]:
         return {"streams": self.streams, "unauthenticated": self.unauthenticated,
@@ -113,6 +124,7 @@ class UdpSessions:
                 "bad from senders with a session": self.bad_datagrams,
                 "dropped (no session slot)": self.dropped_sessions,
                 "sessions evicted (no header)": self.evicted_sessions,
+                "events after their session's end": self.after_end,
                 "consumer failures": self.consumer_failures}
 
     def receive(self, data: bytes, key: Address, now: float) -> None:
@@ -145,6 +157,9 @@ class UdpSessions:
                 self._bad(peer, exc)
             return
         if peer is None:
+            if key in self._finished and isinstance(msg, (EventMessage, BlockPart, BlockHeader)):
+                self.after_end += 1          # the tail (or a copy) of a run that said it ended
+                return
             peer = self._start(key, now)
             if peer is None:
                 return
@@ -168,6 +183,12 @@ class UdpSessions:
             peer.out.append(out)
         if peer.session.header_done:
             self._headerless.pop(key, None)
+        if peer.session.ended:          # the sender's end of the run: the session is over
+            self._end(key, None)
+            self._finished[key] = None
+            while len(self._finished) > 4096:
+                self._finished.popitem(last=False)
+            return
         evicted = peer.session.reassembler.stats.evicted
         if evicted and sparse(evicted):
             log.warning("monitor_udp %s: too many incomplete split messages; %d dropped "
@@ -177,13 +198,26 @@ class UdpSessions:
         """Hand each peer's bytes from one batch of datagrams on in one call;
         a peer whose consumer fails has its session ended, the others go on."""
         for key, peer in list(self.peers.items()):
-            if peer.out and not self._deliver(peer):
+            if peer.out and self._ready(peer) and not self._deliver(peer):
                 self._end(key, None)
 
+    @staticmethod
+    def _ready(peer: Peer) -> bool:
+        """Its stream is open, or may open: it had events or blocks."""
+        s = peer.session
+        return peer.consumer is not None or s.blocks.seen or s.stats.events > 0
+
     def expire(self, now: float) -> None:
-        """End idle sessions and expire old split messages."""
+        """End idle sessions, expire old split messages, give out the blocks
+        that waited too long for lost events."""
         for key, peer in list(self.peers.items()):
             peer.session.expire(now)
+            late = peer.session.flush(now)
+            if late:
+                peer.out.append(late)
+                if self._ready(peer) and not self._deliver(peer):
+                    self._end(key, None)
+                    continue
             if now - peer.last_seen > self.config.idle_timeout:
                 self._end(key, None)
 
@@ -211,7 +245,8 @@ class UdpSessions:
                                   max_bytes=SENDER_REASSEMBLY)
         session = Session(datagram=True, hold_events=cfg.hold_events, hold_bytes=cfg.hold_bytes,
                           hold_budget=self.hold_budget, dedupe=cfg.dedupe,
-                          reassembler=reassembler)
+                          reassembler=reassembler,
+                          blocks=Blocks(max_bytes=SENDER_REASSEMBLY, budget=self.hold_budget))
         peer = self.peers[key] = Peer(key, address, session, now)
         peer.stats.datagrams += 1
         self._headerless[key] = None
@@ -238,7 +273,8 @@ class UdpSessions:
                 if self.opener is None:
                     raise RuntimeError("no opener: the listener is not running")
                 self.streams += 1
-                peer.consumer = self.opener(StreamInfo(self.kind, peer.address, self.streams))
+                peer.consumer = self.opener(monitor_info(self.kind, peer.address, self.streams,
+                                                         peer.session))
             peer.consumer.data(data)
             return True
         except Exception as exc:
@@ -251,11 +287,15 @@ class UdpSessions:
     def _end(self, key: Address, error: str | None) -> None:
         peer = self.peers.pop(key)
         self._headerless.pop(key, None)
+        last = peer.session.flush(float("inf"))     # blocks still waiting: as they are
+        if last:
+            peer.out.append(last)
         if peer.out and not peer.failed:
             self._deliver(peer)
         if peer.failed:
             error = "its consumer failed"
         s, r = peer.session.stats, peer.session.reassembler
+        b = peer.session.blocks.stats
         waiting = peer.session.close()
         lost = r.clear()
         summary = {
@@ -264,7 +304,10 @@ class UdpSessions:
             "events_without_header": s.dropped_before_header + waiting,
             "bad_held_events": s.bad_held_events,
             "unauthenticated": peer.stats.unauthenticated,
-            "split_messages_lost": r.stats.expired + r.stats.evicted + lost}
+            "split_messages_lost": r.stats.expired + r.stats.evicted + lost,
+            "blocks": b.blocks + b.incomplete, "blocks_incomplete": b.incomplete,
+            "block_events_missing": b.missing_events,
+            "block_events_orphaned": b.orphan_events}
         self.ended.append(summary)
         if peer.consumer is None:
             # never had a header: nothing went downstream

@@ -14,7 +14,10 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from protocol.monitor import Session
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,11 @@ class StreamInfo:
     peer: str               # where the bytes come from: "127.0.0.1:8242", a path, "-"
     number: int             # streams opened by this source so far, from 1
     started: float = field(default_factory=time.time)   # epoch seconds
+    # what the stream says of itself (a ``liveprof agent``'s monitor stream,
+    # docs/monitor-protocol.md 6.7 and 7.4); None: the consumer decides
+    caps: bool | None = None        # its events carry their capability
+    app: str | None = None          # the app name it was given
+    host: str | None = None         # the host it comes from
 
     @property
     def name(self) -> str:
@@ -49,6 +57,17 @@ class Source(Protocol):
     kind: str
 
     async def run(self, opener: Opener) -> None: ...
+
+
+def monitor_info(kind: str, peer: str, number: int, session: Session) -> StreamInfo:
+    """The ``StreamInfo`` of a monitor session (``protocol.monitor.Session``):
+    capabilities known when it had event blocks, app and host from the agent's
+    identity in its snapshot, if any."""
+    from protocol.monitor import agent_identity
+
+    ident = agent_identity(session.state) or {}
+    return StreamInfo(kind, peer, number, caps=True if session.blocks.seen else None,
+                      app=ident.get("app") or ident.get("program"), host=ident.get("host"))
 
 
 def parse_address(text: str, default_port: int, default_host: str = "127.0.0.1") -> tuple[str, int]:

@@ -6,6 +6,11 @@ the state snapshot and the header again, so it is a new eventlog stream.
 When the monitor is down or the connection drops, liveprof dials again after
 a jittered, growing delay (reset once a connection delivered its header).
 
+A connection's stream is opened downstream once its session has events (or
+when it ends): by then the session knows whether its events come in blocks
+(their capabilities restored, docs/monitor-protocol.md 7.4) and, from a
+``liveprof agent``'s snapshot, the app and host to tag it with (6.7).
+
 Bad input (an oversized frame length, a body that is not a ``ProfileMsg``,
 a header or event record that does not fit) is logged with the peer and the
 stream offset of the frame, and that connection is closed; the bytes already
@@ -32,7 +37,7 @@ from protocol.monitor import (
 
 from ..backoff import Backoff
 from ._dial import dial_forever
-from .base import Opener, StreamConsumer, StreamInfo
+from .base import Opener, StreamConsumer, monitor_info
 
 log = logging.getLogger("liveprof.monitor_tcp")
 
@@ -76,9 +81,9 @@ class MonitorTcpSource:
                            backoff=Backoff(cfg.backoff_initial, cfg.backoff_max),
                            once=cfg.once, log=log, on_connected=connected)
 
-    def _open(self, opener: Opener) -> StreamConsumer:
+    def _open(self, opener: Opener, session: Session) -> StreamConsumer:
         self.streams += 1
-        return opener(StreamInfo(self.kind, self.peer, self.streams))
+        return opener(monitor_info(self.kind, self.peer, self.streams, session))
 
     async def _read(self, reader: asyncio.StreamReader, opener: Opener) -> bool:
         """Read one connection; True when it delivered a whole header."""
@@ -98,7 +103,7 @@ class MonitorTcpSource:
             error = f"monitor {self.peer}: connection lost: {exc}"
             log.warning("%s", error)
         finally:
-            conn.consumer.end(error)
+            conn.end(error)
         return conn.got_header
 
 
@@ -114,9 +119,29 @@ class _Connection:
         self.opener = opener
         self.frames = FrameReader(source.config.max_frame)
         self.session = Session()
-        self.consumer = source._open(opener)
+        self._consumer: StreamConsumer | None = None     # opened with the first events
+        self._pending: list[bytes] = []                  # the header, until then
         self.got_header = False
         self.now = asyncio.get_running_loop().time
+
+    def data(self, data: bytes) -> None:
+        if self._consumer is None:
+            self._pending.append(data)
+            s = self.session
+            if not (s.blocks.seen or s.stats.events):
+                return
+            self._consumer = self.source._open(self.opener, s)
+            data = b"".join(self._pending)
+            self._pending = []
+        if data:
+            self._consumer.data(data)
+
+    def end(self, error: str | None) -> None:
+        if self._consumer is None:
+            self._consumer = self.source._open(self.opener, self.session)
+            if self._pending:
+                self._consumer.data(b"".join(self._pending))
+        self._consumer.end(error)
 
     def take(self, chunk: bytes) -> None:
         bad = None
@@ -141,19 +166,19 @@ class _Connection:
                 data = self.session.receive_all([m for _, m in pending], self.now())
                 pending = []
             except HeaderChanged as exc:
-                self.consumer.data(exc.data)
-                self.consumer.end(None)
+                self.data(exc.data)
+                self.end(None)
                 log.info("monitor %s: a new header on the connection: new session",
                          self.source.peer)
-                self.session, self.consumer = Session(), self.source._open(self.opener)
+                self.session, self._consumer, self._pending = Session(), None, []
                 pending = pending[exc.index:]
                 continue
             except MessageError as exc:
-                self.consumer.data(exc.data)
+                self.data(exc.data)
                 at = pending[exc.index][0]
                 raise _Bad(f"frame at stream offset {at}: {exc}") from exc
             finally:
                 self.got_header = self.got_header or self.session.header_done
                 self.source.state = self.session.state or self.source.state
             if data:
-                self.consumer.data(data)
+                self.data(data)

@@ -5,6 +5,12 @@
 - ``Reassembler``: split payloads, any order, bounded, expiring.
 - ``Session``: messages -> the eventlog bytes they carry (the ``Decoder``'s
   input; events come out with cap None), keeping the latest ``EventlogState``.
+- ``Encoder``: the sending side (``liveprof agent``): one eventlog run's
+  bytes -> message bodies (header, blocks of events with their capability,
+  state snapshot folded by ``StateFold``); ``frames`` / ``datagrams`` put
+  them on a wire.  ``Blocks`` is the receiving side of blocks (section 7.4).
+- ``agent_capset`` / ``agent_identity``: the agent's host and app name in the
+  snapshot (docs/monitor-protocol.md section 6.7).
 - ``sign_datagram`` / ``verify_datagram``: the HMAC tag of authenticated
   datagrams (liveprof's extension, docs/monitor-protocol.md section 3.4).
 
@@ -15,6 +21,8 @@ machinery.  Every error a peer's bytes can cause is a ``ProtocolError``
 
 from .._errors import ProtocolError
 from ._auth import DEFAULT_ALLOW, TAG_SIZE, AllowList, AuthError, datagram_key, sign_datagram, verify_datagram
+from ._blocks import Blocks, BlockStats
+from ._fold import AGENT_CAPSET, StateFold, agent_capset, agent_identity, program_name
 from ._frames import MAX_FRAME, FrameError, FrameReader, frame
 from ._messages import (
                     BlockHeader,
@@ -34,6 +42,7 @@ from ._messages import (
                     split_payload,
 )
 from ._reassembly import Budget, Reassembler, ReassemblyStats
+from ._sender import EncodeError, Encoder, datagrams, frames
 from ._session import END_OF_DATA, HeaderChanged, Session, SessionError, SessionStats, parse_type_record
 from ._state import (
                     CapsetState,
@@ -49,6 +58,9 @@ from ._state import (
 __all__ = [
     "DEFAULT_ALLOW", "TAG_SIZE", "AllowList", "AuthError", "datagram_key", "sign_datagram", "verify_datagram",
     "MAX_FRAME", "FrameError", "FrameReader", "frame",
+    "Blocks", "BlockStats", "AGENT_CAPSET", "StateFold", "agent_capset", "agent_identity",
+    "program_name",
+    "EncodeError", "Encoder", "datagrams", "frames",
     "BlockHeader", "BlockPart", "EventMessage", "Full", "HeaderLength", "HeaderType", "Message",
     "MessageError", "Part", "ServicePause", "SplitHeader", "StateMessage", "decode_message",
     "encode_message", "split_payload",

@@ -110,6 +110,7 @@ MAX_ITEMS = 64
 _EVENT_FULL = b"\x82\x02\x82\x01\x82\x00"  # [2, [1, [0, <bytes>]]]: nearly every message
 _EVENT_PART = b"\x82\x02\x82\x01\x84\x02"  # [2, [1, [2, id, part, <bytes>]]]
 _EVENT_SPLIT = b"\x82\x02\x82\x01\x82\x01\x83\x00"  # [2, [1, [1, [0, id, parts]]]]
+_BLOCK_FULL = b"\x82\x02\x82\x00\x83\x01"  # [2, [0, [1, id, [0, <bytes>]]]]: block parts
 
 
 def _head(body: bytes, pos: int, major: int) -> tuple[int, int]:
@@ -137,6 +138,12 @@ def _fast(body: bytes) -> Message | None:
         size, pos = _head(body, pos, 2)
         if msg_id >= 0 and part_no >= 0 and size >= 0 and pos + size <= len(body):
             return EventMessage(Part(msg_id, part_no, body[pos:pos + size]))
+    elif body[:6] == _BLOCK_FULL:
+        block_id, pos = _head(body, 6, 0)
+        if block_id >= 0 and body[pos:pos + 2] == b"\x82\x00":
+            size, pos = _head(body, pos + 2, 2)
+            if size >= 0 and pos + size <= len(body):
+                return BlockPart(block_id, Full(body[pos:pos + size]))
     elif body[:8] == _EVENT_SPLIT:
         msg_id, pos = _head(body, 8, 0)
         parts, pos = _head(body, pos, 0)

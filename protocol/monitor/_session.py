@@ -3,9 +3,11 @@
 The session rebuilds the eventlog stream the monitor parsed (spec 5.3):
 ``hdrb hetb <records> hete hdre datb`` once the header is complete, then
 every event record.  Those bytes are the input of the same eventlog
-``Decoder`` as a file, so the events are the same, with ``cap`` None (the
-protocol loses it); written out with the ``0xffff`` end marker they are a
-standard ``.eventlog``.
+``Decoder`` as a file, so the events are the same; written out with the
+``0xffff`` end marker they are a standard ``.eventlog``.  Plain events have
+``cap`` None (the 2016 protocol loses it); events sent in blocks (section
+7.4, ``liveprof agent``) come out inside a block marker again (``_blocks``),
+so they keep their capability; ``blocks.seen`` says whether a session had any.
 
 Each event record is checked against the header before it is passed on
 (declared type, exact size), so one bad record is rejected on its own and
@@ -30,6 +32,7 @@ from .._errors import ProtocolError
 from ..eventlog._header import DeclarationError, parse_declaration
 from ..eventlog._ids import END_OF_DATA as EVENTLOG_END
 from ..eventlog._ids import EventType
+from ._blocks import Blocks
 from ._messages import (
     BlockHeader,
     BlockPart,
@@ -73,11 +76,12 @@ class SessionStats:
     states_skipped: int = 0         # snapshots over max_state bytes, not decoded
     duplicate_events: int = 0       # datagram mode: identical record seen recently
     dropped_before_header: int = 0  # events beyond the hold bound before the header
-    block_headers: int = 0          # accepted and ignored (spec 7.3)
+    block_headers: int = 0          # block headers received (section 7.4)
     block_markers: int = 0          # block-marker event records dropped
     service: int = 0                # ServicePause messages (ignored)
     repeated_headers: int = 0       # header messages that agreed with the one held
     bad_held_events: int = 0        # events held before the header that did not fit it
+    after_end: int = 0              # messages after the end record, ignored
 
 
 def parse_type_record(record: bytes) -> tuple[int, int | None]:
@@ -104,7 +108,7 @@ class Session:
                  hold_bytes: int = 4 << 20, dedupe: int = 4096,
                  reassembler: Reassembler | None = None, hold_budget: Budget | None = None,
                  max_records: int = 1024, max_header_bytes: int = 64 << 10,
-                 max_state: int = 4 << 20):
+                 max_state: int = 4 << 20, blocks: Blocks | None = None):
         self.datagram = datagram
         self.hold_events = hold_events
         self.hold_bytes = hold_bytes
@@ -117,14 +121,16 @@ class Session:
         self.stats = SessionStats()
         self.state: EventlogState | None = None
         self.header_done = False
+        self.ended = False          # the sender's end-of-data record came (section 7.4)
         self._expected: int | None = None
         self._records: dict[int, bytes] = {}
         self._sizes: dict[int, int | None] = {}
-        self._held: list[bytes] = []
+        self._held: list[tuple[bytes, int | None]] = []   # (record, block id)
         self._held_bytes = 0
         self._recent: deque[int] = deque()        # fingerprints of recent records
         self._recent_set: set[int] = set()
         self._dedupe = dedupe if datagram else 0
+        self.blocks = blocks or Blocks()
 
     @property
     def header_records(self) -> list[bytes]:
@@ -162,21 +168,38 @@ class Session:
         """Drop split messages older than the reassembly timeout."""
         return self.reassembler.expire(now)
 
+    def flush(self, now: float) -> bytes:
+        """The bytes of blocks that waited longer than their bound for missing
+        events (given out with the events they have; section 7.4)."""
+        out: list[bytes] = []
+        if self.header_done:
+            self.blocks.expire(now, out)
+        return b"".join(out)
+
     def close(self) -> int:
         """The session is over: let go of what it holds (and of its share of a
         shared budget).  Returns the events that were still waiting for the
         header."""
-        held = len(self._held)
+        held = len(self._held) + self.blocks.close()
         self._release_held()
         return held
 
     # -- internals ----------------------------------------------------------------------
 
     def _take(self, msg: Message, now: float, out: list[bytes]) -> None:
-        if isinstance(msg, (EventMessage, BlockPart)):
+        if self.ended:
+            self.stats.after_end += 1
+            return
+        if isinstance(msg, EventMessage):
+            record = self.reassembler.add("event", msg.payload, now)
+            if record == END_OF_DATA:
+                self._end(out)
+            elif record is not None:
+                self._event(record, out)
+        elif isinstance(msg, BlockPart):
             record = self.reassembler.add("event", msg.payload, now)
             if record is not None:
-                self._event(record, out)
+                self._event(record, out, msg.block_id, now)
         elif isinstance(msg, HeaderType):
             self._header_type(msg.record, out)
         elif isinstance(msg, HeaderLength):
@@ -190,8 +213,19 @@ class Session:
                 self.stats.states += 1
         elif isinstance(msg, BlockHeader):
             self.stats.block_headers += 1
+            self.blocks.header(msg, now, out)
         elif isinstance(msg, ServicePause):
             self.stats.service += 1
+
+    def _end(self, out: list[bytes]) -> None:
+        """The run is over (liveprof's end record, docs/monitor-protocol.md 7.4):
+        blocks still waiting go out as they are, then the end-of-data marker.
+        Before the header it means nothing and is dropped."""
+        if not self.header_done:
+            return
+        self.blocks.expire(float("inf"), out)
+        out.append(END_OF_DATA)
+        self.ended = True
 
     def _header_length(self, count: int, out: list[bytes]) -> None:
         if self._expected is not None and count != self._expected:
@@ -234,12 +268,13 @@ class Session:
         if self._expected is None or len(self._records) != self._expected:
             return
         self.header_done = True
+        self.blocks.marker_declared(self._sizes.get(BLOCK_MARKER, -1) == 14)
         out.append(HEADER_OPEN + b"".join(self._records.values()) + HEADER_CLOSE)
         held = self._held
         self._release_held()
-        for record in held:
+        for record, block in held:
             try:
-                self._event(record, out)
+                self._event(record, out, block)
             except SessionError:
                 # a bad event that came before the header is its own fault, not the
                 # header's: the header and the other held events go through
@@ -250,7 +285,8 @@ class Session:
             self.hold_budget.used -= self._held_bytes
         self._held, self._held_bytes = [], 0
 
-    def _event(self, record: bytes, out: list[bytes]) -> None:
+    def _event(self, record: bytes, out: list[bytes], block: int | None = None,
+               now: float = 0.0) -> None:
         if len(record) < 10:
             raise SessionError(f"event record of {len(record)} bytes is shorter than an "
                                f"event header")
@@ -259,7 +295,7 @@ class Session:
             if (len(self._held) < self.hold_events
                     and self._held_bytes + len(record) <= self.hold_bytes
                     and (budget is None or budget.used + len(record) <= budget.limit)):
-                self._held.append(record)
+                self._held.append((record, block))
                 self._held_bytes += len(record)
                 if budget is not None:
                     budget.used += len(record)
@@ -279,6 +315,14 @@ class Session:
                                f"says {want}")
         if type_id == BLOCK_MARKER:
             self.stats.block_markers += 1
+            return
+        if block is not None:
+            # block parts are told apart within their block (_blocks.py), whatever the
+            # reordering; a part after its block went out is dropped there too
+            if self.blocks.part(block, record, now, out, dedupe=self._dedupe > 0):
+                self.stats.events += 1
+            else:
+                self.stats.duplicate_events += 1
             return
         if self._dedupe:
             # a fingerprint, not the record: the window costs the same whatever the
