@@ -1,4 +1,4 @@
-"""Real processes for the agent's tests: LiveSim (../shared/live), the agent
+"""Real processes for the agent's tests: LiveSim (tests/live), the agent
 (``liveprof agent`` as a subprocess), ``liveprof serve`` in-process against
 the real influxd, ``liveprof import`` of the same bytes, and the comparison
 of two databases."""
@@ -10,36 +10,23 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from ingest.config import load
 from ingest.service import Service
+from tests.live.programs import build
 from tests.servers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-LIVESIM = Path(os.environ.get("LIVESIM_DIR", ROOT.parent / "shared" / "live"))
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "liveprof-bench"
 CLI = [sys.executable, "-m", "ingest.cli"]
 
 
 def livesim_binary() -> Path:
-    """LiveSim built from its source (the shared ``bin/`` or the bench cache if
-    current, else built into the cache, as bench/live.py does)."""
-    src = LIVESIM / "LiveSim.hs"
-    for exe in (LIVESIM / "bin" / "LiveSim", CACHE / "LiveSim"):
-        if exe.exists() and exe.stat().st_mtime >= src.stat().st_mtime:
-            return exe
-    exe = CACHE / "LiveSim"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as obj:
-        subprocess.run(["ghc", "-O", "-threaded", "-rtsopts", "-eventlog", str(src),
-                        "-outputdir", obj, "-o", str(exe) + ".tmp"], check=True,
-                       stdout=subprocess.DEVNULL)
-        os.replace(str(exe) + ".tmp", exe)
-    return exe
+    """LiveSim (tests/live/LiveSim.hs, a copy of ../shared/live's), built once
+    and cached like the other test programs (tests/live/programs.py)."""
+    return build("LiveSim", "LiveSim.hs")
 
 
 def start_livesim(binary: Path, fifo: Path, seconds: float, *extra: str) -> subprocess.Popen:
