@@ -9,7 +9,10 @@ alerts in the same order.
 Two rules, over the ``gc`` points (one per collection, docs/schema.md):
 
 - ``gc_pause``: a collection whose ``pause_ns`` is **strictly over**
-  ``pause_threshold_ns`` makes one alert at once.
+  ``pause_threshold_ns`` makes one alert at once.  A live correction writes
+  points again (docs/live.md, "Late events"; such a point has
+  ``meta["rewrite"]``): a collection already alerted on (its session and
+  time, among the last ``MAX_ALERTED``) is not alerted on again.
 - ``gc_pause_share`` (when ``share_threshold`` is set): per session (app,
   host, session tags), the pauses of the collections *starting* in each
   window of ``window_ns`` (aligned on multiples of it) are summed; a window
@@ -18,7 +21,8 @@ Two rules, over the ``gc`` points (one per collection, docs/schema.md):
   the session's other points are a whole window past its end (a ``gc`` point
   may come after the points of its time: it waits for the collection's
   statistics), or at ``end()``.  A collection older than a window already
-  judged is not counted (``share_late``).  At most ``max_sessions`` sessions
+  judged is not counted (``share_late``); points written again by a correction
+  are not counted twice (they are left out).  At most ``max_sessions`` sessions
   keep a window; past it the least recently seen one is forgotten.
 """
 
@@ -40,9 +44,10 @@ from ingest.alerts.alert import (
 if TYPE_CHECKING:
     from ingest.derive.point import Point
 
-__all__ = ["MAX_SHARE_SESSIONS", "GcPauseRules"]
+__all__ = ["MAX_ALERTED", "MAX_SHARE_SESSIONS", "GcPauseRules"]
 
 MAX_SHARE_SESSIONS = 10_000  # sessions with an open pause-share window (oldest forgotten)
+MAX_ALERTED = 10_000  # collections alerted on, remembered (a correction writes points again)
 
 _Key = tuple[str, str, str]  # app, host, session
 
@@ -67,6 +72,7 @@ class GcPauseRules:
         self.gc_points = 0
         self.share_late = 0
         self._windows: collections.OrderedDict[_Key, Window] = collections.OrderedDict()
+        self._alerted: dict[tuple[_Key, int], None] = {}  # the last MAX_ALERTED, in order
 
     @property
     def open_windows(self) -> int:
@@ -89,9 +95,16 @@ class GcPauseRules:
             pause = p.fields.get("pause_ns", 0)
             if isinstance(pause, str) or pause is None:  # not from our deriver: no pause known
                 pause = 0
+            rewrite = p.meta.get("rewrite", False) if p.meta else False
             if pause > threshold:
-                out.append(_alert(ALERT_GC_PAUSE, p.tags, p.time, gc_pause_alert(p, threshold)))
-            if share is not None:
+                key = (self._key(p), p.time)
+                if key not in self._alerted:
+                    self._alerted[key] = None
+                    if len(self._alerted) > MAX_ALERTED:
+                        del self._alerted[next(iter(self._alerted))]
+                    out.append(_alert(ALERT_GC_PAUSE, p.tags, p.time,
+                                      gc_pause_alert(p, threshold)))
+            if share is not None and not rewrite:
                 self._add_to_window(p, pause, out)
         self.gc_points += seen
         return out

@@ -164,6 +164,8 @@ class Correcting:
             if hi < n and events[hi - 1].time >= fix.next_at:
                 fix.mark(self.derivers, None if self._held is None or mark.held is None
                          else mark.held + len(points), hi)
+        for p in points:  # (an alert sink does not alert twice on a collection: docs/alerts.md)
+            p.meta["rewrite"] = True
         fix.replayed += n - mark.index
         if fix.due():
             fix.mark(self.derivers, None if self._held is None or mark.held is None

@@ -21,7 +21,7 @@ at, about ``every_ns`` worth plus how late the event was.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from bisect import bisect_right
 from dataclasses import dataclass
 from operator import itemgetter
@@ -42,7 +42,7 @@ class Mark:
 
     index: int  # events before it (in ``Corrections.events``) were fed to the copy
     time: int  # the time of the last of them (minus infinity: none)
-    derivers: list
+    derivers: bytes  # pickled: a copy is made only when a correction starts here
     held: int | None  # points the pipeline held back (identity not settled) then; None: settled
 
 
@@ -88,7 +88,7 @@ class Corrections:
         events = self.events
         n = len(events) if upto is None else upto
         t = events[n - 1].time if n else -(1 << 63)
-        self.marks.append(Mark(n, t, copy.deepcopy(derivers), held))
+        self.marks.append(Mark(n, t, pickle.dumps(derivers, pickle.HIGHEST_PROTOCOL), held))
         self.next_at = t - t % self.every + self.every
         if upto is None:
             self._trim(t)
@@ -112,7 +112,7 @@ class Corrections:
         del self.marks[i + 1:]
         t = mark.time
         self.next_at = t - t % self.every + self.every if t > -(1 << 62) else t
-        return copy.deepcopy(mark.derivers)
+        return pickle.loads(mark.derivers)
 
     def sent(self, points: list, at: int | None = None) -> None:
         """Points just written (stamped), derived from the first ``at`` kept
