@@ -163,31 +163,37 @@ class Merge:
         return out
 
     def _push_live(self, events) -> None:
+        # (the state the per-event path reads is held in locals; every call that
+        # may change it, rare, is preceded by _sync and followed by _cached)
         held = self._held
         append = held.append
         latest = self._latest
+        get = latest.get
         frontier = self._frontier
         newest = self._newest
         held_min = self._held_min
-        jump_at = newest + self.max_gap if newest != _NEG_INF else _POS_INF
+        max_gap, max_lag, slack = self.max_gap, self.max_lag, self.slack
+        jump_at = newest + max_gap if newest != _NEG_INF else _POS_INF
+        countdown = self._countdown
+        min_stream, next_low, idle_at, watermark, idle, trusted_at = self._cached()
         for ev in events:
-            t = ev.time
+            ty, _, t, cap, _ = ev
             if t > jump_at:
                 self.jumped = ev
                 # (no earlier event equals it: it would have jumped)
                 self.jump_dropped = sum(1 for e in events[events.index(ev):]
                                         if e[0] != BLOCK_MARKER)
                 break
-            ty = ev.type
             if ty == BLOCK_MARKER:
-                self._frontier = frontier
-                self._newest = newest
+                self._sync(frontier, newest, watermark, idle_at)
                 self._block_marker(ev)
                 frontier = self._frontier
+                min_stream, next_low, idle_at, watermark, idle, trusted_at = self._cached()
                 continue
             if ty == STARTUP or ty == CAP_CREATE:
-                self._newest = newest
+                self._sync(frontier, newest, watermark, idle_at)
                 self._announce(ev)
+                min_stream, next_low, idle_at, watermark, idle, trusted_at = self._cached()
             if t < frontier:
                 self.late_events += 1
                 append(_Late((LATE, None, frontier, ev)))
@@ -199,48 +205,68 @@ class Merge:
                     held_min = t
             if t > newest:
                 newest = t
-                jump_at = t + self.max_gap
-            cap = ev.cap
-            old = latest.get(cap, _NO_STREAM)
+                jump_at = t + max_gap
+            old = get(cap, _NO_STREAM)
             if old is _NO_STREAM:
                 latest[cap] = t
                 self._new_stream_at = newest
-                self._newest = newest
+                self._sync(frontier, newest, watermark, idle_at)
                 self._recompute_watermark()
+                min_stream, next_low, idle_at, watermark, idle, trusted_at = self._cached()
             elif t > old:
                 latest[cap] = t
-                if cap == self._min_stream:
-                    if t <= self._next_low:  # still the oldest: no need to look at the others
-                        self._watermark = t
-                        self._idle_at = t + self.idle
+                if cap == min_stream:
+                    if t <= next_low:  # still the oldest: no need to look at the others
+                        watermark = t
+                        idle_at = t + idle
                     else:
-                        self._newest = newest
+                        self._sync(frontier, newest, watermark, idle_at)
                         self._recompute_watermark()
-                elif t < self._next_low and t + self.idle >= newest:  # idle, speaks again
-                    self._newest = newest
+                        min_stream, next_low, idle_at, watermark, idle, trusted_at = \
+                            self._cached()
+                elif t < next_low and t + idle >= newest:  # idle, speaks again
+                    self._sync(frontier, newest, watermark, idle_at)
                     self._recompute_watermark()
-            if newest > self._idle_at:  # the watermark's stream went idle
-                self._newest = newest
+                    min_stream, next_low, idle_at, watermark, idle, trusted_at = self._cached()
+            if newest > idle_at:  # the watermark's stream went idle
+                self._sync(frontier, newest, watermark, idle_at)
                 self._recompute_watermark()
-            lagged = newest - self.max_lag
-            f = self._watermark - self.slack if self._blocks and (
-                self._announced or newest - self.settle >= self._new_stream_at) else _NEG_INF
-            if lagged > f:
-                f = lagged
+                min_stream, next_low, idle_at, watermark, idle, trusted_at = self._cached()
+            f = newest - max_lag
+            if newest >= trusted_at and watermark - slack > f:
+                f = watermark - slack
             if f > frontier:
                 frontier = f
-            self._countdown -= 1
-            if self._countdown <= 0:
-                self._countdown = self.check_every
+            countdown -= 1
+            if countdown <= 0:
+                countdown = self.check_every
                 if len(held) > self.max_held:
-                    self._frontier, self._newest, self._held_min = frontier, newest, held_min
+                    self._sync(frontier, newest, watermark, idle_at)
+                    self._held_min = held_min
                     self._evict()
                     held = self._held
                     append = held.append
                     frontier, held_min = self._frontier, self._held_min
-        self._frontier = frontier
-        self._newest = newest
+        self._sync(frontier, newest, watermark, idle_at)
         self._held_min = held_min
+        self._countdown = countdown
+
+    def _sync(self, frontier: int, newest: int, watermark: int, idle_at: int) -> None:
+        self._frontier, self._newest, self._watermark, self._idle_at = (
+            frontier, newest, watermark, idle_at)
+
+    def _cached(self) -> tuple:
+        """What the live path reads of the watermark state, as it is now; and
+        the newest time from which the watermark counts (blocks seen, and every
+        capability known: a Startup, or none new for the settle time)."""
+        if not self._blocks:
+            trusted_at = _POS_INF
+        elif self._announced:
+            trusted_at = _NEG_INF
+        else:
+            trusted_at = self._new_stream_at + self.settle
+        return (self._min_stream, self._next_low, self._idle_at, self._watermark, self.idle,
+                trusted_at)
 
     def _push_whole(self, events, types: set | None) -> None:
         """Whole-file mode: the frontier moves only when the memory bound
