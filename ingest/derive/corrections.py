@@ -58,10 +58,8 @@ class Corrections:
         self.beyond = 0  # late events too old to be
         self.replayed = 0  # events fed again by corrections
         self.stale = 0  # points written that a correction moved to another series or time
-        # (kept events before it, key, field names) of every point written since the
-        # oldest mark
-        self._sent: list[tuple[int, tuple, tuple]] = []
-        self.tag_keys: dict[str, set[str]] = {}  # measurement -> tag keys its points had
+        # (kept events before it, point) of every point written since the oldest mark
+        self._sent: list[tuple[int, Point]] = []
         self.retractions: list[Retraction] = []  # for the store, taken by the pipeline
         # keys retracted lately: one written again must follow its delete (a store
         # deletes once what came before is written, and may have stored the new
@@ -118,22 +116,16 @@ class Corrections:
         """Points just written (stamped), derived from the first ``at`` kept
         events (default: all so far)."""
         n = len(self.events) if at is None else at
-        keys = self.tag_keys
-        gone = self._gone
-        for p in points:
-            m = p.measurement
-            key = (m, tuple(p.tags.items()), p.time)
-            self._sent.append((n, key, tuple(p.fields)))
-            if gone and key in gone:
-                del gone[key]
-                self.retractions.append(self._retraction(key, p))
-            if self._then and key in self._then:
-                self._then[key].fields = p.fields
-            known = keys.get(m)
-            if known is None:
-                keys[m] = set(p.tags)
-            elif len(p.tags) > len(known) or not known.issuperset(p.tags):
-                known.update(p.tags)
+        self._sent.extend([(n, p) for p in points])
+        gone, then = self._gone, self._then
+        if gone or then:
+            for p in points:
+                key = _key(p)
+                if gone and key in gone:
+                    del gone[key]
+                    self.retractions.append(self._retraction(key, p))
+                if then and key in then:
+                    then[key].fields = p.fields
 
     def sent_held(self, points: list) -> None:
         """The points held back until the identity settled, going out now: each
@@ -154,7 +146,11 @@ class Corrections:
             while len(self._then) > _GONE_MAX:
                 del self._then[next(iter(self._then))]
         m, tags, t = key
-        every = dict.fromkeys(self.tag_keys.get(m, ()), "")
+        # every tag key the measurement's points written lately have had ("": not
+        # this point's), so that the delete takes no point of the same time that
+        # has one more tag (those of other times are not touched: time is exact)
+        every = dict.fromkeys({k for _, p in self._sent if p.measurement == m
+                               for k in p.tags}, "")
         every.update(tags)
         return Retraction(m, every, t, then)
 
@@ -166,14 +162,15 @@ class Corrections:
         deleted (``retractions``)."""
         sent = self._sent
         at = bisect_right(sent, index, key=_FIRST)
-        new = {(p.measurement, tuple(p.tags.items()), p.time): p for p in points}
+        new = {_key(p): p for p in points}
         stale = set()
         then: dict[tuple, Point] = {}  # written again without a field it had: delete first
-        for _, key, fields in sent[at:]:
+        for _, old in sent[at:]:
+            key = _key(old)
             p = new.get(key)
             if p is None:
                 stale.add(key)
-            elif len(fields) > len(p.fields) or not p.fields.keys() >= set(fields):
+            elif not p.fields.keys() >= old.fields.keys():
                 then[key] = p
         del sent[at:]
         done = 0
@@ -210,4 +207,9 @@ class Corrections:
                 m.index -= cut
             sent = self._sent
             del sent[:bisect_right(sent, cut, key=_FIRST)]
-            self._sent = [(i - cut, key, fields) for i, key, fields in sent]
+            self._sent = [(i - cut, p) for i, p in sent]
+
+
+def _key(p: Point) -> tuple:
+    """A point's identity in a store: measurement, tags, time."""
+    return p.measurement, tuple(p.tags.items()), p.time
