@@ -120,7 +120,7 @@ def feed_runs(deriver, evs, seed: int, late_every: int = 0) -> list[str]:
         out += deriver.feed_many(list(evs[i:i + n]))
         i += n
         if late_every and rng.randrange(late_every) == 0:
-            out += deriver.feed_many((evs[rng.randrange(i)],), True)
+            out += deriver.feed_many((evs[rng.randrange(min(i, len(evs)))],), True)
     out += deriver.flush(evs[-1].time if evs else 0)
     return [p.to_line() for p in out]
 
