@@ -7,6 +7,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -33,3 +35,36 @@ def build(name: str, *sources: str) -> Path:
         os.replace(str(binary) + ".tmp", binary)
         shutil.rmtree(work, ignore_errors=True)
     return binary
+
+
+def stream_program(argv: list[str], fifo: Path, take: Callable[[bytes], None],
+                   timeout: float) -> subprocess.CompletedProcess:
+    """Run ``argv`` (a program writing its eventlog with ``-ol<fifo>``) and
+    give ``take`` every chunk the pipe yields, as it comes, until the program
+    has exited.  The pipe is made here; we hold a write end of our own, so the
+    reader sees end of file only once the program is done (GHC opens the file
+    read-write, so it never waits for a reader).  Killed after ``timeout``."""
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    wfd = os.open(fifo, os.O_WRONLY)
+    os.set_blocking(rfd, True)
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+
+    def close_when_done():
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.close(wfd)
+
+    closer = threading.Thread(target=close_when_done, name="program-closer")
+    closer.start()
+    try:
+        while chunk := os.read(rfd, 65536):
+            take(chunk)
+    finally:
+        os.close(rfd)
+        closer.join()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    return subprocess.CompletedProcess(argv, proc.returncode, "", stderr)

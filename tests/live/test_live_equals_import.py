@@ -16,13 +16,12 @@ import asyncio
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from ingest.service import Service
-from tests.live.programs import build
+from tests.live.programs import build, stream_program
 from tests.servers import wait_for
 from tests.service.test_serve import settings_for
 
@@ -44,38 +43,20 @@ def run_program(binary: Path, args: list[str], rts: list[str], fifo: Path, serve
                 copy: Path) -> subprocess.CompletedProcess:
     """Run the program into ``fifo``; relay every byte to ``serve_fifo`` (the
     service has it open) and to ``copy``, until the program has exited."""
-    os.mkfifo(fifo)
-    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    wfd = os.open(fifo, os.O_WRONLY)  # ours: EOF only once the program is done too
-    os.set_blocking(rfd, True)
     out = os.open(serve_fifo, os.O_WRONLY | os.O_NONBLOCK)
     os.set_blocking(out, True)
-    proc = subprocess.Popen([str(binary), *args, "+RTS", *rts, "-l", f"-ol{fifo}", "-RTS"],
-                            stderr=subprocess.PIPE, text=True)
-
-    def close_when_done():
-        try:
-            proc.wait(timeout=SECONDS + 120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        os.close(wfd)
-
-    closer = threading.Thread(target=close_when_done, name="program-closer")
-    closer.start()
     try:
         with open(copy, "wb") as f:
-            while chunk := os.read(rfd, 65536):
+            def take(chunk: bytes) -> None:
                 f.write(chunk)
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(out, view):]
+
+            return stream_program([str(binary), *args, "+RTS", *rts, "-l", f"-ol{fifo}",
+                                   "-RTS"], fifo, take, SECONDS + 120)
     finally:
-        os.close(rfd)
         os.close(out)
-        closer.join()
-    stderr = proc.stderr.read() if proc.stderr else ""
-    return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
 
 
 def content(server, database: str) -> dict[str, list]:

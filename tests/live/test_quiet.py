@@ -15,12 +15,7 @@ for the quiet streams until the end.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 import re
-import shutil
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -29,6 +24,7 @@ from ingest.derive.config import DeriveConfig
 from ingest.derive.order import OrderSettings
 from ingest.session import Session, settings_from
 from protocol import Decoder, EventType
+from tests.live.programs import build, stream_program
 
 HERE = Path(__file__).parent
 SOURCES = (HERE / "Quiet.hs", HERE / "quiet_flush.c")
@@ -40,57 +36,23 @@ TICK = re.compile(r"tick (\d+)")
 
 @pytest.fixture(scope="session")
 def quiet_binary() -> Path:
-    """Quiet.hs built with ghc, cached by the sources' and ghc's hash."""
-    version = subprocess.run(["ghc", "--numeric-version"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-    digest = hashlib.sha256(version.encode())
-    for src in SOURCES:
-        digest.update(src.read_bytes())
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    out = cache / "liveprof-tests" / f"quiet-{digest.hexdigest()[:16]}"
-    binary = out / "Quiet"
-    if not binary.exists():
-        build = out / "build"
-        build.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ghc", "-O", "-threaded", "-rtsopts", "-eventlog",
-                        *map(str, SOURCES), "-outputdir", str(build), "-o", str(binary) + ".tmp"],
-                       check=True, capture_output=True)
-        os.replace(str(binary) + ".tmp", binary)
-        shutil.rmtree(build, ignore_errors=True)
-    return binary
+    return build("Quiet", "Quiet.hs", "quiet_flush.c")
 
 
 def run_live(binary: Path, fifo: Path, session: Session) -> tuple[list[bytes], list]:
     """Run Quiet writing into ``fifo``; feed what the pipe gives to ``session``
     as it comes.  The chunks read, and the points of each (the last: close)."""
-    os.mkfifo(fifo)
-    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    wfd = os.open(fifo, os.O_WRONLY)  # ours: the reader sees EOF once the program is done too
-    os.set_blocking(rfd, True)
-    proc = subprocess.Popen([str(binary), str(SECONDS), str(TICK_MS),
-                             "+RTS", "-N4", "-l", f"-ol{fifo}", "-RTS"],
-                            stderr=subprocess.PIPE, text=True)
+    chunks: list[bytes] = []
+    points: list = []
 
-    def close_when_done():
-        try:
-            proc.wait(timeout=SECONDS + 120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        os.close(wfd)
+    def take(chunk: bytes) -> None:
+        chunks.append(chunk)
+        points.append(session.feed(chunk))
 
-    closer = threading.Thread(target=close_when_done, name="quiet-closer")
-    closer.start()
-    chunks, points = [], []
-    try:
-        while chunk := os.read(rfd, 65536):
-            chunks.append(chunk)
-            points.append(session.feed(chunk))
-    finally:
-        os.close(rfd)
-        closer.join()
+    ran = stream_program([str(binary), str(SECONDS), str(TICK_MS), "+RTS", "-N4", "-l",
+                          f"-ol{fifo}", "-RTS"], fifo, take, SECONDS + 120)
     points.append(session.close())
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    assert ran.returncode == 0, ran.stderr
     return chunks, points
 
 
