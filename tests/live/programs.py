@@ -48,7 +48,8 @@ def stream_program(argv: list[str], fifo: Path, take: Callable[[bytes], None],
     rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     wfd = os.open(fifo, os.O_WRONLY)
     os.set_blocking(rfd, True)
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    # (in the pipe's directory: a -h run writes PROGRAM.hp in its working directory)
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=fifo.parent)
 
     def close_when_done():
         try:
