@@ -138,15 +138,14 @@ class Stream:
             self._on_end(self)
 
     def _submit(self, points: list[Point]) -> None:
-        if not points:
-            return
-        rec = self.record
-        rec.points += len(points)
-        if not rec.tags and self.pipeline.tags:
-            rec.tags = dict(self.pipeline.tags)
-        for sink in self.sinks:
-            sink.submit(points)
-        # (a correction comes with points: the ones it wrote again)
+        if points:
+            rec = self.record
+            rec.points += len(points)
+            if not rec.tags and self.pipeline.tags:
+                rec.tags = dict(self.pipeline.tags)
+            for sink in self.sinks:
+                sink.submit(points)
+        # (after the points: a delete waits for what was submitted before it)
         gone = self.pipeline.take_retractions()
         if gone:
             for sink in self.sinks:
