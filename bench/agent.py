@@ -3,11 +3,13 @@ delay through agent -> datagrams -> serve -> InfluxDB, and whether a stuck
 receiver holds the program.
 
 usage: python bench/agent.py [--seconds 60] [--poll S] [--stall-seconds 10] [--no-stall]
+                            [--no-pack]
 
 1. live: LiveSim (``../shared/live``, as bench/live.py) runs ``--seconds`` with
    its eventlog in a named pipe; ``liveprof agent --fifo`` reads it, sends
    datagrams to ``liveprof serve --udp`` (its defaults but for the database)
-   and listens on TCP (no receiver); a private influxd stores the points.
+   (packed, or one message each with ``--no-pack``) and listens on TCP (no
+   receiver); a private influxd stores the points.
    The script polls the ``markers`` measurement every ``--poll`` seconds:
    each ``lag N`` marker's delay is (wall time its point was first seen) - N
    (LiveSim's CLOCK_REALTIME when it emitted it).  The agent's user+system
@@ -122,7 +124,8 @@ def live(args, livesim: Path, tmp: Path, fixed: float) -> Path:
                         30):
             raise SystemExit(f"serve did not start:\n{(tmp / 'serve.log').read_text()}")
         agent = Agent("--fifo", str(fifo), "--listen", "127.0.0.1:0", "--tee", str(saved),
-                      "--send", f"127.0.0.1:{udp_port}", log=tmp / "agent.log")
+                      "--send", f"127.0.0.1:{udp_port}", *(["--no-pack"] if args.no_pack else []),
+                      log=tmp / "agent.log")
         agent.wait("waiting for an eventlog")
         poller = Poller(influx.url, db, 'SELECT "text" FROM "markers"', args.poll)
         poller.start()
@@ -230,6 +233,8 @@ def main() -> int:
     ap.add_argument("--stall-seconds", type=float, default=10.0,
                     help="LiveSim run time of each stall run (0: skip)")
     ap.add_argument("--stall-only", action="store_true", help="only the stall runs")
+    ap.add_argument("--no-pack", action="store_true",
+                    help="live: one message a datagram (the agent's --no-pack), to compare")
     args = ap.parse_args()
     livesim = livesim_binary()
     with tempfile.TemporaryDirectory(prefix="liveprof-bench-agent-") as name:

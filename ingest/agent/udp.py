@@ -2,16 +2,22 @@
 
 For each ``--send`` target and each run, one UDP socket (a new source port
 per run, so a collector sees each run as its own session even when the
-program's header is the same).  Every message is one datagram (at most
-``max_size`` payload bytes, split per spec 7.1), tagged with the shared
-secret's HMAC when there is one (3.4), and sent ``redundancy`` times (a
-receiver drops the duplicates).  The snapshot and the header go first, and
+program's header is the same).  Messages (at most ``max_size`` payload
+bytes each, split per spec 7.1) are packed, whole, into datagrams of fewer
+than ``DATAGRAM_LIMIT`` bytes (docs/monitor-protocol.md 3.3: a packed
+datagram is a CBOR sequence); a partly filled one goes out within a pump
+tick (2 ms) and at a run's end.  ``pack=False`` (``--no-pack``) sends one
+message a datagram, for collectors that predate packing.  Each datagram is
+tagged with the shared secret's HMAC when there is one (3.4), and sent
+``redundancy`` times (a receiver drops the duplicates): the copies of a
+datagram go out within ``COPY_SPAN`` datagrams of each other, so that the
+receiver's duplicate window (4096 events) still holds its events.  The snapshot and the header go first, and
 again every ``repeat`` seconds, so a collector that starts late or restarts
 joins within that time.
 
 Pacing and full policy: datagrams wait in one queue, bounded in bytes
 (``queue_bytes``; beyond, the newest are dropped and counted), and go out at
-most ``rate`` messages a second (a block of the program is a burst of
+most ``rate`` datagrams a second (a block of the program is a burst of
 datagrams: spread out, a collector's socket buffer takes it); a datagram the
 kernel will not take now (socket buffer full) is dropped and counted; a
 collector that is down (ICMP port unreachable) costs a counter.  Memory is
@@ -27,11 +33,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from protocol.monitor import datagrams
+from protocol.monitor import TAG_SIZE, datagrams
 
 from .core import Counters, Run
 
 log = logging.getLogger("liveprof.agent")
+
+DATAGRAM_LIMIT = 1400   # every datagram (tag included) is shorter (spec 3.3 rule 2)
+COPY_SPAN = 32          # redundancy: datagrams sent before the next copy of the same ones
 
 
 class _Target:
@@ -66,7 +75,7 @@ class UdpOut:
     def __init__(self, targets: list[tuple[str, int]], counters: Counters, *,
                  key: bytes | None = None, redundancy: int = 1, repeat: float = 2.0,
                  send_buffer: int = 4 << 20, rate: float = 50_000.0,
-                 queue_bytes: int = 16 << 20):
+                 queue_bytes: int = 16 << 20, pack: bool = True):
         self.targets = [_Target(h, p) for h, p in targets]
         self.counters = counters
         self.key = key
@@ -75,6 +84,10 @@ class UdpOut:
         self.send_buffer = send_buffer
         self.rate = rate
         self.queue_bytes = queue_bytes
+        self.pack = pack
+        self._room = DATAGRAM_LIMIT - 1 - (TAG_SIZE if key else 0)   # message bytes a datagram
+        self._open: list[bytes] = []       # messages of the datagram being filled
+        self._open_size = 0
         self.run: Run | None = None
         self._repeater: asyncio.Task | None = None
         self._pump: asyncio.Task | None = None
@@ -88,8 +101,9 @@ class UdpOut:
         for t in self.targets:
             socket.getaddrinfo(t.host, t.port, type=socket.SOCK_DGRAM)   # fails early if unknown
         log.info("agent: sending datagrams to %s (redundancy %d, snapshot and header every "
-                 "%.1f s%s)", ", ".join(t.name for t in self.targets), self.redundancy,
-                 self.repeat, ", signed" if self.key else "")
+                 "%.1f s%s%s)", ", ".join(t.name for t in self.targets), self.redundancy,
+                 self.repeat, ", signed" if self.key else "",
+                 ", packed" if self.pack else ", one message a datagram")
         self._repeater = asyncio.create_task(self._repeat(), name="agent:udp-repeat")
         self._pump = asyncio.create_task(self._send_queue(), name="agent:udp-send")
 
@@ -97,6 +111,7 @@ class UdpOut:
         """Send what is queued (up to ``drain`` seconds), then stop."""
         if self._repeater is not None:
             self._repeater.cancel()
+        self._seal()
         if self._queue:
             self._empty.clear()
             try:
@@ -110,11 +125,41 @@ class UdpOut:
 
     def _put(self, item: Callable[[], None]) -> None:
         """A socket change, in its place among the datagrams."""
+        self._seal()
         self._queue.append(item)
         self._wake.set()
 
     def _send(self, bodies: list[bytes]) -> None:
-        grams = datagrams(bodies, self.key)
+        if self.pack:
+            bodies = self._packed(bodies)
+            if not bodies:
+                self._wake.set()
+                return
+        self._queue_datagrams(datagrams(bodies, self.key))
+
+    def _packed(self, bodies: list[bytes]) -> list[bytes]:
+        """Add ``bodies`` to the datagram being filled; returns the datagrams
+        (message bytes) filled up meanwhile.  A message never spans two."""
+        room, full = self._room, []
+        pending, size = self._open, self._open_size
+        for body in bodies:
+            n = len(body)
+            if size + n > room and pending:
+                full.append(b"".join(pending))
+                pending, size = [], 0
+            pending.append(body)
+            size += n
+        self._open, self._open_size = pending, size
+        return full
+
+    def _seal(self) -> None:
+        """Queue the datagram being filled (a pump tick, a socket change, the stop)."""
+        if self._open:
+            body = b"".join(self._open)
+            self._open, self._open_size = [], 0
+            self._queue_datagrams(datagrams([body], self.key))
+
+    def _queue_datagrams(self, grams: list[bytes]) -> None:
         size = sum(map(len, grams))
         if self._queued + size > self.queue_bytes:
             self.counters.datagrams_dropped += len(grams) * self.redundancy * len(self.targets)
@@ -128,6 +173,7 @@ class UdpOut:
         queue, tick = self._queue, 0.002
         budget, last = 0.0, time.monotonic()
         while True:
+            self._seal()          # a partly filled datagram waits one tick at most
             if not queue:
                 self._empty.set()
                 self._wake.clear()
@@ -159,26 +205,32 @@ class UdpOut:
         if not batch:
             return
         self._queued -= sum(map(len, batch))
-        c = self.counters
+        span = COPY_SPAN if self.redundancy > 1 else len(batch)
         for t in self.targets:
-            if t.sock is None:
-                continue
-            send = t.sock.send
-            for _ in range(self.redundancy):
-                sent = 0
-                for d in batch:
-                    try:
-                        send(d)
-                        sent += 1
-                    except BlockingIOError:
-                        c.datagrams_dropped += 1
-                    except OSError as exc:     # refused (collector down), unreachable
-                        c.send_errors += 1
-                        t.refused += 1
-                        if t.refused & (t.refused - 1) == 0:
-                            log.warning("agent: collector %s: %s (%d such so far)", t.name,
-                                        exc.strerror or exc, t.refused)
-                c.datagrams += sent
+            if t.sock is not None:
+                for start in range(0, len(batch), span):
+                    self._send_copies(t, batch[start:start + span])
+
+    def _send_copies(self, t: _Target, batch: list[bytes]) -> None:
+        """``batch`` to one collector, ``redundancy`` times over."""
+        c = self.counters
+        assert t.sock is not None
+        send = t.sock.send
+        for _ in range(self.redundancy):
+            sent = 0
+            for d in batch:
+                try:
+                    send(d)
+                    sent += 1
+                except BlockingIOError:
+                    c.datagrams_dropped += 1
+                except OSError as exc:     # refused (collector down), unreachable
+                    c.send_errors += 1
+                    t.refused += 1
+                    if t.refused & (t.refused - 1) == 0:
+                        log.warning("agent: collector %s: %s (%d such so far)", t.name,
+                                    exc.strerror or exc, t.refused)
+            c.datagrams += sent
 
     # -- Output --------------------------------------------------------------------------
 

@@ -60,8 +60,11 @@ def add_parser(sub) -> None:
     p.add_argument("--secret-file", metavar="FILE",
                    help="datagrams: tag each with the HMAC of the secret in FILE "
                         "(docs/monitor-protocol.md 3.4; or LIVEPROF_AGENT_SECRET)")
+    p.add_argument("--no-pack", action="store_true",
+                   help="datagrams: one message each, for collectors older than packed datagrams "
+                        "(default: as many whole messages as fit under 1400 bytes)")
     p.add_argument("--rate", type=float, default=50_000.0, metavar="N",
-                   help="datagrams: at most N messages a second per collector, before "
+                   help="datagrams: at most N datagrams a second per collector, before "
                         "redundancy (default 50000; beyond, a bounded queue, then drops)")
     p.add_argument("--max-size", type=int, default=1200, metavar="BYTES",
                    help="datagrams: split payloads longer than this (default 1200)")
@@ -147,7 +150,7 @@ def run(args) -> int:
             outputs.append(tcp)
         if targets:
             udp = UdpOut(targets, agent.counters, key=key, redundancy=args.redundancy,
-                         repeat=args.repeat, rate=args.rate)
+                         repeat=args.repeat, rate=args.rate, pack=not args.no_pack)
             await udp.start()
             outputs.append(udp)
         agent.outputs = outputs

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from protocol.monitor import (
+    TAG_SIZE,
     AuthError,
     BlockHeader,
     BlockPart,
@@ -39,11 +40,12 @@ from protocol.monitor import (
     Budget,
     EventMessage,
     HeaderChanged,
+    Message,
     MessageError,
     Reassembler,
     Session,
     datagram_key,
-    decode_message,
+    decode_datagram,
     verify_datagram,
 )
 
@@ -145,24 +147,40 @@ class UdpSessions:
                     log.warning("monitor_udp %s:%s: datagram dropped: %s (%d unauthenticated "
                                 "so far)", key[0], key[1], exc, self.unauthenticated)
                 return
-        try:
-            msg = decode_message(body)
-        except MessageError as exc:
+        msgs, error = decode_datagram(body)
+        if error is not None and msgs and self.key is None and len(body) - error.at == TAG_SIZE:
+            error = None      # the tag of a signed packed datagram, for a receiver without one
+        if not msgs:
+            assert error is not None
             if peer is None:
                 self.invalid_strangers += 1
                 if sparse(self.invalid_strangers):
                     log.warning("monitor_udp %s:%s: datagram dropped, no session for it: %s "
-                                "(%d such so far)", key[0], key[1], exc, self.invalid_strangers)
+                                "(%d such so far)", key[0], key[1], error,
+                                self.invalid_strangers)
             else:
-                self._bad(peer, exc)
+                self._bad(peer, error)
             return
+        for msg in msgs:
+            peer = self._message(msg, key, peer, now)
+        if error is not None:
+            if peer is not None:
+                self._bad(peer, error)
+            else:
+                self.invalid_strangers += 1      # the messages before the bad item stand
+
+    def _message(self, msg: Message, key: Address, peer: Peer | None,
+                 now: float) -> Peer | None:
+        """One message of a datagram from ``key`` (``peer``: its session, if
+        any); returns the session for the datagram's next message (None: none
+        now, e.g. the run just ended: later messages start over)."""
         if peer is None:
             if key in self._finished and isinstance(msg, (EventMessage, BlockPart, BlockHeader)):
                 self.after_end += 1          # the tail (or a copy) of a run that said it ended
-                return
+                return None
             peer = self._start(key, now)
             if peer is None:
-                return
+                return None
         try:
             out = peer.session.receive(msg, now)
         except HeaderChanged:
@@ -170,7 +188,7 @@ class UdpSessions:
             log.info("monitor_udp %s: a different header: new session", peer.address)
             peer = self._start(key, now)
             if peer is None:
-                return
+                return None
             try:
                 out = peer.session.receive(msg, now)
             except MessageError as exc:
@@ -188,11 +206,12 @@ class UdpSessions:
             self._finished[key] = None
             while len(self._finished) > 4096:
                 self._finished.popitem(last=False)
-            return
+            return None
         evicted = peer.session.reassembler.stats.evicted
         if evicted and sparse(evicted):
             log.warning("monitor_udp %s: too many incomplete split messages; %d dropped "
                         "(oldest first) to stay within the memory bound", peer.address, evicted)
+        return peer
 
     def flush(self) -> None:
         """Hand each peer's bytes from one batch of datagrams on in one call;

@@ -1,6 +1,8 @@
 """``monitor_udp``: listen for monitor messages as datagrams (spec 3.3).
 
-Each datagram is one CBOR ``ProfileMsg``; each sender address is a session,
+Each datagram is one CBOR ``ProfileMsg``, or several one after another (a
+packed datagram, docs/monitor-protocol.md 3.3 rule 1b: a bad item ends the
+datagram, the items before it are kept); each sender address is a session,
 ended after ``idle_timeout`` seconds without a datagram, or when it sends a
 header that differs from the one it sent before (a new stream from the same
 address).  The protocol callback only queues datagrams (bounded in count and

@@ -3,7 +3,8 @@
 A sender and a receiver that share a secret append to every datagram a tag,
 the first ``TAG_SIZE`` (16) bytes of HMAC-SHA256 keyed with the UTF-8 bytes
 of the secret, computed over the datagram's message bytes (the CBOR
-``ProfileMsg``, everything before the tag).  A receiver with the secret
+``ProfileMsg``, or all the messages of a packed datagram: everything before
+the tag).  A receiver with the secret
 drops any datagram whose tag does not match; one without it still decodes a
 tagged datagram, as bytes after the CBOR item are ignored (spec 3.1).  See
 docs/monitor-protocol.md, section 3.4.  Sans-IO: the same functions serve

@@ -50,6 +50,18 @@ def loads(data: bytes, max_items: int = 1 << 20) -> object:
     return value
 
 
+def loads_prefix(data: bytes, max_items: int = 1 << 20) -> tuple[object, int]:
+    """The first CBOR item of ``data`` and the offset just after it (the
+    next item of a CBOR sequence starts there)."""
+    if not data:
+        raise CborError("empty input")
+    budget = [max_items]
+    value, end = _item(memoryview(data), 0, 0, budget)
+    if value is _BREAK_ITEM:
+        raise CborError("unexpected break byte 0xff at offset 0")
+    return value, end
+
+
 def _head(buf: memoryview, pos: int) -> tuple[int, int, int, int]:
     """(major type, additional info, argument, position after the head)."""
     n = len(buf)

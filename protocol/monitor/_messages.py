@@ -26,6 +26,8 @@ class MessageError(ProtocolError, ValueError):
     # one made, and the failing message's position
     data: bytes = b""
     index: int = 0
+    # set by ``decode_datagram``: the byte offset of the item that failed
+    at: int = 0
 
 
 # -- payloads that may be split (EventMsgPartial) ------------------------------------------
@@ -132,23 +134,29 @@ def _head(body: bytes, pos: int, major: int) -> tuple[int, int]:
 def _fast(body: bytes) -> Message | None:
     """The message if ``body`` has one of the shapes split events take (the
     bulk of the traffic besides whole events), read directly; else None."""
-    if body[:6] == _EVENT_PART:
-        msg_id, pos = _head(body, 6, 0)
+    found = _fast_at(body, 0)
+    return None if found is None else found[0]
+
+
+def _fast_at(body: bytes, at: int) -> tuple[Message, int] | None:
+    """``_fast`` for the item at ``at``: (message, offset after it) or None."""
+    if body[at:at + 6] == _EVENT_PART:
+        msg_id, pos = _head(body, at + 6, 0)
         part_no, pos = _head(body, pos, 0)
         size, pos = _head(body, pos, 2)
         if msg_id >= 0 and part_no >= 0 and size >= 0 and pos + size <= len(body):
-            return EventMessage(Part(msg_id, part_no, body[pos:pos + size]))
-    elif body[:6] == _BLOCK_FULL:
-        block_id, pos = _head(body, 6, 0)
+            return EventMessage(Part(msg_id, part_no, body[pos:pos + size])), pos + size
+    elif body[at:at + 6] == _BLOCK_FULL:
+        block_id, pos = _head(body, at + 6, 0)
         if block_id >= 0 and body[pos:pos + 2] == b"\x82\x00":
             size, pos = _head(body, pos + 2, 2)
             if size >= 0 and pos + size <= len(body):
-                return BlockPart(block_id, Full(body[pos:pos + size]))
-    elif body[:8] == _EVENT_SPLIT:
-        msg_id, pos = _head(body, 8, 0)
+                return BlockPart(block_id, Full(body[pos:pos + size])), pos + size
+    elif body[at:at + 8] == _EVENT_SPLIT:
+        msg_id, pos = _head(body, at + 8, 0)
         parts, pos = _head(body, pos, 0)
         if msg_id >= 0 and parts >= 0:
-            return EventMessage(SplitHeader(msg_id, parts))
+            return EventMessage(SplitHeader(msg_id, parts)), pos
     return None
 
 
@@ -176,6 +184,51 @@ def decode_message(body: bytes) -> Message:
     except _cbor.CborError as exc:
         raise MessageError(f"not valid CBOR: {exc}") from None
     return _profile_msg(item)
+
+
+def decode_datagram(body: bytes) -> tuple[list[Message], MessageError | None]:
+    """The messages of a datagram (docs/monitor-protocol.md 3.3): one CBOR
+    ``ProfileMsg``, or several one after another (a packed datagram).
+    Returns the messages decoded and, if an item is not a valid message, the
+    error: decoding stops there, the messages before it stand (the error's
+    ``index`` is the failing item's position)."""
+    if not body:
+        return [], MessageError("an empty datagram carries no message")
+    out: list[Message] = []
+    pos, n = 0, len(body)
+    try:
+        while pos < n:
+            msg, pos = _message_at(body, pos)
+            out.append(msg)
+    except MessageError as exc:
+        exc.index, exc.at = len(out), pos
+        return out, exc
+    return out, None
+
+
+def _message_at(body: bytes, at: int) -> tuple[Message, int]:
+    """The message whose CBOR item starts at ``at``, and the offset after it."""
+    if body[at:at + 6] == _EVENT_FULL and len(body) > at + 6:
+        head = body[at + 6]
+        if 0x40 <= head <= 0x57:
+            start, size = at + 7, head - 0x40
+        elif head == 0x58 and len(body) > at + 7:
+            start, size = at + 8, body[at + 7]
+        elif head == 0x59 and len(body) > at + 8:
+            start, size = at + 9, (body[at + 7] << 8) | body[at + 8]
+        else:
+            start = size = -1
+        if start > 0 and len(body) >= start + size:
+            return EventMessage(Full(body[start:start + size])), start + size
+    fast = _fast_at(body, at)
+    if fast is not None:
+        return fast
+    rest = body[at:] if at else body
+    try:
+        item, used = _cbor.loads_prefix(rest, MAX_ITEMS)
+    except _cbor.CborError as exc:
+        raise MessageError(f"not valid CBOR: {exc}") from None
+    return _profile_msg(item), at + used
 
 
 def _uint(value: Any, what: str, limit: int = U64) -> int:

@@ -32,6 +32,7 @@ from protocol.monitor import (
     Part,
     SplitHeader,
     datagram_key,
+    decode_datagram,
     decode_message,
     encode_message,
     sign_datagram,
@@ -156,13 +157,15 @@ def survivors(tee: bytes, dropped: list[bytes]) -> tuple[bytes, int, int]:
     key = SECRET.encode()
     lost_headers, lost_parts, lost_split = set(), set(), set()
     for d in dropped:
-        msg = decode_message(verify_datagram(d, key))
-        if isinstance(msg, BlockHeader):
-            lost_headers.add(msg.block_id)
-        elif isinstance(msg, BlockPart) and isinstance(msg.payload, Full):
-            lost_parts.add((msg.block_id, msg.payload.data))
-        elif isinstance(msg, BlockPart) and isinstance(msg.payload, (Part, SplitHeader)):
-            lost_split.add(msg.block_id)    # (rare: an event over 1200 bytes)
+        msgs, error = decode_datagram(verify_datagram(d, key))
+        assert error is None and msgs
+        for msg in msgs:     # (packed: all of them lost)
+            if isinstance(msg, BlockHeader):
+                lost_headers.add(msg.block_id)
+            elif isinstance(msg, BlockPart) and isinstance(msg.payload, Full):
+                lost_parts.add((msg.block_id, msg.payload.data))
+            elif isinstance(msg, BlockPart) and isinstance(msg.payload, (Part, SplitHeader)):
+                lost_split.add(msg.block_id)    # (rare: an event over 1200 bytes)
     enc = Encoder()
     units = enc.feed(tee) + enc.close()
     head = tee[:tee.index(b"datb") + 4]
@@ -184,18 +187,27 @@ def survivors(tee: bytes, dropped: list[bytes]) -> tuple[bytes, int, int]:
     return b"".join(out) + b"\xff\xff", lost, uncounted
 
 
-async def test_one_percent_loss_is_counted_and_the_rest_exact(livesim, influxd, tmp_path):
-    record, summary, tee, relay, _ = await run_udp(livesim, influxd, "agent_loss", tmp_path,
-                                                   relay_loss=0.01)
-    assert relay is not None and len(relay.dropped) > 50 and relay.forwarded > 5000
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "no-pack"])
+async def test_one_percent_loss_is_counted_and_the_rest_exact(livesim, influxd, tmp_path, pack):
+    db = "agent_loss" if pack else "agent_loss_unpacked"
+    record, summary, tee, relay, _ = await run_udp(livesim, influxd, db, tmp_path,
+                                                   relay_loss=0.01,
+                                                   agent_args=() if pack else ("--no-pack",))
+    assert relay is not None
+    messages = [len(decode_datagram(verify_datagram(d, SECRET.encode()))[0])
+                for d in relay.dropped]
+    if pack:     # fewer datagrams, several messages in most
+        assert len(relay.dropped) >= 3 and relay.forwarded > 300 and max(messages) > 10
+    else:
+        assert len(relay.dropped) > 50 and relay.forwarded > 5000 and set(messages) == {1}
     assert record.error is None and record.info.caps is True
     expected, lost, uncounted = survivors(tee.read_bytes(), relay.dropped)
     assert lost > 0
     counted = summary["block_events_missing"] + summary["block_events_orphaned"]
     assert counted + uncounted == lost
     (tmp_path / "expected.eventlog").write_bytes(expected)
-    run_import(influxd, "agent_loss_import", tmp_path / "expected.eventlog", tmp_path)
-    live, whole = contents(influxd, "agent_loss"), contents(influxd, "agent_loss_import")
+    run_import(influxd, f"{db}_import", tmp_path / "expected.eventlog", tmp_path)
+    live, whole = contents(influxd, db), contents(influxd, f"{db}_import")
     live.pop("rp_config")
     whole.pop("rp_config", None)
     assert set(live) == set(whole) and "capability" in live
