@@ -61,34 +61,31 @@ class Correcting:
         if fix is None or not items:
             return self._run_plain(items, stamp)
         if self.merge.late_events == self._late_seen:  # no late item among them
-            held = self._held
-            out = self._run_plain(items, stamp)
-            self._keep(items)
-            if stamp and out:
-                if held is not None and self._held is None:  # settled: the held ones go out
-                    fix.sent_held(out[:len(held)])
-                    out_new = out[len(held):]
-                else:
-                    out_new = out
-                fix.sent(out_new)
-            return out
+            return self._run_kept(items, stamp)
         # late items: the others are derived as usual, then the late ones put in
         # their place and the derivers run again once, from the copy before the oldest
         lates = [item for item in items if item.__class__ is _Late]
         self._late_seen += len(lates)
         run = [item for item in items if item.__class__ is not _Late] if len(lates) < len(
             items) else []
-        held = self._held
-        out = self._run_plain(run, stamp) if run else []
-        if run:
-            self._keep(run)
-            if stamp and out:
-                if held is not None and self._held is None:  # settled: the held ones go out
-                    fix.sent_held(out[:len(held)])
-                    fix.sent(out[len(held):])
-                else:
-                    fix.sent(out)
+        out = self._run_kept(run, stamp) if run else []
         return out + self._correct(lates, stamp)
+
+    def _run_kept(self, items: list, stamp: bool) -> list[Point]:
+        """Released events, none late: dispatched, kept, and the points they
+        gave noted as written (the held ones with the events they came from)."""
+        fix = self._fix
+        assert fix is not None
+        held = self._held
+        out = self._run_plain(items, stamp)
+        self._keep(items)
+        if stamp and out:
+            if held is not None and self._held is None:  # settled: the held ones go out
+                fix.sent_held(out[:len(held)])
+                fix.sent(out[len(held):])
+            else:
+                fix.sent(out)
+        return out
 
     def _keep(self, items: list) -> None:
         fix = self._fix
