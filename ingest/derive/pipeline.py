@@ -183,7 +183,8 @@ class Pipeline(FaultGuard, Correcting):
             return []
         # the batch's types, in one pass (in C) over events fresh from the decoder
         # (each further pass costs about as much: they no longer fit in the cache)
-        types = set(map(_TYPE, events))
+        core = _native.core
+        types = core.types(events) if core is not None else set(map(_TYPE, events))
         if self._preamble and not self._preamble_types.isdisjoint(types):
             events = self._drop_preamble(events)
         out = self._run(self.merge.push(events, types))
