@@ -634,12 +634,12 @@ error:
 
 /* -- gc -------------------------------------------------------------------------
  * gc(deriver, events, i, in_gc, collection, (start, end, stats, sync, request
- * par, request seq)) -> index: the collection's life but its points.  The
- * deriver's ``_cur`` (open collection), ``_pending`` (closed, waiting for its
- * statistics) and ``_request`` are read and set as gc.py's handlers do; an
- * event that makes a point (a collection closing with its statistics, the
- * statistics of a pending or of no collection, a pending one met by the next
- * StartGC), a capability of None, an unmatched EndGC, HeapInfoGHC: Python's. */
+ * par, request seq), out, Point) -> index: a collection's life and its point
+ * (appended to out).  The deriver's ``_cur`` (open collection), ``_pending``
+ * (closed, waiting for its statistics) and ``_request`` are read and set as
+ * gc.py's handlers do; the statistics of no collection, a collection holding
+ * what well-formed events do not give (gc_point), a capability of None, an
+ * unmatched EndGC, HeapInfoGHC: Python's. */
 
 static PyObject *A_CUR, *A_PENDING, *A_REQUEST, *A_CAPS, *A_STATS, *A_SYNC, *A_END, *S_PAR, *S_SEQ;
 
@@ -660,13 +660,142 @@ static int attr_none(PyObject *o, PyObject *name, PyObject **out)
     return 0;
 }
 
+/* The gc point of collection c (gc.py's _point), appended to out: 1; 0 when
+ * c holds anything but what a collection holds from well-formed events (ints,
+ * None, a "par"/"seq" string, statistics of ints): Python makes that point,
+ * and raises as it does; -1: an error. */
+static PyObject *A_START, *A_REQUEST_T, *A_GENS, *A_COLLECTIONS, *S_GC, *F_PAUSE, *F_CAPS,
+    *F_SYNC, *F_REQUEST, *T_GEN, *T_KIND, *S_MAJOR, *S_MINOR, *F_STATS[6], *F_BALANCED,
+    *F_BALANCE;
+
+static int int_or_none(PyObject *v)
+{
+    return v == Py_None || PyLong_CheckExact(v);
+}
+
+static int gc_point(PyObject *d, PyObject *c, PyObject *stats, PyObject *point_cls, PyObject *out)
+{
+    PyObject *names[5] = {A_START, A_END, A_CAPS, A_REQUEST_T, A_SYNC};
+    PyObject *v[5] = {NULL, NULL, NULL, NULL, NULL};
+    PyObject *request = NULL, *gens = NULL, *tags = NULL, *fields = NULL, *x = NULL;
+    PyObject *own_stats = NULL;
+    int rc = -1;
+    for (int k = 0; k < 5; k++)
+        if ((v[k] = PyObject_GetAttr(c, names[k])) == NULL)
+            goto done;
+    if ((request = PyObject_GetAttr(c, F_REQUEST)) == NULL || (gens = PyObject_GetAttr(d, A_GENS)) == NULL)
+        goto done;
+    if (stats == NULL) {
+        if ((own_stats = PyObject_GetAttr(c, A_STATS)) == NULL)
+            goto done;
+        stats = own_stats;
+    }
+    rc = 0;
+    if (!PyLong_CheckExact(v[0]) || !PyLong_CheckExact(v[1]) || !PyLong_CheckExact(v[2])
+        || !int_or_none(v[3]) || !int_or_none(v[4]) || !int_or_none(gens)
+        || !(request == Py_None || PyUnicode_CheckExact(request)))
+        goto done;
+    Py_ssize_t ns = 0;
+    if (stats != Py_None) {
+        if (!PyTuple_Check(stats) || (ns = PyTuple_GET_SIZE(stats)) < 8)
+            goto done;
+        for (Py_ssize_t k = 1; k < 8; k++)
+            if (!PyLong_CheckExact(PyTuple_GET_ITEM(stats, k)))
+                goto done;
+        if (ns > 8 && !int_or_none(PyTuple_GET_ITEM(stats, 8)))
+            goto done;
+    }
+    rc = -1;
+    if ((tags = PyDict_New()) == NULL || (fields = PyDict_New()) == NULL)
+        goto done;
+    if ((x = PyNumber_Subtract(v[1], v[0])) == NULL || PyDict_SetItem(fields, F_PAUSE, x) < 0)
+        goto done;
+    Py_CLEAR(x);
+    if (PyDict_SetItem(fields, F_CAPS, v[2]) < 0)
+        goto done;
+    if (v[3] != Py_None && v[4] != Py_None) {
+        if ((x = PyNumber_Subtract(v[4], v[3])) == NULL || PyDict_SetItem(fields, F_SYNC, x) < 0)
+            goto done;
+        Py_CLEAR(x);
+    }
+    if (request != Py_None && PyDict_SetItem(fields, F_REQUEST, request) < 0)
+        goto done;
+    if (stats != Py_None) {
+        PyObject *gen = PyTuple_GET_ITEM(stats, 1);
+        if ((x = PyObject_Str(gen)) == NULL || PyDict_SetItem(tags, T_GEN, x) < 0)
+            goto done;
+        Py_CLEAR(x);
+        if (gens != Py_None) {
+            PyObject *one = PyLong_FromLong(1);
+            if (one == NULL)
+                goto done;
+            x = PyNumber_Subtract(gens, one);
+            Py_DECREF(one);
+            if (x == NULL)
+                goto done;
+            int major = PyObject_RichCompareBool(gen, x, Py_EQ);
+            Py_CLEAR(x);
+            if (major < 0 || PyDict_SetItem(tags, T_KIND, major ? S_MAJOR : S_MINOR) < 0)
+                goto done;
+        }
+        for (int k = 0; k < 6; k++)
+            if (PyDict_SetItem(fields, F_STATS[k], PyTuple_GET_ITEM(stats, k + 2)) < 0)
+                goto done;
+        PyObject *balanced = ns > 8 ? PyTuple_GET_ITEM(stats, 8) : Py_None;
+        if (balanced != Py_None) {
+            if (PyDict_SetItem(fields, F_BALANCED, balanced) < 0)
+                goto done;
+            PyObject *n = PyTuple_GET_ITEM(stats, 5), *tot = PyTuple_GET_ITEM(stats, 7);
+            PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+            int many = one && zero ? PyObject_RichCompareBool(n, one, Py_GT) : -1;
+            int some = many > 0 ? PyObject_RichCompareBool(tot, zero, Py_GT) : many;
+            Py_XDECREF(one);
+            Py_XDECREF(zero);
+            if (some < 0)
+                goto done;
+            if (some) {
+                if ((x = PyNumber_TrueDivide(balanced, tot)) == NULL
+                    || PyDict_SetItem(fields, F_BALANCE, x) < 0)
+                    goto done;
+                Py_CLEAR(x);
+            }
+        }
+    }
+    /* the count first, as _point does */
+    PyObject *count = PyObject_GetAttr(d, A_COLLECTIONS);
+    if (count == NULL)
+        goto done;
+    PyObject *one = PyLong_FromLong(1);
+    x = one ? PyNumber_Add(count, one) : NULL;
+    Py_DECREF(count);
+    Py_XDECREF(one);
+    if (x == NULL || PyObject_SetAttr(d, A_COLLECTIONS, x) < 0)
+        goto done;
+    Py_CLEAR(x);
+    if ((x = PyObject_CallFunctionObjArgs(point_cls, S_GC, tags, fields, v[0], NULL)) == NULL
+        || PyList_Append(out, x) < 0)
+        goto done;
+    rc = 1;
+done:
+    for (int k = 0; k < 5; k++)
+        Py_XDECREF(v[k]);
+    Py_XDECREF(request);
+    Py_XDECREF(gens);
+    Py_XDECREF(own_stats);
+    Py_XDECREF(tags);
+    Py_XDECREF(fields);
+    Py_XDECREF(x);
+    return rc;
+}
+
 static PyObject *gc(PyObject *self, PyObject *args)
 {
-    PyObject *d, *events, *in_gc, *cls;
+    PyObject *d, *events, *in_gc, *cls, *out, *point_cls;
     Py_ssize_t i;
     long start_t, end_t, stats_t, sync_t, par_t, seq_t;
-    if (!PyArg_ParseTuple(args, "OOnO!O(llllll)", &d, &events, &i, &PyDict_Type, &in_gc, &cls,
-                          &start_t, &end_t, &stats_t, &sync_t, &par_t, &seq_t))
+    if (!PyArg_ParseTuple(args, "OOnO!O(llllll)O!O", &d, &events, &i, &PyDict_Type, &in_gc, &cls,
+                          &start_t, &end_t, &stats_t, &sync_t, &par_t, &seq_t, &PyList_Type,
+                          &out, &point_cls))
         return NULL;
     PyObject *evs = seq(events);
     if (evs == NULL)
@@ -687,10 +816,19 @@ static PyObject *gc(PyObject *self, PyObject *args)
             if (cap == Py_None)
                 break;
             if (PyDict_GET_SIZE(in_gc) == 0) {  /* a new collection */
-                if ((r = attr_none(d, A_PENDING, NULL)) < 0)
+                PyObject *pending = NULL;
+                if ((r = attr_none(d, A_PENDING, &pending)) < 0)
                     goto error;
-                if (!r)
-                    break;  /* the pending one's point first */
+                if (!r) {  /* the pending one's point first */
+                    r = gc_point(d, pending, NULL, point_cls, out);
+                    Py_DECREF(pending);
+                    if (r < 0)
+                        goto error;
+                    if (!r)
+                        break;
+                    if (PyObject_SetAttr(d, A_PENDING, Py_None) < 0)
+                        goto error;
+                }
                 PyObject *request = PyObject_GetAttr(d, A_REQUEST);
                 if (request == NULL)
                     goto error;
@@ -747,8 +885,15 @@ static PyObject *gc(PyObject *self, PyObject *args)
                 break;
             if ((r = attr_none(cur, A_STATS, NULL)) < 0)
                 goto error;
-            if (!r)
-                break;  /* it has its statistics: its point */
+            if (!r) {  /* it has its statistics: its point */
+                if (PyObject_SetAttr(cur, A_END, ot) < 0 || (r = gc_point(d, cur, NULL, point_cls, out)) < 0)
+                    goto error;
+                if (!r)
+                    break;
+                if (PyDict_DelItem(in_gc, cap) < 0 || PyObject_SetAttr(d, A_CUR, Py_None) < 0)
+                    goto error;
+                continue;
+            }
             if (PyDict_DelItem(in_gc, cap) < 0 || PyObject_SetAttr(d, A_CUR, Py_None) < 0
                 || PyObject_SetAttr(cur, A_END, ot) < 0 || PyObject_SetAttr(d, A_PENDING, cur) < 0)
                 goto error;
@@ -759,8 +904,23 @@ static PyObject *gc(PyObject *self, PyObject *args)
                 continue;  /* (a shorter layout: skipped, as there) */
             if ((r = attr_none(d, A_CUR, &cur)) < 0)
                 goto error;
-            if (r)
-                break;  /* the pending collection's point, or a lone one */
+            if (r) {  /* the pending collection's point, or a lone one (Python's) */
+                PyObject *pending = NULL;
+                if ((r = attr_none(d, A_PENDING, &pending)) < 0)
+                    goto error;
+                if (r)
+                    break;
+                r = gc_point(d, pending, fields, point_cls, out);
+                if (r > 0 && (PyObject_SetAttr(pending, A_STATS, fields) < 0
+                              || PyObject_SetAttr(d, A_PENDING, Py_None) < 0))
+                    r = -1;
+                Py_DECREF(pending);
+                if (r < 0)
+                    goto error;
+                if (!r)
+                    break;
+                continue;
+            }
             if ((r = attr_none(cur, A_STATS, NULL)) < 0)
                 goto error;
             if (!r)
@@ -1250,7 +1410,7 @@ static PyMethodDef methods[] = {
     {"heap", heap, METH_VARARGS, "heap deriver: allocation and gauges."},
     {"lines", lines, METH_VARARGS, "points as InfluxDB line protocol."},
     {"route", route, METH_VARARGS, "call table[item[0]]'s callables with each item."},
-    {"gc", gc, METH_VARARGS, "gc deriver: a collection's life but its points."},
+    {"gc", gc, METH_VARARGS, "gc deriver: a collection's life and its point."},
     {"types", types, METH_VARARGS, "the set of item[0] over a list of events."},
     {"sort_by_time", sort_by_time, METH_VARARGS, "stable in-place sort of a list by item[2]."},
     {NULL, NULL, 0, NULL},
@@ -1277,6 +1437,31 @@ PyMODINIT_FUNC PyInit__core(void)
     A_STATS = PyUnicode_InternFromString("stats");
     A_SYNC = PyUnicode_InternFromString("sync_t");
     A_END = PyUnicode_InternFromString("end");
+    A_START = PyUnicode_InternFromString("start");
+    A_REQUEST_T = PyUnicode_InternFromString("request_t");
+    A_GENS = PyUnicode_InternFromString("_gens");
+    A_COLLECTIONS = PyUnicode_InternFromString("collections");
+    S_GC = PyUnicode_InternFromString("gc");
+    F_PAUSE = PyUnicode_InternFromString("pause_ns");
+    F_CAPS = PyUnicode_InternFromString("caps");
+    F_SYNC = PyUnicode_InternFromString("sync_ns");
+    F_REQUEST = PyUnicode_InternFromString("request");
+    T_GEN = PyUnicode_InternFromString("gen");
+    T_KIND = PyUnicode_InternFromString("kind");
+    S_MAJOR = PyUnicode_InternFromString("major");
+    S_MINOR = PyUnicode_InternFromString("minor");
+    F_BALANCED = PyUnicode_InternFromString("par_balanced_copied_bytes");
+    F_BALANCE = PyUnicode_InternFromString("balance");
+    static const char *stat_names[6] = {"copied_bytes", "slop_bytes", "frag_bytes", "par_threads",
+                                        "par_max_copied_bytes", "par_tot_copied_bytes"};
+    for (int k = 0; k < 6; k++)
+        if ((F_STATS[k] = PyUnicode_InternFromString(stat_names[k])) == NULL)
+            return NULL;
+    if (A_START == NULL || A_REQUEST_T == NULL || A_GENS == NULL || A_COLLECTIONS == NULL
+        || S_GC == NULL || F_PAUSE == NULL || F_CAPS == NULL || F_SYNC == NULL || F_REQUEST == NULL
+        || T_GEN == NULL || T_KIND == NULL || S_MAJOR == NULL || S_MINOR == NULL
+        || F_BALANCED == NULL || F_BALANCE == NULL)
+        return NULL;
     S_PAR = PyUnicode_InternFromString("par");
     S_SEQ = PyUnicode_InternFromString("seq");
     if (START_PREFIX == NULL || STOP_PREFIX == NULL || A_CUR == NULL || A_PENDING == NULL

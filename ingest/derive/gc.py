@@ -74,8 +74,9 @@ class GcDeriver(ByType):
 
     def feed_many(self, events: Sequence[Event], late: bool = False) -> list[Point]:
         """The compiled loop (``_core.gc``) for a collection's life (open,
-        capabilities in and out, statistics, sync, request, close without its
-        statistics yet), the handlers for what makes a point and the rest."""
+        capabilities in and out, statistics, sync, request, close) and its
+        point (``_point``'s twin in C, for collections holding what
+        well-formed events give); the handlers for the rest."""
         core = _native.core
         if core is None or late:
             return ByType.feed_many(self, events, late)
@@ -85,7 +86,7 @@ class GcDeriver(ByType):
         handlers, in_gc = self._handlers, self._in_gc
         n, i = len(events), 0
         while i < n:
-            i = core.gc(self, events, i, in_gc, _Collection, _CORE_TYPES)
+            i = core.gc(self, events, i, in_gc, _Collection, _CORE_TYPES, out, Point)
             if i >= n:
                 break
             ev = events[i]
