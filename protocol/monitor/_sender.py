@@ -32,13 +32,15 @@ or block is incomplete (one block at most).
 
 from __future__ import annotations
 
+import os
 import struct
+from array import array
 from collections.abc import Iterable
 
 from .._errors import ProtocolError
 from ..eventlog._header import DATB, ETB, HDRE, HETE, MAGIC, DeclarationError, parse_declaration
 from ._auth import sign_datagram
-from ._fold import StateFold
+from ._fold import StateFold, plan_table
 from ._messages import (
     BlockHeader,
     BlockPart,
@@ -60,6 +62,15 @@ MARKER_SIZE = 24              # type, time, size, end time, capability
 _MARKER = struct.Struct(">HQIQH")
 _U32 = struct.Struct(">I")
 _EVENT_PREFIX = b"\x82\x02\x82\x01\x82\x00"         # [2, [1, [0, <bytes>]]]
+
+try:  # the C loops (_speedups.c), unless disabled or not compiled
+    if os.environ.get("LIVEPROF_PURE_PYTHON"):
+        raise ImportError
+    from . import _speedups
+except ImportError:
+    _speedups = None  # type: ignore[assignment]  # the module, or None when not built or disabled
+
+_PLAN = plan_table()
 
 
 class EncodeError(ProtocolError, ValueError):
@@ -113,6 +124,7 @@ class Encoder:
         self._next_block = 0
         self._buf = b""
         self._sizes: dict[int, int | None] = {}
+        self._size_table = b""                       # _sizes for the C loop (int32 x 65536)
         self._folded = self.fold.folded
 
     # -- public ----------------------------------------------------------------------------
@@ -215,6 +227,10 @@ class Encoder:
             return 0
         if buf[pos + 4:pos + 8] != HDRE or buf[pos + 8:pos + 12] != DATB:
             raise EncodeError("header end 'hdre' 'datb' not found", self.offset + pos + 4)
+        table = array("i", [-2]) * 65536             # -2 undeclared, -1 variable
+        for tid, size in self._sizes.items():
+            table[tid] = -1 if size is None else size
+        self._size_table = table.tobytes()
         self.header = [encode_message(HeaderLength(len(records)))]
         self.header += [encode_message(HeaderType(r)) for r in records]
         return pos + 12
@@ -291,6 +307,20 @@ class Encoder:
         self._next_block += 1
         self.block_count += 1
         prefix = b"\x82\x02\x82\x00\x83\x01" + _uint(block_id) + b"\x82\x00"
+        fast = None
+        if _speedups is not None:
+            fast = _speedups.block(buf, pos, stop, self._size_table, _PLAN, prefix,
+                                   -1 if self.max_size is None else self.max_size)
+        if fast is not None:           # (None: a block the Python loop below must read)
+            pos, count, bodies, folds, last = fast
+            apply = self.fold.apply
+            for tid, t, p in folds:
+                apply(tid, t, p)
+            if last is not None:
+                self.fold.state.last_update = last
+            self.events += count
+            header = encode_message(BlockHeader(block_id, begin, end_time, cap, count))
+            return pos, [header, *bodies]
         sizes, folded, fold, limit = self._sizes, self._folded, self.fold, self.max_size
         bodies: list[bytes] = []
         count = 0
@@ -326,6 +356,8 @@ class Encoder:
 
 def frames(bodies: list[bytes]) -> bytes:
     """TCP frames (spec 3.1) for ``bodies``, as one piece of bytes."""
+    if _speedups is not None:
+        return _speedups.frames(bodies)
     pack = _U32.pack
     return b"".join([pack(len(b)) + b for b in bodies])
 
