@@ -42,7 +42,6 @@ from ..eventlog._header import DATB, ETB, HDRE, HETE, MAGIC, DeclarationError, p
 from ._auth import sign_datagram
 from ._fold import StateFold, plan_table
 from ._messages import (
-    BlockHeader,
     BlockPart,
     EventMessage,
     HeaderLength,
@@ -89,6 +88,12 @@ def _uint(n: int) -> bytes:
         if n < 1 << (8 * width):
             return bytes((info,)) + n.to_bytes(width, "big")
     raise ValueError(f"{n} does not fit in 64 bits")
+
+
+def block_header(block_id: int, begin: int, end: int, cap: int | None, count: int) -> bytes:
+    """``encode_message(BlockHeader(...))``, written out (one a block)."""
+    return (b"\x82\x02\x82\x00\x82\x00\x86\x00" + _uint(block_id) + _uint(begin) + _uint(end)
+            + _uint(0 if cap is None else cap + 1) + _uint(count))
 
 
 _BHEADS: dict[int, bytes] = {}
@@ -307,20 +312,18 @@ class Encoder:
         self._next_block += 1
         self.block_count += 1
         prefix = b"\x82\x02\x82\x00\x83\x01" + _uint(block_id) + b"\x82\x00"
-        fast = None
         if _speedups is not None:
             fast = _speedups.block(buf, pos, stop, self._size_table, _PLAN, prefix,
                                    -1 if self.max_size is None else self.max_size)
-        if fast is not None:           # (None: a block the Python loop below must read)
-            pos, count, bodies, folds, last = fast
-            apply = self.fold.apply
-            for tid, t, p in folds:
-                apply(tid, t, p)
-            if last is not None:
-                self.fold.state.last_update = last
-            self.events += count
-            header = encode_message(BlockHeader(block_id, begin, end_time, cap, count))
-            return pos, [header, *bodies]
+            if fast is not None:           # (None: a block the Python loop below must read)
+                pos, count, parts, folds, last = fast
+                apply = self.fold.apply
+                for tid, t, p in folds:
+                    apply(tid, t, p)
+                if last is not None:
+                    self.fold.state.last_update = last
+                self.events += count
+                return pos, [block_header(block_id, begin, end_time, cap, count), *parts]
         sizes, folded, fold, limit = self._sizes, self._folded, self.fold, self.max_size
         bodies: list[bytes] = []
         count = 0
@@ -350,8 +353,7 @@ class Encoder:
             count += 1
             pos = end
         self.events += count
-        header = encode_message(BlockHeader(block_id, begin, end_time, cap, count))
-        return pos, [header, *bodies]
+        return pos, [block_header(block_id, begin, end_time, cap, count), *bodies]
 
 
 def frames(bodies: list[bytes]) -> bytes:
@@ -360,6 +362,27 @@ def frames(bodies: list[bytes]) -> bytes:
         return _speedups.frames(bodies)
     pack = _U32.pack
     return b"".join([pack(len(b)) + b for b in bodies])
+
+
+def pack_datagrams(pending: list[bytes], size: int, bodies: list[bytes],
+                   room: int) -> tuple[list[bytes], list[bytes], int]:
+    """Whole message bodies into datagrams of at most ``room`` bytes (a packed
+    datagram, docs/monitor-protocol.md 3.3 rule 1b): ``pending`` (``size``
+    bytes) is the datagram being filled; returns (the datagrams filled up, the
+    new pending list, its size).  A body never spans two; one over ``room`` is
+    a datagram of its own.  ``pending`` is not changed."""
+    if _speedups is not None:
+        return _speedups.pack(pending, size, bodies, room)
+    full: list[bytes] = []
+    pending = list(pending)
+    for body in bodies:
+        n = len(body)
+        if size + n > room and pending:
+            full.append(b"".join(pending))
+            pending, size = [], 0
+        pending.append(body)
+        size += n
+    return full, pending, size
 
 
 def datagrams(bodies: list[bytes], key: bytes | None = None) -> list[bytes]:
