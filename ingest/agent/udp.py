@@ -29,13 +29,16 @@ bounded whatever the collectors do, and the core never waits.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 
 from protocol.monitor import TAG_SIZE, datagrams, pack_datagrams
+from protocol.monitor._native import send_all
 
 from .core import Counters, Run
 
@@ -239,22 +242,23 @@ class UdpOut:
         """``batch`` to one collector, ``redundancy`` times over."""
         c = self.counters
         assert t.sock is not None
-        send = t.sock.send
+        sock, n = t.sock, len(batch)
         for _ in range(self.redundancy):
-            sent = 0
-            for d in batch:
-                try:
-                    send(d)
-                    sent += 1
-                except BlockingIOError:
-                    c.datagrams_dropped += 1
-                except OSError as exc:     # refused (collector down), unreachable
-                    c.send_errors += 1
-                    t.refused += 1
-                    if t.refused & (t.refused - 1) == 0:
-                        log.warning("agent: collector %s: %s (%d such so far)", t.name,
-                                    exc.strerror or exc, t.refused)
-            c.datagrams += sent
+            at = 0
+            while at < n:
+                stop, err = send_all(sock, batch, at)
+                c.datagrams += stop - at
+                if stop == n:
+                    break
+                at = stop + 1                    # (that one is not sent)
+                if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    c.datagrams_dropped += 1     # the socket buffer is full
+                    continue
+                c.send_errors += 1               # refused (collector down), unreachable
+                t.refused += 1
+                if t.refused & (t.refused - 1) == 0:
+                    log.warning("agent: collector %s: %s (%d such so far)", t.name,
+                                os.strerror(err), t.refused)
 
     # -- Output --------------------------------------------------------------------------
 

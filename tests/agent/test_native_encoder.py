@@ -9,14 +9,17 @@ as a different snapshot."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import socket
 import struct
 import subprocess
 import sys
 
 import pytest
 
+import protocol.monitor._native as native
 import protocol.monitor._sender as sender
 from protocol.monitor import (
     BlockHeader,
@@ -237,3 +240,31 @@ def test_block_headers_are_the_messages():
         cap = rng.choice((None, 0, 23, 24, 255, 0xFFFE))
         assert sender.block_header(n[0], n[1], n[2], cap, n[3]) == encode_message(
             BlockHeader(n[0], n[1], n[2], cap, n[3]))
+
+
+def test_datagrams_go_out_whole_and_in_order_and_a_refusal_stops_the_send(monkeypatch):
+    rng = random.Random(6)
+    grams = [rng.randbytes(rng.randrange(1, 1400)) for _ in range(300)]   # (several sendmmsg)
+    for module in (None, NATIVE):
+        monkeypatch.setattr(native, "speedups", module)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+            rx.bind(("127.0.0.1", 0))
+            tx.connect(rx.getsockname())
+            tx.setblocking(False)
+            assert native.send_all(tx, grams, 5) == (len(grams), 0)
+            rx.settimeout(5)
+            received = [rx.recv(2048) for _ in grams[5:]]
+            assert received == grams[5:]
+            port = rx.getsockname()[1]
+        # nobody there now: the kernel's refusal (the ICMP error of an earlier
+        # datagram, reported by a later send: the C loop sends a batch a call)
+        # stops the send at the datagram it was reported on
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            tx.connect(("127.0.0.1", port))
+            tx.setblocking(False)
+            results = [native.send_all(tx, grams[:3], 0) for _ in range(4)]
+        assert errno.ECONNREFUSED in [err for _, err in results], module
+        assert all(err in (0, errno.ECONNREFUSED) and (err == 0) == (at == 3)
+                   for at, err in results)
