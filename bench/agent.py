@@ -15,8 +15,9 @@ usage: python bench/agent.py [--seconds 60] [--poll S] [--stall-seconds 10] [--n
    (LiveSim's CLOCK_REALTIME when it emitted it).  The agent's user+system
    CPU seconds and peak RSS come from ``wait4`` once it is stopped; CPU per
    MB of eventlog, and as a share of one core per MB/s (CPU s/MB x 100 %):
-   gross, net of an idle agent's start-up (measured apart), and net of its
-   own start-up (its CPU read from /proc once it is ready, before LiveSim).
+   gross, net of an idle agent's start-up and stop (measured apart), and
+   from ready to done (its CPU read from /proc once it is ready, before
+   LiveSim, and once the markers are in, before it is stopped).
 2. full speed: the same bytes written into the agent's pipe as fast as it
    reads them, one TCP receiver draining (no datagrams: they are paced):
    CPU per MB and peak RSS of the encoding at its limit.
@@ -149,6 +150,7 @@ def live(args, livesim: Path, tmp: Path, fixed: float) -> Path:
         poller.stop_flag.set()
         poller.join()
         poller.poll_once(sweep=True)
+        done = agent.cpu_now()              # (before its exit's own cost)
         cpu, rss = agent.stop()
         agent = None
     finally:
@@ -172,8 +174,9 @@ def live(args, livesim: Path, tmp: Path, fixed: float) -> Path:
           f"peak RSS {rss:.1f} MB")
     print(f"live: net of the start-up's {fixed:.2f} s: {net:.2f} s = {net / mb:.3f} s/MB = "
           f"{net / mb * 100:.1f} % of one core per MB/s")
-    own = cpu - ready
-    print(f"live: net of its own start-up ({ready:.2f} s when it was ready): {own:.2f} s = "
+    own = done - ready
+    print(f"live: ready to done (its CPU read once ready, {ready:.2f} s, and before its stop): "
+          f"{own:.2f} s = "
           f"{own / mb:.3f} s/MB = {own / mb * 100:.1f} % of one core per MB/s")
     return saved
 
