@@ -1,4 +1,6 @@
-/* The agent's hot loops in C (liveprof agent: protocol/monitor/_sender.py and
+/* Over 400 lines, one file: a C extension module is one translation unit here.
+ *
+ * The agent's hot loops in C (liveprof agent: protocol/monitor/_sender.py and
  * ingest/agent/udp.py hold the pure Python references, selected by
  * LIVEPROF_PURE_PYTHON=1; tests/agent/test_native_encoder.py checks that both
  * give the same bytes and the same snapshot).
@@ -44,6 +46,8 @@ enum {
     P_CAPSET = 8,   /* fields of one capset proper to the type (and its last_change) */
 };
 #define THREAD_FINISHED 5
+/* the payload bytes `thin` reads of each kind (the plan's minimums cover them) */
+static const Py_ssize_t NEED[] = {0, 0, 4, 6, 4, 0, 0, 0, 4};
 
 static inline uint64_t be(const unsigned char *p, int n)
 {
@@ -281,7 +285,9 @@ static PyObject *block(PyObject *self, PyObject *args)
             goto irregular;                      /* split (spec 7.1): the Python loop */
         int kind = pl[2 * type];
         if (kind != P_NONE) {
-            if (end - start < pl[2 * type + 1])
+            if (kind > P_CAPSET)
+                kind = P_KEEP;
+            if (end - start < pl[2 * type + 1] || end - start < NEED[kind])
                 goto irregular;                  /* too short for its fields */
             uint64_t t = be(b + pos + 2, 8);
             if (thin(th, kind, type, t, b + start, start, end) < 0) {
