@@ -25,6 +25,14 @@ always starts at a block boundary.  Payloads longer than ``max_size``
 counter shared by events and snapshots.  ``frames`` (TCP) and
 ``datagrams`` (with the HMAC tag when there is a key) put bodies on a wire.
 
+Speed: a block's records go through a C loop (``_speedups.block``) that
+makes their bodies and hands the fold only the events whose effect outlasts
+the block (a thread's run, then its stop: only the stop changes the
+snapshot); packing and TCP frames are C too.  ``LIVEPROF_PURE_PYTHON=1``
+runs the Python loops below, the reference (the same bytes, the same
+snapshot: tests/agent/test_native_encoder.py); odd blocks (a record to
+split, a folded event too short for its fields) always take them.
+
 Bounds: the header (``MAX_HEADER`` bytes), a block (``max_block`` bytes:
 a bigger declared size is an ``EncodeError``), the bytes held while a record
 or block is incomplete (one block at most).

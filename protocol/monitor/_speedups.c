@@ -1,7 +1,7 @@
 /* Over 400 lines, one file: a C extension module is one translation unit here.
  *
  * The agent's hot loops in C (liveprof agent: protocol/monitor/_sender.py and
- * ingest/agent/udp.py hold the pure Python references, selected by
+ * _native.py hold the pure Python references, selected by
  * LIVEPROF_PURE_PYTHON=1; tests/agent/test_native_encoder.py checks that both
  * give the same bytes and the same snapshot).
  *
@@ -18,13 +18,13 @@
  *     exact rules for those.
  * pack(pending, size, bodies, room)
  *     Whole message bodies into datagrams of at most `room` bytes:
- *     (full datagrams, pending list, its size), as UdpOut._packed.
+ *     (full datagrams, pending list, its size), as pack_datagrams.
  * frames(bodies)
  *     TCP frames (4-byte big-endian length + body), as one bytes.
  * send_all(fd, grams, start)
  *     grams[start:] on a connected datagram socket, with sendmmsg (a system call
  *     for up to 64 of them): (the index of the first one refused, or len(grams);
- *     its errno, or 0), as ingest/agent/udp.py's loop of send calls. */
+ *     its errno, or 0), as _native.send_all's loop of send calls. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -501,7 +501,7 @@ static PyObject *send_all(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"block", block, METH_VARARGS, "one block's bodies and thinned fold events (see the source)"},
-    {"pack", pack, METH_VARARGS, "bodies into datagrams (UdpOut._packed)"},
+    {"pack", pack, METH_VARARGS, "bodies into datagrams (pack_datagrams)"},
     {"frames", frames, METH_O, "TCP frames of bodies, as one bytes"},
     {"send_all", send_all, METH_VARARGS, "datagrams on a connected socket (sendmmsg)"},
     {NULL, NULL, 0, NULL},
