@@ -6,4 +6,5 @@ setup(ext_modules=[Extension("protocol.eventlog._speedups", ["protocol/eventlog/
                              optional=True),
                    Extension("protocol.monitor._speedups", ["protocol/monitor/_speedups.c"],
                              optional=True),
+                   Extension("ingest.agent._sendmmsg", ["ingest/agent/_sendmmsg.c"], optional=True),
                    Extension("ingest.derive._core", ["ingest/derive/_core.c"], optional=True)])

@@ -38,8 +38,8 @@ from collections import deque
 from collections.abc import Callable
 
 from protocol.monitor import TAG_SIZE, datagrams, pack_datagrams
-from protocol.monitor._native import send_all
 
+from ._send import send_all
 from .core import Counters, Run
 
 log = logging.getLogger("liveprof.agent")

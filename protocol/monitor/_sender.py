@@ -40,6 +40,7 @@ or block is incomplete (one block at most).
 
 from __future__ import annotations
 
+import os
 import struct
 from array import array
 from collections.abc import Iterable
@@ -58,7 +59,6 @@ from ._messages import (
     encode_message,
     split_payload,
 )
-from ._native import speedups
 from ._state import CapsetState, EventlogState, encode_state
 
 MAX_HEADER = 1 << 20
@@ -70,7 +70,12 @@ _MARKER = struct.Struct(">HQIQH")
 _U32 = struct.Struct(">I")
 _EVENT_PREFIX = b"\x82\x02\x82\x01\x82\x00"         # [2, [1, [0, <bytes>]]]
 
-_speedups = speedups            # the C loops, or None (_native)
+try:  # the C loops (_speedups.c), unless disabled or not compiled
+    if os.environ.get("LIVEPROF_PURE_PYTHON"):
+        raise ImportError
+    from . import _speedups
+except ImportError:
+    _speedups = None  # type: ignore[assignment]  # the module, or None when not built or disabled
 
 _PLAN = plan_table()
 

@@ -1,7 +1,7 @@
 /* Over 400 lines, one file: a C extension module is one translation unit here.
  *
- * The agent's hot loops in C (liveprof agent: protocol/monitor/_sender.py and
- * _native.py hold the pure Python references, selected by
+ * The agent's hot loops in C (liveprof agent: protocol/monitor/_sender.py
+ * holds the pure Python references, selected by
  * LIVEPROF_PURE_PYTHON=1; tests/agent/test_native_encoder.py checks that both
  * give the same bytes and the same snapshot).
  *
@@ -21,17 +21,13 @@
  *     (full datagrams, pending list, its size), as pack_datagrams.
  * frames(bodies)
  *     TCP frames (4-byte big-endian length + body), as one bytes.
- * send_all(fd, grams, start)
- *     grams[start:] on a connected datagram socket, with sendmmsg (a system call
- *     for up to 64 of them): (the index of the first one refused, or len(grams);
- *     its errno, or 0), as _native.send_all's loop of send calls. */
+ * (The agent's datagram sender, which does I/O, is ingest/agent/_sendmmsg.c:
+ * the protocol package is sans-IO.) */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
-#include <errno.h>
-#include <sys/socket.h>
 
 /* plan kinds: what a folded event type does to the state (StateFold.PLAN) */
 enum {
@@ -449,61 +445,10 @@ static PyObject *frames(PyObject *self, PyObject *bodies)
     return out;
 }
 
-#define BATCH 64
-
-static PyObject *send_all(PyObject *self, PyObject *args)
-{
-    int fd;
-    PyObject *grams;
-    Py_ssize_t start;
-    if (!PyArg_ParseTuple(args, "iOn", &fd, &grams, &start))
-        return NULL;
-    if (!all_bytes(grams, "grams"))
-        return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(grams), i = start < 0 ? 0 : start;
-    int err = 0;
-    /* the list is not changed meanwhile: the GIL is held throughout (the sends
-     * do not block: a non-blocking socket) */
-    while (i < n) {
-#ifdef __linux__
-        struct mmsghdr msgs[BATCH];
-        struct iovec iov[BATCH];
-        int k = 0;
-        for (; k < BATCH && i + k < n; k++) {
-            PyObject *g = PyList_GET_ITEM(grams, i + k);
-            iov[k].iov_base = PyBytes_AS_STRING(g);
-            iov[k].iov_len = (size_t)PyBytes_GET_SIZE(g);
-            memset(&msgs[k], 0, sizeof msgs[k]);
-            msgs[k].msg_hdr.msg_iov = &iov[k];
-            msgs[k].msg_hdr.msg_iovlen = 1;
-        }
-        int sent = sendmmsg(fd, msgs, (unsigned int)k, MSG_DONTWAIT);
-        if (sent < 0) {
-            if (errno == EINTR)
-                continue;
-            err = errno;
-            break;
-        }
-        i += sent;
-#else
-        PyObject *g = PyList_GET_ITEM(grams, i);
-        if (send(fd, PyBytes_AS_STRING(g), (size_t)PyBytes_GET_SIZE(g), 0) < 0) {
-            if (errno == EINTR)
-                continue;
-            err = errno;
-            break;
-        }
-        i++;
-#endif
-    }
-    return Py_BuildValue("(ni)", i, err);
-}
-
 static PyMethodDef methods[] = {
     {"block", block, METH_VARARGS, "one block's bodies and thinned fold events (see the source)"},
     {"pack", pack, METH_VARARGS, "bodies into datagrams (pack_datagrams)"},
     {"frames", frames, METH_O, "TCP frames of bodies, as one bytes"},
-    {"send_all", send_all, METH_VARARGS, "datagrams on a connected socket (sendmmsg)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-import protocol.monitor._native as native
+import ingest.agent._send as native
 import protocol.monitor._sender as sender
 from protocol.monitor import (
     BlockHeader,
@@ -37,6 +37,10 @@ try:  # the compiled loops whatever LIVEPROF_PURE_PYTHON says (it selects, it do
     from protocol.monitor import _speedups as NATIVE
 except ImportError:
     NATIVE = None  # type: ignore[assignment]  # not built: test_the_c_loops_are_built fails
+try:
+    from ingest.agent import _sendmmsg as SENDMMSG
+except ImportError:
+    SENDMMSG = None  # type: ignore[assignment]  # not built: test_the_c_loops_are_built fails
 LOGS = sorted(DATA.glob("*.eventlog"))
 
 # (type id, payload size or None for variable) as GHC declares them
@@ -57,15 +61,19 @@ def pure(monkeypatch):
 
 def test_the_c_loops_are_built():
     assert NATIVE is not None, "protocol/monitor/_speedups was not compiled (gcc, headers?)"
-    assert (vars(sender)["_speedups"] is None) == bool(os.environ.get("LIVEPROF_PURE_PYTHON"))
+    assert SENDMMSG is not None, "ingest/agent/_sendmmsg was not compiled (gcc, headers?)"
+    pure = bool(os.environ.get("LIVEPROF_PURE_PYTHON"))
+    assert (vars(sender)["_speedups"] is None) == pure
+    assert (vars(native)["_sendmmsg"] is None) == pure
 
 
 def test_pure_python_switch_turns_them_off():
-    code = "from protocol.monitor import _sender; print(_sender._speedups is None)"
+    code = ("from protocol.monitor import _sender; from ingest.agent import _send; "
+            "print(_sender._speedups is None, _send._sendmmsg is None)")
     env = dict(os.environ, LIVEPROF_PURE_PYTHON="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip() == "True"
+    assert out.strip() == "True True"
 
 
 def encode(data: bytes, cuts: list[int], max_size: int | None) -> tuple[list[object], int]:
@@ -245,8 +253,8 @@ def test_block_headers_are_the_messages():
 def test_datagrams_go_out_whole_and_in_order_and_a_refusal_stops_the_send(monkeypatch):
     rng = random.Random(6)
     grams = [rng.randbytes(rng.randrange(1, 1400)) for _ in range(300)]   # (several sendmmsg)
-    for module in (None, NATIVE):
-        monkeypatch.setattr(native, "speedups", module)
+    for module in (None, SENDMMSG):
+        monkeypatch.setattr(native, "_sendmmsg", module)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, \
                 socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)

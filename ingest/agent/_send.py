@@ -1,28 +1,26 @@
-"""The agent's C loops (_speedups.c), or None: not compiled, or turned off by
-``LIVEPROF_PURE_PYTHON`` (the pure Python loops are the reference), and
-``send_all``, the datagram sender that uses them."""
+"""The agent's datagram sender: ``send_all``, with sendmmsg (_sendmmsg.c, a
+system call for up to 64 datagrams) or, when that is not compiled or
+``LIVEPROF_PURE_PYTHON`` is set, a loop of send calls (the reference)."""
 
 from __future__ import annotations
 
 import os
 import socket
 
-__all__ = ["send_all", "speedups"]
-
 try:
     if os.environ.get("LIVEPROF_PURE_PYTHON"):
         raise ImportError
-    from . import _speedups as speedups
+    from . import _sendmmsg
 except ImportError:
-    speedups = None  # type: ignore[assignment]  # the module, or None when not built or disabled
+    _sendmmsg = None  # type: ignore[assignment]  # the module, or None when not built or disabled
 
 
 def send_all(sock: socket.socket, grams: list[bytes], start: int = 0) -> tuple[int, int]:
     """Send ``grams[start:]`` on a connected, non-blocking datagram socket, up
     to the first one the kernel refuses: (its index, or ``len(grams)``; its
     errno, or 0)."""
-    if speedups is not None:
-        return speedups.send_all(sock.fileno(), grams, start)
+    if _sendmmsg is not None:
+        return _sendmmsg.send_all(sock.fileno(), grams, start)
     send = sock.send
     for i in range(start, len(grams)):
         try:
