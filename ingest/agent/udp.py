@@ -182,8 +182,8 @@ class UdpOut:
     def _flush(self) -> None:
         """Seal the datagram being filled and send what the rate allows now; the
         pump sends the rest, a tick at a time."""
+        self._seal()                 # (before the flag: sealing asks no other flush)
         self._kicked = False
-        self._seal()
         if self._drain(max(1.0, self.rate * TICK)):
             self._wake.set()
 
