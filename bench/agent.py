@@ -14,7 +14,10 @@ usage: python bench/agent.py [--seconds 60] [--poll S] [--stall-seconds 10] [--n
    each ``lag N`` marker's delay is (wall time its point was first seen) - N
    (LiveSim's CLOCK_REALTIME when it emitted it).  The agent's user+system
    CPU seconds and peak RSS come from ``wait4`` once it is stopped; CPU per
-   MB of eventlog, and as a share of one core per MB/s (CPU s/MB x 100 %).
+   MB of eventlog, and as a share of one core per MB/s (CPU s/MB x 100 %):
+   gross, net of an idle agent's start-up and stop (measured apart), and
+   from ready to done (its CPU read from /proc once it is ready, before
+   LiveSim, and once the markers are in, before it is stopped).
 2. full speed: the same bytes written into the agent's pipe as fast as it
    reads them, one TCP receiver draining (no datagrams: they are paced):
    CPU per MB and peak RSS of the encoding at its limit.
@@ -80,6 +83,14 @@ class Agent:
         assert match
         return match.group(0)
 
+    def cpu_now(self) -> float:
+        """Its user+system CPU seconds so far (Linux /proc; 0.0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> tuple[float, float]:
         self.proc.send_signal(signal.SIGTERM)
         _, _, usage = os.wait4(self.proc.pid, 0)
@@ -127,6 +138,8 @@ def live(args, livesim: Path, tmp: Path, fixed: float) -> Path:
                       "--send", f"127.0.0.1:{udp_port}", *(["--no-pack"] if args.no_pack else []),
                       log=tmp / "agent.log")
         agent.wait("waiting for an eventlog")
+        time.sleep(0.5)                     # (its last start-up steps)
+        ready = agent.cpu_now()
         poller = Poller(influx.url, db, 'SELECT "text" FROM "markers"', args.poll)
         poller.start()
         took, said = run_livesim(livesim, fifo, args.seconds)
@@ -137,6 +150,7 @@ def live(args, livesim: Path, tmp: Path, fixed: float) -> Path:
         poller.stop_flag.set()
         poller.join()
         poller.poll_once(sweep=True)
+        done = agent.cpu_now()              # (before its exit's own cost)
         cpu, rss = agent.stop()
         agent = None
     finally:
@@ -160,6 +174,10 @@ def live(args, livesim: Path, tmp: Path, fixed: float) -> Path:
           f"peak RSS {rss:.1f} MB")
     print(f"live: net of the start-up's {fixed:.2f} s: {net:.2f} s = {net / mb:.3f} s/MB = "
           f"{net / mb * 100:.1f} % of one core per MB/s")
+    own = done - ready
+    print(f"live: ready to done (its CPU read once ready, {ready:.2f} s, and before its stop): "
+          f"{own:.2f} s = "
+          f"{own / mb:.3f} s/MB = {own / mb * 100:.1f} % of one core per MB/s")
     return saved
 
 

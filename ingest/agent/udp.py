@@ -5,8 +5,9 @@ per run, so a collector sees each run as its own session even when the
 program's header is the same).  Messages (at most ``max_size`` payload
 bytes each, split per spec 7.1) are packed, whole, into datagrams of fewer
 than ``DATAGRAM_LIMIT`` bytes (docs/monitor-protocol.md 3.3: a packed
-datagram is a CBOR sequence); a partly filled one goes out within a pump
-tick (2 ms) and at a run's end.  ``pack=False`` (``--no-pack``) sends one
+datagram is a CBOR sequence); they go out as soon as the agent has handled
+the bytes it read (the loop's next turn: a partly filled datagram then too)
+and at a run's end.  ``pack=False`` (``--no-pack``) sends one
 message a datagram, for collectors that predate packing.  Each datagram is
 tagged with the shared secret's HMAC when there is one (3.4), and sent
 ``redundancy`` times (a receiver drops the duplicates): the copies of a
@@ -17,8 +18,9 @@ joins within that time.
 
 Pacing and full policy: datagrams wait in one queue, bounded in bytes
 (``queue_bytes``; beyond, the newest are dropped and counted), and go out at
-most ``rate`` datagrams a second (a block of the program is a burst of
-datagrams: spread out, a collector's socket buffer takes it); a datagram the
+most ``rate`` datagrams a second, a token bucket (at most ``rate x TICK``
+at once; a block of the program is a burst of datagrams: those held back
+go out a tick at a time, so a collector's socket buffer takes them); a datagram the
 kernel will not take now (socket buffer full) is dropped and counted; a
 collector that is down (ICMP port unreachable) costs a counter.  Memory is
 bounded whatever the collectors do, and the core never waits.
@@ -27,19 +29,23 @@ bounded whatever the collectors do, and the core never waits.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 
-from protocol.monitor import TAG_SIZE, datagrams
+from protocol.monitor import TAG_SIZE, datagrams, pack_datagrams
 
+from ._send import send_all
 from .core import Counters, Run
 
 log = logging.getLogger("liveprof.agent")
 
 DATAGRAM_LIMIT = 1400   # every datagram (tag included) is shorter (spec 3.3 rule 2)
+TICK = 0.002            # the pump's tick (s): datagrams held back by the rate wait this long
 COPY_SPAN = 32          # redundancy: datagrams sent before the next copy of the same ones
 
 
@@ -94,8 +100,12 @@ class UdpOut:
         # datagrams, and socket changes (a new run: new sockets) in their order
         self._queue: deque[bytes | Callable[[], None]] = deque()
         self._queued = 0
-        self._wake = asyncio.Event()
-        self._empty = asyncio.Event()      # set when the pump has sent everything
+        self._budget = max(1.0, rate * TICK)   # datagrams that may go now (a token bucket)
+        self._last = time.monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kicked = False               # a flush is scheduled
+        self._wake = asyncio.Event()       # the pump: the rate held datagrams back
+        self._empty = asyncio.Event()      # set when everything queued is sent
 
     async def start(self) -> None:
         for t in self.targets:
@@ -104,6 +114,7 @@ class UdpOut:
                  "%.1f s%s%s)", ", ".join(t.name for t in self.targets), self.redundancy,
                  self.repeat, ", signed" if self.key else "",
                  ", packed" if self.pack else ", one message a datagram")
+        self._loop = asyncio.get_running_loop()
         self._repeater = asyncio.create_task(self._repeat(), name="agent:udp-repeat")
         self._pump = asyncio.create_task(self._send_queue(), name="agent:udp-send")
 
@@ -111,9 +122,10 @@ class UdpOut:
         """Send what is queued (up to ``drain`` seconds), then stop."""
         if self._repeater is not None:
             self._repeater.cancel()
-        self._seal()
+        self._flush()
         if self._queue:
             self._empty.clear()
+            self._wake.set()
             try:
                 await asyncio.wait_for(self._empty.wait(), drain)
             except TimeoutError:
@@ -127,33 +139,25 @@ class UdpOut:
         """A socket change, in its place among the datagrams."""
         self._seal()
         self._queue.append(item)
-        self._wake.set()
+        self._kick()
 
     def _send(self, bodies: list[bytes]) -> None:
         if self.pack:
             bodies = self._packed(bodies)
             if not bodies:
-                self._wake.set()
+                self._kick()
                 return
         self._queue_datagrams(datagrams(bodies, self.key))
 
     def _packed(self, bodies: list[bytes]) -> list[bytes]:
         """Add ``bodies`` to the datagram being filled; returns the datagrams
         (message bytes) filled up meanwhile.  A message never spans two."""
-        room, full = self._room, []
-        pending, size = self._open, self._open_size
-        for body in bodies:
-            n = len(body)
-            if size + n > room and pending:
-                full.append(b"".join(pending))
-                pending, size = [], 0
-            pending.append(body)
-            size += n
-        self._open, self._open_size = pending, size
+        full, self._open, self._open_size = pack_datagrams(self._open, self._open_size, bodies,
+                                                           self._room)
         return full
 
     def _seal(self) -> None:
-        """Queue the datagram being filled (a pump tick, a socket change, the stop)."""
+        """Queue the datagram being filled (a flush, a socket change, the stop)."""
         if self._open:
             body = b"".join(self._open)
             self._open, self._open_size = [], 0
@@ -166,34 +170,57 @@ class UdpOut:
             return
         self._queued += size
         self._queue.extend(grams)
-        self._wake.set()
+        self._kick()
+
+    def _kick(self) -> None:
+        """Flush once the loop is back: the core has then handled all it read,
+        so the datagram being filled is as full as it will get."""
+        if not self._kicked and self._loop is not None:
+            self._kicked = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Seal the datagram being filled and send what the rate allows now; the
+        pump sends the rest, a tick at a time."""
+        self._seal()                 # (before the flag: sealing asks no other flush)
+        self._kicked = False
+        if self._drain(max(1.0, self.rate * TICK)):
+            self._wake.set()
+
+    def _drain(self, burst: float) -> bool:
+        """Send from the queue while the budget (refilled at ``rate``, up to
+        ``burst``) lasts; True if some is left."""
+        queue, now = self._queue, time.monotonic()
+        budget = min(self._budget + (now - self._last) * self.rate, burst)
+        self._last = now
+        batch: list[bytes] = []
+        while queue and budget >= 1:
+            item = queue.popleft()
+            if isinstance(item, bytes):
+                batch.append(item)
+                budget -= 1
+            else:
+                self._send_batch(batch)
+                batch = []
+                item()
+        self._send_batch(batch)
+        self._budget = budget
+        if queue:
+            return True
+        self._empty.set()
+        return False
 
     async def _send_queue(self) -> None:
-        """Send the queue, at most ``rate`` datagrams a second."""
-        queue, tick = self._queue, 0.002
-        budget, last = 0.0, time.monotonic()
+        """The datagrams the rate held back: a tick at a time, at most ``rate``
+        a second."""
         while True:
-            self._seal()          # a partly filled datagram waits one tick at most
-            if not queue:
-                self._empty.set()
-                self._wake.clear()
-                await self._wake.wait()
-                budget, last = 0.0, time.monotonic()
-            now = time.monotonic()
-            budget = min(budget + (now - last) * self.rate, max(1.0, self.rate * 0.01))
-            last = now
-            batch: list[bytes] = []
-            while queue and budget >= 1:
-                item = queue.popleft()
-                if isinstance(item, bytes):
-                    batch.append(item)
-                    budget -= 1
-                else:
-                    self._send_batch(batch)
-                    batch = []
-                    item()
-            self._send_batch(batch)
-            await asyncio.sleep(tick)
+            self._wake.clear()
+            await self._wake.wait()
+            while True:
+                await asyncio.sleep(TICK)
+                self._seal()
+                if not self._drain(max(1.0, self.rate * TICK * 5)):
+                    break
 
     async def _repeat(self) -> None:
         while True:
@@ -215,22 +242,23 @@ class UdpOut:
         """``batch`` to one collector, ``redundancy`` times over."""
         c = self.counters
         assert t.sock is not None
-        send = t.sock.send
+        sock, n = t.sock, len(batch)
         for _ in range(self.redundancy):
-            sent = 0
-            for d in batch:
-                try:
-                    send(d)
-                    sent += 1
-                except BlockingIOError:
-                    c.datagrams_dropped += 1
-                except OSError as exc:     # refused (collector down), unreachable
-                    c.send_errors += 1
-                    t.refused += 1
-                    if t.refused & (t.refused - 1) == 0:
-                        log.warning("agent: collector %s: %s (%d such so far)", t.name,
-                                    exc.strerror or exc, t.refused)
-            c.datagrams += sent
+            at = 0
+            while at < n:
+                stop, err = send_all(sock, batch, at)
+                c.datagrams += stop - at
+                if stop == n:
+                    break
+                at = stop + 1                    # (that one is not sent)
+                if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    c.datagrams_dropped += 1     # the socket buffer is full
+                    continue
+                c.send_errors += 1               # refused (collector down), unreachable
+                t.refused += 1
+                if t.refused & (t.refused - 1) == 0:
+                    log.warning("agent: collector %s: %s (%d such so far)", t.name,
+                                os.strerror(err), t.refused)
 
     # -- Output --------------------------------------------------------------------------
 

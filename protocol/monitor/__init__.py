@@ -43,7 +43,7 @@ from ._messages import (
                     split_payload,
 )
 from ._reassembly import Budget, Reassembler, ReassemblyStats
-from ._sender import EncodeError, Encoder, datagrams, frames
+from ._sender import EncodeError, Encoder, datagrams, frames, pack_datagrams
 from ._session import END_OF_DATA, HeaderChanged, Session, SessionError, SessionStats, parse_type_record
 from ._state import (
                     CapsetState,
@@ -61,7 +61,7 @@ __all__ = [
     "MAX_FRAME", "FrameError", "FrameReader", "frame",
     "Blocks", "BlockStats", "AGENT_CAPSET", "StateFold", "agent_capset", "agent_identity",
     "program_name",
-    "EncodeError", "Encoder", "datagrams", "frames",
+    "EncodeError", "Encoder", "datagrams", "frames", "pack_datagrams",
     "BlockHeader", "BlockPart", "EventMessage", "Full", "HeaderLength", "HeaderType", "Message",
     "MessageError", "Part", "ServicePause", "SplitHeader", "StateMessage", "decode_datagram",
     "decode_message",

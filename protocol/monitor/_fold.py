@@ -41,6 +41,35 @@ STOP_NAMES = {
 CAPSET_TYPES = {1: "custom", 2: "os_process", 3: "clock_domain"}
 THREAD_FINISHED = 5
 
+# How each folded type changes the state, for the C encoder's thinning
+# (protocol/monitor/_speedups.c, ``thin``): type id -> (kind, the fewest payload
+# bytes its handler reads).  Kinds: 1 kept always (creates, removes: a barrier),
+# 2 a thread's execution fields, 3 stop (as 2, or a removal when finished),
+# 4 migrate (as 2, and the thread's capability), 5 gc start, 6 gc end, 7 gc
+# busy, 8 fields of one capset proper to the type.  Every handler is here
+# (tests/agent/test_native_encoder.py checks it, and each minimum).
+KEEP, THREAD, STOP, MIGRATE, GC_START, GC_END, GC_BUSY, CAPSET = range(1, 9)
+PLAN: dict[int, tuple[int, int]] = {
+    0: (KEEP, 4), 15: (KEEP, 4), 1: (THREAD, 4), 3: (THREAD, 4), 2: (STOP, 6),
+    4: (MIGRATE, 6), 44: (KEEP, 4),
+    9: (GC_START, 0), 10: (GC_END, 0), 22: (GC_END, 0), 20: (GC_BUSY, 0), 21: (GC_BUSY, 0),
+    54: (GC_BUSY, 0),
+    25: (KEEP, 6), 26: (KEEP, 4), 27: (KEEP, 6), 28: (KEEP, 6), 29: (KEEP, 4), 30: (KEEP, 4),
+    31: (KEEP, 4), 32: (KEEP, 8), 33: (KEEP, 8), 43: (KEEP, 16),
+    49: (CAPSET, 12), 50: (CAPSET, 12), 51: (CAPSET, 12), 52: (KEEP, 38), 53: (CAPSET, 50),
+    45: (KEEP, 2), 46: (KEEP, 2), 47: (KEEP, 2), 48: (KEEP, 2),
+    55: (KEEP, 18), 56: (KEEP, 12), 57: (KEEP, 8)}
+
+
+def plan_table() -> bytes:
+    """``PLAN`` as the C encoder reads it: (kind, minimum) bytes for each of the
+    65536 type ids, 0 for a type that is not folded."""
+    table = bytearray(65536 * 2)
+    for type_id, (kind, least) in PLAN.items():
+        table[2 * type_id:2 * type_id + 2] = bytes((kind, least))
+    return bytes(table)
+
+
 AGENT_CAPSET = 0xFFFFFFFF            # the capset id of the agent's identity (6.7)
 AGENT_IDENT = "liveprof-agent"       # its RTS identifier
 

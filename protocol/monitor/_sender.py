@@ -25,6 +25,14 @@ always starts at a block boundary.  Payloads longer than ``max_size``
 counter shared by events and snapshots.  ``frames`` (TCP) and
 ``datagrams`` (with the HMAC tag when there is a key) put bodies on a wire.
 
+Speed: a block's records go through a C loop (``_speedups.block``) that
+makes their bodies and hands the fold only the events whose effect outlasts
+the block (a thread's run, then its stop: only the stop changes the
+snapshot); packing and TCP frames are C too.  ``LIVEPROF_PURE_PYTHON=1``
+runs the Python loops below, the reference (the same bytes, the same
+snapshot: tests/agent/test_native_encoder.py); odd blocks (a record to
+split, a folded event too short for its fields) always take them.
+
 Bounds: the header (``MAX_HEADER`` bytes), a block (``max_block`` bytes:
 a bigger declared size is an ``EncodeError``), the bytes held while a record
 or block is incomplete (one block at most).
@@ -32,15 +40,16 @@ or block is incomplete (one block at most).
 
 from __future__ import annotations
 
+import os
 import struct
+from array import array
 from collections.abc import Iterable
 
 from .._errors import ProtocolError
 from ..eventlog._header import DATB, ETB, HDRE, HETE, MAGIC, DeclarationError, parse_declaration
 from ._auth import sign_datagram
-from ._fold import StateFold
+from ._fold import StateFold, plan_table
 from ._messages import (
-    BlockHeader,
     BlockPart,
     EventMessage,
     HeaderLength,
@@ -61,6 +70,15 @@ _MARKER = struct.Struct(">HQIQH")
 _U32 = struct.Struct(">I")
 _EVENT_PREFIX = b"\x82\x02\x82\x01\x82\x00"         # [2, [1, [0, <bytes>]]]
 
+try:  # the C loops (_speedups.c), unless disabled or not compiled
+    if os.environ.get("LIVEPROF_PURE_PYTHON"):
+        raise ImportError
+    from . import _speedups
+except ImportError:
+    _speedups = None  # type: ignore[assignment]  # the module, or None when not built or disabled
+
+_PLAN = plan_table()
+
 
 class EncodeError(ProtocolError, ValueError):
     """The bytes are not an eventlog the encoder can read (``offset``: where)."""
@@ -78,6 +96,12 @@ def _uint(n: int) -> bytes:
         if n < 1 << (8 * width):
             return bytes((info,)) + n.to_bytes(width, "big")
     raise ValueError(f"{n} does not fit in 64 bits")
+
+
+def block_header(block_id: int, begin: int, end: int, cap: int | None, count: int) -> bytes:
+    """``encode_message(BlockHeader(...))``, written out (one a block)."""
+    return (b"\x82\x02\x82\x00\x82\x00\x86\x00" + _uint(block_id) + _uint(begin) + _uint(end)
+            + _uint(0 if cap is None else cap + 1) + _uint(count))
 
 
 _BHEADS: dict[int, bytes] = {}
@@ -113,6 +137,7 @@ class Encoder:
         self._next_block = 0
         self._buf = b""
         self._sizes: dict[int, int | None] = {}
+        self._size_table = b""                       # _sizes for the C loop (int32 x 65536)
         self._folded = self.fold.folded
 
     # -- public ----------------------------------------------------------------------------
@@ -215,6 +240,10 @@ class Encoder:
             return 0
         if buf[pos + 4:pos + 8] != HDRE or buf[pos + 8:pos + 12] != DATB:
             raise EncodeError("header end 'hdre' 'datb' not found", self.offset + pos + 4)
+        table = array("i", [-2]) * 65536             # -2 undeclared, -1 variable
+        for tid, size in self._sizes.items():
+            table[tid] = -1 if size is None else size
+        self._size_table = table.tobytes()
         self.header = [encode_message(HeaderLength(len(records)))]
         self.header += [encode_message(HeaderType(r)) for r in records]
         return pos + 12
@@ -291,6 +320,18 @@ class Encoder:
         self._next_block += 1
         self.block_count += 1
         prefix = b"\x82\x02\x82\x00\x83\x01" + _uint(block_id) + b"\x82\x00"
+        if _speedups is not None:
+            fast = _speedups.block(buf, pos, stop, self._size_table, _PLAN, prefix,
+                                   -1 if self.max_size is None else self.max_size)
+            if fast is not None:           # (None: a block the Python loop below must read)
+                pos, count, parts, folds, last = fast
+                apply = self.fold.apply
+                for tid, t, p in folds:
+                    apply(tid, t, p)
+                if last is not None:
+                    self.fold.state.last_update = last
+                self.events += count
+                return pos, [block_header(block_id, begin, end_time, cap, count), *parts]
         sizes, folded, fold, limit = self._sizes, self._folded, self.fold, self.max_size
         bodies: list[bytes] = []
         count = 0
@@ -320,14 +361,36 @@ class Encoder:
             count += 1
             pos = end
         self.events += count
-        header = encode_message(BlockHeader(block_id, begin, end_time, cap, count))
-        return pos, [header, *bodies]
+        return pos, [block_header(block_id, begin, end_time, cap, count), *bodies]
 
 
 def frames(bodies: list[bytes]) -> bytes:
     """TCP frames (spec 3.1) for ``bodies``, as one piece of bytes."""
+    if _speedups is not None:
+        return _speedups.frames(bodies)
     pack = _U32.pack
     return b"".join([pack(len(b)) + b for b in bodies])
+
+
+def pack_datagrams(pending: list[bytes], size: int, bodies: list[bytes],
+                   room: int) -> tuple[list[bytes], list[bytes], int]:
+    """Whole message bodies into datagrams of at most ``room`` bytes (a packed
+    datagram, docs/monitor-protocol.md 3.3 rule 1b): ``pending`` (``size``
+    bytes) is the datagram being filled; returns (the datagrams filled up, the
+    new pending list, its size).  A body never spans two; one over ``room`` is
+    a datagram of its own.  ``pending`` is not changed."""
+    if _speedups is not None:
+        return _speedups.pack(pending, size, bodies, room)
+    full: list[bytes] = []
+    pending = list(pending)
+    for body in bodies:
+        n = len(body)
+        if size + n > room and pending:
+            full.append(b"".join(pending))
+            pending, size = [], 0
+        pending.append(body)
+        size += n
+    return full, pending, size
 
 
 def datagrams(bodies: list[bytes], key: bytes | None = None) -> list[bytes]:
