@@ -39,8 +39,9 @@ OTHER_VARIABLES = {
     "LIVEPROF_TOKEN": "`liveprof upload`: default of `--token`",
     "LIVEPROF_AGENT_SECRET": "`liveprof agent`: the shared secret that signs each datagram "
                              "(HMAC), when `--secret` is not given",
-    "LIVEPROF_PURE_PYTHON": "set (to anything) to decode and derive with the pure Python loops "
-                            "instead of the C extensions",
+    "LIVEPROF_PURE_PYTHON": "set (to anything) to decode, derive, and encode and send the "
+                            "agent's messages with the pure Python loops instead of the C "
+                            "extensions",
     "XDG_STATE_HOME": "where `state_dir` is by default (`$XDG_STATE_HOME/liveprof`)",
 }
 
