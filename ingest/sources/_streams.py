@@ -131,7 +131,13 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
         while True:
             await readable.wait()
             if trickle and gather > 0:
-                await asyncio.sleep(gather)
+                # (not readable meanwhile: the selector is level-triggered, and
+                # would wake the loop at every turn while the bytes wait)
+                loop.remove_reader(fd)
+                try:
+                    await asyncio.sleep(gather)
+                finally:
+                    loop.add_reader(fd, readable.set)
             readable.clear()
             parts: list[bytes] = []
             got = 0

@@ -1,6 +1,6 @@
 """``read_fd``'s gathering (``gather``, the fifo and stdin sources' setting): a
 writer that trickles small writes is read in fewer, larger chunks, every byte
-once and in order; a busy writer is read on at once, not held back a
+once and in order, and the reader idle while it waits; a busy writer is read on at once, not held back a
 ``gather`` per chunk; end of file ends it with the bytes gathered so far."""
 
 from __future__ import annotations
@@ -41,10 +41,14 @@ async def _read(parts: list[bytes], pause: float, gather: float, size: int = 1 <
 async def test_a_trickle_is_gathered():
     parts = [bytes([i]) * 100 for i in range(40)]
     alone = await _read(parts, 0.002, 0.0)
+    wall, cpu = time.monotonic(), time.process_time()
     gathered = await _read(parts, 0.002, 0.2)
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
     assert b"".join(gathered) == b"".join(parts) == b"".join(alone)
     # 40 writes 2 ms apart: about one chunk per 0.2 s gathered, after the first
     assert len(gathered) <= 5 < len(alone)
+    # waiting, it does not spin (the bytes waiting keep the descriptor readable)
+    assert cpu < wall / 2
 
 
 async def test_a_busy_writer_is_not_held_back():
