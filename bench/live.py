@@ -1,3 +1,4 @@
+# (over 400 lines: one script, the run and what it measures read top to bottom)
 """Live delay of a real GHC program: emission -> queryable in InfluxDB, and -> MQTT alert.
 
 usage: python bench/live.py [--seconds 60] [--max-lag S] [--flush-interval S]

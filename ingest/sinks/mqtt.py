@@ -1,3 +1,4 @@
+# (over 400 lines: one publisher; its lifecycle, window and failure counts share its queue)
 """Live GC alerts over MQTT (docs/alerts.md): the publisher.
 
 ``submit(points)`` feeds the alert rules (``ingest.alerts.GcPauseRules``, a
