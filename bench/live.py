@@ -1,3 +1,4 @@
+# (over 400 lines: one script, the run and what it measures read top to bottom)
 """Live delay of a real GHC program: emission -> queryable in InfluxDB, and -> MQTT alert.
 
 usage: python bench/live.py [--seconds 60] [--max-lag S] [--flush-interval S]
@@ -248,6 +249,21 @@ def run_import(path: Path, url: str, db: str, env: dict) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# serve under cProfile, timed by its own CPU time (wall time on a busy machine
+# would charge each call with the time others ran)
+PROFILED = """import cProfile, sys, time
+from ingest.cli import main
+out = sys.argv.pop(1)
+prof = cProfile.Profile(time.process_time)
+try:
+    prof.runcall(main, sys.argv[1:])
+except SystemExit:
+    pass
+finally:
+    prof.dump_stats(out)
+"""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="LiveSim run time (default 60)")
@@ -260,6 +276,8 @@ def main() -> int:
     ap.add_argument("--poll", type=float, default=0.1, help="seconds between queries (default 0.1)")
     ap.add_argument("--serve-arg", action="append", default=[], help="extra serve argument")
     ap.add_argument("--no-import", action="store_true", help="skip the import of the same bytes")
+    ap.add_argument("--profile", metavar="FILE", default=None,
+                    help="run serve under cProfile, its stats written to FILE (slows it down)")
     args = ap.parse_args()
 
     livesim = livesim_binary()
@@ -281,7 +299,8 @@ def main() -> int:
         env = dict(os.environ, LIVEPROF_STATE_DIR=str(tmp / "state"))
         if args.flush_interval is not None:
             env["LIVEPROF_INFLUX_FLUSH_INTERVAL"] = str(args.flush_interval)
-        cmd = liveprof_command() + ["serve", "--config", str(config), "--fifo", str(serve_fifo),
+        base = [sys.executable, "-c", PROFILED, args.profile] if args.profile else liveprof_command()
+        cmd = base + ["serve", "--config", str(config), "--fifo", str(serve_fifo),
                                     "--influx-url", influx.url, "--database", db]
         if args.max_lag is not None:
             cmd += ["--max-lag", str(args.max_lag)]
@@ -389,6 +408,7 @@ def main() -> int:
         # net of each command's start-up (serve: its CPU once ready, before the
         # program ran; import: the same import of a log of a few kB): what a MB costs
         # on a long run, where the start-up is spread over hundreds of MB
+        assert import_start_cpu is not None  # (measured with import_cpu)
         s_net, i_net = serve_cpu - serve_start_cpu, import_cpu - import_start_cpu
         line += (f"\ncpu net of start-up (serve {serve_start_cpu:.2f} s, import "
                  f"{import_start_cpu:.2f} s): serve {s_net / mb:.3f} s/MB; import "

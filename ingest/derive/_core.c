@@ -17,6 +17,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -1402,6 +1403,178 @@ refuse:
     Py_RETURN_FALSE;
 }
 
+/* -- the live merge ------------------------------------------------------------
+ * merge_live(events, i, held, latest, min_stream, state, (block_marker, startup,
+ * cap_create)) -> index of the first
+ * event left to Python (order.py's Merge._push_live, its per-event loop for
+ * the common event: not a block marker, Startup or CapCreate, not late, of a
+ * stream already known, moving neither the watermark's stream nor past the
+ * time its stream goes idle, and no memory check that finds too much held).
+ * ``state`` is a list of ints, read and written back (see order.py's _LIVE_*):
+ * frontier, newest, held min (None: nothing held), jump_at, countdown,
+ * next_low, idle_at, watermark (read and written); idle, trusted_at, max_lag,
+ * slack, max_gap, check_every, max_held (read).  A value beyond 64 bits
+ * (order.py's infinities) is taken as the nearest 64-bit one; one made
+ * infinite here is written back as ``POS_INF`` (1 << 80), which every event
+ * time compares with as order.py's own.  Events at or past 2**62 go to Python.
+ * Every check on an event comes before any change for it. */
+
+enum { L_FRONTIER, L_NEWEST, L_HELD_MIN, L_JUMP_AT, L_COUNTDOWN, L_NEXT_LOW, L_IDLE_AT,
+       L_WATERMARK, L_IDLE, L_TRUSTED_AT, L_MAX_LAG, L_SLACK, L_MAX_GAP, L_CHECK_EVERY,
+       L_MAX_HELD, L_N };
+
+#define L_INF LLONG_MAX
+#define L_TIME_LIMIT (1LL << 62)
+
+static PyObject *POS_INF;
+
+/* An int, clamped to 64 bits; 0 (an error set) if not an int. */
+static inline int clamp_i64(PyObject *o, long long *out)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, "merge_live: the state holds ints");
+        return 0;
+    }
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return 0;
+    *out = overflow > 0 ? LLONG_MAX : overflow < 0 ? LLONG_MIN : v;
+    return 1;
+}
+
+/* a + b, infinite (L_INF) if either is or if it does not fit */
+static inline long long sat_add(long long a, long long b)
+{
+    long long r;
+    if (a == L_INF || b == L_INF || __builtin_add_overflow(a, b, &r))
+        return L_INF;
+    return r;
+}
+
+static int put_state(PyObject *st, Py_ssize_t k, long long v, int inf_ok)
+{
+    PyObject *o;
+    if (inf_ok && v == L_INF) {
+        o = POS_INF;
+        Py_INCREF(o);
+    } else if ((o = PyLong_FromLongLong(v)) == NULL) {
+        return -1;
+    }
+    return PyList_SetItem(st, k, o);  /* steals o */
+}
+
+static PyObject *merge_live(PyObject *self, PyObject *args)
+{
+    PyObject *events, *held, *latest, *min_stream, *st;
+    Py_ssize_t i;
+    long block_t, startup_t, cap_create_t;
+    if (!PyArg_ParseTuple(args, "O!nO!O!OO!(lll)", &PyList_Type, &events, &i, &PyList_Type, &held,
+                          &PyDict_Type, &latest, &min_stream, &PyList_Type, &st, &block_t,
+                          &startup_t, &cap_create_t))
+        return NULL;
+    if (PyList_GET_SIZE(st) != L_N) {
+        PyErr_SetString(PyExc_ValueError, "merge_live: a state of the wrong length");
+        return NULL;
+    }
+    long long v[L_N];
+    int has_min = PyList_GET_ITEM(st, L_HELD_MIN) != Py_None;
+    for (int k = 0; k < L_N; k++) {
+        if (k == L_HELD_MIN && !has_min) {
+            v[k] = 0;
+            continue;
+        }
+        if (!clamp_i64(PyList_GET_ITEM(st, k), &v[k]))
+            return NULL;
+    }
+    long long frontier = v[L_FRONTIER], newest = v[L_NEWEST], held_min = v[L_HELD_MIN];
+    long long jump_at = v[L_JUMP_AT], countdown = v[L_COUNTDOWN], next_low = v[L_NEXT_LOW];
+    long long idle_at = v[L_IDLE_AT], watermark = v[L_WATERMARK], idle = v[L_IDLE];
+    long long trusted_at = v[L_TRUSTED_AT], max_lag = v[L_MAX_LAG], slack = v[L_SLACK];
+    long long max_gap = v[L_MAX_GAP], check_every = v[L_CHECK_EVERY], max_held = v[L_MAX_HELD];
+    Py_ssize_t start = i;
+    Py_INCREF(events);
+    Py_INCREF(held);
+    Py_INCREF(latest);
+    for (; i < PyList_GET_SIZE(events); i++) {
+        PyObject *ev = PyList_GET_ITEM(events, i), *cap, *fields;
+        long ty;
+        long long t, old;
+        if (!unpack(ev, &ty, &t, &cap, &fields) || t >= L_TIME_LIMIT || t > jump_at
+            || ty == block_t || ty == startup_t || ty == cap_create_t || t < frontier)
+            break;
+        PyObject *o_old = PyDict_GetItemWithError(latest, cap);  /* borrowed */
+        if (o_old == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            break;                                   /* a new stream */
+        }
+        if (!as_i64(o_old, &old))
+            break;
+        long long n_newest = t > newest ? t : newest;
+        long long n_watermark = watermark, n_idle_at = idle_at;
+        if (t > old) {
+            int is_min = PyObject_RichCompareBool(cap, min_stream, Py_EQ);
+            if (is_min < 0)
+                goto error;
+            if (is_min) {
+                if (t > next_low)
+                    break;                           /* no longer the oldest */
+                n_watermark = t;
+                n_idle_at = sat_add(t, idle);
+            } else if (t < next_low && sat_add(t, idle) >= n_newest) {
+                break;                               /* idle, speaks again */
+            }
+        }
+        if (n_newest > n_idle_at)
+            break;                                   /* the watermark's stream went idle */
+        long long n_countdown = countdown - 1;
+        if (n_countdown <= 0) {
+            if (PyList_GET_SIZE(held) + 1 > max_held)
+                break;                               /* the memory bound */
+            n_countdown = check_every;
+        }
+        /* taken: every change for it from here */
+        if (PyList_Append(held, ev) < 0)
+            goto error;
+        if (!has_min || t < held_min) {
+            held_min = t;
+            has_min = 1;
+        }
+        if (t > old && PyDict_SetItem(latest, cap, PyTuple_GET_ITEM(ev, 2)) < 0)
+            goto error;
+        if (t > newest)
+            jump_at = sat_add(t, max_gap);
+        newest = n_newest;
+        watermark = n_watermark;
+        idle_at = n_idle_at;
+        countdown = n_countdown;
+        long long f = newest - max_lag, w;
+        if (newest >= trusted_at && !__builtin_sub_overflow(watermark, slack, &w) && w > f)
+            f = w;
+        if (f > frontier)
+            frontier = f;
+    }
+    if (i > start) {
+        if (put_state(st, L_FRONTIER, frontier, 0) < 0 || put_state(st, L_NEWEST, newest, 0) < 0
+            || put_state(st, L_HELD_MIN, held_min, 0) < 0
+            || put_state(st, L_JUMP_AT, jump_at, 1) < 0
+            || put_state(st, L_COUNTDOWN, countdown, 0) < 0
+            || put_state(st, L_IDLE_AT, idle_at, 1) < 0
+            || put_state(st, L_WATERMARK, watermark, 0) < 0)
+            goto error;
+    }
+    Py_DECREF(events);
+    Py_DECREF(held);
+    Py_DECREF(latest);
+    return PyLong_FromSsize_t(i);
+error:
+    Py_DECREF(events);
+    Py_DECREF(held);
+    Py_DECREF(latest);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"threads", threads, METH_VARARGS, "threads deriver: RunThread/StopThread/CreateThread loop."},
     {"capability", capability, METH_VARARGS, "capability deriver: state transition loop."},
@@ -1413,6 +1586,7 @@ static PyMethodDef methods[] = {
     {"gc", gc, METH_VARARGS, "gc deriver: a collection's life and its point."},
     {"types", types, METH_VARARGS, "the set of item[0] over a list of events."},
     {"sort_by_time", sort_by_time, METH_VARARGS, "stable in-place sort of a list by item[2]."},
+    {"merge_live", merge_live, METH_VARARGS, "the live merge's loop for the common event."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1467,6 +1641,9 @@ PyMODINIT_FUNC PyInit__core(void)
     if (START_PREFIX == NULL || STOP_PREFIX == NULL || A_CUR == NULL || A_PENDING == NULL
         || A_REQUEST == NULL || A_CAPS == NULL || A_STATS == NULL || A_SYNC == NULL || A_END == NULL
         || S_PAR == NULL || S_SEQ == NULL)
+        return NULL;
+    POS_INF = PyLong_FromString("1208925819614629174706176", NULL, 10);  /* 1 << 80 */
+    if (POS_INF == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -59,7 +59,10 @@ class Corrections:
         self.replayed = 0  # events fed again by corrections
         self.stale = 0  # points written that a correction moved to another series or time
         # (kept events before it, point) of every point written since the oldest mark
+        # (counted from the first event ever kept: _base events were trimmed since,
+        # so a trim only drops the head, and rewrites none)
         self._sent: list[tuple[int, Point]] = []
+        self._base = 0
         self.retractions: list[Retraction] = []  # for the store, taken by the pipeline
         # keys retracted lately: one written again must follow its delete (a store
         # deletes once what came before is written, and may have stored the new
@@ -115,7 +118,7 @@ class Corrections:
     def sent(self, points: list, at: int | None = None) -> None:
         """Points just written (stamped), derived from the first ``at`` kept
         events (default: all so far)."""
-        n = len(self.events) if at is None else at
+        n = (len(self.events) if at is None else at) + self._base
         self._sent.extend([(n, p) for p in points])
         gone, then = self._gone, self._then
         if gone or then:
@@ -161,7 +164,7 @@ class Corrections:
         not write again are stale: counted (the count returned) and to be
         deleted (``retractions``)."""
         sent = self._sent
-        at = bisect_right(sent, index, key=_FIRST)
+        at = bisect_right(sent, index + self._base, key=_FIRST)
         new = {_key(p): p for p in points}
         stale = set()
         then: dict[tuple, Point] = {}  # written again without a field it had: delete first
@@ -205,9 +208,9 @@ class Corrections:
             del self.events[:cut]
             for m in marks:
                 m.index -= cut
+            self._base += cut
             sent = self._sent
-            del sent[:bisect_right(sent, cut, key=_FIRST)]
-            self._sent = [(i - cut, p) for i, p in sent]
+            del sent[:bisect_right(sent, self._base, key=_FIRST)]
 
 
 def _key(p: Point) -> tuple:

@@ -68,6 +68,7 @@ _TIME = itemgetter(2)  # Event.time, and _Late's sort key
 _NEG_INF = -(1 << 63)
 _POS_INF = 1 << 80  # above any 64-bit time
 LATE = -1  # a _Late item's first element, where an event has its type id
+_SPECIAL = (BLOCK_MARKER, STARTUP, CAP_CREATE)  # types _core.merge_live leaves to Python
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,9 @@ class Merge:
 
     def _push_live(self, events) -> None:
         # (the state the per-event path reads is held in locals; every call that
-        # may change it, rare, is preceded by _sync and followed by _cached)
+        # may change it, rare, is preceded by _sync and followed by _cached.  With
+        # the compiled core, the common event is taken by _core.merge_live, which
+        # works on the same state, and returns each other event to this loop)
         held = self._held
         append = held.append
         latest = self._latest
@@ -178,13 +181,27 @@ class Merge:
         jump_at = newest + max_gap if newest != _NEG_INF else _POS_INF
         countdown = self._countdown
         min_stream, next_low, idle_at, watermark, idle, trusted_at = self._cached()
-        for ev in events:
+        core = _native.core
+        n = len(events)
+        i = 0
+        while i < n:
+            if core is not None:
+                st = [frontier, newest, held_min, jump_at, countdown, next_low, idle_at,
+                      watermark, idle, trusted_at, max_lag, slack, max_gap, self.check_every,
+                      self.max_held]
+                took = core.merge_live(events, i, held, latest, min_stream, st, _SPECIAL)
+                if took > i:  # (the state is written back when it took any event)
+                    frontier, newest, held_min, jump_at, countdown, _, idle_at, watermark = st[:8]
+                    i = took
+                if i >= n:
+                    break
+            ev = events[i]
+            i += 1
             ty, _, t, cap, _ = ev
             if t > jump_at:
                 self.jumped = ev
                 # (no earlier event equals it: it would have jumped)
-                self.jump_dropped = sum(1 for e in events[events.index(ev):]
-                                        if e[0] != BLOCK_MARKER)
+                self.jump_dropped = sum(1 for e in events[i - 1:] if e[0] != BLOCK_MARKER)
                 break
             if ty == BLOCK_MARKER:
                 self._sync(frontier, newest, watermark, idle_at)

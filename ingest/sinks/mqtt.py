@@ -1,3 +1,4 @@
+# (over 400 lines: one publisher; its lifecycle, window and failure counts share its queue)
 """Live GC alerts over MQTT (docs/alerts.md): the publisher.
 
 ``submit(points)`` feeds the alert rules (``ingest.alerts.GcPauseRules``, a
@@ -10,15 +11,18 @@ or a batch (docs/alerts.md, "When an alert leaves").
 
 ``run()`` (started by ``async with sink`` or by the caller as a task) loops
 ``async with aiomqtt.Client(...)``: connect, publish the queued alerts in order
-with QoS 1 (each waits for its PUBACK), and on any connection loss leave the
-client, wait a jittered, capped, growing delay (``ingest.backoff.Backoff``) and
-connect again, forever.  An alert whose PUBACK did not come stays first in line
-and is published again on the next connection (QoS 1: at least once, so a
-subscriber may see it twice after a reconnect).
+with QoS 1, up to ``WINDOW`` of them before the first PUBACK comes (what is
+queued together goes out together: one wake-up of the loop for the lot, not a
+round trip each), and on any connection loss leave the client, wait a
+jittered, capped, growing delay (``ingest.backoff.Backoff``) and connect
+again, forever.  Alerts whose PUBACK did not come stay first in line, in
+order, and are published again on the next connection (QoS 1: at least once,
+so a subscriber may see one twice after a reconnect).
 
 No alert can stop the publisher: one the client refuses (``ValueError``, ...)
-is dropped at once, one that loses the connection ``MAX_ATTEMPTS`` times (a
-broker that cuts clients sending it) is dropped then; both are logged and
+is dropped at once, one that loses the connection ``MAX_ATTEMPTS`` times as
+the oldest alert not acknowledged (a broker that cuts clients sending it) is
+dropped then; both are logged and
 counted per alert kind (``failed``).  Should ``run()`` still end on an
 unexpected error, a supervisor starts it again after a backoff
 (``publisher_restarts``); ``healthy`` and ``status()`` tell readiness.
@@ -68,6 +72,7 @@ class _Outgoing:
 
 
 MAX_ATTEMPTS = 5  # an alert in flight when the connection was lost this often is dropped
+WINDOW = 8  # alerts published before the first is acknowledged (aiomqtt warns past 10)
 
 
 class MqttAlertSink:
@@ -86,14 +91,14 @@ class MqttAlertSink:
                                   share_threshold=config.pause_share_threshold,
                                   window_ns=config.pause_share_window_ns)
         self._queue: asyncio.Queue[_Outgoing] = asyncio.Queue(maxsize=config.queue_size)
-        self._inflight: _Outgoing | None = None  # taken from the queue, not yet acknowledged
+        self._inflight: list[_Outgoing] = []  # taken from the queue, not yet acknowledged
         self._task: asyncio.Task | None = None
         self._idle = asyncio.Event()  # nothing queued nor in flight
         self._idle.set()
         self._client_factory = client_factory
         self._closing = False
         self._restarting = False  # the publisher died and waits to be started again
-        self._attempting = False  # a publish of the alert in flight is under way
+        self._attempting = False  # a publish of the alerts in flight is under way
 
     # -- ingest side -----------------------------------------------------------------
 
@@ -126,12 +131,12 @@ class MqttAlertSink:
         self._gauge()
 
     def _gauge(self) -> None:
-        self.stats.queued = self._queue.qsize() + (self._inflight is not None)
+        self.stats.queued = self._queue.qsize() + len(self._inflight)
 
     @property
     def pending(self) -> int:
         """Alerts not yet acknowledged by the broker."""
-        return self._queue.qsize() + (self._inflight is not None)
+        return self._queue.qsize() + len(self._inflight)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -313,51 +318,76 @@ class MqttAlertSink:
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         import aiomqtt
 
-        cfg = self.config
+        inflight = self._inflight
         while True:
-            if self._inflight is None:
+            if not inflight:
                 if self._queue.empty():
                     self._idle.set()
-                self._inflight = await self._queue.get()
-                self._gauge()
+                inflight.append(await self._queue.get())
             else:
-                self.stats.republished += 1
-            item = self._inflight
-            item.attempts += 1
-            self._attempting = True
-            try:
-                body = json.dumps(item.alert.payload, separators=(",", ":"), ensure_ascii=False,
-                                  default=str).encode("utf-8", "replace")
-                await client.publish(item.topic, body, qos=cfg.qos, retain=cfg.retain)
-            except (aiomqtt.MqttError, OSError):
-                raise  # the connection: counted by run() (_attempt_failed), the alert stays
-            except (ValueError, TypeError) as exc:  # this alert cannot be sent (topic, payload)
-                self._attempting = False
-                self.stats.publish_errors += 1
-                self._give_up(item, f"the MQTT client refused it: {type(exc).__name__}: {exc}")
-                continue
-            except Exception as exc:
-                self._attempting = False  # not the connection: maybe the alert, maybe a bug
-                self.stats.publish_errors += 1
-                self._give_up(item, f"publishing failed: {type(exc).__name__}: {exc}")
-                raise  # the supervisor starts the publisher again
-            self._attempting = False
-            self._inflight = None
-            self.stats.published += 1
+                self.stats.republished += len(inflight)
+            while len(inflight) < WINDOW and not self._queue.empty():
+                inflight.append(self._queue.get_nowait())
             self._gauge()
-            if self._queue.empty():
+            batch = list(inflight)
+            batch[0].attempts += 1  # (a lost connection is the oldest one's doing, if any's)
+            self._attempting = True
+            # (each takes itself out of inflight once acknowledged: a lost
+            # connection, which cancels this task, leaves the others first in line)
+            if len(batch) == 1:  # (no task for one)
+                results: list = [None]
+                try:
+                    await self._publish(client, batch[0])
+                except Exception as exc:
+                    results[0] = exc
+            else:
+                results = await asyncio.gather(*(self._publish(client, item) for item in batch),
+                                               return_exceptions=True)
+            lost: BaseException | None = None
+            bug: BaseException | None = None
+            for item, failure in zip(batch, results):
+                if failure is None:
+                    continue
+                if isinstance(failure, (aiomqtt.MqttError, OSError)):
+                    lost = lost or failure  # the connection: counted by run() (_attempt_failed)
+                elif isinstance(failure, (ValueError, TypeError)):  # this alert cannot be sent
+                    self.stats.publish_errors += 1
+                    self._give_up(item, f"the MQTT client refused it: {type(failure).__name__}: {failure}")
+                elif isinstance(failure, Exception):  # not the connection: maybe the alert, maybe a bug
+                    self.stats.publish_errors += 1
+                    self._give_up(item, f"publishing failed: {type(failure).__name__}: {failure}")
+                    bug = bug or failure
+                else:
+                    raise failure  # (cancelled)
+            if lost is not None:
+                raise lost  # the alerts not acknowledged stay
+            self._attempting = False
+            if bug is not None:
+                raise bug  # the supervisor starts the publisher again
+            self._gauge()
+            if self._queue.empty() and not inflight:
                 self._idle.set()
 
+    async def _publish(self, client: aiomqtt.Client, item: _Outgoing) -> None:
+        cfg = self.config
+        body = json.dumps(item.alert.payload, separators=(",", ":"), ensure_ascii=False,
+                          default=str).encode("utf-8", "replace")
+        await client.publish(item.topic, body, qos=cfg.qos, retain=cfg.retain)
+        if item in self._inflight:
+            self._inflight.remove(item)
+            self.stats.published += 1
+
     def _attempt_failed(self) -> None:
-        """The connection ended while the alert in flight was being published:
-        count it; past ``MAX_ATTEMPTS`` give the alert up (a broker that cuts
-        every client sending it, e.g. over its max_packet_size)."""
+        """The connection ended while alerts in flight were being published:
+        count it; the oldest of them, once it was the oldest at ``MAX_ATTEMPTS``
+        losses, is given up (a broker that cuts every client sending it, e.g.
+        over its max_packet_size)."""
         if not self._attempting:
             return
         self._attempting = False
         self.stats.publish_errors += 1
-        item = self._inflight
-        if item is not None and item.attempts >= MAX_ATTEMPTS:
+        if self._inflight and self._inflight[0].attempts >= MAX_ATTEMPTS:
+            item = self._inflight[0]
             self._give_up(item, f"the connection ended during each of {item.attempts} "
                                 "attempts to publish it (does the broker refuse it?)")
 
@@ -371,10 +401,10 @@ class MqttAlertSink:
         log.error("MQTT alert %s of app %.80r session %.40r dropped: %.300s (topic %.200s; "
                   "%d alert(s) given up so far)", kind, alert.app, alert.session, why,
                   item.topic, s.failed)
-        if self._inflight is item:
-            self._inflight = None
+        if item in self._inflight:
+            self._inflight.remove(item)
         self._gauge()
-        if self._queue.empty() and self._inflight is None:
+        if self._queue.empty() and not self._inflight:
             self._idle.set()
 
 

@@ -112,27 +112,55 @@ class SplitStreams:
             self._unlogged_skip = 0
 
 
-async def read_fd(fd: int, size: int, take: Callable[[bytes], None]) -> None:
+async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: float = 0.0) -> None:
     """Read the non-blocking descriptor ``fd`` (a pipe, socket or terminal)
     as it becomes readable and pass each chunk to ``take``; returns at
-    end-of-file.  The descriptor stays open (the caller's)."""
+    end-of-file.  The descriptor stays open (the caller's).
+
+    ``gather`` (seconds): when the last chunk was short (a writer that
+    trickles, as a live program flushing its buffers every few ms), wait this
+    long once readable, then take everything that came meanwhile as one chunk:
+    what a chunk costs downstream (the derivers, the sinks, the loop) is then
+    paid at most ``1 / gather`` times a second, for at most ``gather`` more
+    delay.  A busy writer (full reads) is read on at once, as without it."""
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     loop.add_reader(fd, readable.set)
+    trickle = False       # the last chunk was short: the next one is gathered
     try:
         while True:
             await readable.wait()
-            readable.clear()
-            while True:
+            if trickle and gather > 0:
+                # (not readable meanwhile: the selector is level-triggered, and
+                # would wake the loop at every turn while the bytes wait)
+                loop.remove_reader(fd)
                 try:
-                    data = os.read(fd, size)
+                    await asyncio.sleep(gather)
+                finally:
+                    loop.add_reader(fd, readable.set)
+            readable.clear()
+            parts: list[bytes] = []
+            got = 0
+            eof = False
+            while got < size:  # what is there, up to one chunk
+                try:
+                    data = os.read(fd, size - got)
                 except (BlockingIOError, InterruptedError):
                     break
                 if not data:
-                    return
-                take(data)
-                if len(data) < size:
+                    eof = True
                     break
-                await asyncio.sleep(0)     # a busy writer does not starve the loop
+                parts.append(data)
+                got += len(data)
+                if gather <= 0 and got < size:
+                    break      # (short: drained, most likely)
+            if parts:
+                take(parts[0] if len(parts) == 1 else b"".join(parts))
+            if eof:
+                return
+            trickle = got < size
+            if not trickle:
+                readable.set()             # a full chunk: read on (the selector is level-triggered,
+                await asyncio.sleep(0)     # but a busy writer does not starve the loop either way)
     finally:
         loop.remove_reader(fd)

@@ -50,6 +50,9 @@ class FifoConfig(BaseModel):
     read_size: int = Field(READ_SIZE, ge=1, description="bytes asked of one read")
     max_hold: int = Field(1 << 20, ge=1 << 12,
                           description="bytes held while a header is checked (splitter bound)")
+    gather: float = Field(0.05, ge=0, le=1,
+                          description="seconds a trickle of bytes is gathered into one chunk "
+                                      "(at most this much more delay; 0: every read alone)")
     missing_retry: float = Field(1.0, gt=0,
                                  description="seconds between looks for a path that is not there "
                                              "(create=False)")
@@ -108,7 +111,7 @@ class FifoSource:
         self.streams = streams = SplitStreams(self.kind, self.peer, opener, log, cfg.max_hold)
         log.info("fifo %s: open, waiting for an eventlog", cfg.path)
         try:
-            await read_fd(fd, cfg.read_size, streams.feed)
+            await read_fd(fd, cfg.read_size, streams.feed, cfg.gather)
             # only a FIFO someone else opened without a write end could get here
             streams.close()
         except asyncio.CancelledError:

@@ -35,6 +35,9 @@ class StdinConfig(BaseModel):
 
     fd: int = Field(default=0, ge=0, description="the descriptor to read (0: standard input)")
     read_size: int = Field(default=1 << 16, ge=1, description="bytes asked of one read")
+    gather: float = Field(0.05, ge=0, le=1,
+                          description="seconds a trickle of bytes is gathered into one chunk "
+                                      "(at most this much more delay; 0: every read alone)")
     max_hold: int = Field(default=1 << 20, ge=1 << 12,
                           description="bytes held while a header is checked (splitter bound)")
 
@@ -69,7 +72,7 @@ class StdinSource:
                 was_blocking = os.get_blocking(cfg.fd)
                 os.set_blocking(cfg.fd, False)
                 try:
-                    await read_fd(cfg.fd, cfg.read_size, streams.feed)
+                    await read_fd(cfg.fd, cfg.read_size, streams.feed, cfg.gather)
                 finally:
                     os.set_blocking(cfg.fd, was_blocking)
         except asyncio.CancelledError:
