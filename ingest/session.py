@@ -14,7 +14,8 @@ eventlog the same way, so it is written once, here:
   returns points, ``close()`` the last ones and sets ``end``.  It counts
   bytes, events (``counts.py``: decoded or skipped, block markers left out),
   decoded events and points.  ``Session.for_file`` pre-scans a regular file
-  (``prescan``: the fallback clock, the start-up events).
+  (``scan``: the fallback clock, the start-up events, the whole-file merge's
+  release plan).
 - ``LogReader`` is the decoding half alone (``dump`` and ``monitor`` print
   events and derive nothing): bytes in, events out, a decode error caught.
 
@@ -43,6 +44,7 @@ from .counts import BLOCK_MARKER, decoded_events
 from .derive.base import DeriveSettings
 from .derive.order import OrderSettings
 from .derive.pipeline import Identity, Pipeline, PipelineStats
+from .derive.plan import ReleasePlan, read_plan
 from .derive.point import Point
 
 # the start-up events a pipeline is given first (``Pipeline(preamble=...)``)
@@ -221,11 +223,12 @@ class LogReader:
 class Session:
     """One stream's bytes -> points: decode, time order, derive, stamp."""
 
-    def __init__(self, settings: SessionSettings, preamble: Sequence[Event] = ()):
+    def __init__(self, settings: SessionSettings, preamble: Sequence[Event] = (),
+                 plan: ReleasePlan | None = None):
         self.settings = settings
         self.pipeline = Pipeline(settings.derive, settings.identity,
                                  derivers=settings.measurements, order=settings.order,
-                                 preamble=preamble)
+                                 preamble=preamble, plan=plan)
         self.reader = LogReader(only=self.pipeline.wants)
         self.decoded = 0        # events decoded for the derivers (block markers left out)
         self.points = 0
@@ -234,15 +237,15 @@ class Session:
     @classmethod
     def for_file(cls, path: str, settings: SessionSettings, regular: bool = True) -> Session:
         """The session of the eventlog at ``path``: a regular file is
-        pre-scanned (``prescan``: its fallback clock and start-up events);
-        anything else (a pipe, stdin) gets the time it is read from as its
-        fallback clock.  ``SourceError`` when the file cannot be read."""
+        pre-scanned (``scan``: its fallback clock, start-up events and release
+        plan); anything else (a pipe, stdin) gets the time it is read from as
+        its fallback clock.  ``SourceError`` when the file cannot be read."""
         if regular:
-            start_wall, preamble = prescan(path)
+            found = scan(path)
         else:
-            start_wall, preamble = time.time_ns(), []
-        identity = dataclasses.replace(settings.identity, start_wall_ns=start_wall)
-        return cls(dataclasses.replace(settings, identity=identity), preamble)
+            found = Prescan(time.time_ns(), [], None)
+        identity = dataclasses.replace(settings.identity, start_wall_ns=found.start_wall_ns)
+        return cls(dataclasses.replace(settings, identity=identity), found.preamble, found.plan)
 
     # -- figures ---------------------------------------------------------------------
 
@@ -316,21 +319,43 @@ class Session:
 
 
 def prescan(path: str) -> tuple[int, list[Event]]:
+    """``scan(path)``'s fallback clock and start-up events."""
+    found = scan(path)
+    return found.start_wall_ns, found.preamble
+
+
+@dataclass(frozen=True)
+class Prescan:
+    """What a quick pass over a regular file finds (``scan``)."""
+
+    start_wall_ns: int      # fallback clock: the file's mtime minus its last event time
+    preamble: list[Event]   # the first event of each PREAMBLE type
+    plan: ReleasePlan | None  # what the whole-file merge may release early (plan.py)
+
+
+def scan(path: str) -> Prescan:
     """A quick pass over a regular file (only block markers and start-up
-    events are decoded).  Returns the fallback clock, its mtime minus its last
-    event time (the RTS wrote the file last at about then), and the first
-    event of each PREAMBLE type (see ``Pipeline(preamble=...)``)."""
+    events are decoded; then the global blocks of a complete file, read apart:
+    ``plan.read_plan``).  The fallback clock is the file's mtime minus its last
+    event time (the RTS wrote the file last at about then); the preamble goes to
+    ``Pipeline(preamble=...)``, the plan to ``Pipeline(plan=...)``."""
     dec = Decoder(only=(BLOCK_MARKER, *PREAMBLE))
     last = 0
     first: dict[int, Event] = {}
+    markers: list[Event] = []
+    end_offset = None
     try:
         for chunk in read_chunks(path):
             for ev in dec.feed(chunk):
                 if ev.type == BLOCK_MARKER:
+                    markers.append(ev)
                     last = max(last, ev.time, ev.fields[1])
                 else:
                     last = max(last, ev.time)
                     first.setdefault(ev.type, ev)
+        end = dec.close()
+        end_offset = end.offset if end.complete else None
     except DecodeError:
         pass
-    return os.stat(path).st_mtime_ns - last, list(first.values())
+    plan = read_plan(path, markers, end_offset) if end_offset is not None else None
+    return Prescan(os.stat(path).st_mtime_ns - last, list(first.values()), plan)

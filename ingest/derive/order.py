@@ -58,6 +58,8 @@ from operator import itemgetter
 
 from protocol import Event, EventType
 
+from .plan import PlannedHold, ReleasePlan
+
 BLOCK_MARKER = int(EventType.BLOCK_MARKER)
 # announce capabilities (streams) before they show events
 STARTUP, CAP_CREATE = int(EventType.STARTUP), int(EventType.CAP_CREATE)
@@ -140,7 +142,7 @@ class Merge:
 
     @property
     def held(self) -> int:
-        return len(self._held)
+        return len(self._held) if self._planned is None else self._planned.held
 
     def push(self, events: Iterable[Event], types: set | None = None) -> list:
         """``types``: the set of type ids in ``events`` (or a superset), if the
@@ -268,13 +270,30 @@ class Merge:
         return (self._min_stream, self._next_low, self._idle_at, self._watermark, self.idle,
                 trusted_at)
 
+    _planned: PlannedHold | None = None  # whole mode under a release plan (follow)
+
+    def follow(self, plan: ReleasePlan) -> None:
+        """Whole-file mode: release as ``plan`` (a pre-scan of the file, plan.py)
+        allows, not only at the end; still exactly a stable sort by time.  Before
+        any ``push``; live mode has its own watermark and ignores it."""
+        if not self.live:
+            self._planned = PlannedHold(plan, self.max_held, self.check_every, _Late)
+
     def _push_whole(self, events, types: set | None) -> None:
         """Whole-file mode: the frontier moves only when the memory bound
         releases events early, i.e. only at a memory check; so between two
         checks, events are kept in bulk (one pass in C), and only a stretch
-        holding an event older than the frontier (late) is looked at one by one."""
+        holding an event older than the frontier (late) is looked at one by one.
+        Under a plan, ``PlannedHold`` keeps the events and says what goes."""
         if not isinstance(events, list):
             events = list(events)
+        planned = self._planned
+        if planned is not None:
+            out = planned.push(events, types)
+            if out:
+                self._ready.extend(out)
+            self.late_events, self.evicted = planned.late_events, planned.evicted
+            return
         if BLOCK_MARKER in (types if types is not None else map(_TYPE, events)):
             events = [ev for ev in events if ev.type != BLOCK_MARKER]
         if not events:
@@ -328,6 +347,8 @@ class Merge:
 
     def flush(self) -> list:
         """End of stream: everything still held, in order."""
+        if self._planned is not None:
+            self._ready.extend(self._planned.flush())
         held = self._held
         held.sort(key=_TIME)
         if self._ready:

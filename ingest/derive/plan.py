@@ -1,0 +1,330 @@
+"""A release plan: what a pre-scan of a whole file lets the time-order merge
+release before the end, so that it stays exactly a stable sort by time while
+holding only a few blocks' worth of events.
+
+The RTS writes each capability's events in blocks, each starting with a block
+marker whose time is when the block was begun: no event in a capability's
+block is older than it.  So once the k-th block marker has arrived, every
+event still to come is at least the smallest start of blocks k, k+1, ... (the
+*bound* of block k), and every held event older than that can go.
+
+The global buffer (capability ``None``) is the exception: GHC < 9.2 writes it
+at exit, one block starting near time 0 that spans the whole run (counted by
+its start it would hold everything), and its events need not be younger than
+its start (an Eden ``CreateMachine`` is not).  So the pre-scan decodes the
+global blocks themselves (if small, ``KNOWN_BYTES``) and the merge takes
+their events as *known*: they are released with the held events, after them
+on equal times (they arrive later), and when the block itself arrives, the
+copies of those already released are dropped.  The bounds leave the global
+blocks out.
+
+A plan is made only when it is sure: a complete file whose data section is
+blocks end to end (each marker where the previous block ends, the end marker
+where the last ends: no event outside a block), checked on the bytes, and
+global blocks within the limit.  Otherwise there is no plan and the merge
+holds everything to the end (or to its memory bound), as without a pre-scan.
+
+``PlannedHold`` is the merge's held events under a plan (``Merge.follow``).
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_right
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
+
+from protocol import DecodeError, Decoder, Event, EventType
+
+BLOCK_MARKER = int(EventType.BLOCK_MARKER)
+KNOWN_BYTES = 2 << 20  # global blocks decoded ahead, at most (GHC's buffer is 2 MiB)
+_MARKER = struct.Struct(">HQIQH")  # a block marker's record: type id, time, size, end time, cap
+_DATA_BEGIN = b"hdredatb"  # the header's last bytes, just before the first event
+_TYPE = itemgetter(0)  # Event.type
+_TIME = itemgetter(2)  # Event.time (and a late item's sort key, order._Late)
+_NEG_INF = -(1 << 63)
+_POS_INF = 1 << 80  # above any 64-bit time
+_MAX_RUNS = 16  # sorted runs kept apart before they are merged into one
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """``bounds[k]``: the least time of any event after the k-th block marker
+    (file order, from 0), global blocks left out; ``known``: each global
+    block's index and its events in file order."""
+
+    bounds: tuple[int, ...]
+    known: tuple[tuple[int, tuple[Event, ...]], ...]
+
+    @classmethod
+    def of(cls, starts: Sequence[int], known: Sequence[tuple[int, Sequence[Event]]]
+           ) -> ReleasePlan:
+        """From the blocks' start times (file order) and the known blocks."""
+        skip = {k for k, _ in known}
+        bounds = [0] * len(starts)
+        low = _POS_INF
+        for k in range(len(starts) - 1, -1, -1):
+            if k not in skip and starts[k] < low:
+                low = starts[k]
+            bounds[k] = low
+        return cls(tuple(bounds), tuple((k, tuple(evs)) for k, evs in known))
+
+    def only(self, wants: Collection[int], dropped: Iterable[tuple] = ()) -> ReleasePlan:
+        """The plan as a pipeline sees the stream: known events of the types it
+        decodes (block markers left out), less the first copy of each
+        ``(type, time, cap)`` in ``dropped`` (the pre-scan's start-up events,
+        which the pipeline merges first and drops from the stream)."""
+        seen = set(dropped)
+        known = []
+        for k, evs in self.known:
+            keep = []
+            for ev in evs:
+                if ev.type not in wants or ev.type == BLOCK_MARKER:
+                    continue
+                key = (ev.type, ev.time, ev.cap)
+                if key in seen:
+                    seen.discard(key)
+                    continue
+                keep.append(ev)
+            known.append((k, tuple(keep)))
+        return ReleasePlan(self.bounds, tuple(known))
+
+    @property
+    def known_events(self) -> int:
+        return sum(len(evs) for _, evs in self.known)
+
+
+def read_plan(path: str, markers: Sequence[Event], end_offset: int | None,
+              known_bytes: int = KNOWN_BYTES) -> ReleasePlan | None:
+    """The plan of the complete file at ``path``, given its block markers in
+    order and the offset just past its end marker (from a pre-scan); None when
+    it cannot be sure (see the module doc)."""
+    if end_offset is None or not markers:
+        return None
+    sizes = [m.fields[0] if len(m.fields) >= 3 else 0 for m in markers]
+    if min(sizes) < _MARKER.size:
+        return None
+    glob: list[tuple[int, int, int]] = []  # (block index, offset, size) of global blocks
+    with open(path, "rb") as f:
+        # the last block ends at the end marker, or just after it (GHC 9.2 counts it in)
+        for start in (end_offset - 2 - sum(sizes), end_offset - sum(sizes)):
+            if start >= len(_DATA_BEGIN):
+                f.seek(start - len(_DATA_BEGIN))
+                if f.read(len(_DATA_BEGIN)) == _DATA_BEGIN:
+                    break
+        else:
+            return None
+        off = start
+        for k, (m, size) in enumerate(zip(markers, sizes)):
+            f.seek(off)
+            raw = f.read(_MARKER.size)
+            if len(raw) < _MARKER.size:
+                return None
+            tid, t, n, end, cap = _MARKER.unpack(raw)
+            if tid != BLOCK_MARKER or t != m.time or n != size or end != m.fields[1]:
+                return None
+            if m.cap is None:
+                glob.append((k, off, size))
+            off += size
+        if sum(size for _, _, size in glob) > known_bytes:
+            return None
+        known = []
+        if glob:
+            f.seek(0)
+            header = f.read(start)
+            dec = Decoder()
+            try:
+                dec.feed(header)
+                for k, off, size in glob:
+                    f.seek(off)
+                    evs = dec.feed(f.read(size))
+                    if not evs or evs[0].type != BLOCK_MARKER:
+                        return None
+                    known.append((k, evs[1:]))
+                dec.feed(b"\xff\xff")
+            except DecodeError:
+                return None
+            if not dec.close().complete:
+                return None
+    return ReleasePlan.of([m.time for m in markers], known)
+
+
+class PlannedHold:
+    """The whole-file merge's held events under a plan (``Merge.follow``):
+    ``push(events)`` returns what can go, in order (late ones wrapped, as
+    ``Merge`` made them), ``flush()`` the rest.
+
+    Held: the arrivals since the last release, in order, and earlier ones in
+    sorted runs (each sorted once, cut from the front at each release), so a
+    release costs about what it releases.  The frontier: everything at or
+    before it, held or known, is out; a later arrival older than it is late
+    (only if the RTS broke the block rule), wrapped and released at the next
+    release right after what it missed.  The memory bound is ``Merge``'s: at
+    a check (every ``check_every`` arrivals) more than ``max_held`` held
+    releases the oldest until half remain, the known ones with them."""
+
+    def __init__(self, plan: ReleasePlan, max_held: int, check_every: int, late: type):
+        self._bounds = plan.bounds
+        # known block -> its events neither released nor arrived, sorted by time
+        self._pool: dict[int, list] = {k: sorted(evs, key=_TIME) for k, evs in plan.known}
+        self._known = frozenset(self._pool)
+        self._arrived: list = []
+        self._runs: list[list] = []
+        self._count = 0  # held: arrivals and runs
+        self.frontier = _NEG_INF
+        self._block = -1  # the block being read (its marker's index)
+        self._in_known = False
+        self.max_held = max_held
+        self.check_every = check_every
+        self._countdown = check_every
+        self._late = late
+        self.late_events = 0
+        self.evicted = 0
+        self.peak = 0  # most events held after a batch (the plan's held maximum)
+
+    @property
+    def held(self) -> int:
+        return self._count
+
+    def push(self, events: list, types: Collection[int] | None) -> list:
+        out: list = []
+        if BLOCK_MARKER in (types if types is not None else map(_TYPE, events)):
+            ids = list(map(_TYPE, events))
+            at = 0
+            while True:
+                try:
+                    i = ids.index(BLOCK_MARKER, at)
+                except ValueError:
+                    break
+                if i > at:
+                    self._arrive(events[at:i], out)
+                self._marker(out)
+                at = i + 1
+            if at < len(events):
+                self._arrive(events[at:], out)
+        elif events:
+            self._arrive(events, out)
+        if self._count > self.peak:
+            self.peak = self._count
+        return out
+
+    def flush(self) -> list:
+        """End of stream: everything held, and known events whose block never
+        came (the file was read short of what the pre-scan saw)."""
+        out: list = []
+        self._release(_POS_INF, out)
+        return out
+
+    # -- internals -----------------------------------------------------------------
+
+    def _marker(self, out: list) -> None:
+        self._block = k = self._block + 1
+        if k < len(self._bounds):  # (more blocks than the pre-scan saw: no more releases)
+            f = self._bounds[k] - 1
+            if f > self.frontier:
+                self._release(f, out)
+        self._in_known = k in self._known
+        if self._in_known:  # its events come now: the rest are arrivals
+            del self._pool[k]
+
+    def _arrive(self, events: list, out: list) -> None:
+        """Events arrive (their lateness is looked at when they are sorted,
+        ``_sorted_arrivals``: the frontier stays as they found it until then)."""
+        if self._in_known:  # the copies of those released already (at or before the frontier)
+            frontier = self.frontier
+            events = [ev for ev in events if ev[2] > frontier]
+        n = len(events)
+        if not n:
+            return
+        every = self.check_every
+        if self._count + n <= self.max_held:  # no memory check on the way can find too many
+            self._arrived.extend(events)
+            self._count += n
+            c = self._countdown - n  # the checks passed on the way, then reset
+            self._countdown = c if c > 0 else every - (-c) % every
+            return
+        pos = 0
+        while pos < n:
+            k = min(self._countdown, n - pos)
+            self._arrived.extend(events[pos:pos + k])
+            self._count += k
+            pos += k
+            self._countdown -= k
+            if self._countdown <= 0:
+                self._countdown = every
+                if self._count > self.max_held:
+                    self._evict(out)
+
+    def _sorted_arrivals(self) -> None:
+        """The arrivals since the last release become a sorted run.  An arrival
+        older than the frontier (only if the RTS broke the block rule) is late:
+        wrapped, with the frontier as its sort key (right after what it missed)."""
+        arrived = self._arrived
+        if not arrived:
+            return
+        self._arrived = []
+        run = sorted(arrived, key=_TIME)
+        frontier = self.frontier
+        if _TIME(run[0]) < frontier:
+            late = self._late
+            run = [late((-1, None, frontier, ev)) if ev[2] < frontier else ev for ev in arrived]
+            self.late_events += sum(1 for ev in arrived if ev[2] < frontier)
+            run.sort(key=_TIME)
+        self._runs.append(run)
+
+    def _evict(self, out: list) -> None:
+        """As ``Merge._evict``: the events held at or before the frontier (late
+        ones) go; of the others, if more than ``max_held``, the oldest go until
+        half remain (all of equal time together), and the frontier rises to
+        them."""
+        self._sorted_arrivals()
+        if len(self._runs) > 1:
+            self._runs = [_merge(self._runs)]
+        held = self._runs[0] if self._runs else []
+        frontier = self.frontier
+        cut = bisect_right(held, frontier, key=_TIME)
+        if len(held) - cut > self.max_held:
+            excess = len(held) - cut - self.max_held // 2
+            cut_time = _TIME(held[cut + excess - 1])
+            if cut_time > frontier:
+                self.evicted += bisect_right(held, cut_time, key=_TIME) - cut
+                frontier = cut_time
+        if cut or frontier > self.frontier:
+            self._release(frontier, out)
+
+    def _release(self, frontier: int, out: list) -> None:
+        """Everything held or known at or before ``frontier`` goes, in order:
+        by time, then arrival (older runs first, then the known blocks, which
+        arrive after every held event, in file order)."""
+        self._sorted_arrivals()
+        self.frontier = frontier
+        runs = self._runs
+        parts = []
+        released = 0
+        for r in runs:
+            if _TIME(r[0]) <= frontier:
+                cut = bisect_right(r, frontier, key=_TIME)
+                released += cut
+                parts.append(r[:cut])
+                del r[:cut]  # (in place: what stays is not touched again)
+        for r in self._pool.values():
+            if r and _TIME(r[0]) <= frontier:
+                cut = bisect_right(r, frontier, key=_TIME)
+                parts.append(r[:cut])
+                del r[:cut]
+        self._count -= released
+        runs = [r for r in runs if r]
+        self._runs = [_merge(runs)] if len(runs) > _MAX_RUNS else runs
+        if len(parts) == 1:
+            out.extend(parts[0])
+        elif parts:
+            out.extend(_merge(parts))
+
+
+def _merge(runs: list[list]) -> list:
+    """Sorted runs (in arrival order) as one: by time, equal times in arrival order."""
+    one = list(chain.from_iterable(runs))
+    one.sort(key=_TIME)
+    return one
