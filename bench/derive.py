@@ -5,9 +5,10 @@ usage: python bench/derive.py FILE [--chunk BYTES] [--window SECONDS]
                               [--pure-python] [--no-cli]
 
 Runs in a fresh Python subprocess per repeat (so peak RSS is its own): read
-FILE in chunks (after the CLI's quick pre-scan for the clock and start-up
-events), ``Decoder(only=pipeline.wants).feed``, ``Pipeline.feed``,
-``point.lines`` (compiled ``Point.to_line``) of every batch, written to /dev/null; then ``close()``;
+FILE in chunks (after the CLI's quick pre-scan for the clock, start-up events
+and release plan; in the plan's order, as the CLI reads it),
+``Decoder(only=pipeline.wants).feed``, ``Pipeline.feed``, ``point.lines``
+(compiled ``Point.to_line``) of every batch, written to /dev/null; then ``close()``;
 with the cyclic GC off, as the CLI runs (``tune_gc``).
 Prints MB/s (1 MB = 10**6 bytes of FILE; best and median of the repeats, by
 wall and by CPU time: other work on the machine shows as the difference),
@@ -50,6 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ingest.commands.derive import tune_gc  # noqa: E402
+from ingest.counts import decoded_events  # noqa: E402
 from ingest.derive.base import DeriveSettings  # noqa: E402
 from ingest.derive.order import OrderSettings  # noqa: E402
 from ingest.derive.pipeline import Identity, Pipeline  # noqa: E402
@@ -78,10 +80,13 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
     read = held = 0
     curve = []  # (fraction of the file read, resident set now)
     page = os.sysconf("SC_PAGE_SIZE")
+    # the file in the release plan's order, as Session.read gives it, if the merge follows one
     with open(path, "rb") as f, open(os.devnull, "w") as out, open("/proc/self/statm") as statm:
+        source = pipe.plan.chunks(chunk) if pipe.plan is not None else iter(
+            lambda: f.read(chunk), b"")
         while True:
             a = clock()
-            data = f.read(chunk)
+            data = next(source, b"")
             if not data:
                 break
             events = dec.feed(data)
@@ -94,7 +99,7 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
             t_dec += b - a
             t_der += c - b
             t_out += d - c
-            n_events += len(events)
+            n_events += decoded_events(events, pipe.wants)
             n_points += len(points)
             read += len(data)
             held = max(held, pipe.merge.held)

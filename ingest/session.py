@@ -204,10 +204,11 @@ class LogReader:
             self.error = exc
             return exc.events
 
-    def read(self, path: str) -> Iterator[list[Event]]:
+    def read(self, path: str, chunks: Iterable[bytes] | None = None) -> Iterator[list[Event]]:
         """The events of ``path`` (``-``: stdin) chunk by chunk, up to a decode
-        error (``chunks.read_chunks``; ``SourceError`` when it cannot be read)."""
-        for chunk in read_chunks(path):
+        error (``chunks.read_chunks``; ``SourceError`` when it cannot be read);
+        ``chunks``: its bytes read another way."""
+        for chunk in read_chunks(path) if chunks is None else chunks:
             yield self.feed(chunk)
             if self.error is not None:
                 return
@@ -295,8 +296,12 @@ class Session:
 
     def read(self, path: str) -> Iterator[list[Point]]:
         """The points of ``path`` (``-``: stdin) chunk by chunk, up to a decode
-        error (``LogReader.read``); ``close()`` afterwards."""
-        for events in self.reader.read(path):
+        error (``LogReader.read``); ``close()`` afterwards.  The file of the
+        session's release plan is read in the plan's order (the blocks as they
+        began, plan.py)."""
+        plan = self.pipeline.plan
+        chunks = plan.chunks() if plan is not None and plan.path == path else None
+        for events in self.reader.read(path, chunks):
             yield self._derive(events)
 
     def _derive(self, events: list[Event]) -> list[Point]:

@@ -39,7 +39,8 @@ late (no clock, no program name, no major/minor).  They are merged first and
 their copies in the stream are dropped, so every event is seen once.
 ``plan``: what the same pre-scan found of the file's blocks (plan.py): the
 whole-file merge releases as it allows instead of holding everything to the
-end (block markers are then decoded too).
+end (block markers are then decoded too); the file must then be fed in the
+plan's order (``plan.chunks()``, as ``Session.read`` does).
 
 Faults (docs/schema.md; ``faults.FaultGuard``): a jump in time (between
 released events, in time order; live, also past the newest arrived) longer
@@ -165,8 +166,10 @@ class Pipeline(FaultGuard, Correcting):
         # copies in the stream, matched by (type, time, cap), are dropped
         self._preamble = {(ev.type, ev.time, ev.cap) for ev in preamble}
         self._preamble_types = frozenset(ev.type for ev in preamble)
+        self.plan: ReleasePlan | None = None  # the plan followed: feed the file in its order
         if plan is not None and not self.merge.live:  # a file's plan: the merge needs the blocks
             self.wants |= {BLOCK_MARKER}
+            self.plan = plan
             self.merge.follow(plan.only(self.wants, self._preamble))
         if preamble:
             self.merge.push([ev for ev in preamble if ev.type != BLOCK_MARKER])

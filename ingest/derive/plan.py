@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_right
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from itertools import chain
 from operator import itemgetter
+from typing import BinaryIO
 
 from protocol import DecodeError, Decoder, Event, EventType
 
@@ -46,36 +47,69 @@ _TYPE = itemgetter(0)  # Event.type
 _TIME = itemgetter(2)  # Event.time (and a late item's sort key, order._Late)
 _NEG_INF = -(1 << 63)
 _POS_INF = 1 << 80  # above any 64-bit time
-_MAX_RUNS = 16  # sorted runs kept apart before they are merged into one
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block of the file: where it is, and when it began."""
+
+    offset: int
+    size: int  # bytes from its marker on (up to the end marker, for the last)
+    start: int  # its marker's time
+    glob: bool  # the global buffer's (capability None)
 
 
 @dataclass(frozen=True)
 class ReleasePlan:
-    """``bounds[k]``: the least time of any event after the k-th block marker
-    (file order, from 0), global blocks left out; ``known``: each global
-    block's index and its events in file order."""
+    """The blocks of the file at ``path`` (``header``: the bytes before the
+    first; ``tail``: the offset of the end marker, read last with what follows
+    it), the ``order`` in which they are read (file indexes), and after the
+    j-th marker read the least time of any event to come, ``bounds[j]``
+    (known blocks left out); ``known``: each global block's file index and
+    its events in file order.
 
+    Blocks are read in the order they began (then the known ones), not as
+    they were written (the RTS writes a block when it is full): when one is
+    read, every block begun before it is in, so what is held is only what
+    overlaps it.  The merge orders equal times by file position all the same."""
+
+    path: str
+    header: int
+    blocks: tuple[Block, ...]
+    tail: int
+    order: tuple[int, ...]
     bounds: tuple[int, ...]
     known: tuple[tuple[int, tuple[Event, ...]], ...]
 
     @classmethod
-    def of(cls, starts: Sequence[int], known: Sequence[tuple[int, Sequence[Event]]]
-           ) -> ReleasePlan:
-        """From the blocks' start times (file order) and the known blocks."""
+    def of(cls, path: str, header: int, blocks: Sequence[Block], tail: int,
+           known: Sequence[tuple[int, Sequence[Event]]]) -> ReleasePlan:
         skip = {k for k, _ in known}
-        bounds = [0] * len(starts)
+        order = sorted((k for k in range(len(blocks)) if k not in skip),
+                       key=lambda k: blocks[k].start) + sorted(skip)
+        return cls(path, header, tuple(blocks), tail, (), (),
+                   tuple((k, tuple(evs)) for k, evs in known)).reading(order)
+
+    def reading(self, order: Iterable[int]) -> ReleasePlan:
+        """The plan for reading the blocks in ``order`` (``range(n)``: file
+        order, as a plain sequential read gives them)."""
+        order = tuple(order)
+        skip = {k for k, _ in self.known}
+        bounds = [0] * len(order)
         low = _POS_INF
-        for k in range(len(starts) - 1, -1, -1):
-            if k not in skip and starts[k] < low:
-                low = starts[k]
-            bounds[k] = low
-        return cls(tuple(bounds), tuple((k, tuple(evs)) for k, evs in known))
+        for j in range(len(order) - 1, -1, -1):
+            k = order[j]
+            if k not in skip and self.blocks[k].start < low:
+                low = self.blocks[k].start
+            bounds[j] = low
+        return replace(self, order=order, bounds=tuple(bounds))
 
     def only(self, wants: Collection[int], dropped: Iterable[tuple] = ()) -> ReleasePlan:
         """The plan as a pipeline sees the stream: known events of the types it
         decodes (block markers left out), less the first copy of each
         ``(type, time, cap)`` in ``dropped`` (the pre-scan's start-up events,
-        which the pipeline merges first and drops from the stream)."""
+        which the pipeline merges first and drops from the stream: the first
+        event of its type in the file, so in file order, the copy)."""
         seen = set(dropped)
         known = []
         for k, evs in self.known:
@@ -89,11 +123,34 @@ class ReleasePlan:
                     continue
                 keep.append(ev)
             known.append((k, tuple(keep)))
-        return ReleasePlan(self.bounds, tuple(known))
+        return replace(self, known=tuple(known))
 
     @property
     def known_events(self) -> int:
         return sum(len(evs) for _, evs in self.known)
+
+    def chunks(self, size: int = 1 << 18) -> Iterator[bytes]:
+        """The file's bytes in the plan's order, at most ``size`` at a time:
+        the header, the blocks, the end marker and whatever follows it (so as
+        many bytes as the file has)."""
+        with open(self.path, "rb") as f:
+            yield from _pieces(f, 0, self.header, size)
+            for k in self.order:
+                b = self.blocks[k]
+                yield from _pieces(f, b.offset, b.size, size)
+            f.seek(self.tail)
+            while data := f.read(size):
+                yield data
+
+
+def _pieces(f: BinaryIO, offset: int, length: int, size: int) -> Iterator[bytes]:
+    f.seek(offset)
+    while length > 0:
+        data = f.read(min(size, length))
+        if not data:
+            return
+        length -= len(data)
+        yield data
 
 
 def read_plan(path: str, markers: Sequence[Event], end_offset: int | None,
@@ -106,10 +163,11 @@ def read_plan(path: str, markers: Sequence[Event], end_offset: int | None,
     sizes = [m.fields[0] if len(m.fields) >= 3 else 0 for m in markers]
     if min(sizes) < _MARKER.size:
         return None
-    glob: list[tuple[int, int, int]] = []  # (block index, offset, size) of global blocks
+    tail = end_offset - 2
+    blocks: list[Block] = []
     with open(path, "rb") as f:
         # the last block ends at the end marker, or just after it (GHC 9.2 counts it in)
-        for start in (end_offset - 2 - sum(sizes), end_offset - sum(sizes)):
+        for start in (tail - sum(sizes), end_offset - sum(sizes)):
             if start >= len(_DATA_BEGIN):
                 f.seek(start - len(_DATA_BEGIN))
                 if f.read(len(_DATA_BEGIN)) == _DATA_BEGIN:
@@ -117,7 +175,7 @@ def read_plan(path: str, markers: Sequence[Event], end_offset: int | None,
         else:
             return None
         off = start
-        for k, (m, size) in enumerate(zip(markers, sizes)):
+        for m, size in zip(markers, sizes):
             f.seek(off)
             raw = f.read(_MARKER.size)
             if len(raw) < _MARKER.size:
@@ -125,10 +183,10 @@ def read_plan(path: str, markers: Sequence[Event], end_offset: int | None,
             tid, t, n, end, cap = _MARKER.unpack(raw)
             if tid != BLOCK_MARKER or t != m.time or n != size or end != m.fields[1]:
                 return None
-            if m.cap is None:
-                glob.append((k, off, size))
+            blocks.append(Block(off, min(size, tail - off), t, m.cap is None))
             off += size
-        if sum(size for _, _, size in glob) > known_bytes:
+        glob = [(k, b) for k, b in enumerate(blocks) if b.glob]
+        if sum(b.size for _, b in glob) > known_bytes:
             return None
         known = []
         if glob:
@@ -137,9 +195,9 @@ def read_plan(path: str, markers: Sequence[Event], end_offset: int | None,
             dec = Decoder()
             try:
                 dec.feed(header)
-                for k, off, size in glob:
-                    f.seek(off)
-                    evs = dec.feed(f.read(size))
+                for k, b in glob:
+                    f.seek(b.offset)
+                    evs = dec.feed(f.read(b.size))
                     if not evs or evs[0].type != BLOCK_MARKER:
                         return None
                     known.append((k, evs[1:]))
@@ -148,33 +206,38 @@ def read_plan(path: str, markers: Sequence[Event], end_offset: int | None,
                 return None
             if not dec.close().complete:
                 return None
-    return ReleasePlan.of([m.time for m in markers], known)
+    return ReleasePlan.of(path, start, blocks, tail, known)
 
 
 class PlannedHold:
     """The whole-file merge's held events under a plan (``Merge.follow``):
     ``push(events)`` returns what can go, in order (late ones wrapped, as
-    ``Merge`` made them), ``flush()`` the rest.
+    ``Merge`` makes them), ``flush()`` the rest.  The stream must come in the
+    plan's order (``ReleasePlan.chunks``).
 
-    Held: the arrivals since the last release, in order, and earlier ones in
-    sorted runs (each sorted once, cut from the front at each release), so a
-    release costs about what it releases.  The frontier: everything at or
-    before it, held or known, is out; a later arrival older than it is late
-    (only if the RTS broke the block rule), wrapped and released at the next
-    release right after what it missed.  The memory bound is ``Merge``'s: at
-    a check (every ``check_every`` arrivals) more than ``max_held`` held
-    releases the oldest until half remain, the known ones with them."""
+    Held: the arrivals of the block being read, in order, and earlier blocks'
+    in sorted runs, one per block (each sorted once, cut from the front at
+    each release), so a release costs about what it releases; equal times go
+    by the blocks' places in the file, then by arrival.  The frontier:
+    everything at or before it, held or known, is out; a later arrival older
+    than it is late (only if the RTS broke the block rule), wrapped and
+    released at the next release right after what it missed.  The memory
+    bound is ``Merge``'s: at a check (every ``check_every`` arrivals) more than
+    ``max_held`` held releases the oldest until half remain, known ones with
+    them."""
 
     def __init__(self, plan: ReleasePlan, max_held: int, check_every: int, late: type):
+        self._order = plan.order
         self._bounds = plan.bounds
         # known block -> its events neither released nor arrived, sorted by time
         self._pool: dict[int, list] = {k: sorted(evs, key=_TIME) for k, evs in plan.known}
         self._known = frozenset(self._pool)
         self._arrived: list = []
-        self._runs: list[list] = []
+        self._runs: list[tuple[int, list]] = []  # (file index of the block, its events held)
         self._count = 0  # held: arrivals and runs
         self.frontier = _NEG_INF
-        self._block = -1  # the block being read (its marker's index)
+        self._read = -1  # markers read, less one
+        self._block = -1  # the file index of the block being read (-1: before the first)
         self._in_known = False
         self.max_held = max_held
         self.check_every = check_every
@@ -182,7 +245,6 @@ class PlannedHold:
         self._late = late
         self.late_events = 0
         self.evicted = 0
-        self.peak = 0  # most events held after a batch (the plan's held maximum)
 
     @property
     def held(self) -> int:
@@ -206,8 +268,6 @@ class PlannedHold:
                 self._arrive(events[at:], out)
         elif events:
             self._arrive(events, out)
-        if self._count > self.peak:
-            self.peak = self._count
         return out
 
     def flush(self) -> list:
@@ -220,11 +280,15 @@ class PlannedHold:
     # -- internals -----------------------------------------------------------------
 
     def _marker(self, out: list) -> None:
-        self._block = k = self._block + 1
-        if k < len(self._bounds):  # (more blocks than the pre-scan saw: no more releases)
-            f = self._bounds[k] - 1
+        self._sorted_arrivals()
+        self._read = j = self._read + 1
+        if j < len(self._order):
+            self._block = k = self._order[j]
+            f = self._bounds[j] - 1
             if f > self.frontier:
                 self._release(f, out)
+        else:  # (more blocks than the pre-scan saw: no more releases, the rest at the end)
+            self._block = k = len(self._order) + j
         self._in_known = k in self._known
         if self._in_known:  # its events come now: the rest are arrivals
             del self._pool[k]
@@ -258,9 +322,10 @@ class PlannedHold:
                     self._evict(out)
 
     def _sorted_arrivals(self) -> None:
-        """The arrivals since the last release become a sorted run.  An arrival
-        older than the frontier (only if the RTS broke the block rule) is late:
-        wrapped, with the frontier as its sort key (right after what it missed)."""
+        """The arrivals so far of the block being read join its sorted run.  An
+        arrival older than the frontier (only if the RTS broke the block rule)
+        is late: wrapped, with the frontier as its sort key (right after what
+        it missed)."""
         arrived = self._arrived
         if not arrived:
             return
@@ -272,7 +337,10 @@ class PlannedHold:
             run = [late((-1, None, frontier, ev)) if ev[2] < frontier else ev for ev in arrived]
             self.late_events += sum(1 for ev in arrived if ev[2] < frontier)
             run.sort(key=_TIME)
-        self._runs.append(run)
+        runs = self._runs
+        if runs and runs[-1][0] == self._block:  # (its earlier arrivals, after an eviction)
+            run = _merge([runs.pop()[1], run])
+        runs.append((self._block, run))
 
     def _evict(self, out: list) -> None:
         """As ``Merge._evict``: the events held at or before the frontier (late
@@ -280,51 +348,53 @@ class PlannedHold:
         half remain (all of equal time together), and the frontier rises to
         them."""
         self._sorted_arrivals()
-        if len(self._runs) > 1:
-            self._runs = [_merge(self._runs)]
-        held = self._runs[0] if self._runs else []
         frontier = self.frontier
-        cut = bisect_right(held, frontier, key=_TIME)
-        if len(held) - cut > self.max_held:
-            excess = len(held) - cut - self.max_held // 2
-            cut_time = _TIME(held[cut + excess - 1])
+        times = sorted(chain.from_iterable(map(_TIME, r) for _, r in self._runs))
+        cut = bisect_right(times, frontier)
+        if len(times) - cut > self.max_held:
+            excess = len(times) - cut - self.max_held // 2
+            cut_time = times[cut + excess - 1]
             if cut_time > frontier:
-                self.evicted += bisect_right(held, cut_time, key=_TIME) - cut
+                self.evicted += bisect_right(times, cut_time) - cut
                 frontier = cut_time
         if cut or frontier > self.frontier:
             self._release(frontier, out)
 
     def _release(self, frontier: int, out: list) -> None:
         """Everything held or known at or before ``frontier`` goes, in order:
-        by time, then arrival (older runs first, then the known blocks, which
-        arrive after every held event, in file order)."""
+        by time, then by the blocks' places in the file (and the first
+        arrivals, before any block: the pipeline's start-up events, first),
+        then by arrival."""
         self._sorted_arrivals()
         self.frontier = frontier
-        runs = self._runs
         parts = []
         released = 0
-        for r in runs:
+        for k, r in self._runs:
             if _TIME(r[0]) <= frontier:
                 cut = bisect_right(r, frontier, key=_TIME)
                 released += cut
-                parts.append(r[:cut])
+                parts.append((k, r[:cut]))
                 del r[:cut]  # (in place: what stays is not touched again)
-        for r in self._pool.values():
+        for k, r in self._pool.items():
             if r and _TIME(r[0]) <= frontier:
                 cut = bisect_right(r, frontier, key=_TIME)
-                parts.append(r[:cut])
+                parts.append((k, r[:cut]))
                 del r[:cut]
-        self._count -= released
-        runs = [r for r in runs if r]
-        self._runs = [_merge(runs)] if len(runs) > _MAX_RUNS else runs
+        if released:
+            self._count -= released
+            self._runs = [kr for kr in self._runs if kr[1]]
         if len(parts) == 1:
-            out.extend(parts[0])
+            out.extend(parts[0][1])
         elif parts:
-            out.extend(_merge(parts))
+            parts.sort(key=_FIRST)
+            out.extend(_merge([r for _, r in parts]))
+
+
+_FIRST = itemgetter(0)
 
 
 def _merge(runs: list[list]) -> list:
-    """Sorted runs (in arrival order) as one: by time, equal times in arrival order."""
+    """Sorted runs as one: by time, equal times in the order of the runs."""
     one = list(chain.from_iterable(runs))
     one.sort(key=_TIME)
     return one
