@@ -227,9 +227,12 @@ class Session:
     def __init__(self, settings: SessionSettings, preamble: Sequence[Event] = (),
                  plan: ReleasePlan | None = None):
         self.settings = settings
+        # fed as it comes, the file is in file order; ``read`` reads it in the plan's
+        self._plan = plan
         self.pipeline = Pipeline(settings.derive, settings.identity,
                                  derivers=settings.measurements, order=settings.order,
-                                 preamble=preamble, plan=plan)
+                                 preamble=preamble,
+                                 plan=None if plan is None else plan.in_file_order())
         self.reader = LogReader(only=self.pipeline.wants)
         self.decoded = 0        # events decoded for the derivers (block markers left out)
         self.points = 0
@@ -299,8 +302,11 @@ class Session:
         error (``LogReader.read``); ``close()`` afterwards.  The file of the
         session's release plan is read in the plan's order (the blocks as they
         began, plan.py)."""
-        plan = self.pipeline.plan
-        chunks = plan.chunks() if plan is not None and plan.path == path else None
+        plan, chunks = self._plan, None
+        if (plan is not None and plan.path == path and self.pipeline.plan is not None
+                and self.reader.bytes == 0):
+            self.pipeline.follow(plan)
+            chunks = plan.chunks()
         for events in self.reader.read(path, chunks):
             yield self._derive(events)
 

@@ -274,10 +274,15 @@ class Merge:
 
     def follow(self, plan: ReleasePlan) -> None:
         """Whole-file mode: release as ``plan`` (a pre-scan of the file, plan.py)
-        allows, not only at the end; still exactly a stable sort by time.  Before
-        any ``push``; live mode has its own watermark and ignores it."""
+        allows, not only at the end; still exactly a stable sort by time (in
+        file order).  The stream comes in the plan's order; again with the same
+        file's plan in another order before any block has come.  Live mode has
+        its own watermark and ignores it."""
         if not self.live:
-            self._planned = PlannedHold(plan, self.max_held, self.check_every, _Late)
+            if self._planned is None:
+                self._planned = PlannedHold(plan, self.max_held, self.check_every, _Late)
+            else:  # the same file's plan, read in another order
+                self._planned.reorder(plan)
 
     def _push_whole(self, events, types: set | None) -> None:
         """Whole-file mode: the frontier moves only when the memory bound

@@ -169,8 +169,7 @@ class Pipeline(FaultGuard, Correcting):
         self.plan: ReleasePlan | None = None  # the plan followed: feed the file in its order
         if plan is not None and not self.merge.live:  # a file's plan: the merge needs the blocks
             self.wants |= {BLOCK_MARKER}
-            self.plan = plan
-            self.merge.follow(plan.only(self.wants, self._preamble))
+            self.follow(plan)
         if preamble:
             self.merge.push([ev for ev in preamble if ev.type != BLOCK_MARKER])
         # live: late events correct what was derived (corrections.py)
@@ -184,6 +183,11 @@ class Pipeline(FaultGuard, Correcting):
             self._fix.mark(self.derivers, 0)
 
     # -- public ------------------------------------------------------------------
+
+    def follow(self, plan: ReleasePlan) -> None:
+        """The file will come in ``plan``'s order (again: before any block came)."""
+        self.plan = plan
+        self.merge.follow(plan.only(self.wants, self._preamble))
 
     def feed(self, events: Iterable[Event]) -> list[Point]:
         if not isinstance(events, list):

@@ -91,8 +91,7 @@ class ReleasePlan:
                    tuple((k, tuple(evs)) for k, evs in known)).reading(order)
 
     def reading(self, order: Iterable[int]) -> ReleasePlan:
-        """The plan for reading the blocks in ``order`` (``range(n)``: file
-        order, as a plain sequential read gives them)."""
+        """The plan for reading the blocks in ``order`` (file indexes)."""
         order = tuple(order)
         skip = {k for k, _ in self.known}
         bounds = [0] * len(order)
@@ -124,6 +123,10 @@ class ReleasePlan:
                 keep.append(ev)
             known.append((k, tuple(keep)))
         return replace(self, known=tuple(known))
+
+    def in_file_order(self) -> ReleasePlan:
+        """The plan for reading the file as it is (a plain sequential read)."""
+        return self.reading(range(len(self.blocks)))
 
     @property
     def known_events(self) -> int:
@@ -249,6 +252,13 @@ class PlannedHold:
     @property
     def held(self) -> int:
         return self._count
+
+    def reorder(self, plan: ReleasePlan) -> None:
+        """Read the blocks in ``plan``'s order instead (the same file's plan;
+        before any block marker)."""
+        if self._read >= 0:
+            raise ValueError("the blocks' order is set once a block marker has arrived")
+        self._order, self._bounds = plan.order, plan.bounds
 
     def push(self, events: list, types: Collection[int] | None) -> list:
         out: list = []
