@@ -51,6 +51,10 @@ from .derive.point import Point
 PREAMBLE = tuple(int(t) for t in (EventType.WALL_CLOCK_TIME, EventType.PROGRAM_ARGS,
                                   EventType.OSPROCESS_PID, EventType.OSPROCESS_PPID,
                                   EventType.RTS_IDENTIFIER, EventType.HEAP_INFO_GHC))
+# events the RTS posts with a time taken before (the start and end of a GC: the
+# buffer may fill in between), so maybe older than their block's start: the
+# pre-scan reads their times for the release plan (plan.py)
+OLDER = (int(EventType.START_GC), int(EventType.END_GC))
 INVALID = "not a valid eventlog: "      # SessionEnd.error of a decode error starts so
 DECODE_ERROR = "decode error"           # SessionEnd.reason of a decode error
 
@@ -345,22 +349,29 @@ class Prescan:
 
 
 def scan(path: str) -> Prescan:
-    """A quick pass over a regular file (only block markers and start-up
-    events are decoded; then the global blocks of a complete file, read apart:
-    ``plan.read_plan``).  The fallback clock is the file's mtime minus its last
-    event time (the RTS wrote the file last at about then); the preamble goes to
-    ``Pipeline(preamble=...)``, the plan to ``Pipeline(plan=...)``."""
-    dec = Decoder(only=(BLOCK_MARKER, *PREAMBLE))
+    """A quick pass over a regular file (only block markers, start-up events
+    and the GC events that may be older than their block are decoded; then the
+    global blocks of a complete file, read apart: ``plan.read_plan``).  The
+    fallback clock is the file's mtime minus its last event time (the RTS wrote
+    the file last at about then; the GC events are left out of it); the
+    preamble goes to ``Pipeline(preamble=...)``, the plan to
+    ``Pipeline(plan=...)``."""
+    dec = Decoder(only=(BLOCK_MARKER, *PREAMBLE, *OLDER))
     last = 0
     first: dict[int, Event] = {}
     markers: list[Event] = []
+    lows: list[int] = []  # per block: its start, or an older event's time in it
     end_offset = None
     try:
         for chunk in read_chunks(path):
             for ev in dec.feed(chunk):
                 if ev.type == BLOCK_MARKER:
                     markers.append(ev)
+                    lows.append(ev.time)
                     last = max(last, ev.time, ev.fields[1])
+                elif ev.type in OLDER:
+                    if lows and ev.time < lows[-1]:
+                        lows[-1] = ev.time
                 else:
                     last = max(last, ev.time)
                     first.setdefault(ev.type, ev)
@@ -368,5 +379,5 @@ def scan(path: str) -> Prescan:
         end_offset = end.offset if end.complete else None
     except DecodeError:
         pass
-    plan = read_plan(path, markers, end_offset) if end_offset is not None else None
+    plan = read_plan(path, markers, end_offset, lows) if end_offset is not None else None
     return Prescan(os.stat(path).st_mtime_ns - last, list(first.values()), plan)

@@ -3,10 +3,13 @@ release before the end, so that it stays exactly a stable sort by time while
 holding only a few blocks' worth of events.
 
 The RTS writes each capability's events in blocks, each starting with a block
-marker whose time is when the block was begun: no event in a capability's
-block is older than it.  So once the k-th block marker has arrived, every
-event still to come is at least the smallest start of blocks k, k+1, ... (the
-*bound* of block k), and every held event older than that can go.
+marker whose time is when the block was begun: an event in a capability's
+block is not older than it, but for the start and end of a GC, posted with
+the time taken when the GC started or ended (the buffer may fill in between:
+1 to 3 ms older on a 500 MB log), whose times the pre-scan reads (the block's
+*low*: its start, or the oldest of those).  So once the k-th block marker has
+arrived, every event still to come is at least the smallest low of blocks k,
+k+1, ... (the *bound* of block k), and every held event older than that can go.
 
 The global buffer (capability ``None``) is the exception: GHC < 9.2 writes it
 at exit, one block starting near time 0 that spans the whole run (counted by
@@ -57,6 +60,7 @@ class Block:
     size: int  # bytes from its marker on (up to the end marker, for the last)
     start: int  # its marker's time
     glob: bool  # the global buffer's (capability None)
+    low: int  # its start, or the time of an event in it posted with an older time
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class ReleasePlan:
            known: Sequence[tuple[int, Sequence[Event]]]) -> ReleasePlan:
         skip = {k for k, _ in known}
         order = sorted((k for k in range(len(blocks)) if k not in skip),
-                       key=lambda k: blocks[k].start) + sorted(skip)
+                       key=lambda k: blocks[k].low) + sorted(skip)
         return cls(path, header, tuple(blocks), tail, (), (),
                    tuple((k, tuple(evs)) for k, evs in known)).reading(order)
 
@@ -98,8 +102,8 @@ class ReleasePlan:
         low = _POS_INF
         for j in range(len(order) - 1, -1, -1):
             k = order[j]
-            if k not in skip and self.blocks[k].start < low:
-                low = self.blocks[k].start
+            if k not in skip and self.blocks[k].low < low:
+                low = self.blocks[k].low
             bounds[j] = low
         return replace(self, order=order, bounds=tuple(bounds))
 
@@ -157,10 +161,13 @@ def _pieces(f: BinaryIO, offset: int, length: int, size: int) -> Iterator[bytes]
 
 
 def read_plan(path: str, markers: Sequence[Event], end_offset: int | None,
+              lows: Sequence[int] | None = None,
               known_bytes: int = KNOWN_BYTES) -> ReleasePlan | None:
     """The plan of the complete file at ``path``, given its block markers in
-    order and the offset just past its end marker (from a pre-scan); None when
-    it cannot be sure (see the module doc)."""
+    order, the offset just past its end marker and, per block, the least of
+    its start and the times of the events in it the RTS may post with an
+    older time (from a pre-scan); None when it cannot be sure (see the
+    module doc)."""
     if end_offset is None or not markers:
         return None
     sizes = [m.fields[0] if len(m.fields) >= 3 else 0 for m in markers]
@@ -186,7 +193,8 @@ def read_plan(path: str, markers: Sequence[Event], end_offset: int | None,
             tid, t, n, end, cap = _MARKER.unpack(raw)
             if tid != BLOCK_MARKER or t != m.time or n != size or end != m.fields[1]:
                 return None
-            blocks.append(Block(off, min(size, tail - off), t, m.cap is None))
+            low = t if lows is None else min(t, lows[len(blocks)])
+            blocks.append(Block(off, min(size, tail - off), t, m.cap is None, low))
             off += size
         glob = [(k, b) for k, b in enumerate(blocks) if b.glob]
         if sum(b.size for _, b in glob) > known_bytes:

@@ -6,7 +6,8 @@ as holding everything to the end.
 
 Besides the corpus, hand-made logs (the header of a real one, then blocks
 written as the RTS writes them: each when full, so not in time order) with
-several capabilities, times on a coarse grid (equal times across blocks), a
+several capabilities, times on a coarse grid (equal times across blocks), GC
+ends older than their block's start (the RTS times them before posting), a
 global block in the middle whose events are older than its start (as an Eden
 ``CreateMachine`` is) and one at the end that starts at the beginning."""
 
@@ -34,6 +35,7 @@ BASE = DATA / "threads-mvar-small.N2.l.eventlog"  # whose header the hand-made l
 _MARK = struct.Struct(">HQIQH")
 _RUN = struct.Struct(">HQI")  # RunThread: thread id
 _MSG = struct.Struct(">HQH")  # UserMessage: length, then the text
+_GC = struct.Struct(">HQ")  # StartGC, EndGC: no payload
 
 
 def _blocks_of(path: Path) -> tuple[list, int | None]:
@@ -60,6 +62,8 @@ def make_log(path: Path, seed: int, caps: int = 3, per_cap: int = 4000, block: i
             n = min(per_cap - k, rng.randrange(block // 4, block))
             start = t - rng.choice((0, 0, 10))  # begun at or before its first event
             body = b""
+            if rng.random() < 0.3:  # the end of a GC, timed before the block began
+                body += _GC.pack(10, max(0, start - rng.randrange(1, 30) * 10))
             for _ in range(n):
                 t += rng.choice((0, 0, 10, 10, 20, 50))  # on a grid: equal times across caps
                 tid += 1
@@ -133,6 +137,8 @@ def test_made_log_is_stable_sort(made, seed, order, how):
     # the middle global block holds events older than its start: known, not bounded by it
     mid = next(evs for k, evs in plan.known if plan.blocks[k].start > 5)
     assert min(e.time for e in mid) < max(b.start for b in plan.blocks if b.glob)
+    # and GC events older than their block's start: read by the pre-scan
+    assert any(b.low < b.start for b in plan.blocks)
     plan, raw = read_as(plan, order)
     out, merge, _ = merged(chunks_of(raw, how), plan=plan)
     events = file_order(path.read_bytes())
@@ -225,7 +231,7 @@ def test_blocks_once_marker_arrived_keep_their_order(made):
 
 # -- the points -----------------------------------------------------------------------
 
-def _settings(found, max_held=OrderSettings().max_held, window=1.0) -> SessionSettings:
+def _settings(found, max_held=500_000, window=1.0) -> SessionSettings:
     return SessionSettings(DeriveSettings(window_ns=int(window * 1e9)),
                            OrderSettings(max_held=max_held),
                            Identity(host="test", start_wall_ns=found.start_wall_ns))
