@@ -58,7 +58,8 @@ from operator import itemgetter
 
 from protocol import Event, EventType
 
-from .plan import PlannedHold, ReleasePlan
+from .plan import ReleasePlan
+from .planned import PlannedHold
 
 BLOCK_MARKER = int(EventType.BLOCK_MARKER)
 # announce capabilities (streams) before they show events
