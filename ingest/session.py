@@ -46,6 +46,7 @@ from .derive.order import OrderSettings
 from .derive.pipeline import Identity, Pipeline, PipelineStats
 from .derive.plan import ReleasePlan, read_plan
 from .derive.point import Point
+from .errors import SourceError
 
 # the start-up events a pipeline is given first (``Pipeline(preamble=...)``)
 PREAMBLE = tuple(int(t) for t in (EventType.WALL_CLOCK_TIME, EventType.PROGRAM_ARGS,
@@ -310,7 +311,7 @@ class Session:
         if (plan is not None and plan.path == path and self.pipeline.plan is not None
                 and self.reader.bytes == 0):
             self.pipeline.follow(plan)
-            chunks = plan.chunks()
+            chunks = _planned(plan)
         for events in self.reader.read(path, chunks):
             yield self._derive(events)
 
@@ -331,6 +332,15 @@ class Session:
         self.points += len(points)
         self.end = self.reader.close(self.pipeline.stats.clock)
         return points
+
+
+def _planned(plan: ReleasePlan) -> Iterator[bytes]:
+    """``plan.chunks()``; ``SourceError`` when the file cannot be read (as
+    ``read_chunks`` says it)."""
+    try:
+        yield from plan.chunks()
+    except OSError as exc:
+        raise SourceError(f"cannot read {plan.path}: {exc.strerror or exc}") from exc
 
 
 def prescan(path: str) -> tuple[int, list[Event]]:

@@ -278,3 +278,14 @@ def test_pipeline_ignores_a_plan_when_live(made):
     plan = scan(str(made[0])).plan
     pipe = Pipeline(order=OrderSettings(live=True), plan=plan)
     assert pipe.plan is None and pipe.merge.held == 0
+
+
+def test_planned_file_gone_is_a_source_error(made, tmp_path):
+    from ingest.errors import SourceError
+    path = tmp_path / "gone.eventlog"
+    path.write_bytes(made[0].read_bytes())
+    found = scan(str(path))
+    session = Session(_settings(found), found.preamble, found.plan)
+    path.unlink()
+    with pytest.raises(SourceError, match="cannot read"):
+        list(session.read(str(path)))
