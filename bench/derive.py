@@ -5,16 +5,19 @@ usage: python bench/derive.py FILE [--chunk BYTES] [--window SECONDS]
                               [--pure-python] [--no-cli]
 
 Runs in a fresh Python subprocess per repeat (so peak RSS is its own): read
-FILE in chunks (after the CLI's quick pre-scan for the clock and start-up
-events), ``Decoder(only=pipeline.wants).feed``, ``Pipeline.feed``,
-``point.lines`` (compiled ``Point.to_line``) of every batch, written to /dev/null; then ``close()``;
+FILE in chunks (after the CLI's quick pre-scan for the clock, start-up events
+and release plan; in the plan's order, as the CLI reads it),
+``Decoder(only=pipeline.wants).feed``, ``Pipeline.feed``, ``point.lines``
+(compiled ``Point.to_line``) of every batch, written to /dev/null; then ``close()``;
 with the cyclic GC off, as the CLI runs (``tune_gc``).
 Prints MB/s (1 MB = 10**6 bytes of FILE; best and median of the repeats, by
 wall and by CPU time: other work on the machine shows as the difference),
 events decoded (those the pipeline wants), points, points per 100 events of
 the whole log (its total event count, counted separately, untimed), wall and
-CPU time, peak RSS, and a per-stage split (decode / derive / render) of the
-best run.
+CPU time, peak RSS and the resident set at 10/25/50/75/100% of the file read
+(flat memory: the later figures stay near the early ones), the most events the
+time-order merge held after a chunk (and whether the pre-scan gave it a release
+plan), and a per-stage split (decode / derive / render) of the best run.
 
 Each repeat also times, in the same run: ghc-events' CountEvents on the same
 file (bench/baseline.py finds it), and, unless ``--no-cli``, the command
@@ -48,11 +51,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ingest.commands.derive import tune_gc  # noqa: E402
+from ingest.counts import decoded_events  # noqa: E402
 from ingest.derive.base import DeriveSettings  # noqa: E402
 from ingest.derive.order import OrderSettings  # noqa: E402
 from ingest.derive.pipeline import Identity, Pipeline  # noqa: E402
 from ingest.derive.point import lines  # noqa: E402
-from ingest.session import prescan  # noqa: E402
+from ingest.session import scan  # noqa: E402
 from protocol import Decoder  # noqa: E402
 
 BLOCK_MARKER = 18
@@ -63,19 +67,26 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
     clock = time.perf_counter
     c0 = time.process_time()
     w0 = clock()
-    start_wall, preamble = prescan(path)  # as `liveprof derive FILE` does
+    found = scan(path)  # as `liveprof derive FILE` does
     t_pre = clock() - w0
     pipe = Pipeline(DeriveSettings(window_ns=int(window * 1e9)),
-                    Identity(host="bench", start_wall_ns=start_wall),
-                    derivers=measurements, order=OrderSettings(live=live), preamble=preamble)
+                    Identity(host="bench", start_wall_ns=found.start_wall_ns),
+                    derivers=measurements, order=OrderSettings(live=live),
+                    preamble=found.preamble, plan=found.plan)
     tune_gc()  # as `liveprof derive` does
     dec = Decoder(only=pipe.wants)
     t_dec = t_der = t_out = 0.0
     n_points = n_events = 0
-    with open(path, "rb") as f, open(os.devnull, "w") as out:
+    read = held = 0
+    curve = []  # (fraction of the file read, resident set now)
+    page = os.sysconf("SC_PAGE_SIZE")
+    # the file in the release plan's order, as Session.read gives it, if the merge follows one
+    with open(path, "rb") as f, open(os.devnull, "w") as out, open("/proc/self/statm") as statm:
+        source = pipe.plan.chunks(chunk) if pipe.plan is not None else iter(
+            lambda: f.read(chunk), b"")
         while True:
             a = clock()
-            data = f.read(chunk)
+            data = next(source, b"")
             if not data:
                 break
             events = dec.feed(data)
@@ -88,8 +99,12 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
             t_dec += b - a
             t_der += c - b
             t_out += d - c
-            n_events += len(events)
+            n_events += decoded_events(events, pipe.wants)
             n_points += len(points)
+            read += len(data)
+            held = max(held, pipe.merge.held)
+            statm.seek(0)
+            curve.append((read / size, int(statm.read().split()[1]) * page))
         dec.close()
         b = clock()
         points = pipe.close()
@@ -105,7 +120,19 @@ def _measure(path: str, chunk: int, window: float, measurements, live: bool) -> 
     return {"bytes": size, "wall_s": wall, "cpu_s": cpu, "events_decoded": n_events,
             "points": n_points, "peak_rss": rss, "decode_s": t_dec, "derive_s": t_der,
             "render_s": t_out, "prescan_s": t_pre, "late": pipe.stats.late_events,
-            "evicted": pipe.stats.evicted_events}
+            "evicted": pipe.stats.evicted_events, "curve": curve,
+            "held": held, "planned": found.plan is not None}
+
+
+def rss_curve(curve: list) -> str:
+    """The resident set at 10%, 25%, 50%, 75% and 100% of the file read."""
+    if not curve:
+        return "(no samples)"
+    parts = []
+    for frac in (0.10, 0.25, 0.50, 0.75, 1.0):
+        rss = next((r for f, r in curve if f >= frac), curve[-1][1])
+        parts.append(f"{int(frac * 100)}%:{rss / 1e6:.0f}")
+    return " ".join(parts)
 
 
 def _cli(path: str, env: dict, args: list[str]) -> dict:
@@ -189,9 +216,12 @@ def main() -> int:
           f"{best['events_decoded'] / best['wall_s'] / 1e6:.2f} M decoded/s")
     print(f"points            {best['points']:,} = {100 * best['points'] / max(total, 1):.2f} "
           f"per 100 events, {best['points'] / best['wall_s']:,.0f} points/s")
-    print(f"late / evicted    {best['late']:,} / {best['evicted']:,}")
+    print(f"late / evicted    {best['late']:,} / {best['evicted']:,}; most held by the merge "
+          f"after a chunk {best['held']:,} ({'with' if best['planned'] else 'no'} release plan)")
     rss = ", ".join(f"{r['peak_rss'] / 1e6:.0f}" for r in runs)
     print(f"peak RSS          {best['peak_rss'] / 1e6:.0f} MB (runs: {rss})")
+    print(f"RSS curve         {rss_curve(best['curve'])} (MB resident when that much of the file "
+          f"was read, best run)")
     if clis:
         secs = [c["seconds"] for c in clis]
         print(f"liveprof derive   FILE > /dev/null, spawn to exit: {mb / min(secs):.1f} MB/s best, "

@@ -14,7 +14,8 @@ eventlog the same way, so it is written once, here:
   returns points, ``close()`` the last ones and sets ``end``.  It counts
   bytes, events (``counts.py``: decoded or skipped, block markers left out),
   decoded events and points.  ``Session.for_file`` pre-scans a regular file
-  (``prescan``: the fallback clock, the start-up events).
+  (``scan``: the fallback clock, the start-up events, the whole-file merge's
+  release plan).
 - ``LogReader`` is the decoding half alone (``dump`` and ``monitor`` print
   events and derive nothing): bytes in, events out, a decode error caught.
 
@@ -43,12 +44,18 @@ from .counts import BLOCK_MARKER, decoded_events
 from .derive.base import DeriveSettings
 from .derive.order import OrderSettings
 from .derive.pipeline import Identity, Pipeline, PipelineStats
+from .derive.plan import ReleasePlan, read_plan
 from .derive.point import Point
+from .errors import SourceError
 
 # the start-up events a pipeline is given first (``Pipeline(preamble=...)``)
 PREAMBLE = tuple(int(t) for t in (EventType.WALL_CLOCK_TIME, EventType.PROGRAM_ARGS,
                                   EventType.OSPROCESS_PID, EventType.OSPROCESS_PPID,
                                   EventType.RTS_IDENTIFIER, EventType.HEAP_INFO_GHC))
+# events the RTS posts with a time taken before (the start and end of a GC: the
+# buffer may fill in between), so maybe older than their block's start: the
+# pre-scan reads their times for the release plan (plan.py)
+OLDER = (int(EventType.START_GC), int(EventType.END_GC))
 INVALID = "not a valid eventlog: "      # SessionEnd.error of a decode error starts so
 DECODE_ERROR = "decode error"           # SessionEnd.reason of a decode error
 
@@ -202,10 +209,11 @@ class LogReader:
             self.error = exc
             return exc.events
 
-    def read(self, path: str) -> Iterator[list[Event]]:
+    def read(self, path: str, chunks: Iterable[bytes] | None = None) -> Iterator[list[Event]]:
         """The events of ``path`` (``-``: stdin) chunk by chunk, up to a decode
-        error (``chunks.read_chunks``; ``SourceError`` when it cannot be read)."""
-        for chunk in read_chunks(path):
+        error (``chunks.read_chunks``; ``SourceError`` when it cannot be read);
+        ``chunks``: its bytes read another way."""
+        for chunk in read_chunks(path) if chunks is None else chunks:
             yield self.feed(chunk)
             if self.error is not None:
                 return
@@ -221,11 +229,15 @@ class LogReader:
 class Session:
     """One stream's bytes -> points: decode, time order, derive, stamp."""
 
-    def __init__(self, settings: SessionSettings, preamble: Sequence[Event] = ()):
+    def __init__(self, settings: SessionSettings, preamble: Sequence[Event] = (),
+                 plan: ReleasePlan | None = None):
         self.settings = settings
+        # fed as it comes, the file is in file order; ``read`` reads it in the plan's
+        self._plan = plan
         self.pipeline = Pipeline(settings.derive, settings.identity,
                                  derivers=settings.measurements, order=settings.order,
-                                 preamble=preamble)
+                                 preamble=preamble,
+                                 plan=None if plan is None else plan.in_file_order())
         self.reader = LogReader(only=self.pipeline.wants)
         self.decoded = 0        # events decoded for the derivers (block markers left out)
         self.points = 0
@@ -234,15 +246,15 @@ class Session:
     @classmethod
     def for_file(cls, path: str, settings: SessionSettings, regular: bool = True) -> Session:
         """The session of the eventlog at ``path``: a regular file is
-        pre-scanned (``prescan``: its fallback clock and start-up events);
-        anything else (a pipe, stdin) gets the time it is read from as its
-        fallback clock.  ``SourceError`` when the file cannot be read."""
+        pre-scanned (``scan``: its fallback clock, start-up events and release
+        plan); anything else (a pipe, stdin) gets the time it is read from as
+        its fallback clock.  ``SourceError`` when the file cannot be read."""
         if regular:
-            start_wall, preamble = prescan(path)
+            found = scan(path)
         else:
-            start_wall, preamble = time.time_ns(), []
-        identity = dataclasses.replace(settings.identity, start_wall_ns=start_wall)
-        return cls(dataclasses.replace(settings, identity=identity), preamble)
+            found = Prescan(time.time_ns(), [], None)
+        identity = dataclasses.replace(settings.identity, start_wall_ns=found.start_wall_ns)
+        return cls(dataclasses.replace(settings, identity=identity), found.preamble, found.plan)
 
     # -- figures ---------------------------------------------------------------------
 
@@ -292,8 +304,15 @@ class Session:
 
     def read(self, path: str) -> Iterator[list[Point]]:
         """The points of ``path`` (``-``: stdin) chunk by chunk, up to a decode
-        error (``LogReader.read``); ``close()`` afterwards."""
-        for events in self.reader.read(path):
+        error (``LogReader.read``); ``close()`` afterwards.  The file of the
+        session's release plan is read in the plan's order (the blocks as they
+        began, plan.py)."""
+        plan, chunks = self._plan, None
+        if (plan is not None and plan.path == path and self.pipeline.plan is not None
+                and self.reader.bytes == 0):
+            self.pipeline.follow(plan)
+            chunks = _planned(plan)
+        for events in self.reader.read(path, chunks):
             yield self._derive(events)
 
     def _derive(self, events: list[Event]) -> list[Point]:
@@ -315,22 +334,60 @@ class Session:
         return points
 
 
+def _planned(plan: ReleasePlan) -> Iterator[bytes]:
+    """``plan.chunks()``; ``SourceError`` when the file cannot be read (as
+    ``read_chunks`` says it)."""
+    try:
+        yield from plan.chunks()
+    except OSError as exc:
+        raise SourceError(f"cannot read {plan.path}: {exc.strerror or exc}") from exc
+
+
 def prescan(path: str) -> tuple[int, list[Event]]:
-    """A quick pass over a regular file (only block markers and start-up
-    events are decoded).  Returns the fallback clock, its mtime minus its last
-    event time (the RTS wrote the file last at about then), and the first
-    event of each PREAMBLE type (see ``Pipeline(preamble=...)``)."""
-    dec = Decoder(only=(BLOCK_MARKER, *PREAMBLE))
+    """``scan(path)``'s fallback clock and start-up events."""
+    found = scan(path)
+    return found.start_wall_ns, found.preamble
+
+
+@dataclass(frozen=True)
+class Prescan:
+    """What a quick pass over a regular file finds (``scan``)."""
+
+    start_wall_ns: int      # fallback clock: the file's mtime minus its last event time
+    preamble: list[Event]   # the first event of each PREAMBLE type
+    plan: ReleasePlan | None  # what the whole-file merge may release early (plan.py)
+
+
+def scan(path: str) -> Prescan:
+    """A quick pass over a regular file (only block markers, start-up events
+    and the GC events that may be older than their block are decoded; then the
+    global blocks of a complete file, read apart: ``plan.read_plan``).  The
+    fallback clock is the file's mtime minus its last event time (the RTS wrote
+    the file last at about then; the GC events are left out of it); the
+    preamble goes to ``Pipeline(preamble=...)``, the plan to
+    ``Pipeline(plan=...)``."""
+    dec = Decoder(only=(BLOCK_MARKER, *PREAMBLE, *OLDER))
     last = 0
     first: dict[int, Event] = {}
+    markers: list[Event] = []
+    lows: list[int] = []  # per block: its start, or an older event's time in it
+    end_offset = None
     try:
         for chunk in read_chunks(path):
             for ev in dec.feed(chunk):
                 if ev.type == BLOCK_MARKER:
+                    markers.append(ev)
+                    lows.append(ev.time)
                     last = max(last, ev.time, ev.fields[1])
+                elif ev.type in OLDER:
+                    if lows and ev.time < lows[-1]:
+                        lows[-1] = ev.time
                 else:
                     last = max(last, ev.time)
                     first.setdefault(ev.type, ev)
+        end = dec.close()
+        end_offset = end.offset if end.complete else None
     except DecodeError:
         pass
-    return os.stat(path).st_mtime_ns - last, list(first.values())
+    plan = read_plan(path, markers, end_offset, lows) if end_offset is not None else None
+    return Prescan(os.stat(path).st_mtime_ns - last, list(first.values()), plan)

@@ -59,6 +59,8 @@ from operator import itemgetter
 from protocol import Event, EventType
 
 from . import _native
+from .plan import ReleasePlan
+from .planned import PlannedHold
 
 BLOCK_MARKER = int(EventType.BLOCK_MARKER)
 # announce capabilities (streams) before they show events
@@ -143,7 +145,7 @@ class Merge:
 
     @property
     def held(self) -> int:
-        return len(self._held)
+        return len(self._held) if self._planned is None else self._planned.held
 
     def push(self, events: Iterable[Event], types: set | None = None) -> list:
         """``types``: the set of type ids in ``events`` (or a superset), if the
@@ -287,13 +289,35 @@ class Merge:
         return (self._min_stream, self._next_low, self._idle_at, self._watermark, self.idle,
                 trusted_at)
 
+    _planned: PlannedHold | None = None  # whole mode under a release plan (follow)
+
+    def follow(self, plan: ReleasePlan) -> None:
+        """Whole-file mode: release as ``plan`` (a pre-scan of the file, plan.py)
+        allows, not only at the end; still exactly a stable sort by time (in
+        file order).  The stream comes in the plan's order; again with the same
+        file's plan in another order before any block has come.  Live mode has
+        its own watermark and ignores it."""
+        if not self.live:
+            if self._planned is None:
+                self._planned = PlannedHold(plan, self.max_held, self.check_every, _Late)
+            else:  # the same file's plan, read in another order
+                self._planned.reorder(plan)
+
     def _push_whole(self, events, types: set | None) -> None:
         """Whole-file mode: the frontier moves only when the memory bound
         releases events early, i.e. only at a memory check; so between two
         checks, events are kept in bulk (one pass in C), and only a stretch
-        holding an event older than the frontier (late) is looked at one by one."""
+        holding an event older than the frontier (late) is looked at one by one.
+        Under a plan, ``PlannedHold`` keeps the events and says what goes."""
         if not isinstance(events, list):
             events = list(events)
+        planned = self._planned
+        if planned is not None:
+            out = planned.push(events, types)
+            if out:
+                self._ready.extend(out)
+            self.late_events, self.evicted = planned.late_events, planned.evicted
+            return
         if BLOCK_MARKER in (types if types is not None else map(_TYPE, events)):
             events = [ev for ev in events if ev.type != BLOCK_MARKER]
         if not events:
@@ -347,8 +371,10 @@ class Merge:
 
     def flush(self) -> list:
         """End of stream: everything still held, in order."""
+        if self._planned is not None:
+            self._ready.extend(self._planned.flush())
         held = self._held
-        _sort(held)
+        _native.sort_by_time(held)
         if self._ready:
             self._ready.extend(held)
             held = self._ready
@@ -453,7 +479,7 @@ class Merge:
 
     def _release_upto(self, frontier: int) -> list[Event | _Late]:
         held = self._held
-        _sort(held)
+        _native.sort_by_time(held)
         cut = bisect_right(held, frontier, key=_TIME)
         out = held[:cut]
         del held[:cut]  # (in place: the events held on are not touched again)
@@ -470,7 +496,7 @@ class Merge:
         time together; half, so that the sorting this takes is amortised) and
         raise the frontier to them."""
         held = self._held
-        _sort(held)
+        _native.sort_by_time(held)
         cut = bisect_right(held, self._frontier, key=_TIME)
         if len(held) - cut > self.max_held:
             excess = len(held) - cut - self.max_held // 2
@@ -488,15 +514,6 @@ class Merge:
         rest = held
         self._held = rest
         self._held_min = _TIME(rest[0]) if rest else None
-
-
-def _sort(held: list) -> None:
-    """Stable sort by time (``_TIME``): the compiled one (``_core.sort_by_time``,
-    3x faster on held blocks) unless pure Python is asked for, or an item has
-    a time it does not take (past 64 bits)."""
-    core = _native.core
-    if core is None or not core.sort_by_time(held):
-        held.sort(key=_TIME)
 
 
 class _NoStream:

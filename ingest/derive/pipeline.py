@@ -7,7 +7,7 @@ same however the events are batched (the merge decides per event, each deriver
 sees one sequence): each measurement's points come in the same order, while
 how the points of different measurements interleave depends on the batches.
 ``wants`` is every event type id the pipeline and its derivers use (block
-markers only in live mode): build the decoder as ``Decoder(only=pipeline.wants)``.
+markers in live mode or under a plan): build the decoder as ``Decoder(only=pipeline.wants)``.
 
 Dispatch: the released events are taken in slices of ``_SLICE``; a slice is
 routed by type id into one bucket per deriver, then each deriver takes its
@@ -37,6 +37,10 @@ holding them at exit, i.e. at the end of the file; a big file outgrows the
 merge's memory bound long before, so without the pre-scan they would arrive
 late (no clock, no program name, no major/minor).  They are merged first and
 their copies in the stream are dropped, so every event is seen once.
+``plan``: what the same pre-scan found of the file's blocks (plan.py): the
+whole-file merge releases as it allows instead of holding everything to the
+end (block markers are then decoded too); the file must then be fed in the
+plan's order (``plan.chunks()``, as ``Session.read`` does).
 
 Faults (docs/schema.md; ``faults.FaultGuard``): a jump in time (between
 released events, in time order; live, also past the newest arrived) longer
@@ -64,6 +68,7 @@ from .corrections import SLICE as _SLICE
 from .corrections import Corrections
 from .faults import FaultGuard, _show
 from .order import _TYPE, BLOCK_MARKER, CAP_CREATE, LATE, STARTUP, Merge, OrderSettings, _Late
+from .plan import ReleasePlan
 from .point import Point
 from .registry import REGISTRY
 
@@ -104,7 +109,7 @@ class Pipeline(FaultGuard, Correcting):
     def __init__(self, settings: DeriveSettings | None = None, identity: Identity | None = None,
                  derivers: Sequence[str] | None = None, order: OrderSettings | None = None,
                  identity_wait_ns: int = 1_000_000_000, max_held_events: int = 200_000,
-                 preamble: Sequence[Event] = ()):
+                 preamble: Sequence[Event] = (), plan: ReleasePlan | None = None):
         self.settings = settings or DeriveSettings()
         self.identity = identity or Identity()
         names = list(REGISTRY) if derivers is None else list(derivers)
@@ -161,6 +166,10 @@ class Pipeline(FaultGuard, Correcting):
         # copies in the stream, matched by (type, time, cap), are dropped
         self._preamble = {(ev.type, ev.time, ev.cap) for ev in preamble}
         self._preamble_types = frozenset(ev.type for ev in preamble)
+        self.plan: ReleasePlan | None = None  # the plan followed: feed the file in its order
+        if plan is not None and not self.merge.live:  # a file's plan: the merge needs the blocks
+            self.wants |= {BLOCK_MARKER}
+            self.follow(plan)
         if preamble:
             self.merge.push([ev for ev in preamble if ev.type != BLOCK_MARKER])
         # live: late events correct what was derived (corrections.py)
@@ -174,6 +183,11 @@ class Pipeline(FaultGuard, Correcting):
             self._fix.mark(self.derivers, 0)
 
     # -- public ------------------------------------------------------------------
+
+    def follow(self, plan: ReleasePlan) -> None:
+        """The file will come in ``plan``'s order (again: before any block came)."""
+        self.plan = plan
+        self.merge.follow(plan.only(self.wants, self._preamble))
 
     def feed(self, events: Iterable[Event]) -> list[Point]:
         if not isinstance(events, list):
