@@ -6,8 +6,12 @@ becomes readable."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
+import struct
+import termios
 from collections.abc import Callable
 
 from protocol import LogData, LogEnd, LogSplitter, LogStart, Skipped
@@ -112,6 +116,19 @@ class SplitStreams:
             self._unlogged_skip = 0
 
 
+GATHER_STEP = 0.01   # seconds between looks at the bytes waiting while a trickle is gathered
+PIPE_SIZE = 1 << 20  # bytes a gathering reader's pipe holds (Linux's default limit for anyone)
+
+
+def _waiting(fd: int) -> int:
+    """Bytes waiting in ``fd`` (FIONREAD); when it cannot say, as many as
+    anyone asks for (the gather ends: never hold a writer back on a guess)."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 1 << 62
+
+
 async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: float = 0.0) -> None:
     """Read the non-blocking descriptor ``fd`` (a pipe, socket or terminal)
     as it becomes readable and pass each chunk to ``take``; returns at
@@ -122,8 +139,15 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
     long once readable, then take everything that came meanwhile as one chunk:
     what a chunk costs downstream (the derivers, the sinks, the loop) is then
     paid at most ``1 / gather`` times a second, for at most ``gather`` more
-    delay.  A busy writer (full reads) is read on at once, as without it."""
+    delay.  A busy writer is read on at once, as without it: full reads go
+    on reading, and a gather ends as soon as a full chunk waits (looked at
+    every ``GATHER_STEP``).  A pipe is enlarged to ``PIPE_SIZE`` when the
+    system allows, so that its writer does not block meanwhile (a GHC program
+    blocked on its eventlog stalls)."""
     loop = asyncio.get_running_loop()
+    if gather > 0:
+        with contextlib.suppress(OSError):   # (not a pipe, or the system's limit is lower)
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     readable = asyncio.Event()
     loop.add_reader(fd, readable.set)
     trickle = False       # the last chunk was short: the next one is gathered
@@ -135,7 +159,11 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
                 # would wake the loop at every turn while the bytes wait)
                 loop.remove_reader(fd)
                 try:
-                    await asyncio.sleep(gather)
+                    deadline = loop.time() + gather
+                    while (left := deadline - loop.time()) > 0:
+                        await asyncio.sleep(min(GATHER_STEP, left))
+                        if _waiting(fd) >= size:
+                            break
                 finally:
                     loop.add_reader(fd, readable.set)
             readable.clear()

@@ -381,7 +381,7 @@ def test_dockerfile_references_exist_and_reach_the_build():
     assert users and users[-1] not in ("root", "0")
     cmd = [args for w, args in instructions if w == "CMD"][-1]
     assert cmd == '["liveprof", "serve"]'
-    assert 'liveprof = "ingest.cli:main"' in (REPO / "pyproject.toml").read_text()
+    assert 'liveprof = "ingest.cli:entry"' in (REPO / "pyproject.toml").read_text()
     health = [args for w, args in instructions if w == "HEALTHCHECK"][-1]
     script = re.search(r'"(/usr/local/bin/[^"]+)"', health)[1]
     dests = [copy_sources(a)[1] for w, a in instructions if w == "COPY"]
