@@ -10,8 +10,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import struct
-import termios
 from collections.abc import Callable
 
 from protocol import LogData, LogEnd, LogSplitter, LogStart, Skipped
@@ -116,17 +114,7 @@ class SplitStreams:
             self._unlogged_skip = 0
 
 
-GATHER_STEP = 0.01   # seconds between looks at the bytes waiting while a trickle is gathered
 PIPE_SIZE = 1 << 20  # bytes a gathering reader's pipe holds (Linux's default limit for anyone)
-
-
-def _waiting(fd: int) -> int:
-    """Bytes waiting in ``fd`` (FIONREAD); when it cannot say, as many as
-    anyone asks for (the gather ends: never hold a writer back on a guess)."""
-    try:
-        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
-    except OSError:
-        return 1 << 62
 
 
 async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: float = 0.0) -> None:
@@ -140,10 +128,10 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
     what a chunk costs downstream (the derivers, the sinks, the loop) is then
     paid at most ``1 / gather`` times a second, for at most ``gather`` more
     delay.  A busy writer is read on at once, as without it: full reads go
-    on reading, and a gather ends as soon as a full chunk waits (looked at
-    every ``GATHER_STEP``).  A pipe is enlarged to ``PIPE_SIZE`` when the
-    system allows, so that its writer does not block meanwhile (a GHC program
-    blocked on its eventlog stalls)."""
+    on reading, and no gather starts within ``gather`` of a full chunk (a
+    writer that fills a chunk that often is busy, not trickling).  A pipe is
+    enlarged to ``PIPE_SIZE`` when the system allows, so that its writer does
+    not block during a gather (a GHC program blocked on its eventlog stalls)."""
     loop = asyncio.get_running_loop()
     if gather > 0:
         with contextlib.suppress(OSError):   # (not a pipe, or the system's limit is lower)
@@ -151,19 +139,16 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
     readable = asyncio.Event()
     loop.add_reader(fd, readable.set)
     trickle = False       # the last chunk was short: the next one is gathered
+    last_full = -gather   # loop time of the last full chunk
     try:
         while True:
             await readable.wait()
-            if trickle and gather > 0:
+            if trickle and gather > 0 and loop.time() - last_full >= gather:
                 # (not readable meanwhile: the selector is level-triggered, and
                 # would wake the loop at every turn while the bytes wait)
                 loop.remove_reader(fd)
                 try:
-                    deadline = loop.time() + gather
-                    while (left := deadline - loop.time()) > 0:
-                        await asyncio.sleep(min(GATHER_STEP, left))
-                        if _waiting(fd) >= size:
-                            break
+                    await asyncio.sleep(gather)
                 finally:
                     loop.add_reader(fd, readable.set)
             readable.clear()
@@ -188,6 +173,7 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
                 return
             trickle = got < size
             if not trickle:
+                last_full = loop.time()
                 readable.set()             # a full chunk: read on (the selector is level-triggered,
                 await asyncio.sleep(0)     # but a busy writer does not starve the loop either way)
     finally:
