@@ -41,13 +41,7 @@ _BREAK_ITEM = _Break()
 def loads(data: bytes, max_items: int = 1 << 20) -> object:
     """The first CBOR item of ``data`` (bytes after it are ignored, as the
     reference receiver does), made of at most ``max_items`` items."""
-    if not data:
-        raise CborError("empty input")
-    budget = [max_items]
-    value, _ = _item(memoryview(data), 0, 0, budget)
-    if value is _BREAK_ITEM:
-        raise CborError("unexpected break byte 0xff at offset 0")
-    return value
+    return loads_prefix(data, max_items)[0]
 
 
 def loads_prefix(data: bytes, max_items: int = 1 << 20) -> tuple[object, int]:
