@@ -33,7 +33,7 @@ import builtins
 import dataclasses
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -323,12 +323,12 @@ class Session:
         self.points += len(points)
         return points
 
-    def close(self) -> list[Point]:
+    def close(self, join: Callable[[int | None], int | None] | None = None) -> list[Point]:
         """End of input: the last points; ``end`` says how it ended.  Again:
-        no points."""
+        no points.  ``join``: ``Pipeline.close``'s."""
         if self.end is not None:
             return []
-        points = self.pipeline.close()
+        points = self.pipeline.close(join)
         self.points += len(points)
         self.end = self.reader.close(self.pipeline.stats.clock)
         return points

@@ -55,7 +55,7 @@ from there on: logged, naming the event, and kept in ``deriver_faults``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from protocol import Event, EventType
@@ -219,7 +219,11 @@ class Pipeline(FaultGuard, Correcting):
             keep.append(ev)
         return keep
 
-    def close(self) -> list[Point]:
+    def close(self, join: Callable[[int | None], int | None] | None = None) -> list[Point]:
+        """End of the stream: the last points.  ``join``: called with the
+        last released event time (None: no event), returns the time the
+        derivers end at instead (ingest/split.py: the later of two processes'
+        pipelines, each deriving some measurements of one file)."""
         if self._closed:
             return []
         self._closed = True
@@ -227,7 +231,8 @@ class Pipeline(FaultGuard, Correcting):
         # correction among it tracked); else it joins the held points
         settled = self._held is None
         points = self._run(self.merge.flush(), stamp=settled)
-        end = self._last if self._last is not None else 0
+        last = self._last if join is None else join(self._last)
+        end = last if last is not None else 0
         tail: list[Point] = []
         for i, d in enumerate(self.derivers):
             try:
