@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import socket
 import stat
@@ -12,7 +13,8 @@ from ..derive.config import DeriveConfig
 from ..derive.point import lines
 from ..derive.registry import REGISTRY
 from ..errors import SourceError
-from ..session import Session, settings_from
+from ..session import settings_from
+from ..split import WORKERS, open_session
 from .outcome import BAD_DATA, OK, USAGE, InputError, check_input
 
 
@@ -52,8 +54,21 @@ def add_parser(sub) -> None:
                    metavar="SECONDS", help="live: a capability this far behind the newest event "
                                            "stops holding the others back (eventlog time; "
                                            "default {derive.stream_idle}; docs/live.md)")
+    p.add_argument("--workers", type=workers_flag, default=SettingDefault("derive.workers"),
+                   metavar="{auto,1,2}",
+                   help="processes deriving a regular file: 2 splits the measurements between "
+                        "two (both cores), 1 keeps one, auto (default {derive.workers}) splits "
+                        "files of 8 MB or more on a machine of 2 cores or more")
     p.add_argument("--stats", action="store_true", help="print counters to stderr at the end")
     p.set_defaults(run=run)
+
+
+def workers_flag(text: str) -> str | int:
+    """``--workers``: auto, 1 or 2."""
+    value: str | int = int(text) if text.isdigit() else text
+    if value not in WORKERS:
+        raise argparse.ArgumentTypeError(f"{text!r}: auto, 1 or 2")
+    return value
 
 
 def tune_gc() -> None:
@@ -96,7 +111,7 @@ def run(args) -> int:
                          host=args.host, max_lag=args.max_lag, stream_idle=args.stream_idle)
     settings = settings_from(flags, live=live, fallback_host=socket.gethostname(), session=args.session)
     try:
-        session = Session.for_file(args.path, settings, regular=regular)
+        session = open_session(args.path, settings, regular=regular, workers=args.workers)
     except SourceError as exc:
         print(f"liveprof: {exc}", file=sys.stderr)
         return USAGE

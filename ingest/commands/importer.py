@@ -25,8 +25,9 @@ import sys
 import time
 
 from ..errors import ConfigError, SourceError
-from ..session import Session, settings_from
-from .derive import tune_gc
+from ..session import settings_from
+from ..split import open_session
+from .derive import tune_gc, workers_flag
 from .outcome import BAD_DATA, OK, USAGE, InputError, check_input
 from .serve import DERIVE_FLAGS, INFLUX_FLAGS, add_influx_flags, influx_overrides
 
@@ -47,6 +48,10 @@ def add_parser(sub) -> None:
     p.add_argument("--host", help="host tag (default: this machine's name)")
     p.add_argument("--window", type=float, metavar="SECONDS",
                    help="aggregation window (default {derive.window})")
+    p.add_argument("--workers", type=workers_flag, default=None, metavar="{auto,1,2}",
+                   help="processes deriving each file: 2 splits the measurements between two "
+                        "(both cores), 1 keeps one, auto (default {derive.workers}) splits files "
+                        "of 8 MB or more on a machine of 2 cores or more")
     p.add_argument("--retention-policy", metavar="NAME",
                    help="write into this retention policy (default: the database's default, "
                         "`raw` once `liveprof influx setup` ran; InfluxDB drops points older "
@@ -86,8 +91,9 @@ class Unavailable(Exception):
 
 
 async def import_file(path: str, sink, settings, args, show: bool) -> dict:
-    session = Session.for_file(path, settings_from(settings.derive, live=False,
-                                                   fallback_host=socket.gethostname()))
+    session = open_session(path, settings_from(settings.derive, live=False,
+                                               fallback_host=socket.gethostname()),
+                           workers=settings.derive.workers)
     size = os.path.getsize(path)  # noqa: ASYNC240 (one stat; the command reads the file in this loop anyway)
     progress = Progress(os.path.basename(path), size, show)
     limit = sink.config.buffer.memory_max_bytes // 2
@@ -179,10 +185,11 @@ def run(args) -> int:
         return USAGE
     over = influx_overrides(args)
     over.update({"derive.app": args.app, "derive.host": args.host, "derive.window": args.window,
-                 "influx.retention_policy": args.retention_policy})
+                 "derive.workers": args.workers, "influx.retention_policy": args.retention_policy})
     try:
         settings = load(args.config, over, {**INFLUX_FLAGS, **DERIVE_FLAGS,
-                                            "influx.retention_policy": "--retention-policy"})
+                                            "influx.retention_policy": "--retention-policy",
+                                            "derive.workers": "--workers"})
     except (ConfigError, ValueError) as exc:
         print(f"liveprof import: {exc}", file=sys.stderr)
         return USAGE

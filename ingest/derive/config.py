@@ -8,6 +8,8 @@ every component's settings (ingest/commands/defaults.py).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .registry import REGISTRY
@@ -44,6 +46,17 @@ class DeriveConfig(BaseModel):
                                                  "windows already written; 0: none (late "
                                                  "events are only counted), seconds "
                                                  "(docs/live.md)")
+
+    workers: Literal["auto", 1, 2] = Field(
+        default="auto", description="`derive` and `import` of a regular file: 2 processes "
+                                    "split the measurements between them (both cores), 1 keeps "
+                                    "one; auto: 2 for files of 8 MB or more on 2 cores or more "
+                                    "(ingest/split.py)")
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> object:
+        return int(value) if isinstance(value, str) and value.isdigit() else value
 
     @field_validator("measurements")
     @classmethod
