@@ -113,6 +113,9 @@ def open_session(path: str, settings: SessionSettings, *, regular: bool = True,
 class SplitSession:
     """One regular file's session in two processes (the module doc)."""
 
+    WORKER = ("-m", "ingest.split_worker")  # the second process: this interpreter, these arguments
+    SILENCE = SILENCE
+
     def __init__(self, path: str, settings: SessionSettings, first: Sequence[str],
                  second: Sequence[str]):
         self.path = path
@@ -127,7 +130,7 @@ class SplitSession:
         self._err = tempfile.TemporaryFile()
         # started first: its start-up overlaps this process's pre-scan
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest.split_worker"], stdin=subprocess.PIPE,
+            [sys.executable, *self.WORKER], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._err, close_fds=True)
         self._finalizer = weakref.finalize(self, _kill, self._proc)
         assert self._proc.stdin is not None and self._proc.stdout is not None
@@ -245,9 +248,9 @@ class SplitSession:
         stdin.flush()
 
     def _wait(self) -> float:
-        left = SILENCE - (time.monotonic() - self._last_heard)
+        left = self.SILENCE - (time.monotonic() - self._last_heard)
         if left <= 0:
-            self._fail(f"sent nothing for {SILENCE:g} s")
+            self._fail(f"sent nothing for {self.SILENCE:g} s")
         return left
 
     def _poll(self, timeout: float) -> list[str]:
