@@ -22,8 +22,12 @@ plan), and a per-stage split (decode / derive / render) of the best run.
 Each repeat also times, in the same run: ghc-events' CountEvents on the same
 file (bench/baseline.py finds it), and, unless ``--no-cli``, the command
 itself, ``liveprof derive FILE > /dev/null`` from spawn to exit (Python start
-and imports included); printed as MB/s and as the ratio of wall times to
-CountEvents', best to best and median to median.  ``--pure-python`` runs all
+and imports included), as it runs by default: a large file in two processes
+(ingest/split.py; ``--workers 1`` or ``2`` is passed on to it); printed as
+MB/s, CPU seconds of both processes, and as the ratio of wall times to
+CountEvents', best to best and median to median.  Its peak RSS is the sum
+over its processes (``TreePeak``: each one's VmHWM, sampled every 20 ms, the
+command's own also from ``os.wait4``), and each process's.  ``--pure-python`` runs all
 of it with ``LIVEPROF_PURE_PYTHON=1`` (the reference derivers and decoder).
 
 Targets of issue 4: at least 25 MB/s and at most 5 points per 100 events at
@@ -41,6 +45,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,18 +140,75 @@ def rss_curve(curve: list) -> str:
     return " ".join(parts)
 
 
+class TreePeak:
+    """The peak RSS (VmHWM) of a process and of its children, sampled from
+    /proc every ``every`` seconds until ``stop``: ``ru_maxrss`` of a waited
+    process is the largest of it and its children, not their sum.  A child's
+    last sample is at most ``every`` before its end (VmHWM only grows)."""
+
+    def __init__(self, pid: int, every: float = 0.02):
+        self.pid, self.every = pid, every
+        self.peaks: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _hwm(self, pid: int) -> None:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        kb = int(line.split()[1]) * 1024
+                        self.peaks[pid] = max(self.peaks.get(pid, 0), kb)
+                        return
+        except (OSError, ValueError):
+            return
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._hwm(self.pid)
+            try:
+                with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                children = []
+            for child in children:
+                self._hwm(child)
+            self._stop.wait(self.every)
+
+    def stop(self, own_maxrss: int = 0) -> list[int]:
+        """Each process's peak in bytes, the command's first (``own_maxrss``:
+        its ``ru_maxrss`` in bytes, when it is the larger: the last samples)."""
+        self._stop.set()
+        self._thread.join()
+        own = self.peaks.pop(self.pid, 0)
+        children = list(self.peaks.values())
+        if not children:
+            own = max(own, own_maxrss)
+        return [own, *children]
+
+
 def _cli(path: str, env: dict, args: list[str]) -> dict:
     """``liveprof derive FILE > /dev/null``, timed from spawn to exit."""
     cmd = [sys.executable, "-m", "ingest.cli", "derive", path, *args]
     t0 = time.perf_counter()
     with open(os.devnull, "w") as null:
         proc = subprocess.Popen(cmd, stdout=null, env=env, cwd=ROOT)
+        peak = TreePeak(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
+    peaks = peak.stop(usage.ru_maxrss * 1024)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"liveprof derive exited with status {os.waitstatus_to_exitcode(status)}")
     return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
-            "peak_rss": usage.ru_maxrss * 1024}
+            "peak_rss": sum(peaks), "peaks": peaks}
+
+
+def rss_line(peaks: list[int]) -> str:
+    """``"105 MB (60 + 45)"``: the sum over a command's processes, and each."""
+    each = " + ".join(f"{p / 1e6:.0f}" for p in peaks)
+    return f"{sum(peaks) / 1e6:.0f} MB" + (f" ({each}, {len(peaks)} processes)"
+                                          if len(peaks) > 1 else "")
 
 
 def _total_events(path: str) -> int:
@@ -169,6 +231,8 @@ def main() -> int:
     ap.add_argument("--pure-python", action="store_true",
                     help="LIVEPROF_PURE_PYTHON=1: the reference derivers and decoder")
     ap.add_argument("--no-cli", action="store_true", help="do not time `liveprof derive` itself")
+    ap.add_argument("--workers", choices=("auto", "1", "2"), default=None,
+                    help="passed on to `liveprof derive` (default: its own, auto)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     names = args.measurements.split(",") if args.measurements else None
@@ -181,6 +245,8 @@ def main() -> int:
     cli_args = ["--window", str(args.window)] + (["--live"] if args.live else ["--whole"])
     if args.measurements:
         cli_args += ["--measurements", args.measurements]
+    if args.workers:
+        cli_args += ["--workers", args.workers]
     counter = baseline.find()
     runs, clis, bases = [], [], []
     for _ in range(args.repeat):  # interleaved, so that other load weighs on all three
@@ -224,10 +290,13 @@ def main() -> int:
           f"was read, best run)")
     if clis:
         secs = [c["seconds"] for c in clis]
-        print(f"liveprof derive   FILE > /dev/null, spawn to exit: {mb / min(secs):.1f} MB/s best, "
-              f"{mb / statistics.median(secs):.1f} median ({min(secs):.2f} s; CPU "
-              f"{min(c['cpu'] for c in clis):.2f} s); peak RSS "
-              f"{max(c['peak_rss'] for c in clis) / 1e6:.0f} MB")
+        cpus = sorted(c["cpu"] for c in clis)
+        top = max(clis, key=lambda c: c["peak_rss"])
+        print(f"liveprof derive   FILE > /dev/null{' --workers ' + args.workers if args.workers else ''}"
+              f", spawn to exit: {mb / min(secs):.1f} MB/s best, "
+              f"{mb / statistics.median(secs):.1f} median ({min(secs):.2f} s best, "
+              f"{statistics.median(secs):.2f} median; CPU of its processes {cpus[0]:.2f} s best, "
+              f"{statistics.median(cpus):.2f} median); peak RSS {rss_line(top['peaks'])}")
     if bases:
         secs = [b["seconds"] for b in bases]
         print(f"CountEvents       {min(secs):.2f} s best, {statistics.median(secs):.2f} median "

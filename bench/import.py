@@ -18,9 +18,12 @@ runs (the machine may be shared):
               best to best and median to median (issue 16's target: 3x)
   points      as counted back in InfluxDB after the run, next to what
               ``liveprof import`` said it wrote
-  peak RSS    of the import process alone: ``os.wait4`` on its pid returns
-              that child's own rusage (``ru_maxrss``), not the max over every
-              child this script ever had (which ``RUSAGE_CHILDREN`` would be)
+  peak RSS    the sum over the import's processes (a large file is derived by
+              two, ingest/split.py; ``--workers`` is passed on), and each's:
+              VmHWM sampled every 20 ms (bench/derive.py ``TreePeak``; the
+              import's own also from ``os.wait4``'s ``ru_maxrss``, which is the
+              largest of it and its children, not their sum)
+  CPU         user + system seconds of the import and its second process
   RSS curve   the import's resident set sampled from /proc/PID/status every
               50 ms, shown at 10%, 25%, 50%, 75% and 100% of the run: flat
               memory means the later samples stay near the early ones instead of
@@ -66,6 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import baseline  # noqa: E402
+from derive import TreePeak, rss_line  # noqa: E402
 
 from tests.servers import InfluxServer  # noqa: E402
 
@@ -145,15 +149,19 @@ def sample_rss(pid: int, samples: list, stop: threading.Event, every: float = 0.
         stop.wait(every)
 
 
-def one_run(path: str, url: str, db: str, env: dict | None = None) -> dict:
+def one_run(path: str, url: str, db: str, env: dict | None = None,
+            workers: str | None = None) -> dict:
     cmd = liveprof_command() + ["import", path, "--influx-url", url, "--database", db,
                                 "--progress", "never"]
+    if workers:
+        cmd += ["--workers", workers]
     samples: list = []
     stop = threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     sampler = threading.Thread(target=sample_rss, args=(proc.pid, samples, stop), daemon=True)
     sampler.start()
+    peak = TreePeak(proc.pid)
     # read both pipes without deadlocking, then reap this very child with wait4
     out_chunks: dict[str, bytes] = {}
 
@@ -168,6 +176,7 @@ def one_run(path: str, url: str, db: str, env: dict | None = None) -> dict:
         r.join()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
+    peaks = peak.stop(usage.ru_maxrss * 1024)
     proc.returncode = os.waitstatus_to_exitcode(status)
     stop.set()
     sampler.join()
@@ -183,7 +192,7 @@ def one_run(path: str, url: str, db: str, env: dict | None = None) -> dict:
         if m:
             events = int(m[1])
     return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
-            "peak_rss": usage.ru_maxrss * 1024, "rss": samples, "reported": reported,
+            "peak_rss": sum(peaks), "peaks": peaks, "rss": samples, "reported": reported,
             "events": events, "stderr": err}
 
 
@@ -206,6 +215,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the benchmark databases")
     ap.add_argument("--pure-python", action="store_true",
                     help="LIVEPROF_PURE_PYTHON=1: the reference derivers and decoder")
+    ap.add_argument("--workers", choices=("auto", "1", "2"), default=None,
+                    help="passed on to `liveprof import` (default: its own, auto)")
     args = ap.parse_args()
     size = os.path.getsize(args.file)
 
@@ -221,7 +232,8 @@ def main() -> int:
     influx = Influx(url)
     print(f"file {args.file}: {size / 1e6:.1f} MB; InfluxDB {url}"
           f"{f' (private influxd, {tmp})' if server else ''}")
-    print("mode: `liveprof import` as a subprocess; peak RSS from os.wait4 on its pid")
+    print(f"mode: `liveprof import{' --workers ' + args.workers if args.workers else ''}` as a "
+          f"subprocess; peak RSS summed over its processes")
     env = dict(os.environ)
     if args.pure_python:
         env["LIVEPROF_PURE_PYTHON"] = "1"
@@ -233,7 +245,7 @@ def main() -> int:
             db = f"liveprof_bench_import_{i}_{os.getpid()}"
             if counter:  # the same file, in the same run, just before
                 bases.append(baseline.run(counter, args.file))
-            r = one_run(args.file, url, db, env)
+            r = one_run(args.file, url, db, env, args.workers)
             counts = influx.count_points(db)
             r["counted"] = sum(counts.values())
             r["per_measurement"] = counts
@@ -246,8 +258,8 @@ def main() -> int:
             print(f"run {i}: {r['seconds']:6.2f} s wall, {r['cpu']:6.2f} s CPU, "
                   f"{size / 1e6 / r['seconds']:6.1f} MB/s, {ev_rate}"
                   f"{r['counted'] / r['seconds']:9.0f} points/s, "
-                  f"{r['counted']} points counted{mismatch}, peak RSS {r['peak_rss'] / 2**20:.0f} MiB; "
-                  f"{rss_curve(r['rss'])}")
+                  f"{r['counted']} points counted{mismatch}, peak RSS {rss_line(r['peaks'])}; "
+                  f"{rss_curve(r['rss'])} (the import's own)")
     finally:
         if server:
             server.stop()
@@ -259,11 +271,14 @@ def main() -> int:
         secs = [r["seconds"] for r in results]
         best, med = min(secs), statistics.median(secs)
         pts = results[0]["counted"]
-        rss = [r["peak_rss"] / 2**20 for r in results]
-        print(f"best   {size / 1e6 / best:6.1f} MB/s  {pts / best:9.0f} points/s  ({best:.2f} s)")
-        print(f"median {size / 1e6 / med:6.1f} MB/s  {pts / med:9.0f} points/s  ({med:.2f} s)")
-        print(f"points written {pts} (counted in InfluxDB); peak RSS of the import "
-              f"{min(rss):.0f}..{max(rss):.0f} MiB over {len(results)} runs")
+        rss = [r["peak_rss"] / 1e6 for r in results]
+        cpus = sorted(r["cpu"] for r in results)
+        print(f"best   {size / 1e6 / best:6.1f} MB/s  {pts / best:9.0f} points/s  ({best:.2f} s; "
+              f"CPU {cpus[0]:.2f} s)")
+        print(f"median {size / 1e6 / med:6.1f} MB/s  {pts / med:9.0f} points/s  ({med:.2f} s; "
+              f"CPU {statistics.median(cpus):.2f} s)")
+        print(f"points written {pts} (counted in InfluxDB); peak RSS of the import (summed over "
+              f"its processes) {min(rss):.0f}..{max(rss):.0f} MB over {len(results)} runs")
         if bases:
             b = [x["seconds"] for x in bases]
             print(f"CountEvents {min(b):.2f} s best, {statistics.median(b):.2f} median "
