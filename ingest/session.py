@@ -244,12 +244,16 @@ class Session:
         self.end: SessionEnd | None = None
 
     @classmethod
-    def for_file(cls, path: str, settings: SessionSettings, regular: bool = True) -> Session:
+    def for_file(cls, path: str, settings: SessionSettings, regular: bool = True,
+                 found: Prescan | None = None) -> Session:
         """The session of the eventlog at ``path``: a regular file is
         pre-scanned (``scan``: its fallback clock, start-up events and release
-        plan); anything else (a pipe, stdin) gets the time it is read from as
-        its fallback clock.  ``SourceError`` when the file cannot be read."""
-        if regular:
+        plan; ``found``: that scan's result, done already); anything else (a
+        pipe, stdin) gets the time it is read from as its fallback clock.
+        ``SourceError`` when the file cannot be read."""
+        if found is not None:
+            pass
+        elif regular:
             found = scan(path)
         else:
             found = Prescan(time.time_ns(), [], None)

@@ -3,7 +3,9 @@
 
 Standard input: the job (a 4-byte big-endian length, then the pickled path,
 ``SessionSettings`` and the parent's pid: our own process's data, on a private
-pipe), later one JSON line ``{"end": time}``.  Standard output: frames of a
+pipe), then the parent's pre-scan of the file (``session.Prescan``, framed the
+same: this process starts while the parent scans, and need not scan again),
+later one JSON line ``{"end": time}``.  Standard output: frames of a
 kind byte, a 4-byte big-endian length (at most ``MAX_FRAME``) and a payload:
 
 - ``L``: line protocol, the lines of one batch of points joined by newlines;
@@ -37,9 +39,18 @@ HEARTBEAT = 4 << 20     # bytes read between heartbeats
 _LEN = struct.Struct("!I")
 
 
-def job_bytes(path: str, settings: object, parent: int) -> bytes:
-    data = pickle.dumps((path, settings, parent))
+def message(value: object) -> bytes:
+    """One pickled value, its length first."""
+    data = pickle.dumps(value)
     return _LEN.pack(len(data)) + data
+
+
+def job_bytes(path: str, settings: object, parent: int) -> bytes:
+    return message((path, settings, parent))
+
+
+def _read(f: BinaryIO) -> object:
+    return pickle.loads(_exact(f, _LEN.unpack(_exact(f, 4))[0]))
 
 
 def _exact(f: BinaryIO, n: int) -> bytes:
@@ -62,7 +73,7 @@ def _die_with_parent(parent: int) -> None:
 
 def main() -> int:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
-    path, settings, parent = pickle.loads(_exact(inp, _LEN.unpack(_exact(inp, 4))[0]))
+    path, settings, parent = _read(inp)  # type: ignore[misc]  # (job_bytes's tuple)
     _die_with_parent(parent)
     logging.getLogger("liveprof").setLevel(logging.CRITICAL)
 
@@ -84,9 +95,10 @@ def main() -> int:
         end = json.loads(line)["end"]
         return None if end is None else int(end)
 
+    found = _read(inp)  # the parent's pre-scan of the file (session.scan)
     gc.disable()    # (as commands/derive.py's tune_gc)
     try:
-        session = Session.for_file(path, settings)
+        session = Session.for_file(path, settings, found=found)  # type: ignore[arg-type]  # (a Prescan)
         beat = HEARTBEAT
         for points in session.read(path):
             if points:
