@@ -67,7 +67,7 @@ from .session import Session, SessionEnd, SessionSettings, scan
 from .split_worker import FRAME, KINDS, MAX_FRAME, job_bytes, message
 
 SECOND = ("threads", "capability", "sparks")  # the second process's measurements
-MIN_BYTES = 8 << 20     # smaller files: one process (bench/derive.py --split-sizes)
+MIN_BYTES = 16 << 20    # smaller files: one process (two pay from about 13 MB, bench/derive.py)
 SILENCE = 60.0          # seconds the second process may send nothing
 WORKERS = ("auto", 1, 2)
 log = logging.getLogger("liveprof.derive")

@@ -58,7 +58,7 @@ def add_parser(sub) -> None:
                    metavar="{auto,1,2}",
                    help="processes deriving a regular file: 2 splits the measurements between "
                         "two (both cores), 1 keeps one, auto (default {derive.workers}) splits "
-                        "files of 8 MB or more on a machine of 2 cores or more")
+                        "files of 16 MiB or more on a machine of 2 cores or more")
     p.add_argument("--stats", action="store_true", help="print counters to stderr at the end")
     p.set_defaults(run=run)
 

@@ -51,7 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=workers_flag, default=None, metavar="{auto,1,2}",
                    help="processes deriving each file: 2 splits the measurements between two "
                         "(both cores), 1 keeps one, auto (default {derive.workers}) splits files "
-                        "of 8 MB or more on a machine of 2 cores or more")
+                        "of 16 MiB or more on a machine of 2 cores or more")
     p.add_argument("--retention-policy", metavar="NAME",
                    help="write into this retention policy (default: the database's default, "
                         "`raw` once `liveprof influx setup` ran; InfluxDB drops points older "

@@ -50,7 +50,7 @@ class DeriveConfig(BaseModel):
     workers: Literal["auto", 1, 2] = Field(
         default="auto", description="`derive` and `import` of a regular file: 2 processes "
                                     "split the measurements between them (both cores), 1 keeps "
-                                    "one; auto: 2 for files of 8 MB or more on 2 cores or more "
+                                    "one; auto: 2 for files of 16 MiB or more on 2 cores or more "
                                     "(ingest/split.py)")
 
     @field_validator("workers", mode="before")

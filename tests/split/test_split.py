@@ -17,7 +17,7 @@ from ingest.derive.config import DeriveConfig
 from ingest.derive.point import lines
 from ingest.derive.registry import REGISTRY
 from ingest.session import Session, settings_from
-from ingest.split import SECOND, SplitSession, WorkerError, groups, open_session, splits
+from ingest.split import MIN_BYTES, SECOND, SplitSession, WorkerError, groups, open_session, splits
 from tests.cli.helpers import liveprof
 from tests.corpus import DATA, log_id, logs
 
@@ -107,7 +107,10 @@ def test_when_two_processes_are_used(tmp_path):
     assert splits(str(small), settings(), workers=2, regular=False) is None
     big = tmp_path / "big.eventlog"
     with open(big, "wb") as f:
-        f.truncate(8 << 20)
+        f.truncate(MIN_BYTES - 1)
+    assert splits(str(big), settings()) is None
+    with open(big, "wb") as f:
+        f.truncate(MIN_BYTES)
     expected = None if (os.cpu_count() or 1) < 2 else groups(None)
     assert splits(str(big), settings()) == expected                      # large: two
 
