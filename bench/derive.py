@@ -26,7 +26,7 @@ and imports included), as it runs by default: a large file in two processes
 (ingest/split.py; ``--workers 1`` or ``2`` is passed on to it); printed as
 MB/s, CPU seconds of both processes, and as the ratio of wall times to
 CountEvents', best to best and median to median.  Its peak RSS is the sum
-over its processes (``TreePeak``: each one's VmHWM, sampled every 20 ms, the
+over its processes (``TreePeak``: each one's VmHWM, sampled every 50 ms, the
 command's own also from ``os.wait4``), and each process's.  ``--pure-python`` runs all
 of it with ``LIVEPROF_PURE_PYTHON=1`` (the reference derivers and decoder).
 
@@ -144,11 +144,14 @@ class TreePeak:
     """The peak RSS (VmHWM) of a process and of its children, sampled from
     /proc every ``every`` seconds until ``stop``: ``ru_maxrss`` of a waited
     process is the largest of it and its children, not their sum.  A child's
-    last sample is at most ``every`` before its end (VmHWM only grows)."""
+    last sample is at most ``every`` before its end (VmHWM only grows).  The
+    sum of RSS counts the pages both share (the interpreter's and the
+    libraries' code) twice; ``pss`` counts them once."""
 
-    def __init__(self, pid: int, every: float = 0.02):
+    def __init__(self, pid: int, every: float = 0.05):
         self.pid, self.every = pid, every
         self.peaks: dict[int, int] = {}
+        self.pss = 0    # the largest sum of their proportional set sizes, sampled
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -164,6 +167,17 @@ class TreePeak:
         except (OSError, ValueError):
             return
 
+    @staticmethod
+    def _pss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            pass
+        return 0
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._hwm(self.pid)
@@ -174,6 +188,9 @@ class TreePeak:
                 children = []
             for child in children:
                 self._hwm(child)
+            # (the same sample of each: shared pages, the interpreter's and
+            # libraries' code above all, counted once, split between them)
+            self.pss = max(self.pss, sum(self._pss(p) for p in (self.pid, *children)))
             self._stop.wait(self.every)
 
     def stop(self, own_maxrss: int = 0) -> list[int]:
@@ -201,14 +218,17 @@ def _cli(path: str, env: dict, args: list[str]) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"liveprof derive exited with status {os.waitstatus_to_exitcode(status)}")
     return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
-            "peak_rss": sum(peaks), "peaks": peaks}
+            "peak_rss": sum(peaks), "peaks": peaks, "pss": peak.pss}
 
 
-def rss_line(peaks: list[int]) -> str:
-    """``"105 MB (60 + 45)"``: the sum over a command's processes, and each."""
+def rss_line(peaks: list[int], pss: int = 0) -> str:
+    """``"105 MB (60 + 45, 2 processes; PSS 95 MB)"``: the sum over a
+    command's processes, each, and the largest sum of their PSS sampled."""
     each = " + ".join(f"{p / 1e6:.0f}" for p in peaks)
-    return f"{sum(peaks) / 1e6:.0f} MB" + (f" ({each}, {len(peaks)} processes)"
-                                          if len(peaks) > 1 else "")
+    if len(peaks) < 2:
+        return f"{sum(peaks) / 1e6:.0f} MB"
+    return (f"{sum(peaks) / 1e6:.0f} MB ({each}, {len(peaks)} processes; their PSS "
+            f"{pss / 1e6:.0f} MB at most, shared pages counted once)")
 
 
 def _total_events(path: str) -> int:
@@ -296,7 +316,7 @@ def main() -> int:
               f", spawn to exit: {mb / min(secs):.1f} MB/s best, "
               f"{mb / statistics.median(secs):.1f} median ({min(secs):.2f} s best, "
               f"{statistics.median(secs):.2f} median; CPU of its processes {cpus[0]:.2f} s best, "
-              f"{statistics.median(cpus):.2f} median); peak RSS {rss_line(top['peaks'])}")
+              f"{statistics.median(cpus):.2f} median); peak RSS {rss_line(top['peaks'], top['pss'])}")
     if bases:
         secs = [b["seconds"] for b in bases]
         print(f"CountEvents       {min(secs):.2f} s best, {statistics.median(secs):.2f} median "

@@ -20,7 +20,7 @@ runs (the machine may be shared):
               ``liveprof import`` said it wrote
   peak RSS    the sum over the import's processes (a large file is derived by
               two, ingest/split.py; ``--workers`` is passed on), and each's:
-              VmHWM sampled every 20 ms (bench/derive.py ``TreePeak``; the
+              VmHWM sampled every 50 ms (bench/derive.py ``TreePeak``; the
               import's own also from ``os.wait4``'s ``ru_maxrss``, which is the
               largest of it and its children, not their sum)
   CPU         user + system seconds of the import and its second process
@@ -192,7 +192,7 @@ def one_run(path: str, url: str, db: str, env: dict | None = None,
         if m:
             events = int(m[1])
     return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
-            "peak_rss": sum(peaks), "peaks": peaks, "rss": samples, "reported": reported,
+            "peak_rss": sum(peaks), "peaks": peaks, "pss": peak.pss, "rss": samples, "reported": reported,
             "events": events, "stderr": err}
 
 
@@ -258,7 +258,7 @@ def main() -> int:
             print(f"run {i}: {r['seconds']:6.2f} s wall, {r['cpu']:6.2f} s CPU, "
                   f"{size / 1e6 / r['seconds']:6.1f} MB/s, {ev_rate}"
                   f"{r['counted'] / r['seconds']:9.0f} points/s, "
-                  f"{r['counted']} points counted{mismatch}, peak RSS {rss_line(r['peaks'])}; "
+                  f"{r['counted']} points counted{mismatch}, peak RSS {rss_line(r['peaks'], r['pss'])}; "
                   f"{rss_curve(r['rss'])} (the import's own)")
     finally:
         if server:
