@@ -93,7 +93,7 @@ def splits(path: str, settings: SessionSettings, workers: object = "auto",
     parts = groups(settings.measurements)
     if parts is None or str(workers) == "2":
         return parts
-    if (os.cpu_count() or 1) < 2:
+    if _cores() < 2:
         return None
     try:
         st = os.stat(path)
@@ -269,14 +269,14 @@ class SplitSession:
                 return []
         out: list[str] = []
         buf = self._buf
+        ended = False
         while True:
             try:
                 data = os.read(self._fd, 1 << 20)
             except BlockingIOError:
                 break
             if not data:
-                if self._summary is None:
-                    self._fail(self._died())
+                ended = True
                 break
             buf += data
             self._last_heard = time.monotonic()
@@ -294,6 +294,8 @@ class SplitSession:
             pos += FRAME.size + size
             self._take(kind, payload, out)
         del buf[:pos]
+        if ended and self._summary is None:
+            self._fail(self._died())
         return out
 
     def _take(self, kind: builtins.bytes, payload: builtins.bytes, out: list[str]) -> None:
@@ -367,6 +369,14 @@ class SplitSession:
                     pass
         if not self._err.closed:
             self._err.close()
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _kill(proc: subprocess.Popen) -> None:

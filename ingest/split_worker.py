@@ -15,8 +15,9 @@ kind byte, a 4-byte big-endian length (at most ``MAX_FRAME``) and a payload:
 - ``S``: ``{"decoded", "points", "stats", "end"}`` at the end; it then exits 0;
 - ``X``: why it could not go on (``SourceError``: the file cannot be read).
 
-It dies with its parent (``PR_SET_PDEATHSIG``, Linux) and logs nothing: its
-faults go in ``S`` and the parent logs them, once.
+It dies with its parent (``PR_SET_PDEATHSIG``, Linux), leaves Ctrl-C to the
+parent (which kills it) and logs nothing: its faults go in ``S`` and the
+parent logs them, once.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import pickle
 import signal
 import struct
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 FRAME = struct.Struct("!cI")
 KINDS = frozenset({b"L", b"P", b"T", b"S", b"X"})
@@ -73,8 +74,10 @@ def _die_with_parent(parent: int) -> None:
 
 def main() -> int:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
-    path, settings, parent = _read(inp)  # type: ignore[misc]  # (job_bytes's tuple)
+    job: tuple[str, Any, int] = _read(inp)  # type: ignore[assignment]  # (job_bytes's tuple)
+    path, settings, parent = job
     _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # (Ctrl-C: the parent ends it)
     logging.getLogger("liveprof").setLevel(logging.CRITICAL)
 
     from .derive.point import lines
@@ -95,10 +98,10 @@ def main() -> int:
         end = json.loads(line)["end"]
         return None if end is None else int(end)
 
-    found = _read(inp)  # the parent's pre-scan of the file (session.scan)
+    found: Any = _read(inp)  # the parent's pre-scan of the file (a session.Prescan)
     gc.disable()    # (as commands/derive.py's tune_gc)
     try:
-        session = Session.for_file(path, settings, found=found)  # type: ignore[arg-type]  # (a Prescan)
+        session = Session.for_file(path, settings, found=found)
         beat = HEARTBEAT
         for points in session.read(path):
             if points:
