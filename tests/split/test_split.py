@@ -82,7 +82,9 @@ def test_the_second_process_derives_its_group():
     """Each group's lines come from its own process: a lost or doubled group
     would change the multiset above; here each is seen where it belongs."""
     log = max((p for p in DATA.glob("*.eventlog")), key=lambda p: p.stat().st_size)
-    first, second = groups(None)
+    parts = groups(None)
+    assert parts is not None
+    first, second = parts
     assert set(second) == set(SECOND) and set(first) | set(second) == set(REGISTRY)
     session = open_session(str(log), settings(), workers=2)
     mine: list[str] = []
@@ -200,7 +202,9 @@ class Dying(SplitSession):
                                                "something broke")])
 def test_a_second_process_that_misbehaves_is_stopped(cls, what):
     log = DATA / "threads-mvar.nonthreaded.l.eventlog"
-    first, second = groups(None)
+    parts = groups(None)
+    assert parts is not None
+    first, second = parts
     session = cls(str(log), settings(), first, second)
     start = time.monotonic()
     got = []
@@ -227,6 +231,7 @@ def test_the_second_process_dies_with_its_parent(tmp_path):
     import subprocess
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
+        assert parent.stdout is not None
         child = int(parent.stdout.readline())
         parent.kill()
         parent.wait(10)
