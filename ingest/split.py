@@ -28,7 +28,8 @@ tells the other), and both see the same start-up events (identity, clock)
 from their pre-scans.  Stats: events read and the end (a cut, a decode error)
 are this process's (both read the same bytes); decoded events, points, late,
 evicted and dropped events are summed; deriver faults are both's; a stream
-fault is this process's, else the second's (logged once, here).
+fault is this process's, else the second's (logged once, here; its event
+count and the time it jumps from are of the events that process saw).
 
 The second process is a ``subprocess``, not a fork: ``import`` reads inside
 asyncio with aiohttp (a forked event loop, its sockets and threads are not
