@@ -57,8 +57,9 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=workers_flag, default=SettingDefault("derive.workers"),
                    metavar="{auto,1,2}",
                    help="processes deriving a regular file: 2 splits the measurements between "
-                        "two (both cores), 1 keeps one, auto (default {derive.workers}) splits "
-                        "files of 16 MiB or more on a machine of 2 cores or more")
+                        "two (both cores), 1 keeps one, auto splits files "
+                        "of 16 MiB or more on a machine of 2 cores or more (default "
+                        "{derive.workers})")
     p.add_argument("--stats", action="store_true", help="print counters to stderr at the end")
     p.set_defaults(run=run)
 

@@ -50,8 +50,9 @@ def add_parser(sub) -> None:
                    help="aggregation window (default {derive.window})")
     p.add_argument("--workers", type=workers_flag, default=None, metavar="{auto,1,2}",
                    help="processes deriving each file: 2 splits the measurements between two "
-                        "(both cores), 1 keeps one, auto (default {derive.workers}) splits files "
-                        "of 16 MiB or more on a machine of 2 cores or more")
+                        "(both cores), 1 keeps one, auto splits files "
+                        "of 16 MiB or more on a machine of 2 cores or more (default "
+                        "{derive.workers})")
     p.add_argument("--retention-policy", metavar="NAME",
                    help="write into this retention policy (default: the database's default, "
                         "`raw` once `liveprof influx setup` ran; InfluxDB drops points older "
