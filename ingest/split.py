@@ -10,7 +10,9 @@ it scans while the other starts), and sends its points back as line protocol.
 The groups are balanced by measurement: on bench/data/big.eventlog each
 process reads and derives for about 0.56-0.58 s; the second one starts some
 0.05 s later and has no pre-scan to do, and this one also writes or sends
-every point.
+every point.  ``import`` starts the second process (``Spare``) before it
+loads its settings and the InfluxDB sink, and gives it heap too
+(``IMPORT_SECOND``).
 
 ``open_session`` chooses: two processes for a regular file of at least
 ``MIN_BYTES``, whole-file (not live) order, two cores or more and something
@@ -68,6 +70,11 @@ from .session import Session, SessionEnd, SessionSettings, scan
 from .split_worker import FRAME, KINDS, MAX_FRAME, job_bytes, message
 
 SECOND = ("threads", "capability", "sparks")  # the second process's measurements
+# ``import``: this process loads the settings and the sink first (about 0.2 s)
+# and sends every point, while the second starts at once (``Spare``): heap goes
+# there too (its events are its own; measured on big.eventlog, both then end
+# together; spans or markers would make both decode every user message)
+IMPORT_SECOND = (*SECOND, "heap")
 MIN_BYTES = 16 << 20    # smaller files: one process (two pay from about 13 MB, bench/derive.py)
 SILENCE = 60.0          # seconds the second process may send nothing
 WORKERS = ("auto", 1, 2)
@@ -78,39 +85,72 @@ class WorkerError(SourceError):
     """The second process failed: died, sent garbage, or went silent."""
 
 
-def groups(names: Sequence[str] | None) -> tuple[list[str], list[str]] | None:
+def groups(names: Sequence[str] | None,
+           second_group: Sequence[str] = SECOND) -> tuple[list[str], list[str]] | None:
     """(this process's, the second's) measurements, or None when one group is empty."""
     chosen = list(REGISTRY) if names is None else list(names)
-    second = [n for n in chosen if n in SECOND]
-    first = [n for n in chosen if n not in SECOND]
+    second = [n for n in chosen if n in second_group]
+    first = [n for n in chosen if n not in second_group]
     return (first, second) if first and second else None
 
 
 def splits(path: str, settings: SessionSettings, workers: object = "auto",
-           regular: bool = True) -> tuple[list[str], list[str]] | None:
+           regular: bool = True,
+           second: Sequence[str] = SECOND) -> tuple[list[str], list[str]] | None:
     """The two groups when ``path`` is to be read by two processes, else None."""
     if str(workers) == "1" or not regular or settings.order.live:
         return None
-    parts = groups(settings.measurements)
+    parts = groups(settings.measurements, second)
     if parts is None or str(workers) == "2":
         return parts
-    if _cores() < 2:
-        return None
+    return parts if large(path) else None
+
+
+def large(path: str) -> bool:
+    """A regular file of ``MIN_BYTES`` or more, and two cores to read it with."""
     try:
         st = os.stat(path)
     except OSError:
-        return None  # (the session says why it cannot be read)
-    return parts if stat.S_ISREG(st.st_mode) and st.st_size >= MIN_BYTES else None
+        return False  # (the session says why it cannot be read)
+    return stat.S_ISREG(st.st_mode) and st.st_size >= MIN_BYTES and _cores() >= 2
 
 
 def open_session(path: str, settings: SessionSettings, *, regular: bool = True,
-                 workers: object = "auto") -> Session | SplitSession:
+                 workers: object = "auto", second: Sequence[str] = SECOND,
+                 spare: Spare | None = None) -> Session | SplitSession:
     """``Session.for_file``, or a ``SplitSession`` when two processes pay
-    (``splits``).  ``SourceError`` when the file cannot be read."""
-    parts = splits(path, settings, workers, regular)
+    (``splits``; ``second``: the second process's measurements, of those
+    chosen; ``spare``: a second process started already, else one is started,
+    and a spare not taken is stopped).  ``SourceError`` when the file cannot
+    be read."""
+    parts = splits(path, settings, workers, regular, second)
     if parts is None:
+        if spare is not None:
+            spare.stop()
         return Session.for_file(path, settings, regular=regular)
-    return SplitSession(path, settings, *parts)
+    return SplitSession(path, settings, *parts, spare=spare)
+
+
+class Spare:
+    """A second process started before it has work: it loads its modules
+    while this one loads its own (``import``: the InfluxDB sink, the settings),
+    then waits for its job on standard input.  ``stop()`` ends it unused."""
+
+    def __init__(self, worker: Sequence[str] | None = None) -> None:
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, *(worker or SplitSession.WORKER)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.err, close_fds=True)
+        self.finalizer = weakref.finalize(self, _kill, self.proc)
+
+    def stop(self) -> None:
+        self.finalizer()
+        for f in (self.proc.stdin, self.proc.stdout, self.err):
+            if f is not None and not f.closed:
+                try:
+                    f.close()
+                except OSError:
+                    pass
 
 
 class SplitSession:
@@ -120,7 +160,7 @@ class SplitSession:
     SILENCE = SILENCE
 
     def __init__(self, path: str, settings: SessionSettings, first: Sequence[str],
-                 second: Sequence[str]):
+                 second: Sequence[str], spare: Spare | None = None):
         self.path = path
         self.second = tuple(second)
         self.end: SessionEnd | None = None
@@ -130,12 +170,13 @@ class SplitSession:
         self._summary: dict | None = None
         self._child_points = 0
         self._failed: str | None = None
-        self._err = tempfile.TemporaryFile()
-        # started first: its start-up overlaps this process's pre-scan
-        self._proc = subprocess.Popen(
-            [sys.executable, *self.WORKER], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._err, close_fds=True)
-        self._finalizer = weakref.finalize(self, _kill, self._proc)
+        # started first (or before: ``spare``): its start-up overlaps this
+        # process's pre-scan
+        started = spare if spare is not None and spare.proc.poll() is None else Spare(self.WORKER)
+        if started is not spare and spare is not None:
+            spare.stop()    # (it died: its fault shows no more than a new one's)
+        self._started = started     # (its finalizer kills the process once it is gone)
+        self._err, self._proc, self._finalizer = started.err, started.proc, started.finalizer
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._fd = self._proc.stdout.fileno()
         os.set_blocking(self._fd, False)

@@ -74,15 +74,17 @@ def _die_with_parent(parent: int) -> None:
 
 def main() -> int:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
-    job: tuple[str, Any, int] = _read(inp)  # type: ignore[assignment]  # (job_bytes's tuple)
-    path, settings, parent = job
-    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # (Ctrl-C: the parent ends it)
-    logging.getLogger("liveprof").setLevel(logging.CRITICAL)
-
+    # loaded before the job is read: a process started early (split.Spare) is
+    # ready when its job comes
     from .derive.point import lines
     from .errors import SourceError
     from .session import Session
+
+    job: tuple[str, Any, int] = _read(inp)  # type: ignore[assignment]  # (job_bytes's tuple)
+    path, settings, parent = job
+    _die_with_parent(parent)
+    logging.getLogger("liveprof").setLevel(logging.CRITICAL)
 
     def send(kind: bytes, payload: bytes) -> None:
         for lo in range(0, max(len(payload), 1), MAX_FRAME):

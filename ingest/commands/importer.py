@@ -26,7 +26,7 @@ import time
 
 from ..errors import ConfigError, SourceError
 from ..session import settings_from
-from ..split import open_session
+from ..split import IMPORT_SECOND, Spare, large, open_session
 from .derive import tune_gc, workers_flag
 from .outcome import BAD_DATA, OK, USAGE, InputError, check_input
 from .serve import DERIVE_FLAGS, INFLUX_FLAGS, add_influx_flags, influx_overrides
@@ -91,10 +91,11 @@ class Unavailable(Exception):
     """InfluxDB did not answer or take data within --timeout."""
 
 
-async def import_file(path: str, sink, settings, args, show: bool) -> dict:
+async def import_file(path: str, sink, settings, args, show: bool,
+                      spare: Spare | None = None) -> dict:
     session = open_session(path, settings_from(settings.derive, live=False,
                                                fallback_host=socket.gethostname()),
-                           workers=settings.derive.workers)
+                           workers=settings.derive.workers, second=IMPORT_SECOND, spare=spare)
     size = os.path.getsize(path)  # noqa: ASYNC240 (one stat; the command reads the file in this loop anyway)
     progress = Progress(os.path.basename(path), size, show)
     limit = sink.config.buffer.memory_max_bytes // 2
@@ -176,6 +177,19 @@ def sink_config(influx, timeout: float):
 
 
 def run(args) -> int:
+    # a large first file is read by two processes (ingest/split.py): the second
+    # starts now and loads its modules while this one loads the settings and
+    # the sink (about 0.2 s); it is stopped if the file is not split after all
+    first = args.paths[0] if args.paths else None
+    spare = Spare() if str(args.workers) != "1" and first and large(first) else None
+    try:
+        return _run(args, spare)
+    finally:
+        if spare is not None:
+            spare.stop()
+
+
+def _run(args, spare: Spare | None) -> int:
     from ..config import load
     from ..sinks import InfluxSink
     from ..sinks.errors import SinkError
@@ -214,8 +228,9 @@ def run(args) -> int:
         async with InfluxSink(config) as sink:
             try:
                 await connect(sink, args.timeout)
-                for path in args.paths:
-                    s = await import_file(path, sink, settings, args, show)
+                for i, path in enumerate(args.paths):
+                    s = await import_file(path, sink, settings, args, show,
+                                          spare if i == 0 else None)
                     await flush(sink, args.timeout)
                     if s["problem"]:
                         print(f"liveprof import: {s['problem']}", file=sys.stderr)

@@ -17,7 +17,17 @@ from ingest.derive.config import DeriveConfig
 from ingest.derive.point import lines
 from ingest.derive.registry import REGISTRY
 from ingest.session import Session, settings_from
-from ingest.split import MIN_BYTES, SECOND, SplitSession, WorkerError, groups, open_session, splits
+from ingest.split import (
+    IMPORT_SECOND,
+    MIN_BYTES,
+    SECOND,
+    Spare,
+    SplitSession,
+    WorkerError,
+    groups,
+    open_session,
+    splits,
+)
 from tests.cli.helpers import liveprof
 from tests.corpus import DATA, log_id, logs
 
@@ -248,3 +258,32 @@ def test_the_second_process_dies_with_its_parent(tmp_path):
 def test_one_session_for_small_files_and_streams():
     small = DATA / "hello-ghc-8.6.5.eventlog"
     assert isinstance(open_session(str(small), settings()), Session)
+
+
+def test_a_second_process_started_early_is_taken_or_stopped():
+    """``import`` starts the second process before its settings (``Spare``):
+    a split session takes it (and gives the lines of one process, with the
+    import's groups); a session that is not split stops and reaps it; a spare
+    that died is replaced."""
+    log = DATA / "threads-mvar.nonthreaded.l.eventlog"
+    one, _ = derive(log)
+    spare = Spare()
+    session = open_session(str(log), settings(), workers=2, second=IMPORT_SECOND, spare=spare)
+    assert isinstance(session, SplitSession) and session._proc is spare.proc
+    assert set(session.second) == set(IMPORT_SECOND)
+    two = [line for batch in session.read(str(log)) for line in lines(batch)]
+    two += lines(session.close())
+    assert collections.Counter(two) == collections.Counter(one)
+    assert spare.proc.returncode == 0
+    unused = Spare()
+    single = open_session(str(log), settings(), workers=1, spare=unused)
+    assert not isinstance(single, SplitSession)
+    assert unused.proc.returncode == -signal.SIGKILL and unused.proc.pid not in zombies()
+    dead = Spare()
+    dead.proc.kill()
+    dead.proc.wait()
+    session = open_session(str(log), settings(), workers=2, spare=dead)
+    assert isinstance(session, SplitSession) and session._proc is not dead.proc
+    three = [line for batch in session.read(str(log)) for line in lines(batch)]
+    three += lines(session.close())
+    assert collections.Counter(three) == collections.Counter(one)
