@@ -141,12 +141,16 @@ class Buffer:
         wanted by a flush, the sink closing, or its oldest line old enough."""
         if not self._mem:
             return False
+        return (self.full() or closing
+                or (self.since is not None
+                    and self.clock() - self.since >= self.config.batch.flush_interval))
+
+    def full(self) -> bool:
+        """Memory holds a batch to send before its flush interval: full by
+        lines or bytes, or wanted by a flush."""
         batch = self.config.batch
-        return (len(self._mem) >= batch.lines
-                or self.mem_bytes >= batch.bytes
-                or self.ledger.flush_target > self.ledger.queued - len(self._mem)  # a flush wants them
-                or closing
-                or (self.since is not None and self.clock() - self.since >= batch.flush_interval))
+        return (len(self._mem) >= batch.lines or self.mem_bytes >= batch.bytes
+                or self.ledger.flush_target > self.ledger.queued - len(self._mem))
 
     def pop_batch(self) -> list[str]:
         """The oldest lines of memory, at most one batch."""

@@ -290,9 +290,14 @@ class InfluxSink:
             return
         self.stats.submitted += len(rendered)
         self._ledger.queued += len(rendered)
-        self._buffer.add(rendered)
+        buffer = self._buffer
+        waiting = buffer.since is not None  # (the dispatcher's timer already runs for it)
+        buffer.add(rendered)
         self._update_gauges()
-        self._wake()
+        # a live stream submits every chunk (some 20 a second): the dispatcher is
+        # woken when this may start a batch, not to find its timer unchanged
+        if not waiting or buffer.full():
+            self._wake()
 
     def retract(self, items: Sequence[Retraction]) -> None:
         """Delete points written before (a live correction moved them:
