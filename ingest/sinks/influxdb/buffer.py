@@ -51,6 +51,9 @@ class Buffer:
         self._room_waiters = 0
         self._overflow_logged_at = 0.0
         self._overflow_unlogged = 0  # lines dropped for the bounds since the last log line
+        # what memory holds goes with the next batch, whatever its age (set by the
+        # sink: InfluxSink._enqueue; cleared when a batch is cut)
+        self.send_now = False
 
     def __len__(self) -> int:
         return len(self._mem)
@@ -141,7 +144,7 @@ class Buffer:
         wanted by a flush, the sink closing, or its oldest line old enough."""
         if not self._mem:
             return False
-        return (self.full() or closing
+        return (self.full() or closing or self.send_now
                 or (self.since is not None
                     and self.clock() - self.since >= self.config.batch.flush_interval))
 
@@ -166,6 +169,7 @@ class Buffer:
             out.append(line)
             size += len(line) + 1
         self.mem_bytes -= size
+        self.send_now = False
         self._taken(len(out))
         self._signal()
         return out
@@ -177,6 +181,7 @@ class Buffer:
         self.mem_bytes = 0
         self._arrivals.clear()
         self.since = None
+        self.send_now = False
         self._signal()
         return rest
 

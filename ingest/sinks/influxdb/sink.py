@@ -90,6 +90,7 @@ class InfluxSink:
         self._retractor: asyncio.Task[None] | None = None
         self._retract_logged = False
         self._then_after = 0  # lines queued when a delete last wrote its point again
+        self._last_submit: float | None = None  # (buffer clock) when lines were last submitted
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -294,9 +295,21 @@ class InfluxSink:
         waiting = buffer.since is not None  # (the dispatcher's timer already runs for it)
         buffer.add(rendered)
         self._update_gauges()
-        # a live stream submits every chunk (some 20 a second): the dispatcher is
-        # woken when this may start a batch, not to find its timer unchanged
-        if not waiting or buffer.full():
+        # A live stream submits a chunk every so often (10 to 20 a second).  When
+        # the next one, as far apart as the last two, would come after the oldest
+        # line's flush interval, this one sends the batch: the request goes out
+        # with the work of a chunk, instead of waking the loop once more for the
+        # dispatcher's timer (which stays, for a stream that stops); still one
+        # request per interval at most.  The dispatcher is woken when this may
+        # start a batch, not to find its timer unchanged.
+        now = buffer.clock()
+        gap = 0.0 if self._last_submit is None else now - self._last_submit
+        self._last_submit = now
+        since = buffer.since
+        interval = self.config.batch.flush_interval
+        if since is not None and now - since + gap >= interval:
+            buffer.send_now = True
+        if not waiting or buffer.send_now or buffer.full():
             self._wake()
 
     def retract(self, items: Sequence[Retraction]) -> None:
