@@ -129,9 +129,10 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
     ``1 / gather`` times a second, for at most ``gather`` more delay.  While
     the writer trickles on, one gather follows the other with no reader
     registered (a chunk costs the loop one timer); a gather that finds nothing
-    waits for the pipe to be readable again, and gathers from then.  A busy writer is read on at once, as without it: full reads go
-    on reading, and no gather starts within ``gather`` of a full chunk (a
-    writer that fills a chunk that often is busy, not trickling).  A pipe is
+    waits for the pipe to be readable again, and gathers from then.  A busy
+    writer is read on at once, as without it: full reads go on reading, and
+    no gather starts within ``gather`` of a full chunk (a writer that fills a
+    chunk that often is busy, not trickling).  A pipe is
     enlarged to ``PIPE_SIZE`` when the system allows, so that its writer does
     not block during a gather (a GHC program blocked on its eventlog stalls)."""
     loop = asyncio.get_running_loop()
