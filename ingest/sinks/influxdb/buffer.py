@@ -8,7 +8,9 @@ first (older data), then from memory.  The age of what memory holds is the
 age of its oldest line: each ``add()`` is remembered with its arrival time, so
 the lines left over after a batch is cut by size keep their own age and wait
 their own ``batch.flush_interval`` (they do not go out at once as a small
-request on the age of lines already sent).  The buffer never waits and does no
+request on the age of lines already sent).  ``send_now`` (set by the sink for
+a live stream's submit, ``InfluxSink._enqueue``) sends what memory holds with
+the next batch, before its interval.  The buffer never waits and does no
 IO but the spool's page-cache appends; whoever waits for it to shrink
 (``wait_for_room``) is woken by each shrink, never by polling.
 """
