@@ -161,7 +161,16 @@ class Buffer:
         """The oldest lines of memory, at most one batch."""
         mem = self._mem
         max_lines, max_bytes = self.config.batch.lines, self.config.batch.bytes
-        out: list[str] = []
+        if len(mem) <= max_lines and self.mem_bytes <= max_bytes:
+            # all of it (a live stream's batch, every flush interval): at once
+            out = list(mem)
+            mem.clear()
+            self.mem_bytes = 0
+            self.send_now = False
+            self._taken(len(out))
+            self._signal()
+            return out
+        out = []
         size = 0
         while mem and len(out) < max_lines:
             line = mem[0]
