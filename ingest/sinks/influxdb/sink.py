@@ -1,3 +1,4 @@
+# (over 400 lines: the sink's lifecycle, retractions and store API share its ledger and buffer)
 """The InfluxDB sink: batches line protocol to a 1.x ``/write`` and never makes
 ingest wait.
 
@@ -295,13 +296,10 @@ class InfluxSink:
         waiting = buffer.since is not None  # (the dispatcher's timer already runs for it)
         buffer.add(rendered)
         self._update_gauges()
-        # A live stream submits a chunk every so often (10 to 20 a second).  When
-        # the next one, as far apart as the last two, would come after the oldest
-        # line's flush interval, this one sends the batch: the request goes out
-        # with the work of a chunk, instead of waking the loop once more for the
-        # dispatcher's timer (which stays, for a stream that stops); still one
-        # request per interval at most.  The dispatcher is woken when this may
-        # start a batch, not to find its timer unchanged.
+        # When the next submit, as far apart as the last two, would come after the
+        # oldest line's interval, this one sends the batch: a live stream's request
+        # goes with a chunk's work, not a wake-up for the dispatcher's timer (kept,
+        # for a stream that stops).  The dispatcher is woken only when a batch may start.
         now = buffer.clock()
         gap = 0.0 if self._last_submit is None else now - self._last_submit
         self._last_submit = now
