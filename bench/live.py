@@ -401,7 +401,8 @@ def main() -> int:
     print(summary("marker", marker_delays))
     print(summary("gc", gc_delays))
     print(summary("alert", alert_delays))
-    line = f"cpu: serve {serve_cpu:.1f} s = {serve_cpu / mb:.3f} s/MB ({mb / max(serve_cpu, 1e-9):.1f} MB/s)"
+    line = (f"cpu: serve {serve_cpu:.1f} s = {serve_cpu / mb:.3f} s/MB ({mb / max(serve_cpu, 1e-9):.1f} "
+            f"MB/s; net of its start-up {(serve_cpu - serve_start_cpu) / mb:.3f} s/MB)")
     if import_cpu is not None:
         line += (f"; import {import_cpu:.1f} s = {import_cpu / mb:.3f} s/MB "
                  f"({mb / max(import_cpu, 1e-9):.1f} MB/s); serve/import {serve_cpu / import_cpu:.2f}")

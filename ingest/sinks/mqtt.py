@@ -40,6 +40,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable, Iterable
@@ -334,15 +335,20 @@ class MqttAlertSink:
             self._attempting = True
             # (each takes itself out of inflight once acknowledged: a lost
             # connection, which cancels this task, leaves the others first in line)
-            if len(batch) == 1:  # (no task for one)
-                results: list = [None]
-                try:
-                    await self._publish(client, batch[0])
-                except Exception as exc:
-                    results[0] = exc
-            else:
-                results = await asyncio.gather(*(self._publish(client, item) for item in batch),
-                                               return_exceptions=True)
+            # one PUBACK timeout for the lot (not a timer and a task per alert)
+            try:
+                async with asyncio.timeout(self.config.timeout):
+                    if len(batch) == 1:  # (no task for one)
+                        results: list = [None]
+                        try:
+                            await self._publish(client, batch[0])
+                        except Exception as exc:
+                            results[0] = exc
+                    else:
+                        results = await asyncio.gather(
+                            *(self._publish(client, item) for item in batch), return_exceptions=True)
+            except TimeoutError:
+                raise aiomqtt.MqttError("Operation timed out") from None  # (as aiomqtt's own)
             lost: BaseException | None = None
             bug: BaseException | None = None
             for item, failure in zip(batch, results):
@@ -372,7 +378,8 @@ class MqttAlertSink:
         cfg = self.config
         body = json.dumps(item.alert.payload, separators=(",", ":"), ensure_ascii=False,
                           default=str).encode("utf-8", "replace")
-        await client.publish(item.topic, body, qos=cfg.qos, retain=cfg.retain)
+        await client.publish(item.topic, body, qos=cfg.qos, retain=cfg.retain,
+                             timeout=math.inf)  # (the caller's timeout covers a batch)
         if item in self._inflight:
             self._inflight.remove(item)
             self.stats.published += 1

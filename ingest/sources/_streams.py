@@ -124,12 +124,15 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
 
     ``gather`` (seconds): when the last chunk was short (a writer that
     trickles, as a live program flushing its buffers every few ms), wait this
-    long once readable, then take everything that came meanwhile as one chunk:
-    what a chunk costs downstream (the derivers, the sinks, the loop) is then
-    paid at most ``1 / gather`` times a second, for at most ``gather`` more
-    delay.  A busy writer is read on at once, as without it: full reads go
-    on reading, and no gather starts within ``gather`` of a full chunk (a
-    writer that fills a chunk that often is busy, not trickling).  A pipe is
+    long, then take everything that came meanwhile as one chunk: what a chunk
+    costs downstream (the derivers, the sinks, the loop) is then paid at most
+    ``1 / gather`` times a second, for at most ``gather`` more delay.  While
+    the writer trickles on, one gather follows the other with no reader
+    registered (a chunk costs the loop one timer); a gather that finds nothing
+    waits for the pipe to be readable again, and gathers from then.  A busy
+    writer is read on at once, as without it: full reads go on reading, and
+    no gather starts within ``gather`` of a full chunk (a writer that fills a
+    chunk that often is busy, not trickling).  A pipe is
     enlarged to ``PIPE_SIZE`` when the system allows, so that its writer does
     not block during a gather (a GHC program blocked on its eventlog stalls)."""
     loop = asyncio.get_running_loop()
@@ -137,21 +140,29 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
         with contextlib.suppress(OSError):   # (not a pipe, or the system's limit is lower)
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     readable = asyncio.Event()
-    loop.add_reader(fd, readable.set)
+    watching = False      # the reader is registered (only while waiting for bytes)
+    quiet = True          # the last read found nothing: wait until the writer speaks
     trickle = False       # the last chunk was short: the next one is gathered
     last_full = -gather   # loop time of the last full chunk
     try:
         while True:
-            await readable.wait()
-            if trickle and gather > 0 and loop.time() - last_full >= gather:
-                # (not readable meanwhile: the selector is level-triggered, and
-                # would wake the loop at every turn while the bytes wait)
-                loop.remove_reader(fd)
-                try:
-                    await asyncio.sleep(gather)
-                finally:
+            gathering = trickle and gather > 0 and loop.time() - last_full >= gather
+            if quiet or (trickle and not gathering):
+                if not watching:
                     loop.add_reader(fd, readable.set)
-            readable.clear()
+                    watching = True
+                await readable.wait()
+                readable.clear()
+                gathering = trickle and gather > 0 and loop.time() - last_full >= gather
+            if gathering:
+                # sleep one gather time, then take what came meanwhile.  No reader
+                # meanwhile (the selector is level-triggered, and would wake the loop
+                # at every turn while the bytes wait), and none from one gather to
+                # the next while the writer trickles on: a chunk costs one timer
+                if watching:
+                    loop.remove_reader(fd)
+                    watching = False
+                await asyncio.sleep(gather)
             parts: list[bytes] = []
             got = 0
             eof = False
@@ -171,10 +182,14 @@ async def read_fd(fd: int, size: int, take: Callable[[bytes], None], gather: flo
                 take(parts[0] if len(parts) == 1 else b"".join(parts))
             if eof:
                 return
+            quiet = not got
+            if quiet:
+                continue
             trickle = got < size
             if not trickle:
                 last_full = loop.time()
-                readable.set()             # a full chunk: read on (the selector is level-triggered,
-                await asyncio.sleep(0)     # but a busy writer does not starve the loop either way)
+                await asyncio.sleep(0)     # a full chunk: read on at once (a busy writer
+                #                            does not starve the loop either way)
     finally:
-        loop.remove_reader(fd)
+        if watching:
+            loop.remove_reader(fd)

@@ -50,7 +50,7 @@ class FifoConfig(BaseModel):
     read_size: int = Field(READ_SIZE, ge=1, description="bytes asked of one read")
     max_hold: int = Field(1 << 20, ge=1 << 12,
                           description="bytes held while a header is checked (splitter bound)")
-    gather: float = Field(0.05, ge=0, le=1,
+    gather: float = Field(0.1, ge=0, le=1,
                           description="seconds a trickle of bytes is gathered into one chunk "
                                       "(at most this much more delay; 0: every read alone)")
     missing_retry: float = Field(1.0, gt=0,

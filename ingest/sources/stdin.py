@@ -35,7 +35,7 @@ class StdinConfig(BaseModel):
 
     fd: int = Field(default=0, ge=0, description="the descriptor to read (0: standard input)")
     read_size: int = Field(default=1 << 16, ge=1, description="bytes asked of one read")
-    gather: float = Field(0.05, ge=0, le=1,
+    gather: float = Field(0.1, ge=0, le=1,
                           description="seconds a trickle of bytes is gathered into one chunk "
                                       "(at most this much more delay; 0: every read alone)")
     max_hold: int = Field(default=1 << 20, ge=1 << 12,

@@ -19,9 +19,10 @@ from ._ids import EventType as E
 from ._readers import Post, Reader
 
 # what the C loop does instead of calling ``post``/``read``: for a fixed
-# layout (field index, enum table) to look one field up; for a reader 1
+# layout (field index, enum table) to look one field up, or bytes naming the
+# wire field of each field in turn (``post`` reorders them); for a reader 1
 # (whole payload as text) or 2 (u32, then the rest as text)
-Native = tuple[int, EnumTable] | int | None
+Native = tuple[int, EnumTable] | bytes | int | None
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ define(E.OSPROCESS_PID, "OsProcessPid", "capset pid", fixed("II"))
 define(E.OSPROCESS_PPID, "OsProcessParentPid", "capset ppid", fixed("II"))
 define(E.SPARK_COUNTERS, "SparkCounters",
        "sparksCreated sparksDud sparksOverflowed sparksConverted sparksFizzled sparksGCd "
-       "sparksRemaining", fixed("7Q", r.spark_counters))
+       "sparksRemaining", fixed("7Q", r.spark_counters, native=r.SPARK_COUNTERS_ORDER))
 define(E.SPARK_CREATE, "SparkCreate")
 define(E.SPARK_DUD, "SparkDud")
 define(E.SPARK_OVERFLOW, "SparkOverflow")

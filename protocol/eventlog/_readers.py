@@ -179,8 +179,12 @@ def capset_create(f: Fields) -> Fields:
     return (f[0], lookup(CAPSET_TYPE_BY_CODE, f[1]))
 
 
+# wire order: created, dud, overflowed, converted, gc'd, fizzled, remaining;
+# the event's: fizzled before gc'd (the C loop reorders by this, _catalogue.py)
+SPARK_COUNTERS_ORDER = bytes((0, 1, 2, 3, 5, 4, 6))
+
+
 def spark_counters(f: Fields) -> Fields:
-    # wire order: created, dud, overflowed, converted, gc'd, fizzled, remaining
     return (f[0], f[1], f[2], f[3], f[5], f[4], f[6])
 
 

@@ -116,6 +116,7 @@ typedef struct {
     Py_ssize_t count;  /* letters in fmt */
     Py_ssize_t fsize;  /* bytes the fixed layout reads */
     Py_ssize_t idx;    /* native enum lookup: field index, or -1 */
+    const unsigned char *perm; /* native reorder: field i is the wire field perm[i]; or NULL */
     PyObject *tab;     /* native enum lookup: tuple of members (or None) by code */
     long text;         /* K_READ native: 0 (call read), 1 (text) or 2 (u32 + text) */
     int wanted;        /* K_BLOCK: return the marker as an event */
@@ -187,6 +188,7 @@ static int read_entry(PyObject *entry, long tid, Entry *e)
     e->post = PyTuple_GET_ITEM(entry, 3);
     PyObject *native = PyTuple_GET_ITEM(entry, 6);
     e->idx = -1;
+    e->perm = NULL;
     e->tab = NULL;
     e->text = 0;
     e->atomic = 1;
@@ -213,7 +215,21 @@ static int read_entry(PyObject *entry, long tid, Entry *e)
             e->wanted = wanted;
             return 0;
         }
-        if (native != Py_None) {
+        if (PyBytes_Check(native)) {
+            /* the fields in another order: a permutation of the layout's */
+            if (PyBytes_GET_SIZE(native) != e->count || e->count > 64)
+                return bad_entry(PyExc_ValueError, tid,
+                                 "native order must name each field of the layout once");
+            const unsigned char *perm = (const unsigned char *)PyBytes_AS_STRING(native);
+            uint64_t seen = 0;
+            for (Py_ssize_t i = 0; i < e->count; i++) {
+                if (perm[i] >= e->count || (seen >> perm[i]) & 1)
+                    return bad_entry(PyExc_ValueError, tid,
+                                     "native order must name each field of the layout once");
+                seen |= (uint64_t)1 << perm[i];
+            }
+            e->perm = perm;
+        } else if (native != Py_None) {
             if (!PyTuple_Check(native) || PyTuple_GET_SIZE(native) != 2)
                 return bad_entry(PyExc_TypeError, tid,
                                  "native must be None or a (field index, enum table) tuple");
@@ -388,6 +404,18 @@ static PyObject *records(PyObject *self, PyObject *args)
                         Py_DECREF(old);
                         PyTuple_SET_ITEM(fields, e->idx, member);
                     }
+                } else if (fields != NULL && e->perm != NULL) {
+                    /* (a field order): the wire's fields, reordered */
+                    PyObject *wire = fields;
+                    fields = PyTuple_New(e->count);
+                    if (fields != NULL) {
+                        for (Py_ssize_t i = 0; i < e->count; i++) {
+                            PyObject *v = PyTuple_GET_ITEM(wire, e->perm[i]);
+                            Py_INCREF(v);
+                            PyTuple_SET_ITEM(fields, i, v);
+                        }
+                    }
+                    Py_DECREF(wire);
                 } else if (fields != NULL && e->kind != K_BLOCK && e->post != Py_None) {
                     PyObject *post = PyObject_CallOneArg(e->post, fields);
                     Py_DECREF(fields);

@@ -126,3 +126,28 @@ async def test_a_slow_influxdb_gets_at_most_max_in_flight_requests_and_bigger_ba
             await sink.flush(timeout=20)
         assert [len(b) for b in proxy.delivered] == [10, 10, 100, 100, 50]
     assert stored_seqs(influxd, influx_database) == list(range(270))
+
+
+async def test_a_submit_sends_when_the_next_would_come_after_the_interval(influxd, influx_database):
+    # a live stream's chunks come every so often: the submit after which the next
+    # one, as far apart, would find the oldest line past its interval sends the
+    # batch itself (no loop wake-up for the dispatcher's timer); the hand-set
+    # clock never lets that timer find the lines due
+    cfg = InfluxSinkConfig(url=influxd.url, database=influx_database, flush_interval=1.0,
+                           **FAST_RETRY)
+    async with InfluxSink(cfg) as sink:
+        clock = Clock()
+        sink._buffer.clock = clock
+        sink.submit(seq_lines(2))
+        clock.now += 0.4
+        sink.submit(seq_lines(2, start=2))     # 0.4 old + 0.4 to the next: not yet
+        assert not sink._buffer.send_now and len(sink._buffer) == 4
+        clock.now += 0.4
+        sink.submit(seq_lines(2, start=4))     # 0.8 old + 0.4 to the next > 1.0: now
+        assert sink._buffer.send_now
+        await eventually(lambda: sink.stats.written == 6, what="the batch sent by a submit")
+        assert sink.stats.requests == 1
+        clock.now += 0.1
+        sink.submit(seq_lines(2, start=6))     # a new batch: 0 old + 0.1 to the next
+        assert not sink._buffer.send_now and len(sink._buffer) == 2
+    assert stored_seqs(influxd, influx_database) == list(range(8))

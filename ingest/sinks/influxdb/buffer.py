@@ -8,7 +8,9 @@ first (older data), then from memory.  The age of what memory holds is the
 age of its oldest line: each ``add()`` is remembered with its arrival time, so
 the lines left over after a batch is cut by size keep their own age and wait
 their own ``batch.flush_interval`` (they do not go out at once as a small
-request on the age of lines already sent).  The buffer never waits and does no
+request on the age of lines already sent).  ``send_now`` (set by the sink for
+a live stream's submit, ``InfluxSink._enqueue``) sends what memory holds with
+the next batch, before its interval.  The buffer never waits and does no
 IO but the spool's page-cache appends; whoever waits for it to shrink
 (``wait_for_room``) is woken by each shrink, never by polling.
 """
@@ -51,6 +53,9 @@ class Buffer:
         self._room_waiters = 0
         self._overflow_logged_at = 0.0
         self._overflow_unlogged = 0  # lines dropped for the bounds since the last log line
+        # what memory holds goes with the next batch, whatever its age (set by the
+        # sink: InfluxSink._enqueue; cleared when a batch is cut)
+        self.send_now = False
 
     def __len__(self) -> int:
         return len(self._mem)
@@ -141,18 +146,31 @@ class Buffer:
         wanted by a flush, the sink closing, or its oldest line old enough."""
         if not self._mem:
             return False
+        return (self.full() or closing or self.send_now
+                or (self.since is not None
+                    and self.clock() - self.since >= self.config.batch.flush_interval))
+
+    def full(self) -> bool:
+        """Memory holds a batch to send before its flush interval: full by
+        lines or bytes, or wanted by a flush."""
         batch = self.config.batch
-        return (len(self._mem) >= batch.lines
-                or self.mem_bytes >= batch.bytes
-                or self.ledger.flush_target > self.ledger.queued - len(self._mem)  # a flush wants them
-                or closing
-                or (self.since is not None and self.clock() - self.since >= batch.flush_interval))
+        return (len(self._mem) >= batch.lines or self.mem_bytes >= batch.bytes
+                or self.ledger.flush_target > self.ledger.queued - len(self._mem))
 
     def pop_batch(self) -> list[str]:
         """The oldest lines of memory, at most one batch."""
         mem = self._mem
         max_lines, max_bytes = self.config.batch.lines, self.config.batch.bytes
-        out: list[str] = []
+        if len(mem) <= max_lines and self.mem_bytes <= max_bytes:
+            # all of it (a live stream's batch, every flush interval): at once
+            out = list(mem)
+            mem.clear()
+            self.mem_bytes = 0
+            self.send_now = False
+            self._taken(len(out))
+            self._signal()
+            return out
+        out = []
         size = 0
         while mem and len(out) < max_lines:
             line = mem[0]
@@ -162,6 +180,7 @@ class Buffer:
             out.append(line)
             size += len(line) + 1
         self.mem_bytes -= size
+        self.send_now = False
         self._taken(len(out))
         self._signal()
         return out
@@ -173,6 +192,7 @@ class Buffer:
         self.mem_bytes = 0
         self._arrivals.clear()
         self.since = None
+        self.send_now = False
         self._signal()
         return rest
 

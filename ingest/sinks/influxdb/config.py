@@ -56,7 +56,11 @@ class BatchConfig(BaseModel):
     busy stream still fills batches by size, and a slow InfluxDB makes
     batches grow (while ``max_in_flight`` requests wait, lines pile up for
     the next one), so a short interval costs at most one small request per
-    interval when the stream is quiet.  ``liveprof import`` uses at least
+    interval when the stream is quiet.  A live stream's submit that finds
+    the next one (as far apart as the last two) would come after the oldest
+    line's interval sends the batch at once, with that chunk's work, instead
+    of a wake-up of its own for the interval's timer (docs/live.md, "CPU").
+    ``liveprof import`` uses at least
     ``IMPORT_FLUSH_INTERVAL`` (``ingest/commands/importer.py``): it has no
     one waiting and flushes at the end of each file."""
 

@@ -1,3 +1,4 @@
+# (over 400 lines: the sink's lifecycle, retractions and store API share its ledger and buffer)
 """The InfluxDB sink: batches line protocol to a 1.x ``/write`` and never makes
 ingest wait.
 
@@ -90,6 +91,7 @@ class InfluxSink:
         self._retractor: asyncio.Task[None] | None = None
         self._retract_logged = False
         self._then_after = 0  # lines queued when a delete last wrote its point again
+        self._last_submit: float | None = None  # (buffer clock) when lines were last submitted
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -290,9 +292,23 @@ class InfluxSink:
             return
         self.stats.submitted += len(rendered)
         self._ledger.queued += len(rendered)
-        self._buffer.add(rendered)
+        buffer = self._buffer
+        waiting = buffer.since is not None  # (the dispatcher's timer already runs for it)
+        buffer.add(rendered)
         self._update_gauges()
-        self._wake()
+        # When the next submit, as far apart as the last two, would come after the
+        # oldest line's interval, this one sends the batch: a live stream's request
+        # goes with a chunk's work, not a wake-up for the dispatcher's timer (kept,
+        # for a stream that stops).  The dispatcher is woken only when a batch may start.
+        now = buffer.clock()
+        gap = 0.0 if self._last_submit is None else now - self._last_submit
+        self._last_submit = now
+        since = buffer.since
+        interval = self.config.batch.flush_interval
+        if since is not None and now - since + gap >= interval:
+            buffer.send_now = True
+        if not waiting or buffer.send_now or buffer.full():
+            self._wake()
 
     def retract(self, items: Sequence[Retraction]) -> None:
         """Delete points written before (a live correction moved them:
