@@ -236,9 +236,11 @@ TINY = ROOT / "tests" / "data" / "hello-ghc-8.6.5.eventlog"
 
 
 def run_import(path: Path, url: str, db: str, env: dict) -> float:
-    """CPU seconds (user + system) of ``liveprof import`` of ``path``."""
+    """CPU seconds (user + system) of ``liveprof import`` of ``path``, in one
+    process (``--workers 1``: a large file's second process, ingest/split.py,
+    adds its own start-up and reading, so it costs more CPU per MB, not less)."""
     proc = subprocess.Popen(liveprof_command() + ["import", str(path), "--influx-url", url,
-                                                  "--database", db],
+                                                  "--database", db, "--workers", "1"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
