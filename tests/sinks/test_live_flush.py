@@ -151,3 +151,24 @@ async def test_a_submit_sends_when_the_next_would_come_after_the_interval(influx
         sink.submit(seq_lines(2, start=6))     # a new batch: 0 old + 0.1 to the next
         assert not sink._buffer.send_now and len(sink._buffer) == 2
     assert stored_seqs(influxd, influx_database) == list(range(8))
+
+
+def test_batches_are_cut_by_lines_and_bytes_in_order():
+    """``pop_batch`` of more than one batch: whole batches by lines while they
+    fit in the bytes, line by line when they do not; every line once, in
+    order, and the byte count kept."""
+    cfg = InfluxSinkConfig(batch={"lines": 4, "bytes": 40}, buffer={"memory_max_bytes": 1 << 20})
+    buf = Buffer(cfg, Ledger(SinkStats(), lambda: None), None)
+    short = [f"m v={i}" for i in range(9)]              # 8 bytes a line with its newline
+    long = [f"m v={i} {'x' * 12}" for i in range(5)]    # 21 bytes: two a batch by bytes
+    buf.add(short + long)
+    sizes, got = [], []
+    while len(buf):
+        batch = buf.pop_batch()
+        sizes.append(len(batch))
+        got += batch
+        assert sum(map(len, batch)) + len(batch) <= 40 or len(batch) == 1
+        assert buf.mem_bytes == sum(len(line) + 1 for line in short + long) - \
+            sum(len(line) + 1 for line in got)
+    assert got == short + long
+    assert sizes == [4, 4, 2, 2, 2]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -166,6 +167,18 @@ class Buffer:
             out = list(mem)
             mem.clear()
             self.mem_bytes = 0
+            self.send_now = False
+            self._taken(len(out))
+            self._signal()
+            return out
+        # a full batch by lines (an import's, usually): counted in C, taken whole
+        # when within the bytes; else line by line below
+        out = list(itertools.islice(mem, max_lines))
+        size = sum(map(len, out)) + len(out)
+        if size <= max_bytes:
+            for _ in range(len(out)):
+                mem.popleft()
+            self.mem_bytes -= size
             self.send_now = False
             self._taken(len(out))
             self._signal()
