@@ -1,3 +1,4 @@
+# (over 400 lines: one file read by two processes, their protocol and its failures, top to bottom)
 """One large regular file's session on both cores: two processes, each
 deriving some of the measurements (``liveprof derive FILE`` and ``import``).
 

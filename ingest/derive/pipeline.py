@@ -1,3 +1,4 @@
+# (over 400 lines: one path from events to stamped points, identity and routing, top to bottom)
 """One session's way from decoded events to anchored, tagged points:
 time order (``order.Merge``) -> derivers -> wall-clock time and identity tags.
 
