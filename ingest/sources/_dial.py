@@ -24,7 +24,11 @@ async def dial_forever(name: str, connect: Connect, read: Read, *, timeout: floa
     worth resetting the backoff for."""
     while True:
         try:
-            reader, writer = await asyncio.wait_for(connect(), timeout)
+            # (not asyncio.wait_for: before Python 3.12 it returns a connection
+            # made as the task is cancelled and loses the cancel, so a stopped
+            # source would dial on for ever)
+            async with asyncio.timeout(timeout):
+                reader, writer = await connect()
         except (TimeoutError, OSError) as exc:
             if on_failed_dial:
                 on_failed_dial()

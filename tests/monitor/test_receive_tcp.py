@@ -68,7 +68,8 @@ async def test_reconnects_and_each_connection_is_a_session():
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
+            async with asyncio.timeout(10):     # (a lost cancel fails here, not hangs)
+                await task
     # 13,8xx events at 3000 a connection: at least 5 connections, each its own stream
     assert 5 <= len(got.streams) <= monitor.connections
     assert all(s.ended for s in got.streams)
@@ -88,7 +89,8 @@ async def test_dials_until_the_monitor_comes_up():
         await got.wait(lambda g: len(g.lines) == len(reference_without_caps(SMALL)))
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
+            async with asyncio.timeout(10):     # (a lost cancel fails here, not hangs)
+                await task
     assert len(got.streams) == 1 and got.streams[0].ended
 
 
