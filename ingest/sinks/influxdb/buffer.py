@@ -166,11 +166,7 @@ class Buffer:
             # all of it (a live stream's batch, every flush interval): at once
             out = list(mem)
             mem.clear()
-            self.mem_bytes = 0
-            self.send_now = False
-            self._taken(len(out))
-            self._signal()
-            return out
+            return self._took(out, self.mem_bytes)
         # a full batch by lines (an import's, usually): counted in C, taken whole
         # when within the bytes; else line by line below
         out = list(itertools.islice(mem, max_lines))
@@ -178,11 +174,7 @@ class Buffer:
         if size <= max_bytes:
             for _ in range(len(out)):
                 mem.popleft()
-            self.mem_bytes -= size
-            self.send_now = False
-            self._taken(len(out))
-            self._signal()
-            return out
+            return self._took(out, size)
         out = []
         size = 0
         while mem and len(out) < max_lines:
@@ -192,6 +184,10 @@ class Buffer:
             mem.popleft()
             out.append(line)
             size += len(line) + 1
+        return self._took(out, size)
+
+    def _took(self, out: list[str], size: int) -> list[str]:
+        """``out`` (``size`` bytes) left memory as one batch."""
         self.mem_bytes -= size
         self.send_now = False
         self._taken(len(out))
