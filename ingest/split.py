@@ -145,6 +145,7 @@ class Spare:
         self.finalizer = weakref.finalize(self, _kill, self.proc)
 
     def stop(self) -> None:
+        """Kill it (when still running), reap it, close its pipes and stderr file."""
         self.finalizer()
         for f in (self.proc.stdin, self.proc.stdout, self.err):
             if f is not None and not f.closed:
@@ -177,7 +178,7 @@ class SplitSession:
         if started is not spare and spare is not None:
             spare.stop()    # (it died: its fault shows no more than a new one's)
         self._started = started     # (its finalizer kills the process once it is gone)
-        self._err, self._proc, self._finalizer = started.err, started.proc, started.finalizer
+        self._err, self._proc = started.err, started.proc
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._fd = self._proc.stdout.fileno()
         os.set_blocking(self._fd, False)
@@ -403,15 +404,7 @@ class SplitSession:
 
     def _stop(self) -> None:
         """Kill the second process (when still running), reap it, close its pipes."""
-        self._finalizer()
-        for f in (self._proc.stdin, self._proc.stdout):
-            if f is not None and not f.closed:
-                try:
-                    f.close()
-                except OSError:
-                    pass
-        if not self._err.closed:
-            self._err.close()
+        self._started.stop()
 
 
 def _cores() -> int:
