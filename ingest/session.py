@@ -251,12 +251,8 @@ class Session:
         plan; ``found``: that scan's result, done already); anything else (a
         pipe, stdin) gets the time it is read from as its fallback clock.
         ``SourceError`` when the file cannot be read."""
-        if found is not None:
-            pass
-        elif regular:
-            found = scan(path)
-        else:
-            found = Prescan(time.time_ns(), [], None)
+        if found is None:
+            found = scan(path) if regular else Prescan(time.time_ns(), [], None)
         identity = dataclasses.replace(settings.identity, start_wall_ns=found.start_wall_ns)
         return cls(dataclasses.replace(settings, identity=identity), found.preamble, found.plan)
 
